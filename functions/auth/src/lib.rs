@@ -1,0 +1,346 @@
+//! The `auth` function: registration, login, sessions, refresh-token rotation and passwords,
+//! plus the platform routes (health, JWKS, OpenAPI). `router` serves the full public paths,
+//! on Lambda and unchanged inside the local gateway.
+
+pub mod rules;
+pub mod service;
+pub mod store;
+
+use axum::{
+    Router,
+    extract::{Path, State},
+    middleware,
+    response::{IntoResponse, Response},
+    routing::{delete, get, post},
+};
+use http::{HeaderValue, StatusCode, header};
+use serde::Deserialize;
+use shared::{
+    ApiError,
+    authn::{Authenticator, Caller, HasAuthenticator},
+    aws::Clients,
+    clock::{Clock, SystemClock},
+    config::{self, PlatformConfig},
+    crypto::{BlindIndex, Envelope, KeyCacheLimits, Phi},
+    db::Table,
+    http::{Json, json_response},
+    idempotency::{IdempotencyStore, idempotent},
+    ids::SessionId,
+    jwt::KeySet,
+    secrets::PlatformSecrets,
+};
+use std::{ops::Deref, sync::Arc, time::Duration};
+
+/// The OpenAPI document of the whole API, served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// Every route this function serves: (method, path). Checked against the OpenAPI document.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/health"),
+    ("GET", "/.well-known/jwks.json"),
+    ("GET", "/v1/openapi.json"),
+    ("POST", "/v1/auth/register"),
+    ("POST", "/v1/auth/login"),
+    ("POST", "/v1/auth/refresh"),
+    ("POST", "/v1/auth/logout"),
+    ("GET", "/v1/auth/sessions"),
+    ("DELETE", "/v1/auth/sessions/{sessionId}"),
+    ("POST", "/v1/auth/password/change"),
+    ("POST", "/v1/auth/password/forgot"),
+    ("POST", "/v1/auth/password/reset"),
+];
+
+/// Everything a handler needs, built once per container.
+pub struct Inner {
+    pub table: Table,
+    pub envelope: Arc<Envelope>,
+    pub blind: BlindIndex,
+    pub keys: Arc<KeySet>,
+    pub authn: Authenticator,
+    pub sqs: aws_sdk_sqs::Client,
+    pub notifications_queue_url: String,
+    pub app_url: String,
+    pub clock: Arc<dyn Clock>,
+    pub idempotency: IdempotencyStore,
+    /// A real argon2id hash, verified against when there is no user, so both paths cost the same.
+    pub dummy_hash: String,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl HasAuthenticator for AppState {
+    fn authenticator(&self) -> &Authenticator {
+        &self.authn
+    }
+}
+
+/// Settings of this function beyond the platform's.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub platform: PlatformConfig,
+    /// `NOTIFICATIONS_QUEUE_URL`: where password-reset jobs go.
+    pub notifications_queue_url: String,
+    /// `APP_URL`: the web app that shows the reset-password page.
+    pub app_url: String,
+}
+
+impl AuthConfig {
+    pub fn from_env() -> Result<Self, config::ConfigError> {
+        Ok(Self {
+            platform: PlatformConfig::from_env()?,
+            notifications_queue_url: config::required("NOTIFICATIONS_QUEUE_URL")?,
+            app_url: config::optional("APP_URL", "http://127.0.0.1:3000"),
+        })
+    }
+}
+
+impl AppState {
+    /// Opens the platform secrets (one KMS call) and wires the services.
+    pub async fn new(
+        clients: &Clients,
+        cfg: AuthConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let secrets = PlatformSecrets::open(&clients.kms, &cfg.platform.secrets_ciphertext).await?;
+        let keys = Arc::new(KeySet::from_secrets(
+            &secrets,
+            &cfg.platform.jwt_issuer,
+            &cfg.platform.jwt_audience,
+        ));
+        let table = Table::new(clients.dynamodb.clone(), &cfg.platform.table_name);
+        let envelope = Arc::new(Envelope::new(
+            clients.kms.clone(),
+            &cfg.platform.kms_key_id,
+            KeyCacheLimits::default(),
+        ));
+        let authn = Authenticator::new(
+            keys.clone(),
+            table.clone(),
+            clock.clone(),
+            Duration::from_secs(cfg.platform.session_cache_seconds),
+        );
+        let idempotency = IdempotencyStore {
+            table: table.clone(),
+            envelope: envelope.clone(),
+            clock: clock.clone(),
+        };
+        let dummy_hash = service::hash_password(&Phi::new(shared::crypto::random_token())).await?;
+        Ok(AppState(Arc::new(Inner {
+            table,
+            envelope,
+            blind: BlindIndex::new(&secrets.blind_index_key),
+            keys,
+            authn,
+            sqs: clients.sqs.clone(),
+            notifications_queue_url: cfg.notifications_queue_url,
+            app_url: cfg.app_url.trim_end_matches('/').to_string(),
+            clock,
+            idempotency,
+            dummy_hash,
+        })))
+    }
+
+    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let cfg = AuthConfig::from_env()?;
+        let clients = Clients::from_env().await;
+        Self::new(&clients, cfg, Arc::new(SystemClock)).await
+    }
+}
+
+/// The function's routes with the platform layers applied.
+pub fn router(state: AppState) -> Router {
+    let register = post(register).layer(middleware::from_fn_with_state(
+        state.idempotency.clone(),
+        idempotent,
+    ));
+    let routes = Router::new()
+        .route("/v1/health", get(health))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/auth/register", register)
+        .route("/v1/auth/login", post(login))
+        .route("/v1/auth/refresh", post(refresh))
+        .route("/v1/auth/logout", post(logout))
+        .route("/v1/auth/sessions", get(sessions))
+        .route("/v1/auth/sessions/{sessionId}", delete(revoke_session))
+        .route("/v1/auth/password/change", post(change_password))
+        .route("/v1/auth/password/forgot", post(forgot_password))
+        .route("/v1/auth/password/reset", post(reset_password))
+        .with_state(state);
+    shared::http::platform(routes)
+}
+
+async fn health() -> Response {
+    json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+}
+
+async fn jwks(State(state): State<AppState>) -> Response {
+    let mut resp = json_response(StatusCode::OK, &state.keys.jwks());
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
+}
+
+async fn openapi() -> Response {
+    let mut resp = (StatusCode::OK, OPENAPI).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+async fn register(
+    State(state): State<AppState>,
+    Json(req): Json<service::RegisterRequest>,
+) -> Result<Response, ApiError> {
+    let user = state.register(req, "PATIENT").await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &serde_json::json!({ "user": user }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    email: Phi<String>,
+    password: Phi<String>,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    Json(req): Json<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let pair = state.login(&req.email, &req.password).await?;
+    Ok(no_store(json_response(StatusCode::OK, &pair)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RefreshRequest {
+    refresh_token: Phi<String>,
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    Json(req): Json<RefreshRequest>,
+) -> Result<Response, ApiError> {
+    let pair = state.refresh(&req.refresh_token).await?;
+    Ok(no_store(json_response(StatusCode::OK, &pair)))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct LogoutRequest {
+    #[serde(default)]
+    all_devices: bool,
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    // The body is optional: an empty one means "this session only".
+    let req: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        LogoutRequest::default()
+    } else {
+        shared::http::parse_json(&body)?
+    };
+    let all = req.all_devices;
+    state
+        .logout(&caller.user_id, &caller.session_id, all)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn sessions(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let items = state.sessions(&caller.user_id, &caller.session_id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "items": items }),
+    ))
+}
+
+async fn revoke_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(session): Path<String>,
+) -> Result<Response, ApiError> {
+    let session = SessionId::parse(&session).ok_or(ApiError::NotFound)?;
+    state.revoke_session(&caller.user_id, &session).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ChangePasswordRequest {
+    current_password: Phi<String>,
+    new_password: Phi<String>,
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(req): Json<ChangePasswordRequest>,
+) -> Result<Response, ApiError> {
+    state
+        .change_password(
+            &caller.user_id,
+            &caller.session_id,
+            &req.current_password,
+            &req.new_password,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForgotPasswordRequest {
+    email: Phi<String>,
+}
+
+async fn forgot_password(
+    State(state): State<AppState>,
+    Json(req): Json<ForgotPasswordRequest>,
+) -> Result<Response, ApiError> {
+    state.forgot_password(&req.email).await?;
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({ "status": "accepted", "detail": "If the address belongs to an account, a reset link is on its way." }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ResetPasswordRequest {
+    token: Phi<String>,
+    new_password: Phi<String>,
+}
+
+async fn reset_password(
+    State(state): State<AppState>,
+    Json(req): Json<ResetPasswordRequest>,
+) -> Result<Response, ApiError> {
+    state.reset_password(&req.token, &req.new_password).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Token responses must not be cached by any intermediary.
+fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

@@ -1,0 +1,840 @@
+//! Authentication operations: each validates input, applies the rules, and drives the store.
+
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
+use serde::{Deserialize, Serialize};
+use shared::{
+    ApiError, FieldError,
+    clock::rfc3339,
+    crypto::{FieldContext, PLATFORM_TENANT, Phi, random_bytes, random_token, token_hash},
+    ids::{ClinicId, SessionId, UserId},
+    outbox::{Actor, EventEnvelope, Subject},
+    types::{Email, PhoneE164},
+};
+
+use crate::AppState;
+use crate::rules::{self, RefreshCheck, RefreshToken};
+use crate::store::{self, CreateUserError, NewUser};
+
+/// Email index purpose string for the blind index.
+pub const EMAIL_INDEX: &str = "email";
+/// The user-visible PHI attributes of an identity, stored encrypted.
+const PHI_FIELDS: [&str; 5] = ["email", "givenName", "familyName", "phone", "birthDate"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegisterRequest {
+    pub clinic_id: String,
+    pub email: Phi<String>,
+    pub password: Phi<String>,
+    pub given_name: Phi<String>,
+    pub family_name: Phi<String>,
+    #[serde(default)]
+    pub phone: Option<Phi<String>>,
+    #[serde(default)]
+    pub birth_date: Option<Phi<String>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub id: String,
+    pub email: Phi<String>,
+    pub given_name: Phi<String>,
+    pub family_name: Phi<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<Phi<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<Phi<String>>,
+    pub memberships: Vec<MembershipView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MembershipView {
+    pub clinic_id: String,
+    pub role: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenPair {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub expires_at: String,
+    pub refresh_token: String,
+    pub refresh_expires_at: String,
+    pub session_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    pub session_id: String,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub expires_at: String,
+    pub current: bool,
+}
+
+/// Argon2id hash (OWASP parameters: 19 MiB, 2 passes), off the async threads.
+pub async fn hash_password(password: &Phi<String>) -> Result<String, ApiError> {
+    let pw = password.clone();
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::encode_b64(&random_bytes::<16>())
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Argon2::default()
+            .hash_password(pw.expose().as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| ApiError::internal(e.to_string()))
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+fn field<'a>(user: &'a UserId, name: &'a str) -> FieldContext<'a> {
+    FieldContext {
+        tenant: PLATFORM_TENANT,
+        entity: "USER",
+        record: user.as_str(),
+        field: name,
+    }
+}
+
+fn actor(user: &UserId) -> Actor {
+    Actor {
+        user_id: Some(user.to_string()),
+        role: None,
+    }
+}
+
+impl AppState {
+    fn event(
+        &self,
+        kind: &str,
+        clinic: Option<&ClinicId>,
+        user: &UserId,
+        subject: (&str, &str),
+        data: serde_json::Value,
+    ) -> EventEnvelope {
+        EventEnvelope::new(
+            kind,
+            clinic,
+            actor(user),
+            Subject {
+                kind: subject.0.into(),
+                id: subject.1.into(),
+            },
+            data,
+            self.clock.now(),
+        )
+    }
+
+    async fn verify_password(&self, password: &Phi<String>, hash: &str) -> Result<bool, ApiError> {
+        let pw = password.clone();
+        let hash = hash.to_string();
+        tokio::task::spawn_blocking(move || {
+            let parsed = PasswordHash::new(&hash).map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(Argon2::default()
+                .verify_password(pw.expose().as_bytes(), &parsed)
+                .is_ok())
+        })
+        .await
+        .map_err(ApiError::internal)?
+    }
+
+    /// Creates an identity with a membership in `clinic` (patient self-registration, and the
+    /// seed). The email must be unique across the platform.
+    pub async fn register(
+        &self,
+        req: RegisterRequest,
+        role: &'static str,
+    ) -> Result<UserView, ApiError> {
+        let mut errors = Vec::new();
+        let clinic = ClinicId::parse(&req.clinic_id);
+        if clinic.is_none() {
+            errors.push(FieldError::new(
+                "clinicId",
+                "invalid_id",
+                "Not a clinic id.",
+            ));
+        }
+        let email = Email::parse(req.email.expose());
+        if email.is_none() {
+            errors.push(FieldError::new(
+                "email",
+                "invalid_email",
+                "Not a valid email address.",
+            ));
+        }
+        if let Err(p) =
+            rules::check_password(req.password.expose(), email.as_ref().map(Email::expose))
+        {
+            errors.push(FieldError::new("password", p.code(), p.message()));
+        }
+        for (name, value) in [
+            ("givenName", &req.given_name),
+            ("familyName", &req.family_name),
+        ] {
+            let len = value.expose().trim().chars().count();
+            if len == 0 || len > 100 {
+                errors.push(FieldError::new(
+                    name,
+                    "invalid_length",
+                    "Use 1 to 100 characters.",
+                ));
+            }
+        }
+        let phone = match &req.phone {
+            Some(p) => match PhoneE164::parse(p.expose()) {
+                Some(p) => Some(p),
+                None => {
+                    errors.push(FieldError::new(
+                        "phone",
+                        "invalid_phone",
+                        "Use international E.164 form, e.g. +4930123456.",
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        if let Some(b) = &req.birth_date {
+            let ok = b
+                .expose()
+                .parse::<jiff::civil::Date>()
+                .ok()
+                .is_some_and(|d| {
+                    d <= self.clock.now().to_zoned(jiff::tz::TimeZone::UTC).date()
+                        && d.year() >= 1900
+                });
+            if !ok {
+                errors.push(FieldError::new(
+                    "birthDate",
+                    "invalid_date",
+                    "Use YYYY-MM-DD, not in the future.",
+                ));
+            }
+        }
+        let (Some(clinic), Some(email), true) = (clinic, email, errors.is_empty()) else {
+            return Err(ApiError::Validation(errors));
+        };
+
+        let user = UserId::generate();
+        let values: [Option<String>; 5] = [
+            Some(email.expose().to_string()),
+            Some(req.given_name.expose().trim().to_string()),
+            Some(req.family_name.expose().trim().to_string()),
+            phone.as_ref().map(|p| p.expose().to_string()),
+            req.birth_date.as_ref().map(|b| b.expose().clone()),
+        ];
+        let mut sealed = Vec::new();
+        for (name, value) in PHI_FIELDS.iter().zip(values.iter()) {
+            if let Some(v) = value {
+                let ct = self
+                    .envelope
+                    .encrypt(&field(&user, name), v.as_bytes())
+                    .await?;
+                sealed.push((*name, ct));
+            }
+        }
+        let new = NewUser {
+            user: user.clone(),
+            clinic: clinic.clone(),
+            role,
+            email_index: self.blind.compute(EMAIL_INDEX, email.expose()),
+            sealed,
+            password_hash: hash_password(&req.password).await?,
+        };
+        let event = self.event(
+            "auth.user_registered",
+            Some(&clinic),
+            &user,
+            ("user", user.as_str()),
+            serde_json::json!({ "userId": user, "clinicId": clinic, "role": role }),
+        );
+        match store::create_user(&self.table, &new, &event, self.clock.epoch()).await {
+            Ok(()) => {}
+            Err(CreateUserError::EmailTaken) => {
+                return Err(ApiError::conflict(
+                    "email_taken",
+                    "An account with this email already exists.",
+                ));
+            }
+            Err(CreateUserError::ClinicNotFound) => {
+                return Err(ApiError::invalid_field(
+                    "clinicId",
+                    "unknown_clinic",
+                    "No such clinic.",
+                ));
+            }
+            Err(CreateUserError::Store(e)) => return Err(e),
+        }
+        tracing::info!(user_id = %user, clinic_id = %clinic, "user registered");
+        let [e, g, f, p, b] = values;
+        Ok(UserView {
+            id: user.to_string(),
+            email: Phi::new(e.unwrap_or_default()),
+            given_name: Phi::new(g.unwrap_or_default()),
+            family_name: Phi::new(f.unwrap_or_default()),
+            phone: p.map(Phi::new),
+            birth_date: b.map(Phi::new),
+            memberships: vec![MembershipView {
+                clinic_id: clinic.to_string(),
+                role: role.to_string(),
+            }],
+        })
+    }
+
+    async fn user_view(&self, rec: &store::UserRecord) -> Result<UserView, ApiError> {
+        let mut plain: Vec<Option<Phi<String>>> = Vec::new();
+        for name in PHI_FIELDS {
+            plain.push(match rec.item.get(name).and_then(|v| v.as_s().ok()) {
+                Some(ct) => Some(
+                    self.envelope
+                        .decrypt_str(&field(&rec.user, name), ct)
+                        .await?,
+                ),
+                None => None,
+            });
+        }
+        let memberships = store::memberships(&self.table, &rec.user)
+            .await?
+            .into_iter()
+            .map(|(clinic_id, role)| MembershipView { clinic_id, role })
+            .collect();
+        let mut it = plain.into_iter();
+        let mut next = || it.next().flatten();
+        Ok(UserView {
+            id: rec.user.to_string(),
+            email: next().unwrap_or_default(),
+            given_name: next().unwrap_or_default(),
+            family_name: next().unwrap_or_default(),
+            phone: next(),
+            birth_date: next(),
+            memberships,
+        })
+    }
+
+    fn invalid_credentials() -> ApiError {
+        ApiError::unauthorized("invalid_credentials", "The email or password is wrong.")
+    }
+
+    fn locked(remaining: i64) -> ApiError {
+        ApiError::Locked {
+            code: "account_locked",
+            detail: "Too many failed logins. Try again later or reset your password.".into(),
+            retry_after_seconds: remaining,
+        }
+    }
+
+    /// Checks credentials; unknown email and wrong password answer alike (and take as long).
+    pub async fn login(
+        &self,
+        email: &Phi<String>,
+        password: &Phi<String>,
+    ) -> Result<TokenPair, ApiError> {
+        if password.expose().chars().count() > rules::MAX_PASSWORD_CHARS {
+            return Err(Self::invalid_credentials());
+        }
+        let now = self.clock.epoch();
+        let user = match Email::parse(email.expose()) {
+            Some(e) => {
+                store::user_id_by_email(&self.table, &self.blind.compute(EMAIL_INDEX, e.expose()))
+                    .await?
+            }
+            None => None,
+        };
+        let record = match &user {
+            Some(u) => store::get_user(&self.table, u).await?,
+            None => None,
+        };
+        let Some(record) = record.filter(|r| r.status == "ACTIVE") else {
+            let _ = self.verify_password(password, &self.dummy_hash).await?;
+            return Err(Self::invalid_credentials());
+        };
+        if let Some(remaining) = rules::lock_remaining(record.locked_until, now) {
+            let _ = self.verify_password(password, &self.dummy_hash).await?;
+            return Err(Self::locked(remaining));
+        }
+        if !self
+            .verify_password(password, &record.password_hash)
+            .await?
+        {
+            let failures = store::record_failed_login(&self.table, &record.user, now).await?;
+            tracing::info!(user_id = %record.user, failures, "login failed");
+            if rules::failure_locks(failures) {
+                let until = now + rules::LOCK_SECONDS;
+                let event = self.event(
+                    "auth.account_locked",
+                    None,
+                    &record.user,
+                    ("user", record.user.as_str()),
+                    serde_json::json!({ "userId": record.user, "lockedUntil": rfc3339(until), "failedLogins": failures }),
+                );
+                if store::lock_account(&self.table, &record.user, failures, until, &event, now)
+                    .await?
+                {
+                    tracing::warn!(user_id = %record.user, "account locked");
+                }
+                return Err(Self::locked(rules::LOCK_SECONDS));
+            }
+            return Err(Self::invalid_credentials());
+        }
+        let session = SessionId::generate();
+        let mut pair = self.start_session(&record.user, &session, now).await?;
+        pair.user = Some(self.user_view(&record).await?);
+        self.evict_excess_sessions(&record.user, now).await?;
+        Ok(pair)
+    }
+
+    async fn start_session(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+        now: i64,
+    ) -> Result<TokenPair, ApiError> {
+        let refresh = RefreshToken {
+            user: user.clone(),
+            session: session.clone(),
+            secret: random_token(),
+        };
+        let refresh_expires_at = rules::refresh_expiry(now, now);
+        let event = self.event(
+            "auth.login_succeeded",
+            None,
+            user,
+            ("session", session.as_str()),
+            serde_json::json!({ "userId": user, "sessionId": session }),
+        );
+        store::create_session(
+            &self.table,
+            user,
+            session,
+            &token_hash(&refresh.secret),
+            refresh_expires_at,
+            &event,
+            now,
+        )
+        .await?;
+        tracing::info!(user_id = %user, session_id = %session, "session started");
+        Ok(self.pair(user, session, &refresh, refresh_expires_at, now))
+    }
+
+    fn pair(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+        refresh: &RefreshToken,
+        refresh_expires_at: i64,
+        now: i64,
+    ) -> TokenPair {
+        let access = self.keys.issue(user, session, now);
+        TokenPair {
+            access_token: access.token,
+            token_type: "Bearer",
+            expires_in: access.expires_at - now,
+            expires_at: rfc3339(access.expires_at),
+            refresh_token: refresh.format(),
+            refresh_expires_at: rfc3339(refresh_expires_at),
+            session_id: session.to_string(),
+            user: None,
+        }
+    }
+
+    /// Keeps at most ten live sessions: the oldest beyond that are revoked.
+    async fn evict_excess_sessions(&self, user: &UserId, now: i64) -> Result<(), ApiError> {
+        let live = store::live_sessions(&self.table, user, now).await?;
+        let evict = rules::sessions_to_evict(
+            live.into_iter()
+                .map(|s| (s.created_at, s.session))
+                .collect(),
+        );
+        if evict.is_empty() {
+            return Ok(());
+        }
+        let event = self.event(
+            "auth.sessions_revoked",
+            None,
+            user,
+            ("user", user.as_str()),
+            serde_json::json!({ "userId": user, "sessionIds": evict, "reason": "session_limit" }),
+        );
+        store::revoke_sessions(
+            &self.table,
+            user,
+            &evict,
+            "session_limit",
+            Some(&event),
+            Vec::new(),
+            now,
+        )
+        .await?;
+        for s in &evict {
+            self.authn.forget(s);
+        }
+        Ok(())
+    }
+
+    /// Rotates a refresh token. A superseded token revokes its whole session.
+    pub async fn refresh(&self, raw: &Phi<String>) -> Result<TokenPair, ApiError> {
+        let invalid =
+            || ApiError::unauthorized("invalid_refresh_token", "The refresh token is not valid.");
+        let token = RefreshToken::parse(raw.expose()).ok_or_else(invalid)?;
+        let now = self.clock.epoch();
+        let session = store::get_session(&self.table, &token.user, &token.session)
+            .await?
+            .filter(|s| s.status == "ACTIVE")
+            .ok_or_else(invalid)?;
+        let presented = token_hash(&token.secret);
+        match rules::classify_refresh(&presented, &session.token_hash, &session.used) {
+            RefreshCheck::Current => {}
+            RefreshCheck::Reused => {
+                let event = self.event(
+                    "auth.refresh_token_reused",
+                    None,
+                    &token.user,
+                    ("session", token.session.as_str()),
+                    serde_json::json!({ "userId": token.user, "sessionId": token.session }),
+                );
+                store::revoke_sessions(
+                    &self.table,
+                    &token.user,
+                    std::slice::from_ref(&token.session),
+                    "refresh_token_reuse",
+                    Some(&event),
+                    Vec::new(),
+                    now,
+                )
+                .await?;
+                self.authn.forget(&token.session);
+                tracing::warn!(user_id = %token.user, session_id = %token.session, "refresh token reuse: session revoked");
+                return Err(ApiError::unauthorized(
+                    "refresh_token_reused",
+                    "This refresh token was already used; the session has been ended.",
+                ));
+            }
+            RefreshCheck::Unknown => return Err(invalid()),
+        }
+        if session.refresh_expires_at <= now {
+            return Err(ApiError::unauthorized(
+                "refresh_token_expired",
+                "The refresh token has expired. Log in again.",
+            ));
+        }
+        let next = RefreshToken {
+            secret: random_token(),
+            ..token.clone()
+        };
+        let expires = rules::refresh_expiry(session.created_at, now);
+        let won = store::rotate_refresh(
+            &self.table,
+            &token.user,
+            &token.session,
+            &presented,
+            &token_hash(&next.secret),
+            &rules::used_hash_marker(&presented),
+            expires,
+            now,
+        )
+        .await?;
+        if !won {
+            return Err(ApiError::unauthorized(
+                "refresh_token_superseded",
+                "This refresh token was just used by another request.",
+            ));
+        }
+        Ok(self.pair(&token.user, &token.session, &next, expires, now))
+    }
+
+    pub async fn logout(
+        &self,
+        user: &UserId,
+        current: &SessionId,
+        all_devices: bool,
+    ) -> Result<usize, ApiError> {
+        let now = self.clock.epoch();
+        let sessions: Vec<SessionId> = if all_devices {
+            store::live_sessions(&self.table, user, now)
+                .await?
+                .into_iter()
+                .map(|s| s.session)
+                .collect()
+        } else {
+            vec![current.clone()]
+        };
+        let event = self.event(
+            "auth.logged_out",
+            None,
+            user,
+            ("session", current.as_str()),
+            serde_json::json!({ "userId": user, "sessionIds": sessions, "allDevices": all_devices }),
+        );
+        store::revoke_sessions(
+            &self.table,
+            user,
+            &sessions,
+            "logout",
+            Some(&event),
+            Vec::new(),
+            now,
+        )
+        .await?;
+        for s in &sessions {
+            self.authn.forget(s);
+        }
+        Ok(sessions.len())
+    }
+
+    pub async fn sessions(
+        &self,
+        user: &UserId,
+        current: &SessionId,
+    ) -> Result<Vec<SessionView>, ApiError> {
+        let mut live = store::live_sessions(&self.table, user, self.clock.epoch()).await?;
+        live.sort_by_key(|s| std::cmp::Reverse(s.last_used_at));
+        Ok(live
+            .into_iter()
+            .map(|s| SessionView {
+                current: &s.session == current,
+                session_id: s.session.to_string(),
+                created_at: rfc3339(s.created_at),
+                last_used_at: rfc3339(s.last_used_at),
+                expires_at: rfc3339(s.refresh_expires_at),
+            })
+            .collect())
+    }
+
+    /// Revokes one of the caller's own sessions; anyone else's is "not found".
+    pub async fn revoke_session(&self, user: &UserId, target: &SessionId) -> Result<(), ApiError> {
+        let now = self.clock.epoch();
+        let live = store::get_session(&self.table, user, target)
+            .await?
+            .is_some_and(|s| s.status == "ACTIVE");
+        if !live {
+            return Err(ApiError::NotFound);
+        }
+        let event = self.event(
+            "auth.sessions_revoked",
+            None,
+            user,
+            ("session", target.as_str()),
+            serde_json::json!({ "userId": user, "sessionIds": [target], "reason": "revoked_by_user" }),
+        );
+        store::revoke_sessions(
+            &self.table,
+            user,
+            std::slice::from_ref(target),
+            "revoked_by_user",
+            Some(&event),
+            Vec::new(),
+            now,
+        )
+        .await?;
+        self.authn.forget(target);
+        Ok(())
+    }
+
+    /// Changes the password and ends every other session.
+    pub async fn change_password(
+        &self,
+        user: &UserId,
+        current: &SessionId,
+        old: &Phi<String>,
+        new: &Phi<String>,
+    ) -> Result<(), ApiError> {
+        let now = self.clock.epoch();
+        let record = store::get_user(&self.table, user)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        let email = self
+            .envelope
+            .decrypt_str(
+                &field(user, "email"),
+                shared::db::get_s(&record.item, "email")?,
+            )
+            .await?;
+        if let Err(p) = rules::check_password(new.expose(), Some(email.expose())) {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "newPassword",
+                p.code(),
+                p.message(),
+            )]));
+        }
+        if !self.verify_password(old, &record.password_hash).await? {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "currentPassword",
+                "wrong_password",
+                "The current password is wrong.",
+            )]));
+        }
+        let hash = hash_password(new).await?;
+        let others: Vec<SessionId> = store::live_sessions(&self.table, user, now)
+            .await?
+            .into_iter()
+            .map(|s| s.session)
+            .filter(|s| s != current)
+            .collect();
+        let event = self.event(
+            "auth.password_changed",
+            None,
+            user,
+            ("user", user.as_str()),
+            serde_json::json!({ "userId": user, "sessionsRevoked": others.len() }),
+        );
+        let update = store::password_update(&self.table, user, &hash, record.version, now)?;
+        let mut items = vec![update];
+        for s in &others {
+            items.push(revoke_item(self, user, s, now)?);
+        }
+        items.push(event.outbox_write(&self.table.name, now)?);
+        if store::run_guarded(&self.table, items, &[0])
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::conflict(
+                "concurrent_update",
+                "The account changed meanwhile; try again.",
+            ));
+        }
+        for s in &others {
+            self.authn.forget(s);
+        }
+        Ok(())
+    }
+
+    /// Starts a reset: a single-use token valid 15 minutes, handed to the notification queue.
+    /// Answers the same whether or not the email is known.
+    pub async fn forgot_password(&self, email: &Phi<String>) -> Result<(), ApiError> {
+        let Some(email) = Email::parse(email.expose()) else {
+            return Ok(());
+        };
+        let Some(user) = store::user_id_by_email(
+            &self.table,
+            &self.blind.compute(EMAIL_INDEX, email.expose()),
+        )
+        .await?
+        else {
+            return Ok(());
+        };
+        let token = random_token();
+        let now = self.clock.epoch();
+        store::create_reset_token(
+            &self.table,
+            &token_hash(&token),
+            &user,
+            now + rules::RESET_TOKEN_SECONDS,
+        )
+        .await?;
+        let job = serde_json::json!({
+            "jobId": uuid::Uuid::new_v4(),
+            "kind": "password_reset",
+            "channel": "email",
+            "userId": user,
+            "template": "password-reset",
+            "params": {
+                "resetUrl": format!("{}/reset-password?token={token}", self.app_url),
+                "expiresAt": rfc3339(now + rules::RESET_TOKEN_SECONDS),
+            },
+            "correlationId": shared::http::current_correlation_id(),
+            "createdAt": rfc3339(now),
+        });
+        self.sqs
+            .send_message()
+            .queue_url(&self.notifications_queue_url)
+            .message_body(job.to_string())
+            .send()
+            .await
+            .map_err(|e| {
+                ApiError::internal(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+            })?;
+        tracing::info!(user_id = %user, "password reset requested");
+        Ok(())
+    }
+
+    /// Completes a reset: consumes the token, sets the password, ends every session.
+    pub async fn reset_password(
+        &self,
+        token: &Phi<String>,
+        new: &Phi<String>,
+    ) -> Result<(), ApiError> {
+        let invalid = || {
+            ApiError::bad_request(
+                "invalid_reset_token",
+                "The reset link is invalid or has expired.",
+            )
+        };
+        if token.expose().len() != 43 {
+            return Err(invalid());
+        }
+        let now = self.clock.epoch();
+        let hash_of_token = token_hash(token.expose());
+        let user = store::reset_token_user(&self.table, &hash_of_token, now)
+            .await?
+            .ok_or_else(invalid)?;
+        let record = store::get_user(&self.table, &user)
+            .await?
+            .ok_or_else(invalid)?;
+        let email = self
+            .envelope
+            .decrypt_str(
+                &field(&user, "email"),
+                shared::db::get_s(&record.item, "email")?,
+            )
+            .await?;
+        if let Err(p) = rules::check_password(new.expose(), Some(email.expose())) {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "newPassword",
+                p.code(),
+                p.message(),
+            )]));
+        }
+        let hash = hash_password(new).await?;
+        let sessions: Vec<SessionId> = store::live_sessions(&self.table, &user, now)
+            .await?
+            .into_iter()
+            .map(|s| s.session)
+            .collect();
+        let event = self.event(
+            "auth.password_reset",
+            None,
+            &user,
+            ("user", user.as_str()),
+            serde_json::json!({ "userId": user, "sessionsRevoked": sessions.len() }),
+        );
+        let mut items = vec![
+            store::consume_reset(&self.table, &hash_of_token, now)?,
+            store::password_update(&self.table, &user, &hash, record.version, now)?,
+        ];
+        for s in &sessions {
+            items.push(revoke_item(self, &user, s, now)?);
+        }
+        items.push(event.outbox_write(&self.table.name, now)?);
+        match store::run_guarded(&self.table, items, &[0, 1]).await? {
+            None => {}
+            Some(0) => return Err(invalid()),
+            Some(_) => {
+                return Err(ApiError::conflict(
+                    "concurrent_update",
+                    "The account changed meanwhile; try again.",
+                ));
+            }
+        }
+        for s in &sessions {
+            self.authn.forget(s);
+        }
+        tracing::info!(user_id = %user, "password reset completed");
+        Ok(())
+    }
+}
+
+fn revoke_item(
+    state: &AppState,
+    user: &UserId,
+    session: &SessionId,
+    now: i64,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
+    store::revoke_action(&state.table, user, session, "password_changed", now)
+}

@@ -1,0 +1,935 @@
+//! The auth function's routes against the local emulator, each test in its own freshly
+//! provisioned table, key and queues.
+
+mod common;
+
+use common::*;
+use http::{Method, StatusCode};
+use jiff::SignedDuration;
+use serde_json::{Value, json};
+use shared::{clock::Clock, ids::ClinicId};
+use std::sync::Arc;
+
+#[tokio::test]
+async fn register_login_refresh_logout() {
+    // GIVEN a clinic
+    let app = spawn().await;
+    // WHEN a patient registers
+    let r = app.register("Ada@Example.org").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["user"]["email"], "ada@example.org");
+    assert_eq!(r.body["user"]["memberships"][0]["role"], "PATIENT");
+    // THEN they can log in with any capitalisation of the email
+    let login = app.login("ADA@example.org", PASSWORD).await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    assert_eq!(login.headers["cache-control"], "no-store");
+    assert_eq!(login.body["user"]["givenName"], "Ada");
+    assert_eq!(login.body["expiresIn"], 900);
+    let access = s(&login.body, "accessToken");
+    let sessions = app
+        .call(Method::GET, "/v1/auth/sessions", None, Some(&access))
+        .await;
+    assert_eq!(sessions.status, StatusCode::OK);
+    assert_eq!(sessions.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(sessions.body["items"][0]["current"], true);
+    // AND refresh rotates the pair
+    let refreshed = app
+        .call(
+            Method::POST,
+            "/v1/auth/refresh",
+            Some(json!({"refreshToken": s(&login.body, "refreshToken")})),
+            None,
+        )
+        .await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
+    assert_ne!(refreshed.body["refreshToken"], login.body["refreshToken"]);
+    assert_eq!(refreshed.body["sessionId"], login.body["sessionId"]);
+    // AND logout ends the session: its access token stops working at once in this container
+    let out = app
+        .call(Method::POST, "/v1/auth/logout", None, Some(&access))
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    let after = app
+        .call(Method::GET, "/v1/auth/sessions", None, Some(&access))
+        .await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(after.body["code"], "session_revoked");
+    let again = app
+        .call(
+            Method::POST,
+            "/v1/auth/refresh",
+            Some(json!({"refreshToken": s(&refreshed.body, "refreshToken")})),
+            None,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn revoked_session_stops_working_in_other_containers_within_a_minute() {
+    // GIVEN two containers of the function sharing one table (the second has a warm cache)
+    let app = spawn().await;
+    let login = app.registered_login("two@example.org").await;
+    let access = s(&login.body, "accessToken");
+    let other = auth::router(app.state.clone());
+    let other_app = TestApp {
+        router: other,
+        state: app.state.clone(),
+        clock: app.clock.clone(),
+        clients: app.clients.clone(),
+        res: app.res.clone(),
+        clinic: app.clinic.clone(),
+    };
+    assert_eq!(
+        other_app
+            .call(Method::GET, "/v1/auth/sessions", None, Some(&access))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // WHEN the session is revoked directly in the table (as another container would)
+    app.clients
+        .dynamodb
+        .update_item()
+        .table_name(&app.res.table)
+        .key(
+            "pk",
+            shared::db::s(format!(
+                "USER#{}",
+                login.body["user"]["id"].as_str().unwrap()
+            )),
+        )
+        .key(
+            "sk",
+            shared::db::s(format!("SESSION#{}", s(&login.body, "sessionId"))),
+        )
+        .update_expression("SET #s = :r")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":r", shared::db::s("REVOKED"))
+        .send()
+        .await
+        .unwrap();
+    // THEN a fresh container refuses it immediately (the cache bound is 30 s, under the 60 s rule)
+    let fresh = spawn_with_state_clone(&app).await;
+    let r = fresh
+        .call(Method::GET, "/v1/auth/sessions", None, Some(&access))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn registration_validates_every_field() {
+    let app = spawn().await;
+    let r = app
+        .call(Method::POST, "/v1/auth/register", Some(json!({
+            "clinicId": "nope", "email": "not-an-email", "password": "short",
+            "givenName": "", "familyName": "x".repeat(101), "phone": "12345", "birthDate": "2999-01-01"
+        })), None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    for f in [
+        "clinicId",
+        "email",
+        "password",
+        "givenName",
+        "familyName",
+        "phone",
+        "birthDate",
+    ] {
+        assert!(fields.contains(&f), "{f} not in {fields:?}");
+    }
+    // Common password and unknown clinic
+    let mut body = app.registration("c@example.org");
+    body["password"] = json!("Password123");
+    assert_eq!(
+        app.call(Method::POST, "/v1/auth/register", Some(body), None)
+            .await
+            .body["errors"][0]["code"],
+        "too_common"
+    );
+    let mut body = app.registration("c@example.org");
+    body["clinicId"] = json!(ClinicId::generate());
+    let r = app
+        .call(Method::POST, "/v1/auth/register", Some(body), None)
+        .await;
+    assert_eq!(r.body["errors"][0]["code"], "unknown_clinic");
+    // Duplicate email, in any case
+    assert_eq!(
+        app.register("dup@example.org").await.status,
+        StatusCode::CREATED
+    );
+    let r = app.register("DUP@example.org").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.body["code"], "email_taken");
+}
+
+#[tokio::test]
+async fn twenty_concurrent_registrations_with_one_email_make_one_account() {
+    let app = Arc::new(spawn().await);
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            app.register("race@example.org").await.status
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            StatusCode::CREATED => created += 1,
+            StatusCode::CONFLICT => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(created, 1);
+    let users = app
+        .scan()
+        .await
+        .into_iter()
+        .filter(|i| {
+            i.get("entity")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                == Some("USER")
+        })
+        .count();
+    assert_eq!(users, 1);
+    assert_eq!(
+        app.login("race@example.org", PASSWORD).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn reused_refresh_token_revokes_the_session_family() {
+    let app = spawn().await;
+    let login = app.registered_login("reuse@example.org").await;
+    let rt1 = s(&login.body, "refreshToken");
+    let second = app
+        .call(
+            Method::POST,
+            "/v1/auth/refresh",
+            Some(json!({"refreshToken": rt1})),
+            None,
+        )
+        .await;
+    assert_eq!(second.status, StatusCode::OK);
+    let rt2 = s(&second.body, "refreshToken");
+    // WHEN the old token is replayed
+    let replay = app
+        .call(
+            Method::POST,
+            "/v1/auth/refresh",
+            Some(json!({"refreshToken": rt1})),
+            None,
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(replay.body["code"], "refresh_token_reused");
+    // THEN the newest token and the access token of the family are dead too
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/auth/refresh",
+            Some(json!({"refreshToken": rt2})),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = app
+        .call(
+            Method::GET,
+            "/v1/auth/sessions",
+            None,
+            Some(&s(&second.body, "accessToken")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // AND a made-up token is simply invalid
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/auth/refresh",
+            Some(json!({"refreshToken": "rt1.a.b.c"})),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["code"], "invalid_refresh_token");
+}
+
+#[tokio::test]
+async fn of_concurrent_refreshes_exactly_one_succeeds() {
+    let app = Arc::new(spawn().await);
+    let login = app.registered_login("twin@example.org").await;
+    let rt = s(&login.body, "refreshToken");
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let app = app.clone();
+        let rt = rt.clone();
+        tasks.push(tokio::spawn(async move {
+            app.call(
+                Method::POST,
+                "/v1/auth/refresh",
+                Some(json!({"refreshToken": rt})),
+                None,
+            )
+            .await
+            .status
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap() == StatusCode::OK {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+#[tokio::test]
+async fn sessions_are_listed_revoked_and_capped_at_ten() {
+    let app = spawn().await;
+    let first = app.registered_login("many@example.org").await;
+    let second = app.login("many@example.org", PASSWORD).await;
+    let access = s(&second.body, "accessToken");
+    let list = app
+        .call(Method::GET, "/v1/auth/sessions", None, Some(&access))
+        .await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 2);
+    // Revoke the first session from the second
+    let path = format!("/v1/auth/sessions/{}", s(&first.body, "sessionId"));
+    assert_eq!(
+        app.call(Method::DELETE, &path, None, Some(&access))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.call(Method::DELETE, &path, None, Some(&access))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call(
+            Method::GET,
+            "/v1/auth/sessions",
+            None,
+            Some(&s(&first.body, "accessToken"))
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Someone else's session id is "not found", exactly like a missing one
+    let stranger = app.registered_login("stranger@example.org").await;
+    let theirs = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/auth/sessions/{}", s(&stranger.body, "sessionId")),
+            None,
+            Some(&access),
+        )
+        .await;
+    let missing = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/auth/sessions/{}", shared::ids::SessionId::generate()),
+            None,
+            Some(&access),
+        )
+        .await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+    assert_eq!(theirs.body["code"], missing.body["code"]);
+    assert_eq!(theirs.body["detail"], missing.body["detail"]);
+    // Eleven more logins: at most ten stay live, the oldest go first
+    let mut last = String::new();
+    for _ in 0..11 {
+        app.clock.advance(SignedDuration::from_secs(1));
+        last = s(
+            &app.login("many@example.org", PASSWORD).await.body,
+            "accessToken",
+        );
+    }
+    let list = app
+        .call(Method::GET, "/v1/auth/sessions", None, Some(&last))
+        .await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 10);
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/auth/refresh",
+            Some(json!({"refreshToken": s(&second.body, "refreshToken")})),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Logout everywhere
+    assert_eq!(
+        app.call(
+            Method::POST,
+            "/v1/auth/logout",
+            Some(json!({"allDevices": true})),
+            Some(&last)
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
+    let again = app.login("many@example.org", PASSWORD).await;
+    let list = app
+        .call(
+            Method::GET,
+            "/v1/auth/sessions",
+            None,
+            Some(&s(&again.body, "accessToken")),
+        )
+        .await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn ten_failures_lock_the_account_for_twenty_minutes() {
+    let app = spawn().await;
+    app.registered_login("lock@example.org").await;
+    // Unknown email and wrong password answer alike
+    let unknown = app.login("nobody@example.org", "whatever-password").await;
+    let wrong = app.login("lock@example.org", "wrong password 1").await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        (
+            unknown.status,
+            &unknown.body["code"],
+            &unknown.body["detail"]
+        ),
+        (wrong.status, &wrong.body["code"], &wrong.body["detail"])
+    );
+    for i in 2..=9 {
+        assert_eq!(
+            app.login("lock@example.org", &format!("wrong password {i}"))
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let tenth = app.login("lock@example.org", "wrong password 10").await;
+    assert_eq!(tenth.status, StatusCode::LOCKED);
+    assert_eq!(tenth.body["code"], "account_locked");
+    assert!(tenth.headers.contains_key("retry-after"));
+    // The right password gets the same answer while locked
+    let right = app.login("lock@example.org", PASSWORD).await;
+    assert_eq!(
+        (right.status, &right.body["code"]),
+        (StatusCode::LOCKED, &tenth.body["code"])
+    );
+    app.clock.advance(SignedDuration::from_mins(19));
+    assert_eq!(
+        app.login("lock@example.org", PASSWORD).await.status,
+        StatusCode::LOCKED
+    );
+    // After the window it opens, and the counter starts again from zero
+    app.clock.advance(SignedDuration::from_mins(2));
+    assert_eq!(
+        app.login("lock@example.org", PASSWORD).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.login("lock@example.org", "wrong password 11")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Exactly one lock event was written
+    let locks = app
+        .scan()
+        .await
+        .into_iter()
+        .filter(|i| {
+            i.get("envelope")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|e| e.contains("auth.account_locked"))
+        })
+        .count();
+    assert_eq!(locks, 1);
+}
+
+#[tokio::test]
+async fn changing_the_password_ends_the_other_sessions() {
+    let app = spawn().await;
+    let a = app.registered_login("change@example.org").await;
+    let b = app.login("change@example.org", PASSWORD).await;
+    let token = s(&a.body, "accessToken");
+    let wrong = app
+        .call(
+            Method::POST,
+            "/v1/auth/password/change",
+            Some(json!({"currentPassword": "nope nope nope", "newPassword": "a brand new secret"})),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let weak = app
+        .call(
+            Method::POST,
+            "/v1/auth/password/change",
+            Some(json!({"currentPassword": PASSWORD, "newPassword": "qwertyuiop"})),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(weak.body["errors"][0]["code"], "too_common");
+    let ok = app
+        .call(
+            Method::POST,
+            "/v1/auth/password/change",
+            Some(json!({"currentPassword": PASSWORD, "newPassword": "a brand new secret"})),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::NO_CONTENT, "{}", ok.body);
+    assert_eq!(
+        app.call(Method::GET, "/v1/auth/sessions", None, Some(&token))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.call(
+            Method::GET,
+            "/v1/auth/sessions",
+            None,
+            Some(&s(&b.body, "accessToken"))
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login("change@example.org", PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login("change@example.org", "a brand new secret")
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+async fn reset_token_from_queue(app: &TestApp) -> (String, String) {
+    let msgs = app
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(&app.res.notifications_high_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(msgs.len(), 1, "one reset job expected");
+    let body = msgs[0].body().unwrap().to_string();
+    let job: Value = serde_json::from_str(&body).unwrap();
+    let url = s(&job["params"], "resetUrl");
+    let token = url.split("token=").nth(1).unwrap().to_string();
+    (token, body)
+}
+
+#[tokio::test]
+async fn password_reset_is_single_use_and_expires() {
+    let app = spawn().await;
+    let a = app.registered_login("reset@example.org").await;
+    // Unknown addresses get the same answer and no job
+    let unknown = app
+        .call(
+            Method::POST,
+            "/v1/auth/password/forgot",
+            Some(json!({"email": "ghost@example.org"})),
+            None,
+        )
+        .await;
+    let known = app
+        .call(
+            Method::POST,
+            "/v1/auth/password/forgot",
+            Some(json!({"email": "reset@example.org"})),
+            None,
+        )
+        .await;
+    assert_eq!((unknown.status, &unknown.body), (known.status, &known.body));
+    assert_eq!(known.status, StatusCode::ACCEPTED);
+    let (token, job) = reset_token_from_queue(&app).await;
+    assert!(
+        !job.contains("reset@example.org"),
+        "the queue job must not carry the email"
+    );
+    // A weak password is refused without consuming the token
+    let weak = app
+        .call(
+            Method::POST,
+            "/v1/auth/password/reset",
+            Some(json!({"token": token, "newPassword": "1234567890"})),
+            None,
+        )
+        .await;
+    assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let ok = app
+        .call(
+            Method::POST,
+            "/v1/auth/password/reset",
+            Some(json!({"token": token, "newPassword": "brand-new passphrase"})),
+            None,
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::NO_CONTENT, "{}", ok.body);
+    let reuse = app
+        .call(
+            Method::POST,
+            "/v1/auth/password/reset",
+            Some(json!({"token": token, "newPassword": "another fresh one"})),
+            None,
+        )
+        .await;
+    assert_eq!(reuse.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reuse.body["code"], "invalid_reset_token");
+    // Every session ended; the new password works
+    assert_eq!(
+        app.call(
+            Method::GET,
+            "/v1/auth/sessions",
+            None,
+            Some(&s(&a.body, "accessToken"))
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login("reset@example.org", "brand-new passphrase")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // A token older than 15 minutes is refused
+    app.call(
+        Method::POST,
+        "/v1/auth/password/forgot",
+        Some(json!({"email": "reset@example.org"})),
+        None,
+    )
+    .await;
+    let (late, _) = reset_token_from_queue(&app).await;
+    app.clock.advance(SignedDuration::from_mins(16));
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/auth/password/reset",
+            Some(json!({"token": late, "newPassword": "too late for this"})),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn hostile_tokens_are_refused_without_touching_the_database() {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+    let app = spawn().await;
+    let login = app.registered_login("tokens@example.org").await;
+    let good = s(&login.body, "accessToken");
+    let parts: Vec<&str> = good.split('.').collect();
+    let header: Value = serde_json::from_slice(&B64.decode(parts[0]).unwrap()).unwrap();
+    let claims: Value = serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
+    let enc = |v: &Value| B64.encode(v.to_string());
+    let with_claims = |k: &str, v: Value| {
+        let mut c = claims.clone();
+        c[k] = v;
+        format!("{}.{}.{}", parts[0], enc(&c), parts[2])
+    };
+    let mut none_header = header.clone();
+    none_header["alg"] = json!("none");
+    let mut hs_header = header.clone();
+    hs_header["alg"] = json!("HS256");
+    let mut unknown_kid = header.clone();
+    unknown_kid["kid"] = json!("k-unknown");
+    let now = app.clock.epoch();
+    let hostile = vec![
+        format!("{}.{}.", enc(&none_header), parts[1]),
+        format!("{}.{}.{}", enc(&hs_header), parts[1], parts[2]),
+        format!("{}.{}.{}", enc(&unknown_kid), parts[1], parts[2]),
+        with_claims("exp", json!(now - 60)),
+        with_claims("nbf", json!(now + 3600)),
+        with_claims("iss", json!("https://evil.test")),
+        with_claims("aud", json!("other-api")),
+        with_claims("sub", json!(shared::ids::UserId::generate())),
+        "garbage".to_string(),
+    ];
+    let before = app.clients.calls.get();
+    for t in &hostile {
+        let r = app
+            .call(Method::GET, "/v1/auth/sessions", None, Some(t))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{t}");
+        assert!(r.headers.contains_key("www-authenticate"));
+    }
+    // Expired-by-time (clock moved past 15 minutes) is refused too
+    app.clock.advance(SignedDuration::from_mins(16));
+    assert_eq!(
+        app.call(Method::GET, "/v1/auth/sessions", None, Some(&good))
+            .await
+            .body["code"],
+        "token_expired"
+    );
+    assert_eq!(
+        app.clients.calls.get(),
+        before,
+        "no AWS call for a refused token"
+    );
+    let missing = app.call(Method::GET, "/v1/auth/sessions", None, None).await;
+    assert_eq!(missing.body["code"], "missing_token");
+}
+
+#[tokio::test]
+async fn phi_is_encrypted_at_rest_and_bound_to_its_record() {
+    let app = spawn().await;
+    app.registered_login("phi.canary@example.org").await;
+    app.register("other.person@example.org").await;
+    let items = app.scan().await;
+    let raw = format!("{items:?}");
+    for plain in [
+        "phi.canary@example.org",
+        "Ada",
+        "Lovelace",
+        "+4930123456",
+        "1990-12-10",
+    ] {
+        assert!(!raw.contains(plain), "plaintext {plain} found at rest");
+    }
+    // A ciphertext moved onto another user's record does not decrypt there
+    let users: Vec<_> = items
+        .iter()
+        .filter(|i| {
+            i.get("entity")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                == Some("USER")
+        })
+        .collect();
+    assert_eq!(users.len(), 2);
+    let ct = users[0]["email"].as_s().unwrap();
+    let own_id = users[0]["userId"].as_s().unwrap();
+    let other_id = users[1]["userId"].as_s().unwrap();
+    let ctx = |id: &'static str| shared::crypto::FieldContext {
+        tenant: "platform",
+        entity: "USER",
+        record: id,
+        field: "email",
+    };
+    let own: &'static str = Box::leak(own_id.clone().into_boxed_str());
+    let other: &'static str = Box::leak(other_id.clone().into_boxed_str());
+    assert!(app.state.envelope.decrypt(&ctx(own), ct).await.is_ok());
+    assert!(app.state.envelope.decrypt(&ctx(other), ct).await.is_err());
+    let wrong_field = shared::crypto::FieldContext {
+        field: "givenName",
+        ..ctx(own)
+    };
+    assert!(app.state.envelope.decrypt(&wrong_field, ct).await.is_err());
+    let wrong_tenant = shared::crypto::FieldContext {
+        tenant: "some-clinic",
+        ..ctx(own)
+    };
+    assert!(app.state.envelope.decrypt(&wrong_tenant, ct).await.is_err());
+    // Outbox events carry ids only
+    let events: Vec<String> = items
+        .iter()
+        .filter_map(|i| i.get("envelope").and_then(|v| v.as_s().ok()).cloned())
+        .collect();
+    assert!(events.iter().any(|e| e.contains("auth.user_registered")));
+    assert!(events.iter().any(|e| e.contains("auth.login_succeeded")));
+    assert!(
+        events
+            .iter()
+            .all(|e| !e.contains("canary") && !e.contains("Ada"))
+    );
+}
+
+#[tokio::test]
+async fn bad_bodies_are_client_errors_never_500() {
+    let app = spawn().await;
+    let cases: Vec<(Vec<u8>, StatusCode, &str)> = vec![
+        (b"{,".to_vec(), StatusCode::BAD_REQUEST, "malformed_json"),
+        (
+            br#"{"email": 5, "password": []}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            br#"{"email": "a@b.cd", "password": "xxxxxxxxxxxx", "isAdmin": true}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            b"[]".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            vec![b'a'; 1024 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+    ];
+    for path in [
+        "/v1/auth/login",
+        "/v1/auth/register",
+        "/v1/auth/refresh",
+        "/v1/auth/password/forgot",
+        "/v1/auth/password/reset",
+    ] {
+        for (body, status, code) in &cases {
+            let r = app
+                .call_with(Method::POST, path, Some(body.clone()), None, &[])
+                .await;
+            assert!(r.status != StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+            assert_eq!(r.status, *status, "{path} {code}");
+            assert_eq!(r.body["code"], *code, "{path}");
+            assert_eq!(r.headers["content-type"], "application/problem+json");
+            assert!(r.body["correlationId"].is_string());
+        }
+    }
+    let r = app
+        .call_with(
+            Method::POST,
+            "/v1/auth/login",
+            Some(b"{}".to_vec()),
+            None,
+            &[("content-type", "text/plain")],
+        )
+        .await;
+    assert!(r.status.is_client_error());
+    // An over-long password is refused before hashing
+    let r = app.login("a@example.org", &"p".repeat(10_000)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn idempotency_key_replays_and_refuses_mismatches() {
+    let app = Arc::new(spawn().await);
+    let body = app
+        .registration("idem@example.org")
+        .to_string()
+        .into_bytes();
+    let key = [("idempotency-key", "reg-0001")];
+    let first = app
+        .call_with(
+            Method::POST,
+            "/v1/auth/register",
+            Some(body.clone()),
+            None,
+            &key,
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = app
+        .call_with(
+            Method::POST,
+            "/v1/auth/register",
+            Some(body.clone()),
+            None,
+            &key,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let other = app
+        .registration("idem2@example.org")
+        .to_string()
+        .into_bytes();
+    let mismatch = app
+        .call_with(Method::POST, "/v1/auth/register", Some(other), None, &key)
+        .await;
+    assert_eq!(mismatch.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(mismatch.body["code"], "idempotency_key_reused");
+    // Concurrent duplicates with a fresh key: one effect
+    let body = app
+        .registration("idem3@example.org")
+        .to_string()
+        .into_bytes();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let app = app.clone();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = app
+                .call_with(
+                    Method::POST,
+                    "/v1/auth/register",
+                    Some(body),
+                    None,
+                    &[("idempotency-key", "reg-0002")],
+                )
+                .await;
+            (r.status, r.headers.contains_key("idempotent-replayed"))
+        }));
+    }
+    let mut fresh_created = 0;
+    for t in tasks {
+        let (status, replayed) = t.await.unwrap();
+        assert!(
+            matches!(status, StatusCode::CREATED | StatusCode::CONFLICT),
+            "{status}"
+        );
+        if status == StatusCode::CREATED && !replayed {
+            fresh_created += 1;
+        }
+    }
+    assert_eq!(fresh_created, 1);
+    let users = app
+        .scan()
+        .await
+        .into_iter()
+        .filter(|i| {
+            i.get("entity")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                == Some("USER")
+        })
+        .count();
+    assert_eq!(users, 2);
+    // The stored response is encrypted at rest
+    let raw = format!("{:?}", app.scan().await);
+    assert!(!raw.contains("idem@example.org"));
+}
+
+#[tokio::test]
+async fn platform_routes_answer() {
+    let app = spawn().await;
+    assert_eq!(
+        app.call(Method::GET, "/v1/health", None, None).await.body["status"],
+        "ok"
+    );
+    let jwks = app
+        .call(Method::GET, "/.well-known/jwks.json", None, None)
+        .await;
+    assert_eq!(jwks.body["keys"][0]["kty"], "OKP");
+    assert_eq!(jwks.body["keys"][0]["alg"], "EdDSA");
+    let doc = app.call(Method::GET, "/v1/openapi.json", None, None).await;
+    assert_eq!(doc.body["openapi"], "3.1.0");
+    let r = app
+        .call_with(
+            Method::GET,
+            "/v1/health",
+            None,
+            None,
+            &[("x-correlation-id", "trace-42")],
+        )
+        .await;
+    assert_eq!(r.headers["x-correlation-id"], "trace-42");
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs a command with moto's server (from the project virtualenv) on a free loopback port,
+# exporting AWS_ENDPOINT_URL and test credentials for it; stops the server afterwards.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+port="${MOTO_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
+log="${MOTO_LOG:-$here/target/moto-$port.log}"
+mkdir -p "$(dirname "$log")"
+"$here/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  if curl -fsS "http://127.0.0.1:$port/moto-api/" >/dev/null 2>&1; then break; fi
+  if ! kill -0 $pid 2>/dev/null; then echo "moto failed to start; see $log" >&2; exit 1; fi
+  sleep 0.2
+done
+export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+"$@"

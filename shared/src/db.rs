@@ -1,0 +1,278 @@
+//! DynamoDB access helpers: the table handle, attribute conversions, condition-failure
+//! detection, and pagination cursors authenticated and bound to the tenant and query.
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+use std::collections::HashMap;
+
+use crate::crypto::{constant_time_eq, hmac_sha256};
+use crate::error::ApiError;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// An SDK error of one DynamoDB operation.
+pub type SdkErr<E> = SdkError<E, aws_smithy_runtime_api::http::Response>;
+
+/// The single table, with the client that reaches it.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub client: aws_sdk_dynamodb::Client,
+    pub name: String,
+}
+
+impl Table {
+    pub fn new(client: aws_sdk_dynamodb::Client, name: impl Into<String>) -> Self {
+        Self {
+            client,
+            name: name.into(),
+        }
+    }
+
+    /// Strongly consistent read of one item by key.
+    pub async fn get(&self, pk: String, sk: impl Into<String>) -> Result<Option<Item>, ApiError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key(crate::keys::PK, s(pk))
+            .key(crate::keys::SK, s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(internal)?;
+        Ok(out.item)
+    }
+}
+
+pub fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub fn b(v: bool) -> AttributeValue {
+    AttributeValue::Bool(v)
+}
+
+/// The key map of an item.
+pub fn key(pk: String, sk: impl Into<String>) -> Item {
+    HashMap::from([
+        (crate::keys::PK.to_string(), s(pk)),
+        (crate::keys::SK.to_string(), s(sk)),
+    ])
+}
+
+/// A stored item lacks an attribute or has the wrong type: data corruption, a 500.
+#[derive(Debug, thiserror::Error)]
+#[error("item attribute {0} is missing or has the wrong type")]
+pub struct AttributeError(pub &'static str);
+
+impl From<AttributeError> for ApiError {
+    fn from(e: AttributeError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+pub fn get_s<'a>(item: &'a Item, name: &'static str) -> Result<&'a str, AttributeError> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .ok_or(AttributeError(name))
+}
+
+pub fn get_opt_s<'a>(item: &'a Item, name: &'static str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+pub fn get_n(item: &Item, name: &'static str) -> Result<i64, AttributeError> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or(AttributeError(name))
+}
+
+pub fn get_opt_n(item: &Item, name: &'static str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+pub fn get_ss(item: &Item, name: &'static str) -> Vec<String> {
+    item.get(name)
+        .and_then(|v| v.as_ss().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Any SDK failure is ours to fix, not the caller's: a 500 with the cause logged.
+pub fn internal<E: std::error::Error + Send + Sync + 'static>(e: SdkErr<E>) -> ApiError {
+    ApiError::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+}
+
+/// True when a single-item write failed its condition expression.
+pub fn is_condition_failed<E>(e: &SdkErr<E>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    matches!(e, SdkError::ServiceError(se) if se.err().code() == Some("ConditionalCheckFailedException"))
+}
+
+/// For a cancelled transaction, the cancellation code of each action in order
+/// (`Some("ConditionalCheckFailed")`, `None` for actions that were fine).
+pub fn cancellation_reasons(e: &SdkErr<TransactWriteItemsError>) -> Option<Vec<Option<String>>> {
+    match e {
+        SdkError::ServiceError(se) => match se.err() {
+            TransactWriteItemsError::TransactionCanceledException(tc) => Some(
+                tc.cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code().filter(|c| *c != "None").map(str::to_string))
+                    .collect(),
+            ),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether action `index` of a cancelled transaction failed its condition.
+pub fn condition_failed_at(reasons: &[Option<String>], index: usize) -> bool {
+    reasons
+        .get(index)
+        .and_then(|r| r.as_deref())
+        .is_some_and(|c| c == "ConditionalCheckFailed")
+}
+
+/// Seals and opens pagination cursors. A cursor is the last evaluated key plus an HMAC over
+/// tenant, query and key, so a cursor cannot be forged, edited, or replayed in another
+/// clinic or another query.
+#[derive(Clone)]
+pub struct CursorCodec {
+    key: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for CursorCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CursorCodec")
+    }
+}
+
+impl CursorCodec {
+    pub fn new(key: &[u8]) -> Self {
+        Self {
+            key: zeroize::Zeroizing::new(key.to_vec()),
+        }
+    }
+
+    pub fn seal(&self, tenant: &str, query: &str, last_key: &Item) -> String {
+        let mut flat: Vec<(String, String, String)> = last_key
+            .iter()
+            .filter_map(|(k, v)| match v {
+                AttributeValue::S(x) => Some((k.clone(), "S".to_string(), x.clone())),
+                AttributeValue::N(x) => Some((k.clone(), "N".to_string(), x.clone())),
+                _ => None,
+            })
+            .collect();
+        flat.sort();
+        let payload = serde_json::to_vec(&flat).unwrap_or_default();
+        let tag = hmac_sha256(
+            &self.key,
+            &[
+                tenant.as_bytes(),
+                b"\x1f",
+                query.as_bytes(),
+                b"\x1f",
+                &payload,
+            ],
+        );
+        format!("{}.{}", B64.encode(&payload), B64.encode(tag))
+    }
+
+    pub fn open(&self, tenant: &str, query: &str, cursor: &str) -> Result<Item, ApiError> {
+        let bad =
+            || ApiError::bad_request("invalid_cursor", "The pagination cursor is not valid here.");
+        let (p, t) = cursor.split_once('.').ok_or_else(bad)?;
+        let payload = B64.decode(p).map_err(|_| bad())?;
+        let tag = B64.decode(t).map_err(|_| bad())?;
+        let expected = hmac_sha256(
+            &self.key,
+            &[
+                tenant.as_bytes(),
+                b"\x1f",
+                query.as_bytes(),
+                b"\x1f",
+                &payload,
+            ],
+        );
+        if !constant_time_eq(&tag, &expected) {
+            return Err(bad());
+        }
+        let flat: Vec<(String, String, String)> =
+            serde_json::from_slice(&payload).map_err(|_| bad())?;
+        Ok(flat
+            .into_iter()
+            .map(|(k, kind, v)| {
+                let av = if kind == "N" {
+                    AttributeValue::N(v)
+                } else {
+                    AttributeValue::S(v)
+                };
+                (k, av)
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_are_bound() {
+        let codec = CursorCodec::new(b"k");
+        let last = HashMap::from([
+            ("pk".to_string(), s("CLINIC#a")),
+            ("sk".to_string(), s("MEMBER#1")),
+            ("n".to_string(), n(5)),
+        ]);
+        let c = codec.seal("clinic-a", "members?role=DOCTOR", &last);
+        assert_eq!(
+            codec.open("clinic-a", "members?role=DOCTOR", &c).unwrap(),
+            last
+        );
+        assert!(codec.open("clinic-b", "members?role=DOCTOR", &c).is_err());
+        assert!(codec.open("clinic-a", "members", &c).is_err());
+        assert!(
+            CursorCodec::new(b"other")
+                .open("clinic-a", "members?role=DOCTOR", &c)
+                .is_err()
+        );
+        let (p, t) = c.split_once('.').unwrap();
+        let mut edited = B64.decode(p).unwrap();
+        edited[3] ^= 1;
+        assert!(
+            codec
+                .open(
+                    "clinic-a",
+                    "members?role=DOCTOR",
+                    &format!("{}.{t}", B64.encode(edited))
+                )
+                .is_err()
+        );
+        assert!(codec.open("clinic-a", "q", "garbage").is_err());
+    }
+
+    #[test]
+    fn reads_typed_attributes() {
+        let item = HashMap::from([("a".to_string(), s("x")), ("b".to_string(), n(3))]);
+        assert_eq!(get_s(&item, "a").unwrap(), "x");
+        assert_eq!(get_n(&item, "b").unwrap(), 3);
+        assert!(get_s(&item, "b").is_err());
+        assert!(get_opt_n(&item, "zz").is_none());
+    }
+}

@@ -1,0 +1,290 @@
+//! The one error type at the HTTP boundary, rendered as RFC 9457 problem+json.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use std::borrow::Cow;
+
+use crate::http::current_correlation_id;
+
+/// A problem with one field of a request body, listed in a validation error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// JSON pointer-ish field name, e.g. `email` or `address.city`.
+    pub field: Cow<'static, str>,
+    /// Stable machine code, e.g. `too_short`.
+    pub code: &'static str,
+    /// Human message; never echoes the submitted value (it may be PHI).
+    pub message: Cow<'static, str>,
+}
+
+impl FieldError {
+    pub fn new(
+        field: impl Into<Cow<'static, str>>,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Every way a request can fail. Each variant's doc says the status it becomes.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request cannot be understood (malformed JSON, bad header, bad cursor).
+    #[error("bad request: {code}")]
+    BadRequest {
+        code: &'static str,
+        detail: Cow<'static, str>,
+    },
+    /// 422: the body parsed but fields are invalid; lists every field at once.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// 422: the request is well-formed but cannot be processed as asked.
+    #[error("unprocessable: {code}")]
+    Unprocessable {
+        code: &'static str,
+        detail: Cow<'static, str>,
+    },
+    /// 401: missing, invalid or expired credentials. Carries a `WWW-Authenticate` header.
+    #[error("unauthorized: {code}")]
+    Unauthorized {
+        code: &'static str,
+        detail: Cow<'static, str>,
+    },
+    /// 403: authenticated, but the policy forbids this action.
+    #[error("forbidden")]
+    Forbidden,
+    /// 404: no such resource, or one the caller may not know exists (identical answers).
+    #[error("not found")]
+    NotFound,
+    /// 405: the path exists but not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 409: the request conflicts with current state (duplicate, version mismatch, race lost).
+    #[error("conflict: {code}")]
+    Conflict {
+        code: &'static str,
+        detail: Cow<'static, str>,
+    },
+    /// 413: the body exceeds the size limit.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// 415: the body is not `application/json`.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// 423: the account is locked for a while.
+    #[error("locked: {code}")]
+    Locked {
+        code: &'static str,
+        detail: Cow<'static, str>,
+        retry_after_seconds: i64,
+    },
+    /// 500: a fault of ours. The cause is logged with its chain, never sent to the client.
+    #[error("internal error")]
+    Internal(#[source] Source),
+}
+
+impl ApiError {
+    pub fn internal(e: impl Into<Source>) -> Self {
+        ApiError::Internal(e.into())
+    }
+
+    pub fn bad_request(code: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::BadRequest {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn unauthorized(code: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::Unauthorized {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::Conflict {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn unprocessable(code: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::Unprocessable {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn invalid_field(field: &'static str, code: &'static str, message: &'static str) -> Self {
+        ApiError::Validation(vec![FieldError::new(field, code, message)])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Validation(_) | ApiError::Unprocessable { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Locked { .. } => StatusCode::LOCKED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine-readable code clients switch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. }
+            | ApiError::Unprocessable { code, .. }
+            | ApiError::Unauthorized { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::Locked { code, .. } => code,
+            ApiError::Validation(_) => "validation_failed",
+            ApiError::Forbidden => "forbidden",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    fn detail(&self) -> Cow<'static, str> {
+        match self {
+            ApiError::BadRequest { detail, .. }
+            | ApiError::Unprocessable { detail, .. }
+            | ApiError::Unauthorized { detail, .. }
+            | ApiError::Conflict { detail, .. }
+            | ApiError::Locked { detail, .. } => detail.clone(),
+            ApiError::Validation(_) => "One or more fields are invalid.".into(),
+            ApiError::Forbidden => "You are not allowed to do this.".into(),
+            ApiError::NotFound => "The resource does not exist.".into(),
+            ApiError::MethodNotAllowed => "This method is not allowed on this path.".into(),
+            ApiError::PayloadTooLarge => "The request body is too large.".into(),
+            ApiError::UnsupportedMediaType => "The request body must be application/json.".into(),
+            ApiError::Internal(_) => "An unexpected error occurred.".into(),
+        }
+    }
+}
+
+/// The RFC 9457 body.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: Cow<'static, str>,
+    pub code: &'static str,
+    pub correlation_id: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(source) = &self {
+            let mut chain = source.to_string();
+            let mut cur = source.source();
+            while let Some(s) = cur {
+                chain.push_str(": ");
+                chain.push_str(&s.to_string());
+                cur = s.source();
+            }
+            tracing::error!(error.chain = %chain, "internal error");
+        }
+        let problem = Problem {
+            kind: format!("/problems/{}", self.code().replace('_', "-")),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail: self.detail(),
+            code: self.code(),
+            correlation_id: current_correlation_id(),
+            errors: match self {
+                ApiError::Validation(ref errs) => errs.clone(),
+                _ => Vec::new(),
+            },
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut resp = (status, body).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        match &self {
+            ApiError::Unauthorized { .. } => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            ApiError::Locked {
+                retry_after_seconds,
+                ..
+            } => {
+                if let Ok(v) = HeaderValue::from_str(&retry_after_seconds.max(&0).to_string()) {
+                    headers.insert(header::RETRY_AFTER, v);
+                }
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body_of(e: ApiError) -> (StatusCode, serde_json::Value, Option<String>) {
+        let resp = e.into_response();
+        let status = resp.status();
+        let ct = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or_default().to_string());
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap(), ct)
+    }
+
+    #[tokio::test]
+    async fn validation_errors_list_every_field() {
+        let (status, body, ct) = body_of(ApiError::Validation(vec![
+            FieldError::new("email", "invalid_email", "not an email"),
+            FieldError::new("password", "too_short", "at least 10"),
+        ]))
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(ct.as_deref(), Some("application/problem+json"));
+        assert_eq!(body["code"], "validation_failed");
+        assert_eq!(body["errors"].as_array().unwrap().len(), 2);
+        assert_eq!(body["status"], 422);
+    }
+
+    #[tokio::test]
+    async fn internal_errors_hide_their_cause() {
+        let (status, body, _) = body_of(ApiError::internal("db password is hunter2")).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!body.to_string().contains("hunter2"));
+        assert_eq!(body["code"], "internal_error");
+    }
+}

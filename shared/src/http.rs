@@ -1,0 +1,288 @@
+//! HTTP plumbing every router shares: correlation ids, the JSON body extractor with a size
+//! limit and problem+json rejections, and the fallbacks for unknown paths and methods.
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{DefaultBodyLimit, FromRequest, Request},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use http::{HeaderValue, header};
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use crate::error::ApiError;
+
+/// Largest request body any route accepts.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+tokio::task_local! {
+    static CORRELATION_ID: String;
+}
+
+/// The correlation id of the request being served, or `"none"` outside one.
+pub fn current_correlation_id() -> String {
+    CORRELATION_ID
+        .try_with(|id| id.clone())
+        .unwrap_or_else(|_| "none".to_string())
+}
+
+/// Runs `fut` with the given correlation id in scope (for background work and tests).
+pub async fn with_correlation_id<F: std::future::Future>(id: String, fut: F) -> F::Output {
+    CORRELATION_ID.scope(id, fut).await
+}
+
+/// Accepts a caller's id only if it is short and plain, so it is safe to log and echo.
+fn acceptable_correlation_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    ok.then(|| s.to_string())
+}
+
+async fn correlation(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(CORRELATION_HEADER)
+        .and_then(acceptable_correlation_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let span = tracing::info_span!("request", correlation_id = %id, method = %method);
+    let started = std::time::Instant::now();
+    let mut resp = CORRELATION_ID
+        .scope(id.clone(), next.run(req).instrument(span.clone()))
+        .await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(CORRELATION_HEADER, v);
+    }
+    span.in_scope(|| {
+        // The path carries only ids (never PHI: PHI never appears in URLs by design).
+        tracing::info!(
+            status = resp.status().as_u16(),
+            path = %path,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "request completed"
+        );
+    });
+    resp
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Wraps a function's router with the platform behaviour: body limit, correlation ids,
+/// problem+json fallbacks. Every function applies it once, outermost.
+pub fn platform<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(correlation))
+}
+
+/// A JSON request body: `application/json`, at most [`MAX_BODY_BYTES`], and (with
+/// `#[serde(deny_unknown_fields)]` on the target type) no unknown fields. Every rejection
+/// is a 4xx problem+json that never echoes the submitted values.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            match rejection.status() {
+                http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+                _ => {
+                    ApiError::bad_request("unreadable_body", "The request body could not be read.")
+                }
+            }
+        })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Parses a JSON body, mapping errors to problems that describe position and kind only.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
+                "malformed_json",
+                format!(
+                    "The body is not valid JSON (line {}, column {}).",
+                    e.line(),
+                    e.column()
+                ),
+            ),
+            Category::Data => ApiError::unprocessable(
+                "invalid_body",
+                format!(
+                    "{} (line {}, column {}).",
+                    describe_data_error(&e),
+                    e.line(),
+                    e.column()
+                ),
+            ),
+        }
+    })
+}
+
+/// serde's messages quote the offending value, which may be PHI; keep only the field name.
+fn describe_data_error(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        if let Some(name) = rest.split('`').next() {
+            return format!("Unknown field `{name}`");
+        }
+    }
+    if let Some(rest) = msg.strip_prefix("missing field `") {
+        if let Some(name) = rest.split('`').next() {
+            return format!("Missing field `{name}`");
+        }
+    }
+    if msg.starts_with("invalid type") {
+        return "A field has the wrong type".to_string();
+    }
+    "The body does not match the expected shape".to_string()
+}
+
+/// A JSON response with a status.
+pub fn json_response<T: serde::Serialize>(status: http::StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut resp = (status, Body::from(body)).into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::post;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body1 {
+        name: String,
+        age: u32,
+    }
+
+    async fn echo(Json(b): Json<Body1>) -> String {
+        b.age.to_string()
+    }
+
+    fn app() -> Router {
+        platform(Router::new().route("/x", post(echo)))
+    }
+
+    async fn send(ct: &str, body: Vec<u8>) -> (u16, serde_json::Value, Response) {
+        let req = Request::post("/x")
+            .header(header::CONTENT_TYPE, ct)
+            .header(CORRELATION_HEADER, "abc-123")
+            .body(Body::from(body))
+            .unwrap();
+        let resp = app().oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, json, Response::from_parts(parts, Body::empty()))
+    }
+
+    #[tokio::test]
+    async fn rejections_are_problems_never_500() {
+        let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+            (
+                "application/json",
+                b"{not json".to_vec(),
+                400,
+                "malformed_json",
+            ),
+            (
+                "application/json",
+                br#"{"name":"secret-canary","age":"x"}"#.to_vec(),
+                422,
+                "invalid_body",
+            ),
+            (
+                "application/json",
+                br#"{"name":"a","age":1,"role":"ADMIN"}"#.to_vec(),
+                422,
+                "invalid_body",
+            ),
+            ("text/plain", b"{}".to_vec(), 415, "unsupported_media_type"),
+            (
+                "application/json",
+                vec![b' '; 1024 * 1024],
+                413,
+                "payload_too_large",
+            ),
+        ];
+        for (ct, body, status, code) in cases {
+            let (got, json, resp) = send(ct, body).await;
+            assert_eq!(got, status, "{code}");
+            assert_eq!(json["code"], code);
+            assert_eq!(json["correlationId"], "abc-123");
+            assert!(!json.to_string().contains("secret-canary"));
+            assert_eq!(resp.headers()[CORRELATION_HEADER], "abc-123");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_and_methods_are_problems() {
+        let resp = app()
+            .oneshot(Request::get("/nope").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+        let resp = app()
+            .oneshot(Request::get("/x").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 405);
+        assert!(resp.headers().contains_key(CORRELATION_HEADER));
+    }
+
+    #[test]
+    fn hostile_correlation_ids_are_replaced() {
+        assert!(acceptable_correlation_id(&HeaderValue::from_static("ok-1")).is_some());
+        assert!(acceptable_correlation_id(&HeaderValue::from_static("a b")).is_none());
+        let long = "a".repeat(129);
+        assert!(acceptable_correlation_id(&HeaderValue::from_str(&long).unwrap()).is_none());
+    }
+}

@@ -1,0 +1,91 @@
+//! Typed identifiers, so a user id can never be passed where a clinic id is expected.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+macro_rules! typed_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// A fresh random id.
+            pub fn generate() -> Self {
+                Self(uuid::Uuid::new_v4().to_string())
+            }
+
+            /// Accepts only the canonical hyphenated lowercase UUID form, so ids are safe in
+            /// keys, paths and logs.
+            pub fn parse(s: &str) -> Option<Self> {
+                let u = uuid::Uuid::try_parse(s).ok()?;
+                let canonical = u.hyphenated().to_string();
+                (canonical == s).then_some(Self(canonical))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::parse(&s).ok_or_else(|| format!("invalid {}", stringify!($name)))
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+    };
+}
+
+typed_id!(
+    /// A person's identity, global across clinics.
+    UserId
+);
+typed_id!(
+    /// A tenant.
+    ClinicId
+);
+typed_id!(
+    /// One login session (a refresh-token family).
+    SessionId
+);
+typed_id!(
+    /// One domain event.
+    EventId
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_canonical_uuids_parse() {
+        let id = UserId::generate();
+        assert_eq!(UserId::parse(id.as_str()), Some(id.clone()));
+        assert!(UserId::parse("not-a-uuid").is_none());
+        assert!(UserId::parse(&id.as_str().to_uppercase()).is_none());
+        assert!(UserId::parse("CLINIC#x").is_none());
+    }
+
+    #[test]
+    fn ids_deserialize_with_validation() {
+        let ok: Result<ClinicId, _> =
+            serde_json::from_str("\"0f8fad5b-d9cb-469f-a165-70867728950e\"");
+        assert!(ok.is_ok());
+        let bad: Result<ClinicId, _> = serde_json::from_str("\"../etc\"");
+        assert!(bad.is_err());
+    }
+}

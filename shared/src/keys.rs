@@ -1,0 +1,85 @@
+//! The one place that formats table keys. Nobody else writes `"CLINIC#..."`.
+//!
+//! Tenant items start with `CLINIC#<clinicId>` so an IAM `dynamodb:LeadingKeys` condition can
+//! enforce tenancy; global identity items (users, email lookups, sessions) have their own prefixes.
+
+use crate::ids::{ClinicId, EventId, SessionId, UserId};
+
+pub const PK: &str = "pk";
+pub const SK: &str = "sk";
+pub const GSI1: &str = "gsi1";
+pub const GSI1PK: &str = "gsi1pk";
+pub const GSI1SK: &str = "gsi1sk";
+/// TTL attribute (epoch seconds); DynamoDB deletes the item some time after it.
+pub const TTL: &str = "ttl";
+/// Item kind, also used by the stream filter (`OUTBOX`).
+pub const ENTITY: &str = "entity";
+
+pub const PROFILE_SK: &str = "PROFILE";
+pub const CLINIC_SK: &str = "CLINIC";
+pub const SESSION_PREFIX: &str = "SESSION#";
+pub const MEMBER_PREFIX: &str = "MEMBER#";
+
+pub fn user_pk(user: &UserId) -> String {
+    format!("USER#{user}")
+}
+
+/// Lookup item from an email's blind index to its user; its existence enforces uniqueness.
+pub fn email_pk(email_index: &str) -> String {
+    format!("EMAIL#{email_index}")
+}
+pub const EMAIL_SK: &str = "EMAIL";
+
+pub fn session_sk(session: &SessionId) -> String {
+    format!("{SESSION_PREFIX}{session}")
+}
+
+pub fn clinic_pk(clinic: &ClinicId) -> String {
+    format!("CLINIC#{clinic}")
+}
+
+pub fn member_sk(user: &UserId) -> String {
+    format!("{MEMBER_PREFIX}{user}")
+}
+
+/// GSI1 sort key of a membership, under the user's `USER#` partition: a user's clinics.
+pub fn membership_gsi1sk(clinic: &ClinicId) -> String {
+    format!("MEMBERSHIP#{clinic}")
+}
+pub const MEMBERSHIP_GSI1_PREFIX: &str = "MEMBERSHIP#";
+
+/// Password-reset token, keyed by the hash of the token.
+pub fn reset_pk(token_hash: &str) -> String {
+    format!("RESET#{token_hash}")
+}
+pub const RESET_SK: &str = "RESET";
+
+/// Outbox item: under the clinic for tenant events, under `OUTBOX#` for platform events.
+pub fn outbox_pk(clinic: Option<&ClinicId>, event: &EventId) -> String {
+    match clinic {
+        Some(c) => format!("CLINIC#{c}#OUTBOX#{event}"),
+        None => format!("OUTBOX#{event}"),
+    }
+}
+pub const OUTBOX_SK: &str = "EVENT";
+pub const OUTBOX_ENTITY: &str = "OUTBOX";
+
+/// Stored idempotent response, keyed by a hash of route and key.
+pub fn idempotency_pk(scope_hash: &str) -> String {
+    format!("IDEMPOTENCY#{scope_hash}")
+}
+pub const IDEMPOTENCY_SK: &str = "RESPONSE";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_keys_lead_with_the_clinic() {
+        let c = ClinicId::generate();
+        let e = EventId::generate();
+        assert!(clinic_pk(&c).starts_with("CLINIC#"));
+        assert!(outbox_pk(Some(&c), &e).starts_with(&clinic_pk(&c)));
+        assert!(outbox_pk(None, &e).starts_with("OUTBOX#"));
+    }
+}

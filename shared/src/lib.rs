@@ -1,0 +1,24 @@
+//! Platform code shared by every function: configuration, errors, HTTP plumbing, tokens,
+//! storage helpers, envelope encryption, the outbox and idempotency. No business rules.
+
+pub mod authn;
+pub mod aws;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod idempotency;
+pub mod ids;
+pub mod jwt;
+pub mod keys;
+pub mod outbox;
+pub mod secrets;
+pub mod telemetry;
+pub mod types;
+
+#[cfg(feature = "provision")]
+pub mod provision;
+
+pub use error::{ApiError, FieldError};

@@ -1,0 +1,285 @@
+//! Creates the resources `template.yaml` declares (table, key, bus, rule, queues, secrets)
+//! against any endpoint: the local stack's bootstrap and every integration test use it, each
+//! test under its own name prefix so tests run in parallel without seeing each other.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+
+use crate::aws::Clients;
+use crate::keys;
+use crate::secrets::PlatformSecrets;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Every event source the bus carries (one per bounded context).
+pub const EVENT_SOURCES: &[&str] = &[
+    "clinic.auth",
+    "clinic.clinic",
+    "clinic.user",
+    "clinic.appointment",
+    "clinic.billing",
+    "clinic.ehr",
+    "clinic.notification",
+];
+
+#[derive(Debug, Clone)]
+pub struct Resources {
+    pub table: String,
+    pub kms_key_id: String,
+    pub bus: String,
+    pub notifications_high_url: String,
+    pub notifications_normal_url: String,
+    /// A queue that receives every event on the bus, for inspection and tests.
+    pub events_tap_url: String,
+    pub secrets_ciphertext: String,
+}
+
+impl Resources {
+    /// The environment a function needs to run against these resources.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("TABLE_NAME", self.table.clone()),
+            ("KMS_KEY_ID", self.kms_key_id.clone()),
+            ("PLATFORM_SECRETS", self.secrets_ciphertext.clone()),
+            ("EVENT_BUS_NAME", self.bus.clone()),
+            (
+                "NOTIFICATIONS_QUEUE_URL",
+                self.notifications_high_url.clone(),
+            ),
+            (
+                "NOTIFICATIONS_NORMAL_QUEUE_URL",
+                self.notifications_normal_url.clone(),
+            ),
+            ("EVENTS_TAP_QUEUE_URL", self.events_tap_url.clone()),
+        ]
+    }
+}
+
+/// Clients for a local emulator at `endpoint` with fixed test credentials.
+pub async fn local_clients(endpoint: &str) -> Clients {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "local",
+        ))
+        .load()
+        .await;
+    Clients::from_sdk(sdk)
+}
+
+/// Clients for the emulator named by `AWS_ENDPOINT_URL` (tests: `make test` starts it).
+pub async fn test_clients() -> Clients {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!(
+            "AWS_ENDPOINT_URL is not set: run the tests with `make test`, which starts the emulator"
+        )
+    });
+    local_clients(&endpoint).await
+}
+
+/// A short unique prefix for one test's resources.
+pub fn unique_prefix(label: &str) -> String {
+    format!(
+        "{label}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+pub async fn create_table(clients: &Clients, name: &str) -> Result<(), BoxError> {
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+    };
+    clients
+        .dynamodb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr(keys::PK)?)
+        .attribute_definitions(attr(keys::SK)?)
+        .attribute_definitions(attr(keys::GSI1PK)?)
+        .attribute_definitions(attr(keys::GSI1SK)?)
+        .key_schema(key(keys::PK, KeyType::Hash)?)
+        .key_schema(key(keys::SK, KeyType::Range)?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(keys::GSI1)
+                .key_schema(key(keys::GSI1PK, KeyType::Hash)?)
+                .key_schema(key(keys::GSI1SK, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()?,
+        )
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()?,
+        )
+        .send()
+        .await?;
+    clients
+        .dynamodb
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(keys::TTL)
+                .build()?,
+        )
+        .send()
+        .await?;
+    Ok(())
+}
+
+async fn create_queue(
+    clients: &Clients,
+    name: &str,
+    dlq_arn: Option<&str>,
+) -> Result<(String, String), BoxError> {
+    let mut req = clients.sqs.create_queue().queue_name(name);
+    if let Some(arn) = dlq_arn {
+        req = req.attributes(
+            QueueAttributeName::RedrivePolicy,
+            serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": 5}).to_string(),
+        );
+    }
+    let url = req.send().await?.queue_url.ok_or("queue without url")?;
+    let arn = clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .ok_or("queue without arn")?;
+    Ok((url, arn))
+}
+
+/// Creates everything under `prefix` and seals fresh platform secrets with the new key.
+pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, BoxError> {
+    let table = format!("{prefix}-table");
+    create_table(clients, &table).await?;
+
+    let key = clients
+        .kms
+        .create_key()
+        .description(format!("{prefix} PHI envelope key"))
+        .send()
+        .await?;
+    let kms_key_id = key
+        .key_metadata
+        .map(|m| m.key_id)
+        .ok_or("key without metadata")?;
+
+    let (_, high_dlq) =
+        create_queue(clients, &format!("{prefix}-notifications-high-dlq"), None).await?;
+    let (high, _) = create_queue(
+        clients,
+        &format!("{prefix}-notifications-high"),
+        Some(&high_dlq),
+    )
+    .await?;
+    let (_, normal_dlq) =
+        create_queue(clients, &format!("{prefix}-notifications-normal-dlq"), None).await?;
+    let (normal, _) = create_queue(
+        clients,
+        &format!("{prefix}-notifications-normal"),
+        Some(&normal_dlq),
+    )
+    .await?;
+    let (tap, tap_arn) = create_queue(clients, &format!("{prefix}-events-tap"), None).await?;
+
+    let bus = format!("{prefix}-bus");
+    clients
+        .eventbridge
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await?;
+    let rule = format!("{prefix}-all-events");
+    clients
+        .eventbridge
+        .put_rule()
+        .name(&rule)
+        .event_bus_name(&bus)
+        .event_pattern(serde_json::json!({ "source": EVENT_SOURCES }).to_string())
+        .send()
+        .await?;
+    clients
+        .eventbridge
+        .put_targets()
+        .rule(&rule)
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("events-tap")
+                .arn(tap_arn)
+                .build()?,
+        )
+        .send()
+        .await?;
+
+    let secrets_ciphertext = PlatformSecrets::generate()
+        .seal(&clients.kms, &kms_key_id)
+        .await?;
+    Ok(Resources {
+        table,
+        kms_key_id,
+        bus,
+        notifications_high_url: high,
+        notifications_normal_url: normal,
+        events_tap_url: tap,
+        secrets_ciphertext,
+    })
+}
+
+/// Writes a minimal clinic item (the clinics function owns the full record; registration only
+/// needs the clinic to exist).
+pub async fn put_clinic(
+    clients: &Clients,
+    table: &str,
+    clinic: &crate::ids::ClinicId,
+    name: &str,
+    time_zone: &str,
+    currency: &str,
+) -> Result<(), BoxError> {
+    use crate::db::{n, s};
+    let now = jiff::Timestamp::now().as_second();
+    clients
+        .dynamodb
+        .put_item()
+        .table_name(table)
+        .item(keys::PK, s(keys::clinic_pk(clinic)))
+        .item(keys::SK, s(keys::CLINIC_SK))
+        .item(keys::ENTITY, s("CLINIC"))
+        .item("clinicId", s(clinic.as_str()))
+        .item("name", s(name))
+        .item("timeZone", s(time_zone))
+        .item("currency", s(currency))
+        .item("status", s("ACTIVE"))
+        .item("createdAt", n(now))
+        .item("version", n(1))
+        .send()
+        .await?;
+    Ok(())
+}
