@@ -6,7 +6,7 @@ use http::{header, request::Parts};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use crate::clock::Clock;
@@ -27,8 +27,9 @@ pub struct Authenticator {
     pub keys: Arc<KeySet>,
     table: Table,
     clock: Arc<dyn Clock>,
-    cache_for: Duration,
-    live: Mutex<HashMap<SessionId, Instant>>,
+    cache_for_seconds: i64,
+    /// Session id → when (epoch seconds, from the injectable clock) it was last seen live.
+    live: Mutex<HashMap<SessionId, i64>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -50,12 +51,12 @@ impl Authenticator {
             keys,
             table,
             clock,
-            cache_for,
+            cache_for_seconds: i64::try_from(cache_for.as_secs()).unwrap_or(60),
             live: Mutex::new(HashMap::new()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Instant>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, i64>> {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -66,10 +67,8 @@ impl Authenticator {
 
     pub async fn authenticate(&self, parts: &Parts) -> Result<Caller, ApiError> {
         let token = bearer(parts)?;
-        let claims = self
-            .keys
-            .verify(token, self.clock.epoch())
-            .map_err(token_problem)?;
+        let now = self.clock.epoch();
+        let claims = self.keys.verify(token, now).map_err(token_problem)?;
         let (Some(user_id), Some(session_id)) =
             (UserId::parse(&claims.sub), SessionId::parse(&claims.sid))
         else {
@@ -78,7 +77,7 @@ impl Authenticator {
         let cached = self
             .lock()
             .get(&session_id)
-            .is_some_and(|at| at.elapsed() < self.cache_for);
+            .is_some_and(|at| now - *at < self.cache_for_seconds);
         if !cached {
             let item = self
                 .table
@@ -98,7 +97,7 @@ impl Authenticator {
             if live.len() >= MAX_CACHED_SESSIONS {
                 live.clear();
             }
-            live.insert(session_id.clone(), Instant::now());
+            live.insert(session_id.clone(), now);
         }
         Ok(Caller {
             user_id,

@@ -1,1 +1,135 @@
-//! placeholder
+//! Black-box harness: drives the API over real HTTP the way a client does. With `API_URL` set
+//! it targets that deployment (demo data expected); otherwise it brings up an in-process local
+//! stack (gateway, relay, seed) against the emulator at `AWS_ENDPOINT_URL` on a free port.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use local_stack::Stack;
+use serde_json::Value;
+use std::time::Duration;
+
+pub struct Api {
+    pub base: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    /// The in-process stack, when not testing a deployment.
+    pub stack: Option<Stack>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Api {
+    pub async fn start() -> Api {
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        if let Ok(base) = std::env::var("API_URL") {
+            return Api {
+                base: base.trim_end_matches('/').to_string(),
+                client,
+                stack: None,
+            };
+        }
+        let clients = shared::provision::test_clients().await;
+        let stack = Stack::up(clients, &shared::provision::unique_prefix("bb"))
+            .await
+            .expect("stack");
+        stack.seed_demo().await.expect("seed");
+        let _relay = stack.spawn_relay(Duration::from_millis(200));
+        let (addr, _server) = local_stack::serve(stack.gateway(), ([127, 0, 0, 1], 0).into())
+            .await
+            .expect("serve");
+        Api {
+            base: format!("http://{addr}"),
+            client,
+            stack: Some(stack),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .expect("request");
+        let resp = self.client.request(req).await.expect("http");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        self.send(Method::GET, path, None, &headers).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value, token: Option<&str>) -> Reply {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        self.send(
+            Method::POST,
+            path,
+            Some(body.to_string().into_bytes()),
+            &headers,
+        )
+        .await
+    }
+
+    /// Events that reached the bus (in-process stack only), as EventBridge delivers them;
+    /// polls until every type in `want` has been seen or about twenty seconds pass.
+    pub async fn bus_events(&self, want: &[&str]) -> Vec<Value> {
+        let Some(stack) = &self.stack else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for _ in 0..20 {
+            let msgs = stack
+                .clients
+                .sqs
+                .receive_message()
+                .queue_url(&stack.resources.events_tap_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive")
+                .messages
+                .unwrap_or_default();
+            out.extend(
+                msgs.iter()
+                    .filter_map(|m| m.body().and_then(|b| serde_json::from_str(b).ok())),
+            );
+            let seen = |t: &&str| out.iter().any(|e: &Value| e["detail-type"] == *t);
+            if want.iter().all(seen) {
+                break;
+            }
+        }
+        out
+    }
+}

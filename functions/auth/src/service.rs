@@ -79,6 +79,10 @@ pub struct SessionView {
     pub current: bool,
 }
 
+/// An argon2id hash of a random, discarded password, with the production parameters. Login
+/// verifies against it when there is no usable account, so that path costs as much as a real one.
+pub const DUMMY_PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$Jybpk+JmxI912LfIG0p+iQ$hdonPXiAO67XpEis9OPh9sRT9I+bVcgZrI1ex0a6KzY";
+
 /// Argon2id hash (OWASP parameters: 19 MiB, 2 passes), off the async threads.
 pub async fn hash_password(password: &Phi<String>) -> Result<String, ApiError> {
     let pw = password.clone();
@@ -352,11 +356,11 @@ impl AppState {
             None => None,
         };
         let Some(record) = record.filter(|r| r.status == "ACTIVE") else {
-            let _ = self.verify_password(password, &self.dummy_hash).await?;
+            let _ = self.verify_password(password, DUMMY_PASSWORD_HASH).await?;
             return Err(Self::invalid_credentials());
         };
         if let Some(remaining) = rules::lock_remaining(record.locked_until, now) {
-            let _ = self.verify_password(password, &self.dummy_hash).await?;
+            let _ = self.verify_password(password, DUMMY_PASSWORD_HASH).await?;
             return Err(Self::locked(remaining));
         }
         if !self
@@ -529,17 +533,16 @@ impl AppState {
             ..token.clone()
         };
         let expires = rules::refresh_expiry(session.created_at, now);
-        let won = store::rotate_refresh(
-            &self.table,
-            &token.user,
-            &token.session,
-            &presented,
-            &token_hash(&next.secret),
-            &rules::used_hash_marker(&presented),
-            expires,
-            now,
-        )
-        .await?;
+        let new_hash = token_hash(&next.secret);
+        let marker = rules::used_hash_marker(&presented);
+        let rotation = store::Rotation {
+            old_hash: &presented,
+            new_hash: &new_hash,
+            old_marker: &marker,
+            refresh_expires_at: expires,
+        };
+        let won =
+            store::rotate_refresh(&self.table, &token.user, &token.session, rotation, now).await?;
         if !won {
             return Err(ApiError::unauthorized(
                 "refresh_token_superseded",
@@ -837,4 +840,20 @@ fn revoke_item(
     now: i64,
 ) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
     store::revoke_action(&state.table, user, session, "password_changed", now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn dummy_hash_costs_what_a_real_hash_costs() {
+        // Same algorithm and parameters as the hashes we store, so timing cannot tell them apart.
+        let real = hash_password(&Phi::new("some password here".to_string()))
+            .await
+            .unwrap();
+        let params = |h: &str| h.split('$').take(4).collect::<Vec<_>>().join("$");
+        assert_eq!(params(&real), params(DUMMY_PASSWORD_HASH));
+        assert!(PasswordHash::new(DUMMY_PASSWORD_HASH).is_ok());
+    }
 }

@@ -369,18 +369,31 @@ pub async fn live_sessions(
     Ok(sessions)
 }
 
+/// One refresh-token rotation.
+#[derive(Debug)]
+pub struct Rotation<'a> {
+    pub old_hash: &'a str,
+    pub new_hash: &'a str,
+    /// What is kept of the old hash to recognise its reuse later.
+    pub old_marker: &'a str,
+    pub refresh_expires_at: i64,
+}
+
 /// Replaces the current refresh-token hash if it is still `old_hash`. `false`: another
 /// refresh won the race, or the session was revoked meanwhile.
 pub async fn rotate_refresh(
     table: &Table,
     user: &UserId,
     session: &SessionId,
-    old_hash: &str,
-    new_hash: &str,
-    old_marker: &str,
-    refresh_expires_at: i64,
+    r: Rotation<'_>,
     now: i64,
 ) -> Result<bool, ApiError> {
+    let Rotation {
+        old_hash,
+        new_hash,
+        old_marker,
+        refresh_expires_at,
+    } = r;
     let res = table
         .client
         .update_item()

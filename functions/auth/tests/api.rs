@@ -1,5 +1,6 @@
 //! The auth function's routes against the local emulator, each test in its own freshly
 //! provisioned table, key and queues.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -67,54 +68,39 @@ async fn register_login_refresh_logout() {
 
 #[tokio::test]
 async fn revoked_session_stops_working_in_other_containers_within_a_minute() {
-    // GIVEN two containers of the function sharing one table (the second has a warm cache)
+    // GIVEN a second container of the function whose cache has seen the session live
     let app = spawn().await;
     let login = app.registered_login("two@example.org").await;
     let access = s(&login.body, "accessToken");
-    let other = auth::router(app.state.clone());
-    let other_app = TestApp {
-        router: other,
-        state: app.state.clone(),
-        clock: app.clock.clone(),
-        clients: app.clients.clone(),
-        res: app.res.clone(),
-        clinic: app.clinic.clone(),
-    };
+    let other = second_container(&app).await;
     assert_eq!(
-        other_app
+        other
             .call(Method::GET, "/v1/auth/sessions", None, Some(&access))
             .await
             .status,
         StatusCode::OK
     );
-    // WHEN the session is revoked directly in the table (as another container would)
-    app.clients
-        .dynamodb
-        .update_item()
-        .table_name(&app.res.table)
-        .key(
-            "pk",
-            shared::db::s(format!(
-                "USER#{}",
-                login.body["user"]["id"].as_str().unwrap()
-            )),
-        )
-        .key(
-            "sk",
-            shared::db::s(format!("SESSION#{}", s(&login.body, "sessionId"))),
-        )
-        .update_expression("SET #s = :r")
-        .expression_attribute_names("#s", "status")
-        .expression_attribute_values(":r", shared::db::s("REVOKED"))
-        .send()
-        .await
-        .unwrap();
-    // THEN a fresh container refuses it immediately (the cache bound is 30 s, under the 60 s rule)
-    let fresh = spawn_with_state_clone(&app).await;
-    let r = fresh
+    // WHEN the first container ends the session
+    assert_eq!(
+        app.call(Method::POST, "/v1/auth/logout", None, Some(&access))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    // THEN the first refuses it at once, and the second at the latest when its cache entry
+    // (30 s, under the 60 s rule) runs out
+    assert_eq!(
+        app.call(Method::GET, "/v1/auth/sessions", None, Some(&access))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    app.clock.advance(SignedDuration::from_secs(31));
+    let r = other
         .call(Method::GET, "/v1/auth/sessions", None, Some(&access))
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.body["code"], "session_revoked");
 }
 
 #[tokio::test]
@@ -932,4 +918,60 @@ async fn platform_routes_answer() {
         )
         .await;
     assert_eq!(r.headers["x-correlation-id"], "trace-42");
+}
+
+/// Runs a sample API Gateway v2 event from `events/` through the Lambda adapter's request
+/// conversion and the router, as `lambda_http::run` does on AWS.
+async fn through_lambda(app: &TestApp, sample: &str) -> (StatusCode, Value) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let req = lambda_http::request::from_str(sample).unwrap();
+    let (parts, body) = req.into_parts();
+    let req = http::Request::from_parts(parts, axum::body::Body::from(body.to_vec()));
+    let resp = app.router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn sample_api_gateway_events_route_through_the_lambda_adapter() {
+    let app = spawn().await;
+    let (status, body) = through_lambda(
+        &app,
+        include_str!("../../../events/auth-health-apigw-v2.json"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    // The login sample uses the demo patient: register it in this test's clinic first
+    let mut reg = app.registration("patient@demo.clinic");
+    reg["password"] = json!("clinic-demo-passphrase");
+    assert_eq!(
+        app.call(Method::POST, "/v1/auth/register", Some(reg), None)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let (status, body) = through_lambda(
+        &app,
+        include_str!("../../../events/auth-login-apigw-v2.json"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["accessToken"].is_string());
+    let (status, body) = through_lambda(
+        &app,
+        include_str!("../../../events/auth-login-unknown-field-apigw-v2.json"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body"))
+    );
 }

@@ -1,5 +1,6 @@
 //! PHI canaries never reach the logs. Its own test binary: a scoped tracing subscriber is only
 //! reliable when no other test in the process registers the same call sites concurrently.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

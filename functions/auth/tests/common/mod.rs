@@ -1,5 +1,6 @@
 //! Test harness: the auth router wired to a freshly provisioned table, key and queues in the
 //! local emulator (real DynamoDB, KMS and SQS calls), with a manual clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use auth::{AppState, AuthConfig, router};
@@ -189,7 +190,7 @@ pub fn s(v: &Value, k: &str) -> String {
         .to_string()
 }
 
-pub async fn spawn_with_state_clone(app: &TestApp) -> TestApp {
+pub async fn second_container(app: &TestApp) -> TestApp {
     let cfg = AuthConfig {
         platform: PlatformConfig {
             table_name: app.res.table.clone(),

@@ -1,0 +1,65 @@
+# The entry points: `make dev` runs the whole system locally, `make test` runs every check.
+# Python tools go into .venv; Rust targets through rustup. Nothing else needs installing by hand.
+
+SHELL := /bin/bash
+VENV := .venv
+PORT ?= 3000
+MOTO_PORT ?= 4566
+FUNCTIONS := auth relay
+
+.PHONY: help setup dev test lint unit build deploy bench fmt clean
+
+help:
+	@echo "make dev     local stack: emulated AWS, every function on 127.0.0.1:$(PORT), demo data"
+	@echo "make test    formatting, clippy, cfn-lint and every test against the emulator"
+	@echo "make lint    formatting, clippy and cfn-lint only"
+	@echo "make build   arm64 Lambda binaries with cargo-lambda (into target/lambda/)"
+	@echo "make deploy  sam build && sam deploy --guided"
+	@echo "make bench   binary sizes, cold starts vs hello-world, AWS calls per operation"
+
+$(VENV)/.installed: infra/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt
+	touch $@
+
+$(VENV)/.build-installed: infra/requirements-build.txt $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-build.txt
+	touch $@
+
+setup: $(VENV)/.installed
+	@if command -v rustup >/dev/null; then rustup component add rustfmt clippy >/dev/null; fi
+
+dev: setup
+	cargo build -p local-stack
+	MOTO_PORT=$(MOTO_PORT) MOTO_LOG=target/moto-dev.log infra/with-moto.sh target/debug/local-stack dev --port $(PORT)
+
+lint: setup
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/cfn-lint template.yaml
+
+unit: setup
+	infra/with-moto.sh cargo test --workspace --all-targets
+
+test: lint unit
+
+build: $(VENV)/.build-installed
+	@if command -v rustup >/dev/null; then rustup target add aarch64-unknown-linux-gnu >/dev/null; fi
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 $(addprefix --package ,$(FUNCTIONS))
+	@ls -l target/lambda/*/bootstrap
+
+deploy: $(VENV)/.build-installed
+	@command -v sam >/dev/null || { echo "deploy needs the AWS SAM CLI (pip install aws-sam-cli) and AWS credentials"; exit 1; }
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" sam build --beta-features
+	sam deploy --guided
+
+bench: setup
+	cargo build --release -p auth -p relay -p local-stack --bins
+	infra/with-moto.sh target/release/local-stack bench target/release/hello-lambda $(addprefix target/release/,$(FUNCTIONS))
+
+fmt:
+	cargo fmt --all
+
+clean:
+	cargo clean
+	rm -rf $(VENV) .local

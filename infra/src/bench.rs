@@ -1,0 +1,311 @@
+//! Benchmarks for `make bench`: release binary sizes; cold start (process start until the
+//! runtime asks for its first event from a local Lambda runtime API) of each function against
+//! a hello-world `lambda_runtime` binary built in the same run; AWS calls per operation.
+
+use axum::{
+    Router,
+    body::Body,
+    extract::State,
+    routing::{get, post},
+};
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use shared::{aws::Clients, provision::unique_prefix};
+use std::{
+    path::Path,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+use tokio::sync::oneshot;
+use tower::ServiceExt;
+
+use crate::{BoxError, DEMO_PASSWORD, Stack};
+
+type Signal = Arc<Mutex<Option<oneshot::Sender<Result<(), String>>>>>;
+
+async fn next_invocation(State(signal): State<Signal>) -> StatusCode {
+    if let Some(tx) = signal.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = tx.send(Ok(()));
+    }
+    // Hold the long poll: the process is measured and killed while it waits here.
+    std::future::pending::<()>().await;
+    StatusCode::OK
+}
+
+async fn init_error(State(signal): State<Signal>, body: String) -> StatusCode {
+    if let Some(tx) = signal.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = tx.send(Err(body));
+    }
+    StatusCode::ACCEPTED
+}
+
+/// Time from spawning `binary` until it polls the runtime API for its first event.
+async fn cold_start(binary: &Path, env: &[(&'static str, String)]) -> Result<Duration, BoxError> {
+    let (tx, rx) = oneshot::channel();
+    let signal: Signal = Arc::new(Mutex::new(Some(tx)));
+    let api = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .with_state(signal);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move { axum::serve(listener, api).await });
+    let name = binary
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("fn")
+        .to_string();
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(binary)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", &name)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let outcome = tokio::time::timeout(Duration::from_secs(30), rx).await;
+    let elapsed = started.elapsed();
+    let _ = child.kill().await;
+    server.abort();
+    match outcome {
+        Ok(Ok(Ok(()))) => Ok(elapsed),
+        Ok(Ok(Err(body))) => Err(format!("{name} reported an init error: {body}").into()),
+        _ => Err(format!("{name} did not reach the runtime API within 30 s").into()),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Runs every benchmark and prints a markdown report (also written to `target/bench/report.md`).
+pub async fn run(binaries: &[String]) -> Result<(), BoxError> {
+    if binaries.is_empty() {
+        return Err(
+            "name the release binaries to measure; the hello-world baseline must be among them"
+                .into(),
+        );
+    }
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    let clients = Clients::from_env().await;
+    let stack = Stack::up(clients.clone(), &unique_prefix("bench")).await?;
+    let mut env = stack.resources.env();
+    for var in [
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    ] {
+        if let Ok(v) = std::env::var(var) {
+            env.push((var, v));
+        }
+    }
+
+    let mut report = String::from(
+        "## Release binaries\n\n| binary | size (MiB) | cold start median (ms) | p90 (ms) | min (ms) | vs hello-world |\n|---|---|---|---|---|---|\n",
+    );
+    let mut rows = Vec::new();
+    let mut baseline = None;
+    for b in binaries {
+        let path = Path::new(b);
+        let size = std::fs::metadata(path)?.len();
+        let mut samples = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            samples.push(cold_start(path, &env).await?);
+        }
+        samples.sort();
+        let median = percentile(&samples, 0.5);
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(b)
+            .to_string();
+        if name.starts_with("hello") {
+            baseline = Some(median);
+        }
+        rows.push((name, size, median, percentile(&samples, 0.9), samples[0]));
+    }
+    for (name, size, median, p90, min) in &rows {
+        let ratio = baseline
+            .map(|b| format!("{:.1}x", ms(*median) / ms(b)))
+            .unwrap_or_else(|| "n/a".into());
+        report.push_str(&format!(
+            "| {name} | {:.2} | {:.1} | {:.1} | {:.1} | {ratio} |\n",
+            *size as f64 / (1024.0 * 1024.0),
+            ms(*median),
+            ms(*p90),
+            ms(*min)
+        ));
+    }
+    report.push_str(&format!("\n{runs} runs each; cold start = process spawn until the first `GET /runtime/invocation/next`; \
+        functions that need secrets decrypt them through the emulated KMS during init.\n"));
+
+    report.push_str("\n## AWS calls per operation (auth, through the gateway router, against the emulator)\n\n| operation | AWS calls |\n|---|---|\n");
+    for (op, calls) in calls_per_operation(&stack).await? {
+        report.push_str(&format!("| {op} | {calls} |\n"));
+    }
+    println!("{report}");
+    std::fs::create_dir_all("target/bench")?;
+    std::fs::write("target/bench/report.md", &report)?;
+    Ok(())
+}
+
+async fn call(
+    router: &Router,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    token: Option<&str>,
+) -> Result<(StatusCode, Value), BoxError> {
+    let mut req = Request::builder().method(method).uri(path);
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = router
+        .clone()
+        .oneshot(
+            req.body(
+                body.map(|b| Body::from(b.to_string()))
+                    .unwrap_or_else(Body::empty),
+            )?,
+        )
+        .await?;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxError> {
+    let clinic = stack.seed_demo().await?;
+    let router = stack.gateway();
+    let counter = &stack.clients.calls;
+    let mut out = Vec::new();
+    let mut measure =
+        |name: &str, before: u64| out.push((name.to_string(), counter.get() - before));
+
+    let reg = |email: &str| json!({"clinicId": clinic, "email": email, "password": DEMO_PASSWORD, "givenName": "Bea", "familyName": "Bench", "phone": "+4930123456", "birthDate": "1980-01-01"});
+    let b = counter.get();
+    call(
+        &router,
+        Method::POST,
+        "/v1/auth/register",
+        Some(reg("bench1@example.org")),
+        None,
+    )
+    .await?;
+    measure("register (5 PHI fields, warm key cache)", b);
+    let b = counter.get();
+    let (status, login) = call(
+        &router,
+        Method::POST,
+        "/v1/auth/login",
+        Some(json!({"email": "bench1@example.org", "password": DEMO_PASSWORD})),
+        None,
+    )
+    .await?;
+    if status != StatusCode::OK {
+        return Err(format!("bench login failed: {status}").into());
+    }
+    measure("login (success)", b);
+    let access = login["accessToken"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let refresh = login["refreshToken"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let b = counter.get();
+    call(
+        &router,
+        Method::POST,
+        "/v1/auth/login",
+        Some(json!({"email": "bench1@example.org", "password": "wrong-password-x"})),
+        None,
+    )
+    .await?;
+    measure("login (wrong password)", b);
+    let b = counter.get();
+    call(
+        &router,
+        Method::POST,
+        "/v1/auth/refresh",
+        Some(json!({"refreshToken": refresh})),
+        None,
+    )
+    .await?;
+    measure("refresh", b);
+    let b = counter.get();
+    call(
+        &router,
+        Method::GET,
+        "/v1/auth/sessions",
+        None,
+        Some(&access),
+    )
+    .await?;
+    measure("list sessions (first call: session check + query)", b);
+    let b = counter.get();
+    call(
+        &router,
+        Method::GET,
+        "/v1/auth/sessions",
+        None,
+        Some(&access),
+    )
+    .await?;
+    measure("list sessions (session check cached)", b);
+    let b = counter.get();
+    call(
+        &router,
+        Method::GET,
+        "/v1/auth/sessions",
+        None,
+        Some("not.a.token"),
+    )
+    .await?;
+    measure("any route with an invalid token", b);
+    let b = counter.get();
+    call(
+        &router,
+        Method::POST,
+        "/v1/auth/password/forgot",
+        Some(json!({"email": "bench1@example.org"})),
+        None,
+    )
+    .await?;
+    measure("forgot password (known email)", b);
+    let b = counter.get();
+    call(
+        &router,
+        Method::POST,
+        "/v1/auth/logout",
+        None,
+        Some(&access),
+    )
+    .await?;
+    measure("logout", b);
+    Ok(out)
+}
