@@ -8,6 +8,8 @@ use std::time::Duration;
 const USAGE: &str = "usage:
   local-stack dev [--port 3000]          provision, seed, and serve every function on 127.0.0.1
   local-stack seal-secrets --key-id ID   generate platform secrets and print them sealed with KMS key ID
+  local-stack rotate-secrets --key-id ID --current CIPHERTEXT
+                                         new signing key (the previous one stays valid), same index keys
   local-stack bench BINARY...            cold start, size and AWS-call benchmarks (see Makefile)";
 
 #[tokio::main]
@@ -35,6 +37,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 .seal(&clients.kms, &key_id)
                 .await?;
             println!("{sealed}");
+            Ok(())
+        }
+        Some("rotate-secrets") => {
+            let key_id = flag("--key-id").ok_or("--key-id is required")?;
+            let current =
+                flag("--current").ok_or("--current is required (the PLATFORM_SECRETS in use)")?;
+            let clients = Clients::from_env().await;
+            let rotated = shared::secrets::PlatformSecrets::open(&clients.kms, &current)
+                .await?
+                .rotate_signing_key();
+            println!("{}", rotated.seal(&clients.kms, &key_id).await?);
             Ok(())
         }
         Some("bench") => local_stack::bench::run(&args[1..]).await,

@@ -140,6 +140,41 @@ pub fn cancellation_reasons(e: &SdkErr<TransactWriteItemsError>) -> Option<Vec<O
     }
 }
 
+/// Runs a transaction, retrying (up to four attempts, with jittered backoff) when it was
+/// cancelled only because another transaction touched the same items at the same time.
+/// DynamoDB does not retry those itself; a failed condition is returned at once.
+pub async fn transact(
+    client: &aws_sdk_dynamodb::Client,
+    items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+) -> Result<(), SdkErr<TransactWriteItemsError>> {
+    let mut attempt = 0u32;
+    loop {
+        let result = client
+            .transact_write_items()
+            .set_transact_items(Some(items.clone()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                let only_conflicts = cancellation_reasons(&e).is_some_and(|r| {
+                    r.iter().flatten().all(|c| c == "TransactionConflict")
+                        && r.iter().flatten().next().is_some()
+                });
+                attempt += 1;
+                if !only_conflicts || attempt >= 4 {
+                    return Err(e);
+                }
+                let jitter = u64::from(crate::crypto::random_bytes::<1>()[0]) % 20;
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    20 * u64::from(attempt) + jitter,
+                ))
+                .await;
+            }
+        }
+    }
+}
+
 /// Whether action `index` of a cancelled transaction failed its condition.
 pub fn condition_failed_at(reasons: &[Option<String>], index: usize) -> bool {
     reasons
@@ -169,6 +204,19 @@ impl CursorCodec {
         }
     }
 
+    fn tag(&self, tenant: &str, query: &str, payload: &[u8]) -> [u8; 32] {
+        hmac_sha256(
+            &self.key,
+            &[
+                tenant.as_bytes(),
+                b"\x1f",
+                query.as_bytes(),
+                b"\x1f",
+                payload,
+            ],
+        )
+    }
+
     pub fn seal(&self, tenant: &str, query: &str, last_key: &Item) -> String {
         let mut flat: Vec<(String, String, String)> = last_key
             .iter()
@@ -180,16 +228,7 @@ impl CursorCodec {
             .collect();
         flat.sort();
         let payload = serde_json::to_vec(&flat).unwrap_or_default();
-        let tag = hmac_sha256(
-            &self.key,
-            &[
-                tenant.as_bytes(),
-                b"\x1f",
-                query.as_bytes(),
-                b"\x1f",
-                &payload,
-            ],
-        );
+        let tag = self.tag(tenant, query, &payload);
         format!("{}.{}", B64.encode(&payload), B64.encode(tag))
     }
 
@@ -199,16 +238,7 @@ impl CursorCodec {
         let (p, t) = cursor.split_once('.').ok_or_else(bad)?;
         let payload = B64.decode(p).map_err(|_| bad())?;
         let tag = B64.decode(t).map_err(|_| bad())?;
-        let expected = hmac_sha256(
-            &self.key,
-            &[
-                tenant.as_bytes(),
-                b"\x1f",
-                query.as_bytes(),
-                b"\x1f",
-                &payload,
-            ],
-        );
+        let expected = self.tag(tenant, query, &payload);
         if !constant_time_eq(&tag, &expected) {
             return Err(bad());
         }

@@ -466,17 +466,22 @@ impl AppState {
             ("user", user.as_str()),
             serde_json::json!({ "userId": user, "sessionIds": evict, "reason": "session_limit" }),
         );
-        store::revoke_sessions(
-            &self.table,
-            user,
-            &evict,
-            "session_limit",
-            Some(&event),
-            Vec::new(),
-            now,
-        )
-        .await?;
-        for s in &evict {
+        self.end_sessions(user, &evict, "session_limit", &event, now)
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes sessions with their event, and forgets them in this container at once.
+    async fn end_sessions(
+        &self,
+        user: &UserId,
+        sessions: &[SessionId],
+        reason: &str,
+        event: &EventEnvelope,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        store::revoke_sessions(&self.table, user, sessions, reason, event, now).await?;
+        for s in sessions {
             self.authn.forget(s);
         }
         Ok(())
@@ -503,17 +508,14 @@ impl AppState {
                     ("session", token.session.as_str()),
                     serde_json::json!({ "userId": token.user, "sessionId": token.session }),
                 );
-                store::revoke_sessions(
-                    &self.table,
+                self.end_sessions(
                     &token.user,
                     std::slice::from_ref(&token.session),
                     "refresh_token_reuse",
-                    Some(&event),
-                    Vec::new(),
+                    &event,
                     now,
                 )
                 .await?;
-                self.authn.forget(&token.session);
                 tracing::warn!(user_id = %token.user, session_id = %token.session, "refresh token reuse: session revoked");
                 return Err(ApiError::unauthorized(
                     "refresh_token_reused",
@@ -575,19 +577,8 @@ impl AppState {
             ("session", current.as_str()),
             serde_json::json!({ "userId": user, "sessionIds": sessions, "allDevices": all_devices }),
         );
-        store::revoke_sessions(
-            &self.table,
-            user,
-            &sessions,
-            "logout",
-            Some(&event),
-            Vec::new(),
-            now,
-        )
-        .await?;
-        for s in &sessions {
-            self.authn.forget(s);
-        }
+        self.end_sessions(user, &sessions, "logout", &event, now)
+            .await?;
         Ok(sessions.len())
     }
 
@@ -626,18 +617,14 @@ impl AppState {
             ("session", target.as_str()),
             serde_json::json!({ "userId": user, "sessionIds": [target], "reason": "revoked_by_user" }),
         );
-        store::revoke_sessions(
-            &self.table,
+        self.end_sessions(
             user,
             std::slice::from_ref(target),
             "revoked_by_user",
-            Some(&event),
-            Vec::new(),
+            &event,
             now,
         )
-        .await?;
-        self.authn.forget(target);
-        Ok(())
+        .await
     }
 
     /// Changes the password and ends every other session.

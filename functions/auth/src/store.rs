@@ -154,9 +154,13 @@ pub async fn create_user(
         Err(e) => match cancellation_reasons(&e) {
             Some(r) if condition_failed_at(&r, 0) => Err(CreateUserError::ClinicNotFound),
             Some(r) if condition_failed_at(&r, 1) => Err(CreateUserError::EmailTaken),
-            // Transaction conflicts mean another registration for this email is in flight.
+            // Still conflicting after retries: another registration for this email (or a
+            // write to the clinic) is in flight; the client may retry.
             Some(r) if r.iter().flatten().any(|c| c == "TransactionConflict") => {
-                Err(CreateUserError::EmailTaken)
+                Err(store(ApiError::conflict(
+                    "concurrent_request",
+                    "Another request changed the same records; try again.",
+                )))
             }
             _ => Err(store(db::internal(e))),
         },
@@ -447,20 +451,14 @@ pub async fn revoke_sessions(
     user: &UserId,
     sessions: &[SessionId],
     reason: &str,
-    event: Option<&EventEnvelope>,
-    extra: Vec<TransactWriteItem>,
+    event: &EventEnvelope,
     now: i64,
 ) -> Result<(), ApiError> {
-    let mut items = extra;
+    let mut items = Vec::new();
     for sid in sessions {
         items.push(revoke_action(table, user, sid, reason, now)?);
     }
-    if let Some(e) = event {
-        items.push(e.outbox_write(&table.name, now)?);
-    }
-    if items.is_empty() {
-        return Ok(());
-    }
+    items.push(event.outbox_write(&table.name, now)?);
     if items.len() > 100 {
         return Err(ApiError::internal("too many actions for one transaction"));
     }
