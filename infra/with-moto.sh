@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Runs a command with moto's server (from the project virtualenv) on a free loopback port,
+# Runs a command with the AWS emulator (moto, from the project virtualenv, see emulator.py) on a free loopback port,
 # exporting AWS_ENDPOINT_URL and test credentials for it; stops the server afterwards.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 port="${MOTO_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
 log="${MOTO_LOG:-$here/target/moto-$port.log}"
 mkdir -p "$(dirname "$log")"
-"$here/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+"$here/.venv/bin/python" "$here/infra/emulator.py" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do

@@ -34,6 +34,9 @@ impl FieldError {
 
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// 401 codes that mean "the bearer token you sent was refused".
+const TOKEN_ERRORS: &[&str] = &["invalid_token", "token_expired", "session_revoked"];
+
 /// Every way a request can fail. Each variant's doc says the status it becomes.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -230,10 +233,16 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         match &self {
-            ApiError::Unauthorized { .. } => {
+            ApiError::Unauthorized { code, .. } => {
+                // RFC 6750: name the error only when a presented bearer token was refused.
+                let challenge = if TOKEN_ERRORS.contains(code) {
+                    "Bearer realm=\"clinic-api\", error=\"invalid_token\""
+                } else {
+                    "Bearer realm=\"clinic-api\""
+                };
                 headers.insert(
                     header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                    HeaderValue::from_static(challenge),
                 );
             }
             ApiError::Locked {

@@ -98,10 +98,12 @@ async fn run(store: IdempotencyStore, req: Request, next: Next) -> Result<Respon
         .item("state", s("IN_PROGRESS"))
         .item("lockExpiresAt", n(now + LOCK_SECONDS))
         .item(keys::TTL, n(now + RETENTION_SECONDS))
+        // Free, expired (DynamoDB deletes expired items late), or abandoned mid-flight.
         .condition_expression(
-            "attribute_not_exists(pk) OR (#state = :running AND lockExpiresAt < :now)",
+            "attribute_not_exists(pk) OR #ttl < :now OR (#state = :running AND lockExpiresAt < :now)",
         )
         .expression_attribute_names("#state", "state")
+        .expression_attribute_names("#ttl", keys::TTL)
         .expression_attribute_values(":running", s("IN_PROGRESS"))
         .expression_attribute_values(":now", n(now))
         .send()

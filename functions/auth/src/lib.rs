@@ -23,7 +23,7 @@ use shared::{
     config::{self, PlatformConfig},
     crypto::{BlindIndex, Envelope, KeyCacheLimits, Phi},
     db::Table,
-    http::{Json, json_response},
+    http::{Json, OptionalJson, json_response},
     idempotency::{IdempotencyStore, idempotent},
     ids::SessionId,
     jwt::KeySet,
@@ -250,17 +250,10 @@ struct LogoutRequest {
 async fn logout(
     State(state): State<AppState>,
     caller: Caller,
-    body: axum::body::Bytes,
+    OptionalJson(req): OptionalJson<LogoutRequest>,
 ) -> Result<Response, ApiError> {
-    // The body is optional: an empty one means "this session only".
-    let req: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        LogoutRequest::default()
-    } else {
-        shared::http::parse_json(&body)?
-    };
-    let all = req.all_devices;
     state
-        .logout(&caller.user_id, &caller.session_id, all)
+        .logout(&caller.user_id, &caller.session_id, req.all_devices)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -125,6 +125,22 @@ pub fn check_password(password: &str, email: Option<&str>) -> Result<(), Passwor
     Ok(())
 }
 
+/// A birth date in strict `YYYY-MM-DD` form, from 1900 up to `today`.
+pub fn valid_birth_date(raw: &str, today: jiff::civil::Date) -> bool {
+    let shape_ok = raw.len() == 10
+        && raw.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    shape_ok
+        && raw
+            .parse::<jiff::civil::Date>()
+            .is_ok_and(|d| d <= today && d.year() >= 1900)
+}
+
 /// Seconds left on a lock, if the account is locked at `now`.
 pub fn lock_remaining(locked_until: Option<i64>, now: i64) -> Option<i64> {
     locked_until
@@ -251,6 +267,25 @@ mod tests {
             check_password(&"x1".repeat(200), None),
             Err(PasswordProblem::TooLong)
         );
+    }
+
+    #[test]
+    fn birth_dates_are_strict() {
+        let today = jiff::civil::date(2026, 11, 23);
+        for ok in ["1990-04-01", "1900-01-01", "2026-11-23"] {
+            assert!(valid_birth_date(ok, today), "{ok}");
+        }
+        for bad in [
+            "19900401",
+            "1990-04-01T10:00",
+            "+001990-04-01",
+            "2026-11-24",
+            "1899-12-31",
+            "1990-02-30",
+            "1990-4-1",
+        ] {
+            assert!(!valid_birth_date(bad, today), "{bad}");
+        }
     }
 
     #[test]

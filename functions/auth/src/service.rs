@@ -206,15 +206,8 @@ impl AppState {
             None => None,
         };
         if let Some(b) = &req.birth_date {
-            let ok = b
-                .expose()
-                .parse::<jiff::civil::Date>()
-                .ok()
-                .is_some_and(|d| {
-                    d <= self.clock.now().to_zoned(jiff::tz::TimeZone::UTC).date()
-                        && d.year() >= 1900
-                });
-            if !ok {
+            let today = self.clock.now().to_zoned(jiff::tz::TimeZone::UTC).date();
+            if !rules::valid_birth_date(b.expose(), today) {
                 errors.push(FieldError::new(
                     "birthDate",
                     "invalid_date",
@@ -606,7 +599,7 @@ impl AppState {
         let now = self.clock.epoch();
         let live = store::get_session(&self.table, user, target)
             .await?
-            .is_some_and(|s| s.status == "ACTIVE");
+            .is_some_and(|s| s.status == "ACTIVE" && s.refresh_expires_at > now);
         if !live {
             return Err(ApiError::NotFound);
         }
@@ -677,7 +670,13 @@ impl AppState {
         let update = store::password_update(&self.table, user, &hash, record.version, now)?;
         let mut items = vec![update];
         for s in &others {
-            items.push(revoke_item(self, user, s, now)?);
+            items.push(store::revoke_action(
+                &self.table,
+                user,
+                s,
+                "password_changed",
+                now,
+            )?);
         }
         items.push(event.outbox_write(&self.table.name, now)?);
         if store::run_guarded(&self.table, items, &[0])
@@ -799,7 +798,13 @@ impl AppState {
             store::password_update(&self.table, &user, &hash, record.version, now)?,
         ];
         for s in &sessions {
-            items.push(revoke_item(self, &user, s, now)?);
+            items.push(store::revoke_action(
+                &self.table,
+                &user,
+                s,
+                "password_reset",
+                now,
+            )?);
         }
         items.push(event.outbox_write(&self.table.name, now)?);
         match store::run_guarded(&self.table, items, &[0, 1]).await? {
@@ -818,15 +823,6 @@ impl AppState {
         tracing::info!(user_id = %user, "password reset completed");
         Ok(())
     }
-}
-
-fn revoke_item(
-    state: &AppState,
-    user: &UserId,
-    session: &SessionId,
-    now: i64,
-) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
-    store::revoke_action(&state.table, user, session, "password_changed", now)
 }
 
 #[cfg(test)]

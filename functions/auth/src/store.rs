@@ -551,11 +551,18 @@ pub async fn run_guarded(
     match transact(table, items).await {
         Ok(()) => Ok(None),
         Err(e) => match cancellation_reasons(&e) {
-            Some(r) => watch
-                .iter()
-                .find(|i| condition_failed_at(&r, **i))
-                .map(|i| Some(*i))
-                .ok_or_else(|| db::internal(e)),
+            Some(r) => {
+                if let Some(i) = watch.iter().find(|i| condition_failed_at(&r, **i)) {
+                    return Ok(Some(*i));
+                }
+                if r.iter().flatten().any(|c| c == "TransactionConflict") {
+                    return Err(ApiError::conflict(
+                        "concurrent_request",
+                        "Another request changed the same records; try again.",
+                    ));
+                }
+                Err(db::internal(e))
+            }
             None => Err(db::internal(e)),
         },
     }

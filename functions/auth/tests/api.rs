@@ -679,6 +679,20 @@ async fn hostile_tokens_are_refused_without_touching_the_database() {
     );
     let missing = app.call(Method::GET, "/v1/auth/sessions", None, None).await;
     assert_eq!(missing.body["code"], "missing_token");
+    // RFC 6750: no error attribute when no token was sent; invalid_token when one was refused
+    assert_eq!(
+        missing.headers["www-authenticate"],
+        "Bearer realm=\"clinic-api\""
+    );
+    let refused = app
+        .call(Method::GET, "/v1/auth/sessions", None, Some("garbage"))
+        .await;
+    assert!(
+        refused.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
 }
 
 #[tokio::test]
@@ -798,6 +812,46 @@ async fn bad_bodies_are_client_errors_never_500() {
             &[("content-type", "text/plain")],
         )
         .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Logout's body is optional, but when present it obeys the same rules
+    let token = s(
+        &app.registered_login("bodies@example.org").await.body,
+        "accessToken",
+    );
+    let auth = format!("Bearer {token}");
+    let r = app
+        .call_with(
+            Method::POST,
+            "/v1/auth/logout",
+            Some(b"{}".to_vec()),
+            None,
+            &[("content-type", "text/plain"), ("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let r = app
+        .call_with(
+            Method::POST,
+            "/v1/auth/logout",
+            Some(vec![b' '; 1024 * 1024]),
+            Some(&token),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    );
+    let r = app
+        .call_with(
+            Method::POST,
+            "/v1/auth/logout",
+            Some(br#"{"allDevices": "yes"}"#.to_vec()),
+            Some(&token),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.status.is_client_error());
     // An over-long password is refused before hashing
     let r = app.login("a@example.org", &"p".repeat(10_000)).await;

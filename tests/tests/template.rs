@@ -1,0 +1,49 @@
+//! `template.yaml` is the deployable truth: every route the code serves is routed there, and
+//! every environment variable a function reads is set there.
+
+const TEMPLATE: &str = include_str!("../../template.yaml");
+
+/// (method, path) pairs of the template's HttpApi events: a `Method:` line followed by `Path:`.
+fn template_routes() -> Vec<(String, String)> {
+    let lines: Vec<&str> = TEMPLATE.lines().map(str::trim).collect();
+    lines
+        .windows(2)
+        .filter_map(|w| {
+            let method = w[0].strip_prefix("Method: ")?;
+            let path = w[1].strip_prefix("Path: ")?;
+            Some((method.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn every_served_route_is_deployed_and_nothing_else() {
+    let mut deployed = template_routes();
+    let mut served: Vec<(String, String)> = auth::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    deployed.sort();
+    served.sort();
+    assert_eq!(deployed, served);
+}
+
+#[test]
+fn every_configuration_variable_is_set() {
+    for var in [
+        "TABLE_NAME",
+        "KMS_KEY_ID",
+        "PLATFORM_SECRETS",
+        "JWT_ISSUER",
+        "JWT_AUDIENCE",
+        "NOTIFICATIONS_QUEUE_URL",
+        "APP_URL",
+        "SESSION_CACHE_SECONDS",
+        "EVENT_BUS_NAME",
+    ] {
+        assert!(
+            TEMPLATE.contains(&format!("{var}:")),
+            "{var} is not set in template.yaml"
+        );
+    }
+}
