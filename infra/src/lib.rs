@@ -10,8 +10,11 @@ use shared::{
     clock::{Clock, SystemClock},
     config::PlatformConfig,
     crypto::Phi,
-    ids::ClinicId,
+    ids::{ClinicId, UserId},
+    outbox::{Actor, EventEnvelope, Subject},
+    policy::Role,
     provision::{Resources, provision, put_clinic},
+    types::Email,
 };
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -21,15 +24,26 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub const DEMO_CLINIC_ID: &str = "c1a1c000-0000-4000-8000-000000000001";
 /// Every seeded demo user shares this password (it passes the password policy).
 pub const DEMO_PASSWORD: &str = "clinic-demo-passphrase";
-/// One demo user per main role: (role, email, given name, family name).
-pub const DEMO_USERS: &[(&str, &str, &str, &str)] = &[
-    ("SUPER_ADMIN", "super@demo.clinic", "Sam", "Super"),
-    ("CLINIC_ADMIN", "admin@demo.clinic", "Ada", "Admin"),
-    ("DOCTOR", "doctor@demo.clinic", "Dana", "Doctor"),
-    ("NURSE", "nurse@demo.clinic", "Nia", "Nurse"),
-    ("RECEPTIONIST", "reception@demo.clinic", "Remy", "Reception"),
-    ("FINANCE_BILLING", "finance@demo.clinic", "Fay", "Finance"),
-    ("PATIENT", "patient@demo.clinic", "Pat", "Patient"),
+/// The platform's super admin (a platform role, no clinic membership).
+pub const DEMO_SUPER_ADMIN: &str = "super@demo.clinic";
+/// One demo user per main role of the demo clinic: (role, email, given name, family name).
+pub const DEMO_USERS: &[(Role, &str, &str, &str)] = &[
+    (Role::ClinicAdmin, "admin@demo.clinic", "Ada", "Admin"),
+    (Role::Doctor, "doctor@demo.clinic", "Dana", "Doctor"),
+    (Role::Nurse, "nurse@demo.clinic", "Nia", "Nurse"),
+    (
+        Role::Receptionist,
+        "reception@demo.clinic",
+        "Remy",
+        "Reception",
+    ),
+    (
+        Role::FinanceBilling,
+        "finance@demo.clinic",
+        "Fay",
+        "Finance",
+    ),
+    (Role::Patient, "patient@demo.clinic", "Pat", "Patient"),
 ];
 
 /// A running set of resources and the functions' states built on them.
@@ -87,6 +101,35 @@ impl Stack {
             "EUR",
         )
         .await?;
+        let super_admin = UserId::generate();
+        let identity = auth::identity::NewIdentity {
+            user: super_admin.clone(),
+            email: Email::parse(DEMO_SUPER_ADMIN).ok_or("bad demo email")?,
+            given_name: "Sam".into(),
+            family_name: "Super".into(),
+            phone: None,
+            birth_date: None,
+            password_hash: Some(
+                auth::service::hash_password(&Phi::new(DEMO_PASSWORD.to_string())).await?,
+            ),
+            membership: None,
+            platform_role: Some(Role::SuperAdmin),
+        };
+        let event = EventEnvelope::new(
+            "auth.user_registered",
+            None,
+            Actor::default(),
+            Subject {
+                kind: "user".into(),
+                id: super_admin.to_string(),
+            },
+            serde_json::json!({ "userId": super_admin, "platformRole": "SUPER_ADMIN" }),
+            jiff::Timestamp::now(),
+        );
+        self.auth
+            .identities()
+            .create(identity, &event, jiff::Timestamp::now().as_second())
+            .await?;
         for (role, email, given, family) in DEMO_USERS {
             let req = auth::service::RegisterRequest {
                 clinic_id: clinic.to_string(),
@@ -97,7 +140,7 @@ impl Stack {
                 phone: None,
                 birth_date: None,
             };
-            self.auth.register(req, role).await?;
+            self.auth.register(req, *role).await?;
         }
         Ok(clinic)
     }

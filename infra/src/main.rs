@@ -1,7 +1,7 @@
 //! `local-stack`: bring the whole system up locally, seal platform secrets for a deployment,
 //! or run the benchmarks.
 
-use local_stack::{DEMO_CLINIC_ID, DEMO_PASSWORD, DEMO_USERS, Stack, serve};
+use local_stack::{DEMO_CLINIC_ID, DEMO_PASSWORD, DEMO_SUPER_ADMIN, DEMO_USERS, Stack, serve};
 use shared::aws::Clients;
 use std::time::Duration;
 
@@ -85,8 +85,9 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     println!("\nLocal stack ready on http://{addr}\n");
     println!("Demo clinic: {DEMO_CLINIC_ID} (Demo Clinic, Europe/Berlin, EUR)");
     println!("Demo users (password for all: {DEMO_PASSWORD}):");
+    println!("  {:<20} {DEMO_SUPER_ADMIN}", "SUPER_ADMIN");
     for (role, email, _, _) in DEMO_USERS {
-        println!("  {role:<16} {email}");
+        println!("  {:<20} {email}", role.as_str());
     }
     println!("\nTry: curl -s http://{addr}/v1/health");
     println!("Resource names are in .local/stack.env. Ctrl-C stops everything.\n");

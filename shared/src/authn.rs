@@ -12,15 +12,31 @@ use std::{
 use crate::clock::Clock;
 use crate::db::{Table, get_opt_s};
 use crate::error::ApiError;
-use crate::ids::{SessionId, UserId};
+use crate::ids::{ClinicId, SessionId, UserId};
 use crate::jwt::{KeySet, TokenError};
 use crate::keys;
+use crate::policy::{Action, Actor, Resource, Role, Subject};
 
 /// Who is calling: proven by a valid token for a live session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub user_id: UserId,
     pub session_id: SessionId,
+    /// A platform-wide role (SUPER_ADMIN), fixed on the session at login.
+    pub platform_role: Option<Role>,
+}
+
+impl Caller {
+    pub fn is_super_admin(&self) -> bool {
+        self.platform_role == Some(Role::SuperAdmin)
+    }
+}
+
+/// A caller's membership of one clinic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub role: Role,
+    pub location: Option<String>,
 }
 
 pub struct Authenticator {
@@ -28,8 +44,11 @@ pub struct Authenticator {
     table: Table,
     clock: Arc<dyn Clock>,
     cache_for_seconds: i64,
-    /// Session id → when (epoch seconds, from the injectable clock) it was last seen live.
-    live: Mutex<HashMap<SessionId, i64>>,
+    /// Session id → when (epoch seconds, from the injectable clock) it was last seen live,
+    /// and the platform role it carries.
+    live: Mutex<HashMap<SessionId, (i64, Option<Role>)>>,
+    /// (clinic, user) → when an active membership was last seen, and what it was.
+    members: Mutex<HashMap<(ClinicId, UserId), (i64, Membership)>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -53,10 +72,11 @@ impl Authenticator {
             clock,
             cache_for_seconds: i64::try_from(cache_for.as_secs()).unwrap_or(60),
             live: Mutex::new(HashMap::new()),
+            members: Mutex::new(HashMap::new()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, i64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, (i64, Option<Role>)>> {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -77,32 +97,89 @@ impl Authenticator {
         let cached = self
             .lock()
             .get(&session_id)
-            .is_some_and(|at| now - *at < self.cache_for_seconds);
-        if !cached {
-            let item = self
-                .table
-                .get(keys::user_pk(&user_id), keys::session_sk(&session_id))
-                .await?;
-            let active = item
-                .as_ref()
-                .is_some_and(|i| get_opt_s(i, "status") == Some("ACTIVE"));
-            if !active {
-                self.forget(&session_id);
-                return Err(ApiError::unauthorized(
-                    "session_revoked",
-                    "The session has ended. Log in again.",
-                ));
+            .filter(|(at, _)| now - *at < self.cache_for_seconds)
+            .map(|(_, role)| *role);
+        let platform_role = match cached {
+            Some(role) => role,
+            None => {
+                let item = self
+                    .table
+                    .get(keys::user_pk(&user_id), keys::session_sk(&session_id))
+                    .await?;
+                let Some(item) = item.filter(|i| get_opt_s(i, "status") == Some("ACTIVE")) else {
+                    self.forget(&session_id);
+                    return Err(ApiError::unauthorized(
+                        "session_revoked",
+                        "The session has ended. Log in again.",
+                    ));
+                };
+                let role = get_opt_s(&item, "platformRole").and_then(Role::parse);
+                let mut live = self.lock();
+                if live.len() >= MAX_CACHED_SESSIONS {
+                    live.clear();
+                }
+                live.insert(session_id.clone(), (now, role));
+                role
             }
-            let mut live = self.lock();
-            if live.len() >= MAX_CACHED_SESSIONS {
-                live.clear();
-            }
-            live.insert(session_id.clone(), now);
-        }
+        };
         Ok(Caller {
             user_id,
             session_id,
+            platform_role,
         })
+    }
+
+    /// The caller's active membership of `clinic`, checked against the table at most every
+    /// cache period, so a removed or deactivated member loses access within a minute.
+    pub async fn membership(
+        &self,
+        clinic: &ClinicId,
+        user: &UserId,
+    ) -> Result<Option<Membership>, ApiError> {
+        let now = self.clock.epoch();
+        let key = (clinic.clone(), user.clone());
+        if let Some((_, m)) = self
+            .members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .filter(|(at, _)| now - *at < self.cache_for_seconds)
+        {
+            return Ok(Some(m.clone()));
+        }
+        let item = self
+            .table
+            .get(keys::clinic_pk(clinic), keys::member_sk(user))
+            .await?;
+        let member = item
+            .filter(|i| get_opt_s(i, "status") == Some("ACTIVE"))
+            .and_then(|i| {
+                Some(Membership {
+                    role: get_opt_s(&i, "role").and_then(Role::parse)?,
+                    location: get_opt_s(&i, "locationId").map(str::to_string),
+                })
+            });
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        match &member {
+            Some(m) => {
+                if members.len() >= MAX_CACHED_SESSIONS {
+                    members.clear();
+                }
+                members.insert(key, (now, m.clone()));
+            }
+            None => {
+                members.remove(&key);
+            }
+        }
+        Ok(member)
+    }
+
+    /// Drops a cached membership (called when this container changes it).
+    pub fn forget_membership(&self, clinic: &ClinicId, user: &UserId) {
+        self.members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(clinic.clone(), user.clone()));
     }
 }
 
@@ -143,5 +220,79 @@ impl<S: HasAuthenticator + Send + Sync> FromRequestParts<S> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         state.authenticator().authenticate(parts).await
+    }
+}
+
+/// A caller acting inside the clinic named by the path's `clinicId`: a member of it (or a
+/// super admin). Anyone else gets 404 for everything inside the clinic, exactly like a clinic
+/// that does not exist.
+#[derive(Debug, Clone)]
+pub struct ClinicAccess {
+    pub caller: Caller,
+    pub clinic: ClinicId,
+    pub role: Role,
+    pub location: Option<String>,
+}
+
+impl ClinicAccess {
+    pub fn actor(&self) -> Actor<'_> {
+        Actor {
+            role: self.role,
+            user: self.caller.user_id.as_str(),
+            location: self.location.as_deref(),
+        }
+    }
+
+    pub fn allows(&self, resource: Resource, action: Action, subject: &Subject<'_>) -> bool {
+        crate::policy::allowed(&self.actor(), resource, action, subject)
+    }
+
+    /// 403 unless the policy allows it.
+    pub fn require(
+        &self,
+        resource: Resource,
+        action: Action,
+        subject: &Subject<'_>,
+    ) -> Result<(), ApiError> {
+        if self.allows(resource, action, subject) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+impl<S: HasAuthenticator + Send + Sync> FromRequestParts<S> for ClinicAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = state.authenticator().authenticate(parts).await?;
+        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        let clinic = params
+            .iter()
+            .find(|(k, _)| *k == "clinicId")
+            .and_then(|(_, v)| ClinicId::parse(v))
+            .ok_or(ApiError::NotFound)?;
+        if caller.is_super_admin() {
+            return Ok(ClinicAccess {
+                caller,
+                clinic,
+                role: Role::SuperAdmin,
+                location: None,
+            });
+        }
+        let member = state
+            .authenticator()
+            .membership(&clinic, &caller.user_id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        Ok(ClinicAccess {
+            caller,
+            clinic,
+            role: member.role,
+            location: member.location,
+        })
     }
 }

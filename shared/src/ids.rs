@@ -59,6 +59,10 @@ typed_id!(
     ClinicId
 );
 typed_id!(
+    /// A clinic location (branch).
+    LocationId
+);
+typed_id!(
     /// One login session (a refresh-token family).
     SessionId
 );

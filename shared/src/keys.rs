@@ -3,7 +3,7 @@
 //! Tenant items start with `CLINIC#<clinicId>` so an IAM `dynamodb:LeadingKeys` condition can
 //! enforce tenancy; global identity items (users, email lookups, sessions) have their own prefixes.
 
-use crate::ids::{ClinicId, EventId, SessionId, UserId};
+use crate::ids::{ClinicId, EventId, LocationId, SessionId, UserId};
 
 pub const PK: &str = "pk";
 pub const SK: &str = "sk";
@@ -40,6 +40,24 @@ pub fn clinic_pk(clinic: &ClinicId) -> String {
 
 pub fn member_sk(user: &UserId) -> String {
     format!("{MEMBER_PREFIX}{user}")
+}
+
+pub const LOCATION_PREFIX: &str = "LOCATION#";
+
+pub fn location_sk(location: &LocationId) -> String {
+    format!("{LOCATION_PREFIX}{location}")
+}
+
+/// GSI1 partition listing every clinic (read by super admins only; small and cold).
+pub const CLINICS_GSI1PK: &str = "CLINICS";
+
+pub fn clinic_gsi1sk(clinic: &ClinicId) -> String {
+    format!("CLINIC#{clinic}")
+}
+
+/// Phone lookup: one item per (phone blind index, user); phones are not unique.
+pub fn phone_pk(phone_index: &str) -> String {
+    format!("PHONE#{phone_index}")
 }
 
 /// GSI1 sort key of a membership, under the user's `USER#` partition: a user's clinics.

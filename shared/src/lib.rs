@@ -14,6 +14,8 @@ pub mod ids;
 pub mod jwt;
 pub mod keys;
 pub mod outbox;
+pub mod platform;
+pub mod policy;
 pub mod secrets;
 pub mod telemetry;
 pub mod types;

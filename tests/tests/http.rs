@@ -124,7 +124,7 @@ async fn every_demo_user_can_log_in_with_their_role() {
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{email}");
-        assert_eq!(r.body["user"]["memberships"][0]["role"], *role);
+        assert_eq!(r.body["user"]["memberships"][0]["role"], role.as_str());
         assert_eq!(r.body["user"]["memberships"][0]["clinicId"], DEMO_CLINIC_ID);
     }
 }

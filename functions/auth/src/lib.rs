@@ -2,6 +2,7 @@
 //! plus the platform routes (health, JWKS, OpenAPI). `router` serves the full public paths,
 //! on Lambda and unchanged inside the local gateway.
 
+pub mod identity;
 pub mod rules;
 pub mod service;
 pub mod store;
@@ -21,15 +22,16 @@ use shared::{
     aws::Clients,
     clock::{Clock, SystemClock},
     config::{self, PlatformConfig},
-    crypto::{BlindIndex, Envelope, KeyCacheLimits, Phi},
-    db::Table,
+    crypto::Phi,
     http::{Json, OptionalJson, json_response},
-    idempotency::{IdempotencyStore, idempotent},
+    idempotency::idempotent,
     ids::SessionId,
-    jwt::KeySet,
-    secrets::PlatformSecrets,
+    platform::Platform,
+    policy::Role,
 };
-use std::{ops::Deref, sync::Arc, time::Duration};
+use std::{ops::Deref, sync::Arc};
+
+use crate::identity::Identities;
 
 /// The OpenAPI document of the whole API, served at `/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
@@ -52,25 +54,23 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// Everything a handler needs, built once per container.
 pub struct Inner {
-    pub table: Table,
-    pub envelope: Arc<Envelope>,
-    pub blind: BlindIndex,
-    pub keys: Arc<KeySet>,
-    pub authn: Authenticator,
-    pub sqs: aws_sdk_sqs::Client,
-    pub notifications_queue_url: String,
-    pub app_url: String,
-    pub clock: Arc<dyn Clock>,
-    pub idempotency: IdempotencyStore,
+    pub platform: Platform,
+    pub identities: Identities,
 }
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
 impl Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
+    type Target = Platform;
+    fn deref(&self) -> &Platform {
+        &self.0.platform
+    }
+}
+
+impl AppState {
+    pub fn identities(&self) -> &Identities {
+        &self.0.identities
     }
 }
 
@@ -107,40 +107,18 @@ impl AppState {
         cfg: AuthConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let secrets = PlatformSecrets::open(&clients.kms, &cfg.platform.secrets_ciphertext).await?;
-        let keys = Arc::new(KeySet::from_secrets(
-            &secrets,
-            &cfg.platform.jwt_issuer,
-            &cfg.platform.jwt_audience,
-        ));
-        let table = Table::new(clients.dynamodb.clone(), &cfg.platform.table_name);
-        let envelope = Arc::new(Envelope::new(
-            clients.kms.clone(),
-            &cfg.platform.kms_key_id,
-            KeyCacheLimits::default(),
-        ));
-        let authn = Authenticator::new(
-            keys.clone(),
-            table.clone(),
-            clock.clone(),
-            Duration::from_secs(cfg.platform.session_cache_seconds),
-        );
-        let idempotency = IdempotencyStore {
-            table: table.clone(),
-            envelope: envelope.clone(),
-            clock: clock.clone(),
-        };
-        Ok(AppState(Arc::new(Inner {
-            table,
-            envelope,
-            blind: BlindIndex::new(&secrets.blind_index_key),
-            keys,
-            authn,
+        let platform = Platform::new(clients, &cfg.platform, clock).await?;
+        let identities = Identities {
+            table: platform.table.clone(),
+            envelope: platform.envelope.clone(),
+            blind: platform.blind.clone(),
             sqs: clients.sqs.clone(),
             notifications_queue_url: cfg.notifications_queue_url,
             app_url: cfg.app_url.trim_end_matches('/').to_string(),
-            clock,
-            idempotency,
+        };
+        Ok(AppState(Arc::new(Inner {
+            platform,
+            identities,
         })))
     }
 
@@ -204,7 +182,7 @@ async fn register(
     State(state): State<AppState>,
     Json(req): Json<service::RegisterRequest>,
 ) -> Result<Response, ApiError> {
-    let user = state.register(req, "PATIENT").await?;
+    let user = state.register(req, Role::Patient).await?;
     Ok(json_response(
         StatusCode::CREATED,
         &serde_json::json!({ "user": user }),

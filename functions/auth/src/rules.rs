@@ -12,6 +12,8 @@ pub const REFRESH_TOKEN_SECONDS: i64 = 7 * 24 * 60 * 60;
 /// A session cannot be refreshed past this age, whatever the rotations.
 pub const SESSION_MAX_SECONDS: i64 = 30 * 24 * 60 * 60;
 pub const RESET_TOKEN_SECONDS: i64 = 15 * 60;
+/// A staff-added member has a week to choose a first password.
+pub const INVITATION_SECONDS: i64 = 7 * 24 * 60 * 60;
 pub const MAX_LIVE_SESSIONS: usize = 10;
 
 /// The commonest passwords of ten or more characters (shorter ones fail the length rule).

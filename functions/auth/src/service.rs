@@ -5,20 +5,17 @@ use serde::{Deserialize, Serialize};
 use shared::{
     ApiError, FieldError,
     clock::rfc3339,
-    crypto::{FieldContext, PLATFORM_TENANT, Phi, random_bytes, random_token, token_hash},
+    crypto::{Phi, random_bytes, random_token, token_hash},
     ids::{ClinicId, SessionId, UserId},
     outbox::{Actor, EventEnvelope, Subject},
+    policy::Role,
     types::{Email, PhoneE164},
 };
 
 use crate::AppState;
+use crate::identity::{NewIdentity, PasswordLink, field};
 use crate::rules::{self, RefreshCheck, RefreshToken};
-use crate::store::{self, CreateUserError, NewUser};
-
-/// Email index purpose string for the blind index.
-pub const EMAIL_INDEX: &str = "email";
-/// The user-visible PHI attributes of an identity, stored encrypted.
-const PHI_FIELDS: [&str; 5] = ["email", "givenName", "familyName", "phone", "birthDate"];
+use crate::store::{self, NewMembership};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -98,15 +95,6 @@ pub async fn hash_password(password: &Phi<String>) -> Result<String, ApiError> {
     .map_err(ApiError::internal)?
 }
 
-fn field<'a>(user: &'a UserId, name: &'a str) -> FieldContext<'a> {
-    FieldContext {
-        tenant: PLATFORM_TENANT,
-        entity: "USER",
-        record: user.as_str(),
-        field: name,
-    }
-}
-
 fn actor(user: &UserId) -> Actor {
     Actor {
         user_id: Some(user.to_string()),
@@ -138,12 +126,18 @@ impl AppState {
 
     async fn verify_password(&self, password: &Phi<String>, hash: &str) -> Result<bool, ApiError> {
         let pw = password.clone();
-        let hash = hash.to_string();
+        // An invited user has no password yet: spend the same time, then refuse.
+        let (hash, real) = if hash == store::NO_PASSWORD {
+            (DUMMY_PASSWORD_HASH.to_string(), false)
+        } else {
+            (hash.to_string(), true)
+        };
         tokio::task::spawn_blocking(move || {
             let parsed = PasswordHash::new(&hash).map_err(|e| ApiError::internal(e.to_string()))?;
-            Ok(Argon2::default()
-                .verify_password(pw.expose().as_bytes(), &parsed)
-                .is_ok())
+            Ok(real
+                && Argon2::default()
+                    .verify_password(pw.expose().as_bytes(), &parsed)
+                    .is_ok())
         })
         .await
         .map_err(ApiError::internal)?
@@ -151,11 +145,7 @@ impl AppState {
 
     /// Creates an identity with a membership in `clinic` (patient self-registration, and the
     /// seed). The email must be unique across the platform.
-    pub async fn register(
-        &self,
-        req: RegisterRequest,
-        role: &'static str,
-    ) -> Result<UserView, ApiError> {
+    pub async fn register(&self, req: RegisterRequest, role: Role) -> Result<UserView, ApiError> {
         let mut errors = Vec::new();
         let clinic = ClinicId::parse(&req.clinic_id);
         if clinic.is_none() {
@@ -220,31 +210,6 @@ impl AppState {
         };
 
         let user = UserId::generate();
-        let values: [Option<String>; 5] = [
-            Some(email.expose().to_string()),
-            Some(req.given_name.expose().trim().to_string()),
-            Some(req.family_name.expose().trim().to_string()),
-            phone.as_ref().map(|p| p.expose().to_string()),
-            req.birth_date.as_ref().map(|b| b.expose().clone()),
-        ];
-        let mut sealed = Vec::new();
-        for (name, value) in PHI_FIELDS.iter().zip(values.iter()) {
-            if let Some(v) = value {
-                let ct = self
-                    .envelope
-                    .encrypt(&field(&user, name), v.as_bytes())
-                    .await?;
-                sealed.push((*name, ct));
-            }
-        }
-        let new = NewUser {
-            user: user.clone(),
-            clinic: clinic.clone(),
-            role,
-            email_index: self.blind.compute(EMAIL_INDEX, email.expose()),
-            sealed,
-            password_hash: hash_password(&req.password).await?,
-        };
         let event = self.event(
             "auth.user_registered",
             Some(&clinic),
@@ -252,65 +217,48 @@ impl AppState {
             ("user", user.as_str()),
             serde_json::json!({ "userId": user, "clinicId": clinic, "role": role }),
         );
-        match store::create_user(&self.table, &new, &event, self.clock.epoch()).await {
-            Ok(()) => {}
-            Err(CreateUserError::EmailTaken) => {
-                return Err(ApiError::conflict(
-                    "email_taken",
-                    "An account with this email already exists.",
-                ));
-            }
-            Err(CreateUserError::ClinicNotFound) => {
-                return Err(ApiError::invalid_field(
-                    "clinicId",
-                    "unknown_clinic",
-                    "No such clinic.",
-                ));
-            }
-            Err(CreateUserError::Store(e)) => return Err(e),
-        }
+        let identity = NewIdentity {
+            user: user.clone(),
+            email,
+            given_name: req.given_name.expose().trim().to_string(),
+            family_name: req.family_name.expose().trim().to_string(),
+            phone,
+            birth_date: req.birth_date.as_ref().map(|b| b.expose().clone()),
+            password_hash: Some(hash_password(&req.password).await?),
+            membership: Some(NewMembership {
+                clinic: clinic.clone(),
+                role,
+                location: None,
+            }),
+            platform_role: None,
+        };
+        self.identities()
+            .create(identity, &event, self.clock.epoch())
+            .await?;
         tracing::info!(user_id = %user, clinic_id = %clinic, "user registered");
-        let [e, g, f, p, b] = values;
-        Ok(UserView {
-            id: user.to_string(),
-            email: Phi::new(e.unwrap_or_default()),
-            given_name: Phi::new(g.unwrap_or_default()),
-            family_name: Phi::new(f.unwrap_or_default()),
-            phone: p.map(Phi::new),
-            birth_date: b.map(Phi::new),
-            memberships: vec![MembershipView {
-                clinic_id: clinic.to_string(),
-                role: role.to_string(),
-            }],
-        })
+        self.user_view(&user).await
     }
 
-    async fn user_view(&self, rec: &store::UserRecord) -> Result<UserView, ApiError> {
-        let mut plain: Vec<Option<Phi<String>>> = Vec::new();
-        for name in PHI_FIELDS {
-            plain.push(match rec.item.get(name).and_then(|v| v.as_s().ok()) {
-                Some(ct) => Some(
-                    self.envelope
-                        .decrypt_str(&field(&rec.user, name), ct)
-                        .await?,
-                ),
-                None => None,
-            });
-        }
-        let memberships = store::memberships(&self.table, &rec.user)
+    /// The caller-facing view of a user: profile and active memberships.
+    pub async fn user_view(&self, user: &UserId) -> Result<UserView, ApiError> {
+        let profile = self
+            .identities()
+            .profile(user)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        let memberships = store::memberships(&self.table, user)
             .await?
             .into_iter()
             .map(|(clinic_id, role)| MembershipView { clinic_id, role })
             .collect();
-        let mut it = plain.into_iter();
-        let mut next = || it.next().flatten();
+        let get = |n: &str| profile.get(n).cloned();
         Ok(UserView {
-            id: rec.user.to_string(),
-            email: next().unwrap_or_default(),
-            given_name: next().unwrap_or_default(),
-            family_name: next().unwrap_or_default(),
-            phone: next(),
-            birth_date: next(),
+            id: user.to_string(),
+            email: get("email").unwrap_or_default(),
+            given_name: get("givenName").unwrap_or_default(),
+            family_name: get("familyName").unwrap_or_default(),
+            phone: get("phone"),
+            birth_date: get("birthDate"),
             memberships,
         })
     }
@@ -338,10 +286,7 @@ impl AppState {
         }
         let now = self.clock.epoch();
         let user = match Email::parse(email.expose()) {
-            Some(e) => {
-                store::user_id_by_email(&self.table, &self.blind.compute(EMAIL_INDEX, e.expose()))
-                    .await?
-            }
+            Some(e) => self.identities().user_by_email(&e).await?,
             None => None,
         };
         let record = match &user {
@@ -381,8 +326,10 @@ impl AppState {
             return Err(Self::invalid_credentials());
         }
         let session = SessionId::generate();
-        let mut pair = self.start_session(&record.user, &session, now).await?;
-        pair.user = Some(self.user_view(&record).await?);
+        let mut pair = self
+            .start_session(&record.user, &session, record.platform_role, now)
+            .await?;
+        pair.user = Some(self.user_view(&record.user).await?);
         self.evict_excess_sessions(&record.user, now).await?;
         Ok(pair)
     }
@@ -391,6 +338,7 @@ impl AppState {
         &self,
         user: &UserId,
         session: &SessionId,
+        platform_role: Option<Role>,
         now: i64,
     ) -> Result<TokenPair, ApiError> {
         let refresh = RefreshToken {
@@ -406,16 +354,14 @@ impl AppState {
             ("session", session.as_str()),
             serde_json::json!({ "userId": user, "sessionId": session }),
         );
-        store::create_session(
-            &self.table,
+        let new = store::NewSession {
             user,
             session,
-            &token_hash(&refresh.secret),
+            token_hash: &token_hash(&refresh.secret),
             refresh_expires_at,
-            &event,
-            now,
-        )
-        .await?;
+            platform_role,
+        };
+        store::create_session(&self.table, new, &event, now).await?;
         tracing::info!(user_id = %user, session_id = %session, "session started");
         Ok(self.pair(user, session, &refresh, refresh_expires_at, now))
     }
@@ -700,45 +646,12 @@ impl AppState {
         let Some(email) = Email::parse(email.expose()) else {
             return Ok(());
         };
-        let Some(user) = store::user_id_by_email(
-            &self.table,
-            &self.blind.compute(EMAIL_INDEX, email.expose()),
-        )
-        .await?
-        else {
+        let Some(user) = self.identities().user_by_email(&email).await? else {
             return Ok(());
         };
-        let token = random_token();
-        let now = self.clock.epoch();
-        store::create_reset_token(
-            &self.table,
-            &token_hash(&token),
-            &user,
-            now + rules::RESET_TOKEN_SECONDS,
-        )
-        .await?;
-        let job = serde_json::json!({
-            "jobId": uuid::Uuid::new_v4(),
-            "kind": "password_reset",
-            "channel": "email",
-            "userId": user,
-            "template": "password-reset",
-            "params": {
-                "resetUrl": format!("{}/reset-password?token={token}", self.app_url),
-                "expiresAt": rfc3339(now + rules::RESET_TOKEN_SECONDS),
-            },
-            "correlationId": shared::http::current_correlation_id(),
-            "createdAt": rfc3339(now),
-        });
-        self.sqs
-            .send_message()
-            .queue_url(&self.notifications_queue_url)
-            .message_body(job.to_string())
-            .send()
-            .await
-            .map_err(|e| {
-                ApiError::internal(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
-            })?;
+        self.identities()
+            .send_password_link(&user, PasswordLink::Reset, self.clock.epoch())
+            .await?;
         tracing::info!(user_id = %user, "password reset requested");
         Ok(())
     }

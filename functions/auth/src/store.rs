@@ -11,21 +11,81 @@ use shared::{
         self, Item, Table, cancellation_reasons, condition_failed_at, get_n, get_opt_n, get_opt_s,
         get_s, get_ss, n, s,
     },
-    ids::{ClinicId, SessionId, UserId},
+    ids::{ClinicId, LocationId, SessionId, UserId},
     keys,
     outbox::EventEnvelope,
+    policy::Role,
 };
 
 /// What a new registration writes.
 #[derive(Debug)]
 pub struct NewUser {
     pub user: UserId,
-    pub clinic: ClinicId,
-    pub role: &'static str,
+    /// The clinic membership created with the identity, if any.
+    pub membership: Option<NewMembership>,
+    /// A platform-wide role (SUPER_ADMIN), if any.
+    pub platform_role: Option<Role>,
     pub email_index: String,
+    pub phone_index: Option<String>,
     /// Encrypted attributes by name (`email`, `givenName`, ...).
     pub sealed: Vec<(&'static str, String)>,
-    pub password_hash: String,
+    /// `None` for an invited user who has not chosen a password yet.
+    pub password_hash: Option<String>,
+}
+
+/// A membership of a user in a clinic.
+#[derive(Debug, Clone)]
+pub struct NewMembership {
+    pub clinic: ClinicId,
+    pub role: Role,
+    pub location: Option<LocationId>,
+}
+
+/// Stored instead of a hash for invited users: no password verifies against it.
+pub const NO_PASSWORD: &str = "!";
+
+/// The put of a membership item; fails if the user is already a member.
+pub fn member_put(
+    table: &Table,
+    user: &UserId,
+    m: &NewMembership,
+    now: i64,
+) -> Result<TransactWriteItem, ApiError> {
+    let mut put = Put::builder()
+        .table_name(&table.name)
+        .item(keys::PK, s(keys::clinic_pk(&m.clinic)))
+        .item(keys::SK, s(keys::member_sk(user)))
+        .item(keys::ENTITY, s("MEMBER"))
+        .item(keys::GSI1PK, s(keys::user_pk(user)))
+        .item(keys::GSI1SK, s(keys::membership_gsi1sk(&m.clinic)))
+        .item("userId", s(user.as_str()))
+        .item("clinicId", s(m.clinic.as_str()))
+        .item("role", s(m.role.as_str()))
+        .item("status", s("ACTIVE"))
+        .item("createdAt", n(now))
+        .item("updatedAt", n(now))
+        .item("version", n(1))
+        .condition_expression("attribute_not_exists(pk)");
+    if let Some(l) = &m.location {
+        put = put.item("locationId", s(l.as_str()));
+    }
+    tx_put(put)
+}
+
+/// The put of a phone lookup item (phones are not unique: one item per user).
+pub fn phone_put(
+    table: &Table,
+    phone_index: &str,
+    user: &UserId,
+) -> Result<TransactWriteItem, ApiError> {
+    tx_put(
+        Put::builder()
+            .table_name(&table.name)
+            .item(keys::PK, s(keys::phone_pk(phone_index)))
+            .item(keys::SK, s(keys::user_pk(user)))
+            .item(keys::ENTITY, s("PHONE_LOOKUP"))
+            .item("userId", s(user.as_str())),
+    )
 }
 
 #[derive(Debug)]
@@ -44,6 +104,7 @@ pub struct UserRecord {
     pub failed_logins: i64,
     pub locked_until: Option<i64>,
     pub version: i64,
+    pub platform_role: Option<Role>,
     pub item: Item,
 }
 
@@ -95,13 +156,6 @@ pub async fn create_user(
     now: i64,
 ) -> Result<(), CreateUserError> {
     let store = CreateUserError::Store;
-    let check_clinic = ConditionCheck::builder()
-        .table_name(&table.name)
-        .key(keys::PK, s(keys::clinic_pk(&u.clinic)))
-        .key(keys::SK, s(keys::CLINIC_SK))
-        .condition_expression("attribute_exists(pk)")
-        .build()
-        .map_err(|e| store(ApiError::internal(e)))?;
     let email = Put::builder()
         .table_name(&table.name)
         .item(keys::PK, s(keys::email_pk(&u.email_index)))
@@ -116,7 +170,10 @@ pub async fn create_user(
         .item(keys::ENTITY, s("USER"))
         .item("userId", s(u.user.as_str()))
         .item("emailIndex", s(&u.email_index))
-        .item("passwordHash", s(&u.password_hash))
+        .item(
+            "passwordHash",
+            s(u.password_hash.as_deref().unwrap_or(NO_PASSWORD)),
+        )
         .item("status", s("ACTIVE"))
         .item("failedLogins", n(0))
         .item("createdAt", n(now))
@@ -126,34 +183,41 @@ pub async fn create_user(
     for (name, value) in &u.sealed {
         user = user.item(*name, s(value));
     }
-    let member = Put::builder()
-        .table_name(&table.name)
-        .item(keys::PK, s(keys::clinic_pk(&u.clinic)))
-        .item(keys::SK, s(keys::member_sk(&u.user)))
-        .item(keys::ENTITY, s("MEMBER"))
-        .item(keys::GSI1PK, s(keys::user_pk(&u.user)))
-        .item(keys::GSI1SK, s(keys::membership_gsi1sk(&u.clinic)))
-        .item("userId", s(u.user.as_str()))
-        .item("clinicId", s(u.clinic.as_str()))
-        .item("role", s(u.role))
-        .item("status", s("ACTIVE"))
-        .item("createdAt", n(now))
-        .item("version", n(1))
-        .condition_expression("attribute_not_exists(pk)");
-    let items = vec![
-        TransactWriteItem::builder()
-            .condition_check(check_clinic)
-            .build(),
-        tx_put(email).map_err(store)?,
-        tx_put(user).map_err(store)?,
-        tx_put(member).map_err(store)?,
-        event.outbox_write(&table.name, now).map_err(store)?,
-    ];
+    if let Some(p) = &u.phone_index {
+        user = user.item("phoneIndex", s(p));
+    }
+    if let Some(r) = u.platform_role {
+        user = user.item("platformRole", s(r.as_str()));
+    }
+    // Index 0 is the email lookup, 1 the clinic check when there is a membership.
+    let mut items = vec![tx_put(email).map_err(store)?];
+    if let Some(m) = &u.membership {
+        let check_clinic = ConditionCheck::builder()
+            .table_name(&table.name)
+            .key(keys::PK, s(keys::clinic_pk(&m.clinic)))
+            .key(keys::SK, s(keys::CLINIC_SK))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(|e| store(ApiError::internal(e)))?;
+        items.push(
+            TransactWriteItem::builder()
+                .condition_check(check_clinic)
+                .build(),
+        );
+        items.push(member_put(table, &u.user, m, now).map_err(store)?);
+    }
+    items.push(tx_put(user).map_err(store)?);
+    if let Some(p) = &u.phone_index {
+        items.push(phone_put(table, p, &u.user).map_err(store)?);
+    }
+    items.push(event.outbox_write(&table.name, now).map_err(store)?);
     match transact(table, items).await {
         Ok(()) => Ok(()),
         Err(e) => match cancellation_reasons(&e) {
-            Some(r) if condition_failed_at(&r, 0) => Err(CreateUserError::ClinicNotFound),
-            Some(r) if condition_failed_at(&r, 1) => Err(CreateUserError::EmailTaken),
+            Some(r) if condition_failed_at(&r, 0) => Err(CreateUserError::EmailTaken),
+            Some(r) if u.membership.is_some() && condition_failed_at(&r, 1) => {
+                Err(CreateUserError::ClinicNotFound)
+            }
             // Still conflicting after retries: another registration for this email (or a
             // write to the clinic) is in flight; the client may retry.
             Some(r) if r.iter().flatten().any(|c| c == "TransactionConflict") => {
@@ -188,6 +252,7 @@ pub async fn get_user(table: &Table, user: &UserId) -> Result<Option<UserRecord>
         failed_logins: get_opt_n(&item, "failedLogins").unwrap_or(0),
         locked_until: get_opt_n(&item, "lockedUntil"),
         version: get_n(&item, "version")?,
+        platform_role: get_opt_s(&item, "platformRole").and_then(Role::parse),
         item,
     }))
 }
@@ -269,17 +334,32 @@ pub async fn memberships(table: &Table, user: &UserId) -> Result<Vec<(String, St
         .collect())
 }
 
+/// A session to start.
+#[derive(Debug)]
+pub struct NewSession<'a> {
+    pub user: &'a UserId,
+    pub session: &'a SessionId,
+    pub token_hash: &'a str,
+    pub refresh_expires_at: i64,
+    /// Copied from the user at login, so every request learns it with the session check.
+    pub platform_role: Option<Role>,
+}
+
 /// Writes a new session, clears failed-login counters and records the login event, together.
 pub async fn create_session(
     table: &Table,
-    user: &UserId,
-    session: &SessionId,
-    token_hash: &str,
-    refresh_expires_at: i64,
+    new: NewSession<'_>,
     event: &EventEnvelope,
     now: i64,
 ) -> Result<(), ApiError> {
-    let put = Put::builder()
+    let NewSession {
+        user,
+        session,
+        token_hash,
+        refresh_expires_at,
+        platform_role,
+    } = new;
+    let mut put = Put::builder()
         .table_name(&table.name)
         .item(keys::PK, s(keys::user_pk(user)))
         .item(keys::SK, s(keys::session_sk(session)))
@@ -293,6 +373,9 @@ pub async fn create_session(
         .item("refreshExpiresAt", n(refresh_expires_at))
         .item(keys::TTL, n(refresh_expires_at + 24 * 60 * 60))
         .condition_expression("attribute_not_exists(pk)");
+    if let Some(r) = platform_role {
+        put = put.item("platformRole", s(r.as_str()));
+    }
     let clear = Update::builder()
         .table_name(&table.name)
         .key(keys::PK, s(keys::user_pk(user)))

@@ -1,0 +1,257 @@
+//! Identities: creating a person (email lookup, encrypted profile, optional membership or
+//! platform role, phone index) and reading their profile back. Used by registration here and
+//! by the users and clinics functions.
+
+use shared::{
+    ApiError,
+    clock::rfc3339,
+    crypto::{BlindIndex, Envelope, FieldContext, PLATFORM_TENANT, Phi, random_token, token_hash},
+    db::{Table, get_opt_s},
+    ids::UserId,
+    keys,
+    outbox::EventEnvelope,
+    policy::Role,
+    types::{Email, PhoneE164},
+};
+use std::sync::Arc;
+
+use crate::store::{self, CreateUserError, NewMembership, NewUser};
+
+/// Blind-index purposes.
+pub const EMAIL_INDEX: &str = "email";
+pub const PHONE_INDEX: &str = "phone";
+/// Every PHI attribute of a profile, stored encrypted under the user's record.
+pub const PHI_FIELDS: [&str; 8] = [
+    "email",
+    "givenName",
+    "familyName",
+    "phone",
+    "birthDate",
+    "gender",
+    "address",
+    "emergencyContact",
+];
+
+/// Where a profile field's ciphertext belongs.
+pub fn field<'a>(user: &'a UserId, name: &'a str) -> FieldContext<'a> {
+    FieldContext {
+        tenant: PLATFORM_TENANT,
+        entity: "USER",
+        record: user.as_str(),
+        field: name,
+    }
+}
+
+/// A person to create.
+#[derive(Debug)]
+pub struct NewIdentity {
+    pub user: UserId,
+    pub email: Email,
+    pub given_name: String,
+    pub family_name: String,
+    pub phone: Option<PhoneE164>,
+    pub birth_date: Option<String>,
+    /// `None`: invited, chooses a password through a set-password link.
+    pub password_hash: Option<String>,
+    pub membership: Option<NewMembership>,
+    pub platform_role: Option<Role>,
+}
+
+/// A decrypted profile: every field is PHI.
+#[derive(Debug, Clone, Default)]
+pub struct Profile {
+    pub user: Option<UserId>,
+    pub fields: Vec<(&'static str, Phi<String>)>,
+    pub version: i64,
+    pub phone_index: Option<String>,
+}
+
+impl Profile {
+    pub fn get(&self, name: &str) -> Option<&Phi<String>> {
+        self.fields.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+}
+
+/// Why a set-password link is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordLink {
+    /// Forgotten password: valid 15 minutes.
+    Reset,
+    /// A new member added by staff chooses a first password: valid 7 days.
+    Invitation,
+}
+
+impl PasswordLink {
+    fn kind(self) -> &'static str {
+        match self {
+            PasswordLink::Reset => "password_reset",
+            PasswordLink::Invitation => "invitation",
+        }
+    }
+
+    fn valid_seconds(self) -> i64 {
+        match self {
+            PasswordLink::Reset => crate::rules::RESET_TOKEN_SECONDS,
+            PasswordLink::Invitation => crate::rules::INVITATION_SECONDS,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Identities {
+    pub table: Table,
+    pub envelope: Arc<Envelope>,
+    pub blind: BlindIndex,
+    pub sqs: aws_sdk_sqs::Client,
+    /// Where set-password links go (the high-priority notifications queue).
+    pub notifications_queue_url: String,
+    /// The web app that shows the set-password page.
+    pub app_url: String,
+}
+
+impl Identities {
+    pub fn email_index(&self, email: &Email) -> String {
+        self.blind.compute(EMAIL_INDEX, email.expose())
+    }
+
+    pub fn phone_index(&self, phone: &PhoneE164) -> String {
+        self.blind.compute(PHONE_INDEX, phone.expose())
+    }
+
+    /// Creates the identity and everything that goes with it in one transaction.
+    pub async fn create(
+        &self,
+        id: NewIdentity,
+        event: &EventEnvelope,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        let values = [
+            ("email", Some(id.email.expose().to_string())),
+            ("givenName", Some(id.given_name)),
+            ("familyName", Some(id.family_name)),
+            ("phone", id.phone.as_ref().map(|p| p.expose().to_string())),
+            ("birthDate", id.birth_date),
+        ];
+        let mut sealed = Vec::new();
+        for (name, value) in values {
+            if let Some(v) = value {
+                sealed.push((
+                    name,
+                    self.envelope
+                        .encrypt(&field(&id.user, name), v.as_bytes())
+                        .await?,
+                ));
+            }
+        }
+        let new = NewUser {
+            user: id.user.clone(),
+            membership: id.membership,
+            platform_role: id.platform_role,
+            email_index: self.email_index(&id.email),
+            phone_index: id.phone.as_ref().map(|p| self.phone_index(p)),
+            sealed,
+            password_hash: id.password_hash,
+        };
+        match store::create_user(&self.table, &new, event, now).await {
+            Ok(()) => Ok(()),
+            Err(CreateUserError::EmailTaken) => Err(ApiError::conflict(
+                "email_taken",
+                "An account with this email already exists.",
+            )),
+            Err(CreateUserError::ClinicNotFound) => Err(ApiError::invalid_field(
+                "clinicId",
+                "unknown_clinic",
+                "No such clinic.",
+            )),
+            Err(CreateUserError::Store(e)) => Err(e),
+        }
+    }
+
+    pub async fn user_by_email(&self, email: &Email) -> Result<Option<UserId>, ApiError> {
+        store::user_id_by_email(&self.table, &self.email_index(email)).await
+    }
+
+    /// Users whose profile phone is exactly `phone`.
+    pub async fn users_by_phone(&self, phone: &PhoneE164) -> Result<Vec<UserId>, ApiError> {
+        let out = self
+            .table
+            .client
+            .query()
+            .table_name(&self.table.name)
+            .key_condition_expression("pk = :p")
+            .expression_attribute_values(
+                ":p",
+                shared::db::s(keys::phone_pk(&self.phone_index(phone))),
+            )
+            .send()
+            .await
+            .map_err(shared::db::internal)?;
+        Ok(out
+            .items()
+            .iter()
+            .filter_map(|i| get_opt_s(i, "userId").and_then(UserId::parse))
+            .collect())
+    }
+
+    /// Creates a single-use set-password token and hands the link to the notification queue.
+    /// The job carries the user id, never the address: the worker resolves it.
+    pub async fn send_password_link(
+        &self,
+        user: &UserId,
+        link: PasswordLink,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        let token = random_token();
+        let expires = now + link.valid_seconds();
+        store::create_reset_token(&self.table, &token_hash(&token), user, expires).await?;
+        let job = serde_json::json!({
+            "jobId": uuid::Uuid::new_v4(),
+            "kind": link.kind(),
+            "channel": "email",
+            "userId": user,
+            "template": link.kind().replace('_', "-"),
+            "params": {
+                "resetUrl": format!("{}/reset-password?token={token}", self.app_url),
+                "expiresAt": rfc3339(expires),
+            },
+            "correlationId": shared::http::current_correlation_id(),
+            "createdAt": rfc3339(now),
+        });
+        self.sqs
+            .send_message()
+            .queue_url(&self.notifications_queue_url)
+            .message_body(job.to_string())
+            .send()
+            .await
+            .map_err(|e| {
+                ApiError::internal(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+            })?;
+        Ok(())
+    }
+
+    /// The decrypted profile of a user, if they exist.
+    pub async fn profile(&self, user: &UserId) -> Result<Option<Profile>, ApiError> {
+        let Some(item) = self
+            .table
+            .get(keys::user_pk(user), keys::PROFILE_SK)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut fields = Vec::new();
+        for name in PHI_FIELDS {
+            if let Some(ct) = get_opt_s(&item, name) {
+                fields.push((
+                    name,
+                    self.envelope.decrypt_str(&field(user, name), ct).await?,
+                ));
+            }
+        }
+        Ok(Some(Profile {
+            user: Some(user.clone()),
+            fields,
+            version: shared::db::get_opt_n(&item, "version").unwrap_or(1),
+            phone_index: get_opt_s(&item, "phoneIndex").map(str::to_string),
+        }))
+    }
+}

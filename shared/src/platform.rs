@@ -1,0 +1,78 @@
+//! What every function builds once per container: the table, envelope encryption, blind
+//! indexes, token keys, the authenticator, idempotency and cursor sealing, from one KMS call.
+
+use std::{sync::Arc, time::Duration};
+
+use crate::{
+    authn::Authenticator,
+    aws::Clients,
+    clock::Clock,
+    config::PlatformConfig,
+    crypto::{BlindIndex, Envelope, KeyCacheLimits},
+    db::{CursorCodec, Table},
+    idempotency::IdempotencyStore,
+    jwt::KeySet,
+    secrets::PlatformSecrets,
+};
+
+pub struct Platform {
+    pub table: Table,
+    pub envelope: Arc<Envelope>,
+    pub blind: BlindIndex,
+    pub keys: Arc<KeySet>,
+    pub authn: Authenticator,
+    pub clock: Arc<dyn Clock>,
+    pub idempotency: IdempotencyStore,
+    pub cursors: CursorCodec,
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platform")
+            .field("table", &self.table.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Platform {
+    /// Opens the platform secrets (the one KMS call of a cold start) and wires everything.
+    pub async fn new(
+        clients: &Clients,
+        cfg: &PlatformConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, crate::crypto::CryptoError> {
+        let secrets = PlatformSecrets::open(&clients.kms, &cfg.secrets_ciphertext).await?;
+        let keys = Arc::new(KeySet::from_secrets(
+            &secrets,
+            &cfg.jwt_issuer,
+            &cfg.jwt_audience,
+        ));
+        let table = Table::new(clients.dynamodb.clone(), &cfg.table_name);
+        let envelope = Arc::new(Envelope::new(
+            clients.kms.clone(),
+            &cfg.kms_key_id,
+            KeyCacheLimits::default(),
+        ));
+        let authn = Authenticator::new(
+            keys.clone(),
+            table.clone(),
+            clock.clone(),
+            Duration::from_secs(cfg.session_cache_seconds),
+        );
+        let idempotency = IdempotencyStore {
+            table: table.clone(),
+            envelope: envelope.clone(),
+            clock: clock.clone(),
+        };
+        Ok(Self {
+            table,
+            envelope,
+            blind: BlindIndex::new(&secrets.blind_index_key),
+            keys,
+            authn,
+            clock,
+            idempotency,
+            cursors: CursorCodec::new(&secrets.cursor_key),
+        })
+    }
+}
