@@ -515,7 +515,7 @@ pub fn authorize(role: Role, resource: Resource, action: Action) -> Vec<&'static
         .iter()
         .filter(|g| g.role == role && g.resource == resource && g.allows(action))
         .collect();
-    grants.sort_by(|a, b| b.scope.cmp(&a.scope));
+    grants.sort_by_key(|g| std::cmp::Reverse(g.scope));
     grants
 }
 
