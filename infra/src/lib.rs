@@ -4,46 +4,49 @@
 
 pub mod bench;
 
+use auth::store::NewMembership;
 use axum::Router;
 use shared::{
     aws::Clients,
     clock::{Clock, SystemClock},
     config::PlatformConfig,
     crypto::Phi,
-    ids::{ClinicId, UserId},
+    ids::{ClinicId, LocationId, UserId},
     outbox::{Actor, EventEnvelope, Subject},
     policy::Role,
-    provision::{Resources, provision, put_clinic},
+    provision::{Resources, provision, put_clinic, put_location},
     types::Email,
 };
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The demo clinic has a fixed id so the README walk-through can name it.
+/// The demo clinics have fixed ids so the README walk-through can name them.
 pub const DEMO_CLINIC_ID: &str = "c1a1c000-0000-4000-8000-000000000001";
+/// A second clinic, to try tenant isolation by hand.
+pub const SECOND_CLINIC_ID: &str = "c1a1c000-0000-4000-8000-000000000002";
+/// The demo clinic's one location.
+pub const DEMO_LOCATION_ID: &str = "10c0a000-0000-4000-8000-000000000001";
 /// Every seeded demo user shares this password (it passes the password policy).
 pub const DEMO_PASSWORD: &str = "clinic-demo-passphrase";
 /// The platform's super admin (a platform role, no clinic membership).
 pub const DEMO_SUPER_ADMIN: &str = "super@demo.clinic";
 /// One demo user per main role of the demo clinic: (role, email, given name, family name).
+/// The location head is attached to the demo location.
+#[rustfmt::skip]
 pub const DEMO_USERS: &[(Role, &str, &str, &str)] = &[
     (Role::ClinicAdmin, "admin@demo.clinic", "Ada", "Admin"),
+    (Role::ClinicLocationHead, "head@demo.clinic", "Hal", "Head"),
     (Role::Doctor, "doctor@demo.clinic", "Dana", "Doctor"),
     (Role::Nurse, "nurse@demo.clinic", "Nia", "Nurse"),
-    (
-        Role::Receptionist,
-        "reception@demo.clinic",
-        "Remy",
-        "Reception",
-    ),
-    (
-        Role::FinanceBilling,
-        "finance@demo.clinic",
-        "Fay",
-        "Finance",
-    ),
+    (Role::Receptionist, "reception@demo.clinic", "Remy", "Reception"),
+    (Role::FinanceBilling, "finance@demo.clinic", "Fay", "Finance"),
     (Role::Patient, "patient@demo.clinic", "Pat", "Patient"),
+];
+/// The second clinic's users: (role, email, given name, family name).
+pub const SECOND_CLINIC_USERS: &[(Role, &str, &str, &str)] = &[
+    (Role::ClinicAdmin, "admin@second.clinic", "Sid", "Second"),
+    (Role::Patient, "patient@second.clinic", "Polly", "Second"),
 ];
 
 /// A running set of resources and the functions' states built on them.
@@ -51,28 +54,49 @@ pub struct Stack {
     pub clients: Clients,
     pub resources: Resources,
     pub auth: auth::AppState,
+    pub users: users::AppState,
+    pub clinics: clinics::AppState,
 }
 
 impl Stack {
     /// Provisions fresh resources under `prefix` and wires the functions to them.
     pub async fn up(clients: Clients, prefix: &str) -> Result<Self, BoxError> {
         let resources = provision(&clients, prefix).await?;
-        let auth = auth::AppState::new(
-            &clients,
-            auth_config(&resources),
-            Arc::new(SystemClock) as Arc<dyn Clock>,
-        )
-        .await?;
+        Self::with_clock(clients, resources, Arc::new(SystemClock)).await
+    }
+
+    /// Wires every function to existing resources with the given clock.
+    pub async fn with_clock(
+        clients: Clients,
+        resources: Resources,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, BoxError> {
+        let cfg = auth_config(&resources);
+        let auth = auth::AppState::new(&clients, cfg.clone(), clock.clone()).await?;
+        let users = users::AppState::new(&clients, &cfg.platform, clock.clone()).await?;
+        let clinics_cfg = clinics::ClinicsConfig {
+            platform: cfg.platform.clone(),
+            notifications_queue_url: cfg.notifications_queue_url.clone(),
+            app_url: cfg.app_url.clone(),
+        };
+        let clinics = clinics::AppState::new(&clients, clinics_cfg, clock).await?;
         Ok(Self {
             clients,
             resources,
             auth,
+            users,
+            clinics,
         })
     }
 
     /// Every function's routes behind one set of platform layers, as API Gateway would route.
     pub fn gateway(&self) -> Router {
-        shared::http::platform(Router::new().merge(auth::routes(self.auth.clone())))
+        shared::http::platform(
+            Router::new()
+                .merge(auth::routes(self.auth.clone()))
+                .merge(users::routes(self.users.clone()))
+                .merge(clinics::routes(self.clinics.clone())),
+        )
     }
 
     /// Starts the stream-to-bus relay in the background.
@@ -89,60 +113,86 @@ impl Stack {
         tokio::spawn(poller.run(every))
     }
 
-    /// The demo clinic and one user per main role.
+    /// The demo clinic (with a location and one user per main role), a second clinic for
+    /// trying isolation, and the platform's super admin.
     pub async fn seed_demo(&self) -> Result<ClinicId, BoxError> {
-        let clinic = ClinicId::parse(DEMO_CLINIC_ID).ok_or("bad demo clinic id")?;
+        let now = jiff::Timestamp::now();
+        let identities = self.auth.identities();
+        let password =
+            Some(auth::service::hash_password(&Phi::new(DEMO_PASSWORD.to_string())).await?);
+        let demo = ClinicId::parse(DEMO_CLINIC_ID).ok_or("bad demo clinic id")?;
+        let second = ClinicId::parse(SECOND_CLINIC_ID).ok_or("bad second clinic id")?;
+        let location = LocationId::parse(DEMO_LOCATION_ID).ok_or("bad demo location id")?;
         put_clinic(
             &self.clients,
             &self.resources.table,
-            &clinic,
+            &demo,
             "Demo Clinic",
             "Europe/Berlin",
             "EUR",
         )
         .await?;
-        let super_admin = UserId::generate();
-        let identity = auth::identity::NewIdentity {
-            user: super_admin.clone(),
-            email: Email::parse(DEMO_SUPER_ADMIN).ok_or("bad demo email")?,
-            given_name: "Sam".into(),
-            family_name: "Super".into(),
-            phone: None,
-            birth_date: None,
-            password_hash: Some(
-                auth::service::hash_password(&Phi::new(DEMO_PASSWORD.to_string())).await?,
-            ),
-            membership: None,
-            platform_role: Some(Role::SuperAdmin),
-        };
-        let event = EventEnvelope::new(
-            "auth.user_registered",
-            None,
-            Actor::default(),
-            Subject {
-                kind: "user".into(),
-                id: super_admin.to_string(),
-            },
-            serde_json::json!({ "userId": super_admin, "platformRole": "SUPER_ADMIN" }),
-            jiff::Timestamp::now(),
-        );
-        self.auth
-            .identities()
-            .create(identity, &event, jiff::Timestamp::now().as_second())
-            .await?;
-        for (role, email, given, family) in DEMO_USERS {
-            let req = auth::service::RegisterRequest {
-                clinic_id: clinic.to_string(),
-                email: Phi::new(email.to_string()),
-                password: Phi::new(DEMO_PASSWORD.to_string()),
-                given_name: Phi::new(given.to_string()),
-                family_name: Phi::new(family.to_string()),
+        put_clinic(
+            &self.clients,
+            &self.resources.table,
+            &second,
+            "Second Clinic",
+            "America/New_York",
+            "USD",
+        )
+        .await?;
+        put_location(
+            &self.clients,
+            &self.resources.table,
+            &demo,
+            &location,
+            "Main Street",
+            1,
+        )
+        .await?;
+        let people = std::iter::once((None, Role::SuperAdmin, DEMO_SUPER_ADMIN, "Sam", "Super"))
+            .chain(
+                DEMO_USERS
+                    .iter()
+                    .map(|(r, e, g, f)| (Some(&demo), *r, *e, *g, *f)),
+            )
+            .chain(
+                SECOND_CLINIC_USERS
+                    .iter()
+                    .map(|(r, e, g, f)| (Some(&second), *r, *e, *g, *f)),
+            );
+        for (clinic, role, email, given, family) in people {
+            let user = UserId::generate();
+            let membership = clinic.map(|c| NewMembership {
+                clinic: c.clone(),
+                role,
+                location: (role == Role::ClinicLocationHead).then(|| location.clone()),
+            });
+            let identity = auth::identity::NewIdentity {
+                user: user.clone(),
+                email: Email::parse(email).ok_or("bad demo email")?,
+                given_name: given.into(),
+                family_name: family.into(),
                 phone: None,
                 birth_date: None,
+                password_hash: password.clone(),
+                platform_role: clinic.is_none().then_some(role),
+                membership,
             };
-            self.auth.register(req, *role).await?;
+            let event = EventEnvelope::new(
+                "auth.user_registered",
+                clinic,
+                Actor::default(),
+                Subject {
+                    kind: "user".into(),
+                    id: user.to_string(),
+                },
+                serde_json::json!({ "userId": user, "clinicId": clinic, "role": role }),
+                now,
+            );
+            identities.create(identity, &event, now.as_second()).await?;
         }
-        Ok(clinic)
+        Ok(demo)
     }
 }
 

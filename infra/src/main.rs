@@ -1,7 +1,10 @@
 //! `local-stack`: bring the whole system up locally, seal platform secrets for a deployment,
 //! or run the benchmarks.
 
-use local_stack::{DEMO_CLINIC_ID, DEMO_PASSWORD, DEMO_SUPER_ADMIN, DEMO_USERS, Stack, serve};
+use local_stack::{
+    DEMO_CLINIC_ID, DEMO_LOCATION_ID, DEMO_PASSWORD, DEMO_SUPER_ADMIN, DEMO_USERS,
+    SECOND_CLINIC_ID, SECOND_CLINIC_USERS, Stack, serve,
+};
 use shared::aws::Clients;
 use std::time::Duration;
 
@@ -83,11 +86,17 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     ));
     std::fs::write(env_file, env)?;
     println!("\nLocal stack ready on http://{addr}\n");
-    println!("Demo clinic: {DEMO_CLINIC_ID} (Demo Clinic, Europe/Berlin, EUR)");
-    println!("Demo users (password for all: {DEMO_PASSWORD}):");
-    println!("  {:<20} {DEMO_SUPER_ADMIN}", "SUPER_ADMIN");
+    println!("Password for every demo user: {DEMO_PASSWORD}\n");
+    println!("Platform:       {:<22} {DEMO_SUPER_ADMIN}", "SUPER_ADMIN");
+    println!(
+        "Demo Clinic     {DEMO_CLINIC_ID} (Europe/Berlin, EUR; location Main Street {DEMO_LOCATION_ID})"
+    );
     for (role, email, _, _) in DEMO_USERS {
-        println!("  {:<20} {email}", role.as_str());
+        println!("                {:<22} {email}", role.as_str());
+    }
+    println!("Second Clinic   {SECOND_CLINIC_ID} (America/New_York, USD)");
+    for (role, email, _, _) in SECOND_CLINIC_USERS {
+        println!("                {:<22} {email}", role.as_str());
     }
     println!("\nTry: curl -s http://{addr}/v1/health");
     println!("Resource names are in .local/stack.env. Ctrl-C stops everything.\n");

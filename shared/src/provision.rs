@@ -272,13 +272,44 @@ pub async fn put_clinic(
         .item(keys::PK, s(keys::clinic_pk(clinic)))
         .item(keys::SK, s(keys::CLINIC_SK))
         .item(keys::ENTITY, s("CLINIC"))
+        .item(keys::GSI1PK, s(keys::CLINICS_GSI1PK))
+        .item(keys::GSI1SK, s(keys::clinic_gsi1sk(clinic)))
         .item("clinicId", s(clinic.as_str()))
+        .item("locale", s("en"))
         .item("name", s(name))
         .item("timeZone", s(time_zone))
         .item("currency", s(currency))
         .item("status", s("ACTIVE"))
         .item("createdAt", n(now))
         .item("version", n(1))
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// Writes a location item with its member count (for seeds that assign members directly).
+pub async fn put_location(
+    clients: &Clients,
+    table: &str,
+    clinic: &crate::ids::ClinicId,
+    location: &crate::ids::LocationId,
+    name: &str,
+    member_count: i64,
+) -> Result<(), BoxError> {
+    use crate::db::{n, s};
+    clients
+        .dynamodb
+        .put_item()
+        .table_name(table)
+        .item(keys::PK, s(keys::clinic_pk(clinic)))
+        .item(keys::SK, s(keys::location_sk(location)))
+        .item(keys::ENTITY, s("LOCATION"))
+        .item("locationId", s(location.as_str()))
+        .item("clinicId", s(clinic.as_str()))
+        .item("name", s(name))
+        .item("memberCount", n(member_count))
+        .item("version", n(1))
+        .item("createdAt", n(jiff::Timestamp::now().as_second()))
         .send()
         .await?;
     Ok(())

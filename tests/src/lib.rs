@@ -50,6 +50,19 @@ impl Api {
         }
     }
 
+    /// Serves an already-built stack in-process (tests that need its clock or resources).
+    pub async fn serve(stack: Stack) -> Api {
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        let (addr, _server) = local_stack::serve(stack.gateway(), ([127, 0, 0, 1], 0).into())
+            .await
+            .expect("serve");
+        Api {
+            base: format!("http://{addr}"),
+            client,
+            stack: Some(stack),
+        }
+    }
+
     pub async fn send(
         &self,
         method: Method,
@@ -89,16 +102,34 @@ impl Api {
     }
 
     pub async fn post(&self, path: &str, body: Value, token: Option<&str>) -> Reply {
+        self.with_body(Method::POST, path, body, token).await
+    }
+
+    pub async fn with_body(
+        &self,
+        method: Method,
+        path: &str,
+        body: Value,
+        token: Option<&str>,
+    ) -> Reply {
         let auth = token.map(|t| format!("Bearer {t}"));
         let headers: Vec<(&str, &str)> =
             auth.iter().map(|a| ("authorization", a.as_str())).collect();
-        self.send(
-            Method::POST,
-            path,
-            Some(body.to_string().into_bytes()),
-            &headers,
-        )
-        .await
+        self.send(method, path, Some(body.to_string().into_bytes()), &headers)
+            .await
+    }
+
+    /// Logs in and returns the access token.
+    pub async fn token(&self, email: &str, password: &str) -> String {
+        let r = self
+            .post(
+                "/v1/auth/login",
+                serde_json::json!({"email": email, "password": password}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "login {email}: {}", r.body);
+        r.body["accessToken"].as_str().expect("token").to_string()
     }
 
     /// Events that reached the bus (in-process stack only), as EventBridge delivers them;

@@ -21,6 +21,8 @@ fn every_served_route_is_deployed_and_nothing_else() {
     let mut deployed = template_routes();
     let mut served: Vec<(String, String)> = auth::ROUTES
         .iter()
+        .chain(users::ROUTES)
+        .chain(clinics::ROUTES)
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     deployed.sort();

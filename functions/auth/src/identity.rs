@@ -102,6 +102,12 @@ pub struct Identities {
     pub table: Table,
     pub envelope: Arc<Envelope>,
     pub blind: BlindIndex,
+}
+
+/// Sends set-password links (reset, invitation) through the notifications queue.
+#[derive(Clone)]
+pub struct PasswordLinks {
+    pub table: Table,
     pub sqs: aws_sdk_sqs::Client,
     /// Where set-password links go (the high-priority notifications queue).
     pub notifications_queue_url: String,
@@ -110,6 +116,14 @@ pub struct Identities {
 }
 
 impl Identities {
+    pub fn from_platform(p: &shared::platform::Platform) -> Self {
+        Self {
+            table: p.table.clone(),
+            envelope: p.envelope.clone(),
+            blind: p.blind.clone(),
+        }
+    }
+
     pub fn email_index(&self, email: &Email) -> String {
         self.blind.compute(EMAIL_INDEX, email.expose())
     }
@@ -193,6 +207,34 @@ impl Identities {
             .collect())
     }
 
+    /// The decrypted profile of a user, if they exist.
+    pub async fn profile(&self, user: &UserId) -> Result<Option<Profile>, ApiError> {
+        let Some(item) = self
+            .table
+            .get(keys::user_pk(user), keys::PROFILE_SK)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut fields = Vec::new();
+        for name in PHI_FIELDS {
+            if let Some(ct) = get_opt_s(&item, name) {
+                fields.push((
+                    name,
+                    self.envelope.decrypt_str(&field(user, name), ct).await?,
+                ));
+            }
+        }
+        Ok(Some(Profile {
+            user: Some(user.clone()),
+            fields,
+            version: shared::db::get_opt_n(&item, "version").unwrap_or(1),
+            phone_index: get_opt_s(&item, "phoneIndex").map(str::to_string),
+        }))
+    }
+}
+
+impl PasswordLinks {
     /// Creates a single-use set-password token and hands the link to the notification queue.
     /// The job carries the user id, never the address: the worker resolves it.
     pub async fn send_password_link(
@@ -227,31 +269,5 @@ impl Identities {
                 ApiError::internal(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
             })?;
         Ok(())
-    }
-
-    /// The decrypted profile of a user, if they exist.
-    pub async fn profile(&self, user: &UserId) -> Result<Option<Profile>, ApiError> {
-        let Some(item) = self
-            .table
-            .get(keys::user_pk(user), keys::PROFILE_SK)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let mut fields = Vec::new();
-        for name in PHI_FIELDS {
-            if let Some(ct) = get_opt_s(&item, name) {
-                fields.push((
-                    name,
-                    self.envelope.decrypt_str(&field(user, name), ct).await?,
-                ));
-            }
-        }
-        Ok(Some(Profile {
-            user: Some(user.clone()),
-            fields,
-            version: shared::db::get_opt_n(&item, "version").unwrap_or(1),
-            phone_index: get_opt_s(&item, "phoneIndex").map(str::to_string),
-        }))
     }
 }

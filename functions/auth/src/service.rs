@@ -649,7 +649,7 @@ impl AppState {
         let Some(user) = self.identities().user_by_email(&email).await? else {
             return Ok(());
         };
-        self.identities()
+        self.links()
             .send_password_link(&user, PasswordLink::Reset, self.clock.epoch())
             .await?;
         tracing::info!(user_id = %user, "password reset requested");

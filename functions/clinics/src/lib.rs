@@ -1,0 +1,1492 @@
+//! The `clinics` function: clinics, their locations and their members, every route checked
+//! against the policy table. A caller who is not a member of the clinic in the path gets 404
+//! for anything inside it, exactly like a clinic that does not exist.
+
+pub mod store;
+
+use axum::{
+    Router,
+    extract::{Path, Query, State},
+    middleware,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use http::StatusCode;
+use serde::{Deserialize, Deserializer, Serialize};
+use shared::{
+    ApiError, FieldError,
+    authn::{Authenticator, Caller, ClinicAccess, HasAuthenticator},
+    aws::Clients,
+    clock::{Clock, SystemClock, rfc3339},
+    config::{self, PlatformConfig},
+    crypto::Phi,
+    db::{self, get_opt_s, n, s},
+    http::{Json, json_response},
+    idempotency::idempotent,
+    ids::{ClinicId, LocationId, UserId},
+    keys,
+    outbox::{Actor, EventEnvelope, Subject},
+    platform::Platform,
+    policy::{Action, Resource, Role, Subject as Target},
+    types::{Currency, Email, PhoneE164, TimeZoneName},
+};
+use std::{ops::Deref, sync::Arc};
+
+use auth::identity::{Identities, NewIdentity, PasswordLink, PasswordLinks};
+use auth::store::{NewMembership, member_put};
+use store::{ClinicRecord, LocationRecord, MemberRecord, count_members, tx_put, tx_update};
+
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/clinics"),
+    ("POST", "/v1/clinics"),
+    ("GET", "/v1/clinics/{clinicId}"),
+    ("PATCH", "/v1/clinics/{clinicId}"),
+    ("GET", "/v1/clinics/{clinicId}/locations"),
+    ("POST", "/v1/clinics/{clinicId}/locations"),
+    ("GET", "/v1/clinics/{clinicId}/locations/{locationId}"),
+    ("PATCH", "/v1/clinics/{clinicId}/locations/{locationId}"),
+    ("DELETE", "/v1/clinics/{clinicId}/locations/{locationId}"),
+    ("GET", "/v1/clinics/{clinicId}/members"),
+    ("POST", "/v1/clinics/{clinicId}/members"),
+    ("GET", "/v1/clinics/{clinicId}/members/{userId}"),
+    ("PATCH", "/v1/clinics/{clinicId}/members/{userId}"),
+    ("DELETE", "/v1/clinics/{clinicId}/members/{userId}"),
+];
+
+pub struct Inner {
+    pub platform: Platform,
+    pub identities: Identities,
+    pub links: PasswordLinks,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Platform;
+    fn deref(&self) -> &Platform {
+        &self.0.platform
+    }
+}
+
+impl HasAuthenticator for AppState {
+    fn authenticator(&self) -> &Authenticator {
+        &self.authn
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClinicsConfig {
+    pub platform: PlatformConfig,
+    /// `NOTIFICATIONS_QUEUE_URL`: where invitations (set-password links) go.
+    pub notifications_queue_url: String,
+    /// `APP_URL`: the web app that shows the set-password page.
+    pub app_url: String,
+}
+
+impl ClinicsConfig {
+    pub fn from_env() -> Result<Self, config::ConfigError> {
+        Ok(Self {
+            platform: PlatformConfig::from_env()?,
+            notifications_queue_url: config::required("NOTIFICATIONS_QUEUE_URL")?,
+            app_url: config::optional("APP_URL", "http://127.0.0.1:3000"),
+        })
+    }
+}
+
+impl AppState {
+    pub async fn new(
+        clients: &Clients,
+        cfg: ClinicsConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let platform = Platform::new(clients, &cfg.platform, clock).await?;
+        let identities = Identities::from_platform(&platform);
+        let links = PasswordLinks {
+            table: platform.table.clone(),
+            sqs: clients.sqs.clone(),
+            notifications_queue_url: cfg.notifications_queue_url,
+            app_url: cfg.app_url.trim_end_matches('/').to_string(),
+        };
+        Ok(Self(Arc::new(Inner {
+            platform,
+            identities,
+            links,
+        })))
+    }
+
+    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let cfg = ClinicsConfig::from_env()?;
+        let clients = Clients::from_env().await;
+        Self::new(&clients, cfg, Arc::new(SystemClock)).await
+    }
+
+    fn event(
+        &self,
+        kind: &str,
+        clinic: &ClinicId,
+        actor: &Caller,
+        role: Role,
+        subject: (&str, String),
+        data: serde_json::Value,
+    ) -> EventEnvelope {
+        EventEnvelope::new(
+            kind,
+            Some(clinic),
+            Actor {
+                user_id: Some(actor.user_id.to_string()),
+                role: Some(role.as_str().to_string()),
+            },
+            Subject {
+                kind: subject.0.into(),
+                id: subject.1,
+            },
+            data,
+            self.clock.now(),
+        )
+    }
+
+    async fn transact(
+        &self,
+        items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+        watch: &[usize],
+    ) -> Result<Option<usize>, ApiError> {
+        auth::store::run_guarded(&self.table, items, watch).await
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    shared::http::platform(routes(state))
+}
+
+pub fn routes(state: AppState) -> Router {
+    let idem = || middleware::from_fn_with_state(state.idempotency.clone(), idempotent);
+    Router::new()
+        .route(
+            "/v1/clinics",
+            get(list_clinics).merge(post(create_clinic).layer(idem())),
+        )
+        .route(
+            "/v1/clinics/{clinicId}",
+            get(get_clinic).patch(update_clinic),
+        )
+        .route(
+            "/v1/clinics/{clinicId}/locations",
+            get(list_locations).merge(post(create_location).layer(idem())),
+        )
+        .route(
+            "/v1/clinics/{clinicId}/locations/{locationId}",
+            get(get_location)
+                .patch(update_location)
+                .delete(delete_location),
+        )
+        .route(
+            "/v1/clinics/{clinicId}/members",
+            get(list_members).merge(post(add_member).layer(idem())),
+        )
+        .route(
+            "/v1/clinics/{clinicId}/members/{userId}",
+            get(get_member).patch(update_member).delete(remove_member),
+        )
+        .with_state(state)
+}
+
+/// `null` clears a field; an absent field stays as it is.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+fn name_ok(v: &str, max: usize) -> bool {
+    let n = v.trim().chars().count();
+    n > 0 && n <= max
+}
+
+fn locale_ok(v: &str) -> bool {
+    (2..=35).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+// ---------------------------------------------------------------- clinics
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClinicView {
+    id: String,
+    name: String,
+    time_zone: String,
+    currency: String,
+    locale: String,
+    status: String,
+    version: i64,
+    created_at: String,
+}
+
+impl From<&ClinicRecord> for ClinicView {
+    fn from(c: &ClinicRecord) -> Self {
+        Self {
+            id: c.id.to_string(),
+            name: c.name.clone(),
+            time_zone: c.time_zone.clone(),
+            currency: c.currency.clone(),
+            locale: c.locale.clone(),
+            status: c.status.clone(),
+            version: c.version,
+            created_at: rfc3339(c.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NewPerson {
+    email: Phi<String>,
+    given_name: Phi<String>,
+    family_name: Phi<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CreateClinic {
+    name: String,
+    time_zone: String,
+    currency: String,
+    #[serde(default)]
+    locale: Option<String>,
+    admin: NewPerson,
+}
+
+fn settings_errors(
+    name: Option<&str>,
+    tz: Option<&str>,
+    currency: Option<&str>,
+    locale: Option<&str>,
+) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if name.is_some_and(|n| !name_ok(n, 200)) {
+        errors.push(FieldError::new(
+            "name",
+            "invalid_length",
+            "Use 1 to 200 characters.",
+        ));
+    }
+    if tz.is_some_and(|t| TimeZoneName::parse(t).is_none()) {
+        errors.push(FieldError::new(
+            "timeZone",
+            "invalid_time_zone",
+            "Use an IANA time zone such as Europe/Berlin.",
+        ));
+    }
+    if currency.is_some_and(|c| Currency::parse(c).is_none()) {
+        errors.push(FieldError::new(
+            "currency",
+            "invalid_currency",
+            "Use an ISO 4217 code such as EUR.",
+        ));
+    }
+    if locale.is_some_and(|l| !locale_ok(l)) {
+        errors.push(FieldError::new(
+            "locale",
+            "invalid_locale",
+            "Use a BCP 47 tag such as en or de-DE.",
+        ));
+    }
+    errors
+}
+
+fn person_errors(p: &NewPerson, prefix: &str) -> (Vec<FieldError>, Option<Email>) {
+    let mut errors = Vec::new();
+    let email = Email::parse(p.email.expose());
+    if email.is_none() {
+        errors.push(FieldError::new(
+            format!("{prefix}email"),
+            "invalid_email",
+            "Not a valid email address.",
+        ));
+    }
+    for (name, v) in [("givenName", &p.given_name), ("familyName", &p.family_name)] {
+        if !name_ok(v.expose(), 100) {
+            errors.push(FieldError::new(
+                format!("{prefix}{name}"),
+                "invalid_length",
+                "Use 1 to 100 characters.",
+            ));
+        }
+    }
+    (errors, email)
+}
+
+/// A super admin creates a clinic with its first clinic admin (an existing person, or a new
+/// one who is invited to choose a password).
+async fn create_clinic(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(req): Json<CreateClinic>,
+) -> Result<Response, ApiError> {
+    if !caller.is_super_admin() {
+        return Err(ApiError::Forbidden);
+    }
+    let mut errors = settings_errors(
+        Some(&req.name),
+        Some(&req.time_zone),
+        Some(&req.currency),
+        req.locale.as_deref(),
+    );
+    let (person_errs, email) = person_errors(&req.admin, "admin.");
+    errors.extend(person_errs);
+    let Some(email) = email.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let now = state.clock.epoch();
+    let clinic = ClinicRecord {
+        id: ClinicId::generate(),
+        name: req.name.trim().to_string(),
+        time_zone: req.time_zone,
+        currency: req.currency,
+        locale: req.locale.unwrap_or_else(|| "en".into()),
+        status: "ACTIVE".into(),
+        version: 1,
+        created_at: now,
+    };
+    let created = state.event(
+        "clinic.created",
+        &clinic.id,
+        &caller,
+        Role::SuperAdmin,
+        ("clinic", clinic.id.to_string()),
+        serde_json::json!({ "clinicId": clinic.id }),
+    );
+    let existing = state.0.identities.user_by_email(&email).await?;
+    let admin = existing.clone().unwrap_or_else(UserId::generate);
+    let membership = NewMembership {
+        clinic: clinic.id.clone(),
+        role: Role::ClinicAdmin,
+        location: None,
+    };
+    let added = state.event(
+        "clinic.member_added",
+        &clinic.id,
+        &caller,
+        Role::SuperAdmin,
+        ("member", admin.to_string()),
+        serde_json::json!({ "clinicId": clinic.id, "userId": admin, "role": Role::ClinicAdmin }),
+    );
+    let mut items = vec![
+        clinic.put(&state.table)?,
+        created.outbox_write(&state.table.name, now)?,
+    ];
+    if existing.is_some() {
+        items.push(member_put(&state.table, &admin, &membership, now)?);
+        items.push(added.outbox_write(&state.table.name, now)?);
+    }
+    state.transact(items, &[]).await?;
+    if existing.is_none() {
+        let identity = NewIdentity {
+            user: admin.clone(),
+            email,
+            given_name: req.admin.given_name.expose().trim().to_string(),
+            family_name: req.admin.family_name.expose().trim().to_string(),
+            phone: None,
+            birth_date: None,
+            password_hash: None,
+            membership: Some(membership),
+            platform_role: None,
+        };
+        state.0.identities.create(identity, &added, now).await?;
+        state
+            .0
+            .links
+            .send_password_link(&admin, PasswordLink::Invitation, now)
+            .await?;
+    }
+    tracing::info!(clinic_id = %clinic.id, admin_id = %admin, "clinic created");
+    Ok(json_response(
+        StatusCode::CREATED,
+        &serde_json::json!({ "clinic": ClinicView::from(&clinic), "admin": { "userId": admin, "invited": existing.is_none() } }),
+    ))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+fn page_limit(limit: Option<u32>) -> Result<i32, ApiError> {
+    match limit.unwrap_or(50) {
+        l @ 1..=100 => Ok(l as i32),
+        _ => Err(ApiError::invalid_field(
+            "limit",
+            "out_of_range",
+            "Use 1 to 100.",
+        )),
+    }
+}
+
+/// Super admins list every clinic; everyone else the clinics they belong to.
+async fn list_clinics(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    let limit = page_limit(page.limit)?;
+    let (ids, next): (Vec<ClinicId>, Option<String>) = if caller.is_super_admin() {
+        let start = page
+            .cursor
+            .as_deref()
+            .map(|c| state.cursors.open("platform", "clinics", c))
+            .transpose()?;
+        let out = state
+            .table
+            .client
+            .query()
+            .table_name(&state.table.name)
+            .index_name(keys::GSI1)
+            .key_condition_expression("gsi1pk = :p")
+            .expression_attribute_values(":p", s(keys::CLINICS_GSI1PK))
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(db::internal)?;
+        let ids = out
+            .items()
+            .iter()
+            .filter_map(|i| get_opt_s(i, "clinicId").and_then(ClinicId::parse))
+            .collect();
+        let next = out
+            .last_evaluated_key()
+            .filter(|k| !k.is_empty())
+            .map(|k| state.cursors.seal("platform", "clinics", k));
+        (ids, next)
+    } else {
+        let ids = auth::store::memberships(&state.table, &caller.user_id)
+            .await?
+            .into_iter()
+            .filter_map(|(c, _)| ClinicId::parse(&c))
+            .collect();
+        (ids, None)
+    };
+    let mut items = Vec::new();
+    for id in ids {
+        if let Some(c) = store::get_clinic(&state.table, &id).await? {
+            items.push(ClinicView::from(&c));
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "items": items, "nextCursor": next }),
+    ))
+}
+
+async fn load_clinic(state: &AppState, access: &ClinicAccess) -> Result<ClinicRecord, ApiError> {
+    store::get_clinic(&state.table, &access.clinic)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+async fn get_clinic(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+) -> Result<Response, ApiError> {
+    access.require(Resource::Clinic, Action::Read, &Target::default())?;
+    let clinic = load_clinic(&state, &access).await?;
+    Ok(json_response(StatusCode::OK, &ClinicView::from(&clinic)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct UpdateClinic {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    time_zone: Option<String>,
+    #[serde(default)]
+    currency: Option<String>,
+    #[serde(default)]
+    locale: Option<String>,
+}
+
+async fn update_clinic(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Json(req): Json<UpdateClinic>,
+) -> Result<Response, ApiError> {
+    access.require(Resource::Clinic, Action::Update, &Target::default())?;
+    let errors = settings_errors(
+        req.name.as_deref(),
+        req.time_zone.as_deref(),
+        req.currency.as_deref(),
+        req.locale.as_deref(),
+    );
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let current = load_clinic(&state, &access).await?;
+    let changes: Vec<(&str, String)> = [
+        ("name", req.name.map(|n| n.trim().to_string())),
+        ("timeZone", req.time_zone),
+        ("currency", req.currency),
+        ("locale", req.locale),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
+    if changes.is_empty() {
+        return Err(ApiError::unprocessable(
+            "empty_update",
+            "The body changes nothing.",
+        ));
+    }
+    let now = state.clock.epoch();
+    let mut update = aws_sdk_dynamodb::types::Update::builder()
+        .table_name(&state.table.name)
+        .key(keys::PK, s(keys::clinic_pk(&access.clinic)))
+        .key(keys::SK, s(keys::CLINIC_SK))
+        .condition_expression("version = :v")
+        .expression_attribute_values(":v", n(current.version))
+        .expression_attribute_values(":one", n(1))
+        .expression_attribute_values(":now", n(now));
+    let mut sets = vec![
+        "version = version + :one".to_string(),
+        "updatedAt = :now".to_string(),
+    ];
+    for (i, (k, v)) in changes.iter().enumerate() {
+        sets.push(format!("#f{i} = :f{i}"));
+        update = update
+            .expression_attribute_names(format!("#f{i}"), *k)
+            .expression_attribute_values(format!(":f{i}"), s(v));
+    }
+    let fields: Vec<&str> = changes.iter().map(|(k, _)| *k).collect();
+    let event = state.event(
+        "clinic.updated",
+        &access.clinic,
+        &access.caller,
+        access.role,
+        ("clinic", access.clinic.to_string()),
+        serde_json::json!({ "clinicId": access.clinic, "fields": fields }),
+    );
+    let items = vec![
+        tx_update(update.update_expression(format!("SET {}", sets.join(", "))))?,
+        event.outbox_write(&state.table.name, now)?,
+    ];
+    if state.transact(items, &[0]).await?.is_some() {
+        return Err(ApiError::conflict(
+            "version_conflict",
+            "The clinic changed meanwhile; read it again and retry.",
+        ));
+    }
+    let clinic = load_clinic(&state, &access).await?;
+    Ok(json_response(StatusCode::OK, &ClinicView::from(&clinic)))
+}
+
+// ---------------------------------------------------------------- locations
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LocationView {
+    id: String,
+    name: String,
+    address: Option<String>,
+    phone: Option<String>,
+    member_count: i64,
+    version: i64,
+}
+
+impl From<&LocationRecord> for LocationView {
+    fn from(l: &LocationRecord) -> Self {
+        Self {
+            id: l.id.to_string(),
+            name: l.name.clone(),
+            address: l.address.clone(),
+            phone: l.phone.clone(),
+            member_count: l.member_count,
+            version: l.version,
+        }
+    }
+}
+
+/// A location's public details (a branch's own address and phone are not PHI).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct LocationInput {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    address: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    phone: Option<Option<String>>,
+}
+
+impl LocationInput {
+    fn errors(&self, creating: bool) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        match &self.name {
+            Some(n) if !name_ok(n, 200) => errors.push(FieldError::new(
+                "name",
+                "invalid_length",
+                "Use 1 to 200 characters.",
+            )),
+            None if creating => {
+                errors.push(FieldError::new("name", "required", "A name is required."))
+            }
+            _ => {}
+        }
+        if let Some(Some(a)) = &self.address {
+            if !name_ok(a, 500) {
+                errors.push(FieldError::new(
+                    "address",
+                    "invalid_length",
+                    "Use 1 to 500 characters.",
+                ));
+            }
+        }
+        if let Some(Some(p)) = &self.phone {
+            if PhoneE164::parse(p).is_none() {
+                errors.push(FieldError::new(
+                    "phone",
+                    "invalid_phone",
+                    "Use international E.164 form.",
+                ));
+            }
+        }
+        errors
+    }
+}
+
+async fn list_locations(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+) -> Result<Response, ApiError> {
+    access.require(Resource::Location, Action::Read, &Target::default())?;
+    let out = state
+        .table
+        .client
+        .query()
+        .table_name(&state.table.name)
+        .key_condition_expression("pk = :c AND begins_with(sk, :l)")
+        .expression_attribute_values(":c", s(keys::clinic_pk(&access.clinic)))
+        .expression_attribute_values(":l", s(keys::LOCATION_PREFIX))
+        .send()
+        .await
+        .map_err(db::internal)?;
+    let items = out
+        .items()
+        .iter()
+        .map(LocationRecord::from_item)
+        .collect::<Result<Vec<_>, _>>()?;
+    let views: Vec<LocationView> = items.iter().map(LocationView::from).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "items": views }),
+    ))
+}
+
+async fn create_location(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Json(req): Json<LocationInput>,
+) -> Result<Response, ApiError> {
+    access.require(Resource::Location, Action::Create, &Target::default())?;
+    let errors = req.errors(true);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    load_clinic(&state, &access).await?;
+    let now = state.clock.epoch();
+    let id = LocationId::generate();
+    let mut put = aws_sdk_dynamodb::types::Put::builder()
+        .table_name(&state.table.name)
+        .item(keys::PK, s(keys::clinic_pk(&access.clinic)))
+        .item(keys::SK, s(keys::location_sk(&id)))
+        .item(keys::ENTITY, s("LOCATION"))
+        .item("locationId", s(id.as_str()))
+        .item("clinicId", s(access.clinic.as_str()))
+        .item("name", s(req.name.as_deref().unwrap_or_default().trim()))
+        .item("memberCount", n(0))
+        .item("version", n(1))
+        .item("createdAt", n(now))
+        .condition_expression("attribute_not_exists(pk)");
+    if let Some(Some(a)) = &req.address {
+        put = put.item("address", s(a.trim()));
+    }
+    if let Some(Some(p)) = req
+        .phone
+        .as_ref()
+        .and_then(|p| p.as_deref().map(PhoneE164::parse))
+    {
+        put = put.item("phone", s(p.expose()));
+    }
+    let event = state.event(
+        "clinic.location.created",
+        &access.clinic,
+        &access.caller,
+        access.role,
+        ("location", id.to_string()),
+        serde_json::json!({ "clinicId": access.clinic, "locationId": id }),
+    );
+    state
+        .transact(
+            vec![tx_put(put)?, event.outbox_write(&state.table.name, now)?],
+            &[],
+        )
+        .await?;
+    let loc = store::get_location(&state.table, &access.clinic, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &LocationView::from(&loc),
+    ))
+}
+
+fn location_id(raw: &str) -> Result<LocationId, ApiError> {
+    LocationId::parse(raw).ok_or(ApiError::NotFound)
+}
+
+async fn get_location(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Path((_, location)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    access.require(Resource::Location, Action::Read, &Target::default())?;
+    let id = location_id(&location)?;
+    let loc = store::get_location(&state.table, &access.clinic, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(json_response(StatusCode::OK, &LocationView::from(&loc)))
+}
+
+async fn update_location(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Path((_, location)): Path<(String, String)>,
+    Json(req): Json<LocationInput>,
+) -> Result<Response, ApiError> {
+    let id = location_id(&location)?;
+    let current = store::get_location(&state.table, &access.clinic, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    access.require(
+        Resource::Location,
+        Action::Update,
+        &Target {
+            location: Some(id.as_str()),
+            ..Default::default()
+        },
+    )?;
+    let errors = req.errors(false);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let now = state.clock.epoch();
+    let mut sets = vec![
+        "version = version + :one".to_string(),
+        "updatedAt = :now".to_string(),
+    ];
+    let mut removes = Vec::new();
+    let mut update = aws_sdk_dynamodb::types::Update::builder()
+        .table_name(&state.table.name)
+        .key(keys::PK, s(keys::clinic_pk(&access.clinic)))
+        .key(keys::SK, s(keys::location_sk(&id)))
+        .condition_expression("version = :v")
+        .expression_attribute_values(":v", n(current.version))
+        .expression_attribute_values(":one", n(1))
+        .expression_attribute_values(":now", n(now));
+    let mut fields = Vec::new();
+    if let Some(name) = &req.name {
+        sets.push("#name = :name".into());
+        update = update
+            .expression_attribute_names("#name", "name")
+            .expression_attribute_values(":name", s(name.trim()));
+        fields.push("name");
+    }
+    for (attr, value) in [("address", &req.address), ("phone", &req.phone)] {
+        match value {
+            Some(Some(v)) => {
+                let v = if attr == "phone" {
+                    PhoneE164::parse(v)
+                        .map(|p| p.expose().to_string())
+                        .unwrap_or_default()
+                } else {
+                    v.trim().to_string()
+                };
+                sets.push(format!("{attr} = :{attr}"));
+                update = update.expression_attribute_values(format!(":{attr}"), s(v));
+                fields.push(attr);
+            }
+            Some(None) => {
+                removes.push(attr);
+                fields.push(attr);
+            }
+            None => {}
+        }
+    }
+    if fields.is_empty() {
+        return Err(ApiError::unprocessable(
+            "empty_update",
+            "The body changes nothing.",
+        ));
+    }
+    let mut expr = format!("SET {}", sets.join(", "));
+    if !removes.is_empty() {
+        expr.push_str(&format!(" REMOVE {}", removes.join(", ")));
+    }
+    let event = state.event(
+        "clinic.location.updated",
+        &access.clinic,
+        &access.caller,
+        access.role,
+        ("location", id.to_string()),
+        serde_json::json!({ "clinicId": access.clinic, "locationId": id, "fields": fields }),
+    );
+    if state
+        .transact(
+            vec![
+                tx_update(update.update_expression(expr))?,
+                event.outbox_write(&state.table.name, now)?,
+            ],
+            &[0],
+        )
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::conflict(
+            "version_conflict",
+            "The location changed meanwhile; read it again and retry.",
+        ));
+    }
+    let loc = store::get_location(&state.table, &access.clinic, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(json_response(StatusCode::OK, &LocationView::from(&loc)))
+}
+
+/// Refused while members are assigned to the location (a condition on its member count).
+async fn delete_location(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Path((_, location)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = location_id(&location)?;
+    store::get_location(&state.table, &access.clinic, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    access.require(
+        Resource::Location,
+        Action::Delete,
+        &Target {
+            location: Some(id.as_str()),
+            ..Default::default()
+        },
+    )?;
+    let now = state.clock.epoch();
+    let delete = store::tx_delete(
+        aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&state.table.name)
+            .key(keys::PK, s(keys::clinic_pk(&access.clinic)))
+            .key(keys::SK, s(keys::location_sk(&id)))
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(memberCount) OR memberCount <= :zero)")
+            .expression_attribute_values(":zero", n(0)),
+    )?;
+    let event = state.event(
+        "clinic.location.deleted",
+        &access.clinic,
+        &access.caller,
+        access.role,
+        ("location", id.to_string()),
+        serde_json::json!({ "clinicId": access.clinic, "locationId": id }),
+    );
+    if state
+        .transact(
+            vec![delete, event.outbox_write(&state.table.name, now)?],
+            &[0],
+        )
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::conflict(
+            "location_in_use",
+            "Members are still assigned to this location; move or remove them first.",
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---------------------------------------------------------------- members
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MemberView {
+    user_id: String,
+    role: Role,
+    status: String,
+    location_id: Option<String>,
+    given_name: Option<Phi<String>>,
+    family_name: Option<Phi<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<Phi<String>>,
+    version: i64,
+}
+
+fn target(m: &MemberRecord) -> Target<'_> {
+    Target {
+        owner: Some(m.user.as_str()),
+        location: m.location.as_ref().map(LocationId::as_str),
+        member_role: Some(m.role),
+        ..Default::default()
+    }
+}
+
+/// Whether the caller may see contact details (they manage members, not just read a directory).
+fn sees_contacts(access: &ClinicAccess, m: &MemberRecord) -> bool {
+    m.user == access.caller.user_id
+        || access.allows(Resource::Member, Action::Create, &target(m))
+        || access.allows(Resource::Member, Action::Manage, &target(m))
+}
+
+async fn member_view(
+    state: &AppState,
+    access: &ClinicAccess,
+    m: &MemberRecord,
+) -> Result<MemberView, ApiError> {
+    let profile = state
+        .0
+        .identities
+        .profile(&m.user)
+        .await?
+        .unwrap_or_default();
+    Ok(MemberView {
+        user_id: m.user.to_string(),
+        role: m.role,
+        status: m.status.clone(),
+        location_id: m.location.as_ref().map(ToString::to_string),
+        given_name: profile.get("givenName").cloned(),
+        family_name: profile.get("familyName").cloned(),
+        email: if sees_contacts(access, m) {
+            profile.get("email").cloned()
+        } else {
+            None
+        },
+        version: m.version,
+    })
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MemberQuery {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// Members the caller may see, filtered by role, or found by exact email or phone (blind
+/// indexes). Cursors are bound to the clinic and the filter.
+async fn list_members(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Query(q): Query<MemberQuery>,
+) -> Result<Response, ApiError> {
+    if !shared::policy::may_ever(access.role, Resource::Member, Action::Read) {
+        return Err(ApiError::Forbidden);
+    }
+    let role = q
+        .role
+        .as_deref()
+        .map(|r| {
+            Role::parse(r)
+                .ok_or_else(|| ApiError::invalid_field("role", "invalid_role", "Not a role."))
+        })
+        .transpose()?;
+    let limit = page_limit(q.limit)?;
+    let mut records = Vec::new();
+    let mut next = None;
+    if q.email.is_some() || q.phone.is_some() {
+        let mut users = Vec::new();
+        if let Some(e) = &q.email {
+            let email = Email::parse(e).ok_or_else(|| {
+                ApiError::invalid_field("email", "invalid_email", "Not a valid email address.")
+            })?;
+            users.extend(state.0.identities.user_by_email(&email).await?);
+        }
+        if let Some(p) = &q.phone {
+            let phone = PhoneE164::parse(p).ok_or_else(|| {
+                ApiError::invalid_field("phone", "invalid_phone", "Use international E.164 form.")
+            })?;
+            users.extend(state.0.identities.users_by_phone(&phone).await?);
+        }
+        for u in users {
+            if let Some(m) = store::get_member(&state.table, &access.clinic, &u).await? {
+                records.push(m);
+            }
+        }
+    } else {
+        let query_key = format!("members?role={}", role.map(Role::as_str).unwrap_or(""));
+        let start = q
+            .cursor
+            .as_deref()
+            .map(|c| state.cursors.open(access.clinic.as_str(), &query_key, c))
+            .transpose()?;
+        let mut req = state
+            .table
+            .client
+            .query()
+            .table_name(&state.table.name)
+            .key_condition_expression("pk = :c AND begins_with(sk, :m)")
+            .expression_attribute_values(":c", s(keys::clinic_pk(&access.clinic)))
+            .expression_attribute_values(":m", s(keys::MEMBER_PREFIX))
+            .limit(limit)
+            .set_exclusive_start_key(start);
+        if let Some(r) = role {
+            req = req
+                .filter_expression("#role = :role")
+                .expression_attribute_names("#role", "role")
+                .expression_attribute_values(":role", s(r.as_str()));
+        }
+        let out = req.send().await.map_err(db::internal)?;
+        for i in out.items() {
+            records.push(MemberRecord::from_item(i)?);
+        }
+        next = out
+            .last_evaluated_key()
+            .filter(|k| !k.is_empty())
+            .map(|k| state.cursors.seal(access.clinic.as_str(), &query_key, k));
+    }
+    let mut items = Vec::new();
+    for m in records.iter().filter(|m| role.is_none_or(|r| m.role == r)) {
+        if access.allows(Resource::Member, Action::Read, &target(m)) {
+            items.push(member_view(&state, &access, m).await?);
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "items": items, "nextCursor": next }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AddMember {
+    email: Phi<String>,
+    given_name: Phi<String>,
+    family_name: Phi<String>,
+    role: String,
+    #[serde(default)]
+    location_id: Option<String>,
+    #[serde(default)]
+    phone: Option<Phi<String>>,
+}
+
+/// Adds a person to the clinic with a role: an existing identity (found by email) or a new
+/// one, invited to choose a password.
+async fn add_member(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Json(req): Json<AddMember>,
+) -> Result<Response, ApiError> {
+    let person = NewPerson {
+        email: req.email,
+        given_name: req.given_name,
+        family_name: req.family_name,
+    };
+    let (mut errors, email) = person_errors(&person, "");
+    let role = Role::parse(&req.role).filter(|r| *r != Role::SuperAdmin);
+    if role.is_none() {
+        errors.push(FieldError::new(
+            "role",
+            "invalid_role",
+            "Not a clinic role.",
+        ));
+    }
+    let location = match &req.location_id {
+        Some(l) => match LocationId::parse(l) {
+            Some(l) => Some(l),
+            None => {
+                errors.push(FieldError::new(
+                    "locationId",
+                    "invalid_id",
+                    "Not a location id.",
+                ));
+                None
+            }
+        },
+        None => None,
+    };
+    let phone = match &req.phone {
+        Some(p) => match PhoneE164::parse(p.expose()) {
+            Some(p) => Some(p),
+            None => {
+                errors.push(FieldError::new(
+                    "phone",
+                    "invalid_phone",
+                    "Use international E.164 form.",
+                ));
+                None
+            }
+        },
+        None => None,
+    };
+    let (Some(email), Some(role), true) = (email, role, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    access.require(
+        Resource::Member,
+        Action::Create,
+        &Target {
+            member_role: Some(role),
+            location: location.as_ref().map(LocationId::as_str),
+            ..Default::default()
+        },
+    )?;
+    let now = state.clock.epoch();
+    let existing = state.0.identities.user_by_email(&email).await?;
+    let user = existing.clone().unwrap_or_else(UserId::generate);
+    let membership = NewMembership {
+        clinic: access.clinic.clone(),
+        role,
+        location: location.clone(),
+    };
+    let event = state.event(
+        "clinic.member_added",
+        &access.clinic,
+        &access.caller,
+        access.role,
+        ("member", user.to_string()),
+        serde_json::json!({ "clinicId": access.clinic, "userId": user, "role": role, "locationId": location }),
+    );
+    let mut items = Vec::new();
+    if let Some(l) = &location {
+        items.push(count_members(&state.table, &access.clinic, l, 1)?);
+    }
+    if existing.is_some() {
+        items.push(member_put(&state.table, &user, &membership, now)?);
+        items.push(event.outbox_write(&state.table.name, now)?);
+        let member_at = items.len() - 2;
+        match state.transact(items, &[0, member_at]).await? {
+            None => {}
+            Some(i) if i == member_at => {
+                return Err(ApiError::conflict(
+                    "already_member",
+                    "This person is already a member of the clinic.",
+                ));
+            }
+            Some(_) => {
+                return Err(ApiError::invalid_field(
+                    "locationId",
+                    "unknown_location",
+                    "No such location in this clinic.",
+                ));
+            }
+        }
+    } else {
+        if let Some(l) = &location {
+            // Claim the location slot first; the identity transaction cannot include it.
+            if state
+                .transact(std::mem::take(&mut items), &[0])
+                .await?
+                .is_some()
+            {
+                return Err(ApiError::invalid_field(
+                    "locationId",
+                    "unknown_location",
+                    "No such location in this clinic.",
+                ));
+            }
+            let _ = l;
+        }
+        let identity = NewIdentity {
+            user: user.clone(),
+            email,
+            given_name: person.given_name.expose().trim().to_string(),
+            family_name: person.family_name.expose().trim().to_string(),
+            phone,
+            birth_date: None,
+            password_hash: None,
+            membership: Some(membership),
+            platform_role: None,
+        };
+        if let Err(e) = state.0.identities.create(identity, &event, now).await {
+            if let Some(l) = &location {
+                let _ = state
+                    .transact(
+                        vec![count_members(&state.table, &access.clinic, l, -1)?],
+                        &[],
+                    )
+                    .await;
+            }
+            return Err(e);
+        }
+        state
+            .0
+            .links
+            .send_password_link(&user, PasswordLink::Invitation, now)
+            .await?;
+    }
+    tracing::info!(clinic_id = %access.clinic, user_id = %user, role = %role, "member added");
+    let m = store::get_member(&state.table, &access.clinic, &user)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let mut view = serde_json::to_value(member_view(&state, &access, &m).await?)
+        .map_err(ApiError::internal)?;
+    view["invited"] = serde_json::Value::Bool(existing.is_none());
+    Ok(json_response(StatusCode::CREATED, &view))
+}
+
+/// The member, if it exists and the caller may know about it; otherwise 404.
+async fn visible_member(
+    state: &AppState,
+    access: &ClinicAccess,
+    raw: &str,
+) -> Result<MemberRecord, ApiError> {
+    let user = UserId::parse(raw).ok_or(ApiError::NotFound)?;
+    let m = store::get_member(&state.table, &access.clinic, &user)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if access.allows(Resource::Member, Action::Read, &target(&m)) || m.user == access.caller.user_id
+    {
+        Ok(m)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+async fn get_member(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Path((_, user)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let m = visible_member(&state, &access, &user).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &member_view(&state, &access, &m).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct UpdateMember {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    location_id: Option<Option<String>>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// Role changes are updates (never to or from an admin role unless super admin); status and
+/// location changes are management (a location head: staff of their own location only).
+async fn update_member(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Path((_, user)): Path<(String, String)>,
+    Json(req): Json<UpdateMember>,
+) -> Result<Response, ApiError> {
+    let m = visible_member(&state, &access, &user).await?;
+    let mut errors = Vec::new();
+    let new_role = match &req.role {
+        Some(r) => match Role::parse(r).filter(|r| *r != Role::SuperAdmin) {
+            Some(r) => Some(r),
+            None => {
+                errors.push(FieldError::new(
+                    "role",
+                    "invalid_role",
+                    "Not a clinic role.",
+                ));
+                None
+            }
+        },
+        None => None,
+    };
+    let new_location: Option<Option<LocationId>> = match &req.location_id {
+        Some(Some(l)) => match LocationId::parse(l) {
+            Some(l) => Some(Some(l)),
+            None => {
+                errors.push(FieldError::new(
+                    "locationId",
+                    "invalid_id",
+                    "Not a location id.",
+                ));
+                None
+            }
+        },
+        Some(None) => Some(None),
+        None => None,
+    };
+    if let Some(st) = &req.status {
+        if st != "ACTIVE" && st != "INACTIVE" {
+            errors.push(FieldError::new(
+                "status",
+                "invalid_status",
+                "Use ACTIVE or INACTIVE.",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    if new_role.is_none() && new_location.is_none() && req.status.is_none() {
+        return Err(ApiError::unprocessable(
+            "empty_update",
+            "The body changes nothing.",
+        ));
+    }
+    let before = target(&m);
+    if let Some(r) = new_role {
+        access.require(Resource::Member, Action::Update, &before)?;
+        access.require(
+            Resource::Member,
+            Action::Update,
+            &Target {
+                member_role: Some(r),
+                ..before
+            },
+        )?;
+    }
+    if new_location.is_some() || req.status.is_some() {
+        access.require(Resource::Member, Action::Manage, &before)?;
+        if let Some(l) = &new_location {
+            access.require(
+                Resource::Member,
+                Action::Manage,
+                &Target {
+                    location: l.as_ref().map(LocationId::as_str),
+                    ..before
+                },
+            )?;
+        }
+    }
+    let now = state.clock.epoch();
+    let mut sets = vec![
+        "version = version + :one".to_string(),
+        "updatedAt = :now".to_string(),
+    ];
+    let mut removes = Vec::new();
+    let mut update = aws_sdk_dynamodb::types::Update::builder()
+        .table_name(&state.table.name)
+        .key(keys::PK, s(keys::clinic_pk(&access.clinic)))
+        .key(keys::SK, s(keys::member_sk(&m.user)))
+        .condition_expression("version = :v")
+        .expression_attribute_values(":v", n(m.version))
+        .expression_attribute_values(":one", n(1))
+        .expression_attribute_values(":now", n(now));
+    let mut items = Vec::new();
+    if let Some(r) = new_role {
+        sets.push("#role = :role".into());
+        update = update
+            .expression_attribute_names("#role", "role")
+            .expression_attribute_values(":role", s(r.as_str()));
+    }
+    if let Some(st) = &req.status {
+        sets.push("#status = :status".into());
+        update = update
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(st));
+    }
+    if let Some(l) = &new_location {
+        if l != &m.location {
+            if let Some(old) = &m.location {
+                items.push(count_members(&state.table, &access.clinic, old, -1)?);
+            }
+            match l {
+                Some(new) => {
+                    items.push(count_members(&state.table, &access.clinic, new, 1)?);
+                    sets.push("locationId = :loc".into());
+                    update = update.expression_attribute_values(":loc", s(new.as_str()));
+                }
+                None => removes.push("locationId"),
+            }
+        }
+    }
+    let mut expr = format!("SET {}", sets.join(", "));
+    if !removes.is_empty() {
+        expr.push_str(&format!(" REMOVE {}", removes.join(", ")));
+    }
+    let member_at = items.len();
+    items.push(tx_update(update.update_expression(expr))?);
+    let kind = if new_role.is_some_and(|r| r != m.role) {
+        "clinic.member_role_changed"
+    } else {
+        "clinic.member_updated"
+    };
+    let event = state.event(
+        kind,
+        &access.clinic,
+        &access.caller,
+        access.role,
+        ("member", m.user.to_string()),
+        serde_json::json!({ "clinicId": access.clinic, "userId": m.user, "role": new_role.unwrap_or(m.role), "previousRole": m.role, "status": req.status, "locationId": new_location.clone().unwrap_or(m.location.clone()) }),
+    );
+    items.push(event.outbox_write(&state.table.name, now)?);
+    let watch: Vec<usize> = (0..=member_at).collect();
+    match state.transact(items, &watch).await? {
+        None => {}
+        Some(i) if i == member_at => {
+            return Err(ApiError::conflict(
+                "version_conflict",
+                "The member changed meanwhile; read it again and retry.",
+            ));
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "locationId",
+                "unknown_location",
+                "No such location in this clinic.",
+            ));
+        }
+    }
+    state.authn.forget_membership(&access.clinic, &m.user);
+    let m = store::get_member(&state.table, &access.clinic, &m.user)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &member_view(&state, &access, &m).await?,
+    ))
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Path((_, user)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let m = visible_member(&state, &access, &user).await?;
+    access.require(Resource::Member, Action::Delete, &target(&m))?;
+    let now = state.clock.epoch();
+    let mut items = vec![store::delete_member(
+        &state.table,
+        &access.clinic,
+        &m.user,
+        m.version,
+    )?];
+    if let Some(l) = &m.location {
+        items.push(count_members(&state.table, &access.clinic, l, -1)?);
+    }
+    let event = state.event(
+        "clinic.member_removed",
+        &access.clinic,
+        &access.caller,
+        access.role,
+        ("member", m.user.to_string()),
+        serde_json::json!({ "clinicId": access.clinic, "userId": m.user, "role": m.role }),
+    );
+    items.push(event.outbox_write(&state.table.name, now)?);
+    if state.transact(items, &[0]).await?.is_some() {
+        return Err(ApiError::conflict(
+            "version_conflict",
+            "The member changed meanwhile; read it again and retry.",
+        ));
+    }
+    state.authn.forget_membership(&access.clinic, &m.user);
+    tracing::info!(clinic_id = %access.clinic, user_id = %m.user, "member removed");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,200 @@
+//! DynamoDB adapter for clinics, locations and members. A location counts its members in the
+//! same transactions that assign them, so "delete only an empty location" is a condition.
+
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+use shared::{
+    ApiError,
+    db::{Item, Table, get_n, get_opt_n, get_opt_s, get_s, n, s},
+    ids::{ClinicId, LocationId, UserId},
+    keys,
+    policy::Role,
+};
+
+pub fn tx_put(
+    p: aws_sdk_dynamodb::types::builders::PutBuilder,
+) -> Result<TransactWriteItem, ApiError> {
+    Ok(TransactWriteItem::builder()
+        .put(p.build().map_err(ApiError::internal)?)
+        .build())
+}
+
+pub fn tx_update(
+    u: aws_sdk_dynamodb::types::builders::UpdateBuilder,
+) -> Result<TransactWriteItem, ApiError> {
+    Ok(TransactWriteItem::builder()
+        .update(u.build().map_err(ApiError::internal)?)
+        .build())
+}
+
+pub fn tx_delete(
+    d: aws_sdk_dynamodb::types::builders::DeleteBuilder,
+) -> Result<TransactWriteItem, ApiError> {
+    Ok(TransactWriteItem::builder()
+        .delete(d.build().map_err(ApiError::internal)?)
+        .build())
+}
+
+#[derive(Debug, Clone)]
+pub struct ClinicRecord {
+    pub id: ClinicId,
+    pub name: String,
+    pub time_zone: String,
+    pub currency: String,
+    pub locale: String,
+    pub status: String,
+    pub version: i64,
+    pub created_at: i64,
+}
+
+impl ClinicRecord {
+    pub fn from_item(i: &Item) -> Result<Self, ApiError> {
+        Ok(Self {
+            id: ClinicId::parse(get_s(i, "clinicId")?)
+                .ok_or_else(|| ApiError::internal("bad clinic id"))?,
+            name: get_s(i, "name")?.to_string(),
+            time_zone: get_s(i, "timeZone")?.to_string(),
+            currency: get_s(i, "currency")?.to_string(),
+            locale: get_opt_s(i, "locale").unwrap_or("en").to_string(),
+            status: get_opt_s(i, "status").unwrap_or("ACTIVE").to_string(),
+            version: get_n(i, "version")?,
+            created_at: get_opt_n(i, "createdAt").unwrap_or(0),
+        })
+    }
+
+    pub fn put(&self, table: &Table) -> Result<TransactWriteItem, ApiError> {
+        tx_put(
+            Put::builder()
+                .table_name(&table.name)
+                .item(keys::PK, s(keys::clinic_pk(&self.id)))
+                .item(keys::SK, s(keys::CLINIC_SK))
+                .item(keys::ENTITY, s("CLINIC"))
+                .item(keys::GSI1PK, s(keys::CLINICS_GSI1PK))
+                .item(keys::GSI1SK, s(keys::clinic_gsi1sk(&self.id)))
+                .item("clinicId", s(self.id.as_str()))
+                .item("name", s(&self.name))
+                .item("timeZone", s(&self.time_zone))
+                .item("currency", s(&self.currency))
+                .item("locale", s(&self.locale))
+                .item("status", s(&self.status))
+                .item("version", n(self.version))
+                .item("createdAt", n(self.created_at))
+                .item("updatedAt", n(self.created_at))
+                .condition_expression("attribute_not_exists(pk)"),
+        )
+    }
+}
+
+pub async fn get_clinic(
+    table: &Table,
+    clinic: &ClinicId,
+) -> Result<Option<ClinicRecord>, ApiError> {
+    table
+        .get(keys::clinic_pk(clinic), keys::CLINIC_SK)
+        .await?
+        .map(|i| ClinicRecord::from_item(&i))
+        .transpose()
+}
+
+#[derive(Debug, Clone)]
+pub struct LocationRecord {
+    pub id: LocationId,
+    pub name: String,
+    pub address: Option<String>,
+    pub phone: Option<String>,
+    pub member_count: i64,
+    pub version: i64,
+}
+
+impl LocationRecord {
+    pub fn from_item(i: &Item) -> Result<Self, ApiError> {
+        Ok(Self {
+            id: LocationId::parse(get_s(i, "locationId")?)
+                .ok_or_else(|| ApiError::internal("bad location id"))?,
+            name: get_s(i, "name")?.to_string(),
+            address: get_opt_s(i, "address").map(str::to_string),
+            phone: get_opt_s(i, "phone").map(str::to_string),
+            member_count: get_opt_n(i, "memberCount").unwrap_or(0),
+            version: get_n(i, "version")?,
+        })
+    }
+}
+
+pub async fn get_location(
+    table: &Table,
+    clinic: &ClinicId,
+    location: &LocationId,
+) -> Result<Option<LocationRecord>, ApiError> {
+    table
+        .get(keys::clinic_pk(clinic), keys::location_sk(location))
+        .await?
+        .map(|i| LocationRecord::from_item(&i))
+        .transpose()
+}
+
+/// Adds `delta` to a location's member count; the location must exist in this clinic.
+pub fn count_members(
+    table: &Table,
+    clinic: &ClinicId,
+    location: &LocationId,
+    delta: i64,
+) -> Result<TransactWriteItem, ApiError> {
+    tx_update(
+        Update::builder()
+            .table_name(&table.name)
+            .key(keys::PK, s(keys::clinic_pk(clinic)))
+            .key(keys::SK, s(keys::location_sk(location)))
+            .update_expression("ADD memberCount :d")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":d", n(delta)),
+    )
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberRecord {
+    pub user: UserId,
+    pub role: Role,
+    pub status: String,
+    pub location: Option<LocationId>,
+    pub version: i64,
+}
+
+impl MemberRecord {
+    pub fn from_item(i: &Item) -> Result<Self, ApiError> {
+        Ok(Self {
+            user: UserId::parse(get_s(i, "userId")?)
+                .ok_or_else(|| ApiError::internal("bad user id"))?,
+            role: Role::parse(get_s(i, "role")?).ok_or_else(|| ApiError::internal("bad role"))?,
+            status: get_s(i, "status")?.to_string(),
+            location: get_opt_s(i, "locationId").and_then(LocationId::parse),
+            version: get_opt_n(i, "version").unwrap_or(1),
+        })
+    }
+}
+
+pub async fn get_member(
+    table: &Table,
+    clinic: &ClinicId,
+    user: &UserId,
+) -> Result<Option<MemberRecord>, ApiError> {
+    table
+        .get(keys::clinic_pk(clinic), keys::member_sk(user))
+        .await?
+        .map(|i| MemberRecord::from_item(&i))
+        .transpose()
+}
+
+pub fn delete_member(
+    table: &Table,
+    clinic: &ClinicId,
+    user: &UserId,
+    version: i64,
+) -> Result<TransactWriteItem, ApiError> {
+    tx_delete(
+        Delete::builder()
+            .table_name(&table.name)
+            .key(keys::PK, s(keys::clinic_pk(clinic)))
+            .key(keys::SK, s(keys::member_sk(user)))
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", n(version)),
+    )
+}

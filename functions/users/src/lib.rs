@@ -1,0 +1,464 @@
+//! The `users` function: a person's own profile (every field PHI, encrypted at rest, never
+//! logged) and their clinic memberships. Profile `RU own` holds for every role in the table.
+
+use axum::{Router, extract::State, response::Response, routing::get};
+use http::StatusCode;
+use serde::{Deserialize, Deserializer, Serialize};
+use shared::{
+    ApiError, FieldError,
+    authn::{Authenticator, Caller, HasAuthenticator},
+    aws::Clients,
+    clock::{Clock, SystemClock},
+    config::PlatformConfig,
+    crypto::Phi,
+    db::{self, get_opt_s, n, s},
+    http::{Json, json_response},
+    ids::UserId,
+    keys,
+    outbox::{Actor, EventEnvelope, Subject},
+    platform::Platform,
+    types::PhoneE164,
+};
+use std::{ops::Deref, sync::Arc};
+
+use auth::identity::{Identities, field};
+
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/users/me"),
+    ("PATCH", "/v1/users/me"),
+    ("GET", "/v1/users/me/memberships"),
+];
+
+pub struct Inner {
+    pub platform: Platform,
+    pub identities: Identities,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Platform;
+    fn deref(&self) -> &Platform {
+        &self.0.platform
+    }
+}
+
+impl HasAuthenticator for AppState {
+    fn authenticator(&self) -> &Authenticator {
+        &self.authn
+    }
+}
+
+impl AppState {
+    pub async fn new(
+        clients: &Clients,
+        cfg: &PlatformConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let platform = Platform::new(clients, cfg, clock).await?;
+        let identities = Identities::from_platform(&platform);
+        Ok(Self(Arc::new(Inner {
+            platform,
+            identities,
+        })))
+    }
+
+    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let cfg = PlatformConfig::from_env()?;
+        let clients = Clients::from_env().await;
+        Self::new(&clients, &cfg, Arc::new(SystemClock)).await
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    shared::http::platform(routes(state))
+}
+
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/users/me", get(me).patch(update_me))
+        .route("/v1/users/me/memberships", get(memberships))
+        .with_state(state)
+}
+
+/// A postal address. PHI: only ever held inside `Phi`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Address {
+    pub line1: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    pub city: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+}
+
+/// Who to call in an emergency. PHI.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EmergencyContact {
+    pub name: String,
+    pub phone: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relationship: Option<String>,
+}
+
+const GENDERS: &[&str] = &["female", "male", "non_binary", "other", "undisclosed"];
+
+/// `null` clears a field; an absent field stays as it is.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// What a person may change about themselves. Anything else (email, role, clinic, ids,
+/// version, audit fields) is an unknown field and refused.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProfilePatch {
+    #[serde(default)]
+    given_name: Option<Phi<String>>,
+    #[serde(default)]
+    family_name: Option<Phi<String>>,
+    #[serde(default, deserialize_with = "present")]
+    phone: Option<Option<Phi<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    birth_date: Option<Option<Phi<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    gender: Option<Option<Phi<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    address: Option<Option<Phi<Address>>>,
+    #[serde(default, deserialize_with = "present")]
+    emergency_contact: Option<Option<Phi<EmergencyContact>>>,
+}
+
+fn text_ok(v: &str, max: usize) -> bool {
+    let n = v.trim().chars().count();
+    n > 0 && n <= max
+}
+
+impl ProfilePatch {
+    /// Every field checked at once; returns the new plaintext (or `None` to clear) by attribute.
+    fn validate(
+        self,
+        today: jiff::civil::Date,
+    ) -> Result<Vec<(&'static str, Option<String>)>, ApiError> {
+        let mut errors = Vec::new();
+        let mut out: Vec<(&'static str, Option<String>)> = Vec::new();
+        for (name, v) in [
+            ("givenName", self.given_name),
+            ("familyName", self.family_name),
+        ] {
+            if let Some(v) = v {
+                if text_ok(v.expose(), 100) {
+                    out.push((name, Some(v.expose().trim().to_string())));
+                } else {
+                    errors.push(FieldError::new(
+                        name,
+                        "invalid_length",
+                        "Use 1 to 100 characters.",
+                    ));
+                }
+            }
+        }
+        match self.phone {
+            Some(Some(p)) => match PhoneE164::parse(p.expose()) {
+                Some(p) => out.push(("phone", Some(p.expose().to_string()))),
+                None => errors.push(FieldError::new(
+                    "phone",
+                    "invalid_phone",
+                    "Use international E.164 form, e.g. +4930123456.",
+                )),
+            },
+            Some(None) => out.push(("phone", None)),
+            None => {}
+        }
+        match self.birth_date {
+            Some(Some(b)) if auth::rules::valid_birth_date(b.expose(), today) => {
+                out.push(("birthDate", Some(b.expose().clone())))
+            }
+            Some(Some(_)) => errors.push(FieldError::new(
+                "birthDate",
+                "invalid_date",
+                "Use YYYY-MM-DD, not in the future.",
+            )),
+            Some(None) => out.push(("birthDate", None)),
+            None => {}
+        }
+        match self.gender {
+            Some(Some(g)) if GENDERS.contains(&g.expose().as_str()) => {
+                out.push(("gender", Some(g.expose().clone())))
+            }
+            Some(Some(_)) => errors.push(FieldError::new(
+                "gender",
+                "invalid_value",
+                "Use female, male, non_binary, other or undisclosed.",
+            )),
+            Some(None) => out.push(("gender", None)),
+            None => {}
+        }
+        match self.address {
+            Some(Some(a)) => {
+                let a = a.expose();
+                let ok = text_ok(&a.line1, 200)
+                    && text_ok(&a.city, 100)
+                    && a.line2.as_deref().is_none_or(|l| l.chars().count() <= 200)
+                    && a.postal_code.as_deref().is_none_or(|p| text_ok(p, 20))
+                    && a.region.as_deref().is_none_or(|r| text_ok(r, 100))
+                    && a.country.len() == 2
+                    && a.country.bytes().all(|b| b.is_ascii_uppercase());
+                if ok {
+                    out.push(("address", serde_json::to_string(a).ok()));
+                } else {
+                    errors.push(FieldError::new("address", "invalid_address", "line1, city and a two-letter country code are required; parts are limited in length."));
+                }
+            }
+            Some(None) => out.push(("address", None)),
+            None => {}
+        }
+        match self.emergency_contact {
+            Some(Some(c)) => {
+                let c = c.expose();
+                let phone = PhoneE164::parse(&c.phone);
+                if text_ok(&c.name, 200)
+                    && phone.is_some()
+                    && c.relationship.as_deref().is_none_or(|r| text_ok(r, 50))
+                {
+                    let normalized = EmergencyContact {
+                        phone: phone.map(|p| p.expose().to_string()).unwrap_or_default(),
+                        ..c.clone()
+                    };
+                    out.push(("emergencyContact", serde_json::to_string(&normalized).ok()));
+                } else {
+                    errors.push(FieldError::new(
+                        "emergencyContact",
+                        "invalid_contact",
+                        "A name and an E.164 phone are required.",
+                    ));
+                }
+            }
+            Some(None) => out.push(("emergencyContact", None)),
+            None => {}
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+        if out.is_empty() {
+            return Err(ApiError::unprocessable(
+                "empty_update",
+                "The body changes nothing.",
+            ));
+        }
+        Ok(out)
+    }
+}
+
+async fn profile_view(state: &AppState, user: &UserId) -> Result<serde_json::Value, ApiError> {
+    let profile = state
+        .0
+        .identities
+        .profile(user)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let mut view = serde_json::Map::new();
+    view.insert("id".into(), user.to_string().into());
+    for (name, value) in &profile.fields {
+        let v = match *name {
+            "address" | "emergencyContact" => {
+                serde_json::from_str(value.expose()).unwrap_or(serde_json::Value::Null)
+            }
+            _ => serde_json::Value::String(value.expose().clone()),
+        };
+        view.insert((*name).into(), v);
+    }
+    view.insert("version".into(), profile.version.into());
+    Ok(serde_json::Value::Object(view))
+}
+
+async fn me(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    Ok(json_response(
+        StatusCode::OK,
+        &profile_view(&state, &caller.user_id).await?,
+    ))
+}
+
+async fn update_me(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(patch): Json<ProfilePatch>,
+) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let changes = patch.validate(now.to_zoned(jiff::tz::TimeZone::UTC).date())?;
+    let user = &caller.user_id;
+    let current = state
+        .0
+        .identities
+        .profile(user)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let epoch = now.as_second();
+
+    let mut sets = vec![
+        "version = version + :one".to_string(),
+        "updatedAt = :now".to_string(),
+    ];
+    let mut removes = Vec::new();
+    let mut update = aws_sdk_dynamodb::types::Update::builder()
+        .table_name(&state.table.name)
+        .key(keys::PK, s(keys::user_pk(user)))
+        .key(keys::SK, s(keys::PROFILE_SK))
+        .condition_expression("version = :v")
+        .expression_attribute_values(":one", n(1))
+        .expression_attribute_values(":now", n(epoch))
+        .expression_attribute_values(":v", n(current.version));
+    let mut extra = Vec::new();
+    for (i, (name, value)) in changes.iter().enumerate() {
+        match value {
+            Some(v) => {
+                let ct = state
+                    .envelope
+                    .encrypt(&field(user, name), v.as_bytes())
+                    .await?;
+                sets.push(format!("#f{i} = :f{i}"));
+                update = update
+                    .expression_attribute_names(format!("#f{i}"), *name)
+                    .expression_attribute_values(format!(":f{i}"), s(ct));
+            }
+            None => {
+                removes.push(format!("#f{i}"));
+                update = update.expression_attribute_names(format!("#f{i}"), *name);
+            }
+        }
+        if *name == "phone" {
+            // Keep the phone lookup in step: drop the old entry, add the new one.
+            if let Some(old) = &current.phone_index {
+                extra.push(db_delete(&state, keys::phone_pk(old), keys::user_pk(user))?);
+            }
+            match value.as_deref().and_then(PhoneE164::parse) {
+                Some(p) => {
+                    let idx = state.0.identities.phone_index(&p);
+                    sets.push("phoneIndex = :pidx".into());
+                    update = update.expression_attribute_values(":pidx", s(&idx));
+                    extra.push(auth::store::phone_put(&state.table, &idx, user)?);
+                }
+                None => removes.push("phoneIndex".into()),
+            }
+        }
+    }
+    let mut expr = format!("SET {}", sets.join(", "));
+    if !removes.is_empty() {
+        expr.push_str(&format!(" REMOVE {}", removes.join(", ")));
+    }
+    let update = update
+        .update_expression(expr)
+        .build()
+        .map_err(ApiError::internal)?;
+    let fields: Vec<&str> = changes.iter().map(|(n, _)| *n).collect();
+    let event = EventEnvelope::new(
+        "user.updated",
+        None,
+        Actor {
+            user_id: Some(user.to_string()),
+            role: None,
+        },
+        Subject {
+            kind: "user".into(),
+            id: user.to_string(),
+        },
+        serde_json::json!({ "userId": user, "fields": fields }),
+        now,
+    );
+    let mut items = vec![
+        aws_sdk_dynamodb::types::TransactWriteItem::builder()
+            .update(update)
+            .build(),
+    ];
+    items.extend(extra);
+    items.push(event.outbox_write(&state.table.name, epoch)?);
+    if auth::store::run_guarded(&state.table, items, &[0])
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::conflict(
+            "version_conflict",
+            "The profile changed meanwhile; read it again and retry.",
+        ));
+    }
+    tracing::info!(user_id = %user, fields = fields.len(), "profile updated");
+    Ok(json_response(
+        StatusCode::OK,
+        &profile_view(&state, user).await?,
+    ))
+}
+
+fn db_delete(
+    state: &AppState,
+    pk: String,
+    sk: String,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
+    let d = aws_sdk_dynamodb::types::Delete::builder()
+        .table_name(&state.table.name)
+        .key(keys::PK, s(pk))
+        .key(keys::SK, s(sk))
+        .build()
+        .map_err(ApiError::internal)?;
+    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
+        .delete(d)
+        .build())
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MembershipView {
+    clinic_id: String,
+    clinic_name: Option<String>,
+    role: String,
+    location_id: Option<String>,
+}
+
+async fn memberships(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let out = state
+        .table
+        .client
+        .query()
+        .table_name(&state.table.name)
+        .index_name(keys::GSI1)
+        .key_condition_expression("gsi1pk = :u AND begins_with(gsi1sk, :p)")
+        .expression_attribute_values(":u", s(keys::user_pk(&caller.user_id)))
+        .expression_attribute_values(":p", s(keys::MEMBERSHIP_GSI1_PREFIX))
+        .send()
+        .await
+        .map_err(db::internal)?;
+    let mut items = Vec::new();
+    for m in out
+        .items()
+        .iter()
+        .filter(|i| get_opt_s(i, "status") == Some("ACTIVE"))
+    {
+        let clinic_id = get_opt_s(m, "clinicId").unwrap_or_default().to_string();
+        let clinic_name = match shared::ids::ClinicId::parse(&clinic_id) {
+            Some(c) => state
+                .table
+                .get(keys::clinic_pk(&c), keys::CLINIC_SK)
+                .await?
+                .and_then(|i| get_opt_s(&i, "name").map(str::to_string)),
+            None => None,
+        };
+        items.push(MembershipView {
+            clinic_id,
+            clinic_name,
+            role: get_opt_s(m, "role").unwrap_or_default().to_string(),
+            location_id: get_opt_s(m, "locationId").map(str::to_string),
+        });
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "items": items }),
+    ))
+}

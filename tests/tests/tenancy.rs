@@ -1,0 +1,1193 @@
+//! Tenancy and the policy table over HTTP: every clinics route walked by a member of every
+//! role (expectations computed from the table), cross-clinic ids, mass assignment, the
+//! 60-second rule for removed members, PHI at rest in profiles, and tenant-bound cursors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use blackbox::{Api, Reply};
+use http::{Method, StatusCode};
+use jiff::SignedDuration;
+use local_stack::{DEMO_PASSWORD, Stack};
+use serde_json::{Value, json};
+use shared::{
+    clock::ManualClock,
+    ids::{ClinicId, LocationId, UserId},
+    outbox::{Actor as EventActor, EventEnvelope, Subject as EventSubject},
+    policy::{Action, Actor, Resource, Role, Subject, allowed},
+    provision::{provision, put_clinic, put_location, test_clients, unique_prefix},
+    types::Email,
+};
+use std::sync::Arc;
+
+struct Person {
+    role: Role,
+    user: UserId,
+    token: String,
+    location: Option<LocationId>,
+}
+
+struct World {
+    api: Api,
+    clock: Arc<ManualClock>,
+    a: ClinicId,
+    b: ClinicId,
+    l1: LocationId,
+    l2: LocationId,
+    people: Vec<Person>,
+    /// The clinic admin of B: a stranger to everything in A.
+    outsider: String,
+    nurse_l1: UserId,
+    nurse_l2: UserId,
+    doctor: UserId,
+    patient: UserId,
+}
+
+fn stack(api: &Api) -> &Stack {
+    api.stack.as_ref().unwrap()
+}
+
+/// Creates a person with an optional membership; with `password`, ready to log in.
+async fn person(
+    stack: &Stack,
+    clinic: Option<&ClinicId>,
+    role: Role,
+    location: Option<&LocationId>,
+    password: bool,
+) -> (UserId, String) {
+    let user = UserId::generate();
+    let email = format!(
+        "{}-{}@tenancy.test",
+        role.as_str().to_lowercase(),
+        &user.as_str()[..8]
+    );
+    let hash = if password {
+        Some(
+            auth::service::hash_password(&shared::crypto::Phi::new(DEMO_PASSWORD.to_string()))
+                .await
+                .unwrap(),
+        )
+    } else {
+        None
+    };
+    let identity = auth::identity::NewIdentity {
+        user: user.clone(),
+        email: Email::parse(&email).unwrap(),
+        given_name: "Given".into(),
+        family_name: "Family".into(),
+        phone: None,
+        birth_date: None,
+        password_hash: hash,
+        membership: clinic.map(|c| auth::store::NewMembership {
+            clinic: c.clone(),
+            role,
+            location: location.cloned(),
+        }),
+        platform_role: clinic.is_none().then_some(role),
+    };
+    let event = EventEnvelope::new(
+        "auth.user_registered",
+        clinic,
+        EventActor::default(),
+        EventSubject {
+            kind: "user".into(),
+            id: user.to_string(),
+        },
+        json!({}),
+        jiff::Timestamp::now(),
+    );
+    stack
+        .auth
+        .identities()
+        .create(identity, &event, jiff::Timestamp::now().as_second())
+        .await
+        .unwrap();
+    if let (Some(c), Some(l)) = (clinic, location) {
+        // Keep the location's member count true, as the clinics function does.
+        stack
+            .clients
+            .dynamodb
+            .update_item()
+            .table_name(&stack.resources.table)
+            .key("pk", shared::db::s(shared::keys::clinic_pk(c)))
+            .key("sk", shared::db::s(shared::keys::location_sk(l)))
+            .update_expression("ADD memberCount :one")
+            .expression_attribute_values(":one", shared::db::n(1))
+            .send()
+            .await
+            .unwrap();
+    }
+    (user, email)
+}
+
+async fn world() -> World {
+    let clients = test_clients().await;
+    let resources = provision(&clients, &unique_prefix("ten")).await.unwrap();
+    let clock = Arc::new(ManualClock::starting_now());
+    let stack = Stack::with_clock(clients.clone(), resources, clock.clone())
+        .await
+        .unwrap();
+    let (a, b, l1, l2) = (
+        ClinicId::generate(),
+        ClinicId::generate(),
+        LocationId::generate(),
+        LocationId::generate(),
+    );
+    let table = stack.resources.table.clone();
+    put_clinic(&clients, &table, &a, "Clinic A", "Europe/Berlin", "EUR")
+        .await
+        .unwrap();
+    put_clinic(&clients, &table, &b, "Clinic B", "Asia/Tokyo", "JPY")
+        .await
+        .unwrap();
+    put_location(&clients, &table, &a, &l1, "North", 0)
+        .await
+        .unwrap();
+    put_location(&clients, &table, &a, &l2, "South", 0)
+        .await
+        .unwrap();
+    let mut accounts = Vec::new();
+    for role in Role::ALL {
+        let (clinic, location) = match role {
+            Role::SuperAdmin => (None, None),
+            Role::ClinicLocationHead => (Some(&a), Some(&l1)),
+            _ => (Some(&a), None),
+        };
+        let (user, email) = person(&stack, clinic, role, location, true).await;
+        accounts.push((role, user, email, location.cloned()));
+    }
+    let (_, outsider_email) = person(&stack, Some(&b), Role::ClinicAdmin, None, true).await;
+    let (nurse_l1, _) = person(&stack, Some(&a), Role::Nurse, Some(&l1), false).await;
+    let (nurse_l2, _) = person(&stack, Some(&a), Role::Nurse, Some(&l2), false).await;
+    let (doctor, _) = person(&stack, Some(&a), Role::Doctor, None, false).await;
+    let (patient, _) = person(&stack, Some(&a), Role::Patient, None, false).await;
+    let api = Api::serve(stack).await;
+    let mut people = Vec::new();
+    for (role, user, email, location) in accounts {
+        let token = api.token(&email, DEMO_PASSWORD).await;
+        people.push(Person {
+            role,
+            user,
+            token,
+            location,
+        });
+    }
+    let outsider = api.token(&outsider_email, DEMO_PASSWORD).await;
+    World {
+        api,
+        clock,
+        a,
+        b,
+        l1,
+        l2,
+        people,
+        outsider,
+        nurse_l1,
+        nurse_l2,
+        doctor,
+        patient,
+    }
+}
+
+/// One clinics route exercised the way the table describes it.
+#[derive(Debug, Clone, Copy)]
+enum Case {
+    GetClinic,
+    PatchClinic,
+    ListLocations,
+    CreateLocation,
+    GetLocation,
+    PatchOwnLocation,
+    PatchOtherLocation,
+    DeleteLocation,
+    ListMembers,
+    AddPatient,
+    AddDoctor,
+    AddClinicAdmin,
+    GetDoctor,
+    GetPatient,
+    ManageNurseHere,
+    ManageNurseThere,
+    ChangeDoctorToNurse,
+    RemovePatient,
+    RemoveClinicAdmin,
+}
+
+const CASES: [Case; 19] = [
+    Case::GetClinic,
+    Case::PatchClinic,
+    Case::ListLocations,
+    Case::CreateLocation,
+    Case::GetLocation,
+    Case::PatchOwnLocation,
+    Case::PatchOtherLocation,
+    Case::DeleteLocation,
+    Case::ListMembers,
+    Case::AddPatient,
+    Case::AddDoctor,
+    Case::AddClinicAdmin,
+    Case::GetDoctor,
+    Case::GetPatient,
+    Case::ManageNurseHere,
+    Case::ManageNurseThere,
+    Case::ChangeDoctorToNurse,
+    Case::RemovePatient,
+    Case::RemoveClinicAdmin,
+];
+
+fn member_subject(role: Role, location: Option<&LocationId>) -> Subject<'_> {
+    Subject {
+        member_role: Some(role),
+        location: location.map(LocationId::as_str),
+        ..Default::default()
+    }
+}
+
+/// The request for `case`, with fresh targets for anything the request would consume, and the
+/// status the policy table predicts for `actor`.
+async fn plan(
+    w: &World,
+    case: Case,
+    actor: &Actor<'_>,
+) -> (Method, String, Option<Value>, StatusCode) {
+    let a = &w.a;
+    let st = stack(&w.api);
+    let ok = |resource, action, subject: &Subject<'_>, success| {
+        if allowed(actor, resource, action, subject) {
+            success
+        } else {
+            StatusCode::FORBIDDEN
+        }
+    };
+    // For routes about one member: invisible members are 404, visible but forbidden 403.
+    let on_member = |subject: &Subject<'_>, checks: &[(Action, Subject<'_>)], success| {
+        if !allowed(actor, Resource::Member, Action::Read, subject) {
+            StatusCode::NOT_FOUND
+        } else if checks
+            .iter()
+            .all(|(act, s)| allowed(actor, Resource::Member, *act, s))
+        {
+            success
+        } else {
+            StatusCode::FORBIDDEN
+        }
+    };
+    let none = Subject::default();
+    let fresh_email = || format!("new-{}@tenancy.test", uuid::Uuid::new_v4().simple());
+    match case {
+        Case::GetClinic => (
+            Method::GET,
+            format!("/v1/clinics/{a}"),
+            None,
+            ok(Resource::Clinic, Action::Read, &none, StatusCode::OK),
+        ),
+        Case::PatchClinic => (
+            Method::PATCH,
+            format!("/v1/clinics/{a}"),
+            Some(json!({"locale": "de-DE"})),
+            ok(Resource::Clinic, Action::Update, &none, StatusCode::OK),
+        ),
+        Case::ListLocations => (
+            Method::GET,
+            format!("/v1/clinics/{a}/locations"),
+            None,
+            ok(Resource::Location, Action::Read, &none, StatusCode::OK),
+        ),
+        Case::CreateLocation => (
+            Method::POST,
+            format!("/v1/clinics/{a}/locations"),
+            Some(json!({"name": "East"})),
+            ok(
+                Resource::Location,
+                Action::Create,
+                &none,
+                StatusCode::CREATED,
+            ),
+        ),
+        Case::GetLocation => (
+            Method::GET,
+            format!("/v1/clinics/{a}/locations/{}", w.l1),
+            None,
+            ok(Resource::Location, Action::Read, &none, StatusCode::OK),
+        ),
+        Case::PatchOwnLocation => {
+            let s = Subject {
+                location: Some(w.l1.as_str()),
+                ..Default::default()
+            };
+            (
+                Method::PATCH,
+                format!("/v1/clinics/{a}/locations/{}", w.l1),
+                Some(json!({"name": "North"})),
+                ok(Resource::Location, Action::Update, &s, StatusCode::OK),
+            )
+        }
+        Case::PatchOtherLocation => {
+            let s = Subject {
+                location: Some(w.l2.as_str()),
+                ..Default::default()
+            };
+            (
+                Method::PATCH,
+                format!("/v1/clinics/{a}/locations/{}", w.l2),
+                Some(json!({"name": "South"})),
+                ok(Resource::Location, Action::Update, &s, StatusCode::OK),
+            )
+        }
+        Case::DeleteLocation => {
+            let l = LocationId::generate();
+            put_location(&st.clients, &st.resources.table, a, &l, "Temporary", 0)
+                .await
+                .unwrap();
+            let s = Subject {
+                location: Some(l.as_str()),
+                ..Default::default()
+            };
+            let expected = ok(
+                Resource::Location,
+                Action::Delete,
+                &s,
+                StatusCode::NO_CONTENT,
+            );
+            (
+                Method::DELETE,
+                format!("/v1/clinics/{a}/locations/{l}"),
+                None,
+                expected,
+            )
+        }
+        Case::ListMembers => (
+            Method::GET,
+            format!("/v1/clinics/{a}/members"),
+            None,
+            StatusCode::OK,
+        ),
+        Case::AddPatient | Case::AddDoctor | Case::AddClinicAdmin => {
+            let role = match case {
+                Case::AddPatient => Role::Patient,
+                Case::AddDoctor => Role::Doctor,
+                _ => Role::ClinicAdmin,
+            };
+            let body = json!({"email": fresh_email(), "givenName": "New", "familyName": "Person", "role": role});
+            (
+                Method::POST,
+                format!("/v1/clinics/{a}/members"),
+                Some(body),
+                ok(
+                    Resource::Member,
+                    Action::Create,
+                    &member_subject(role, None),
+                    StatusCode::CREATED,
+                ),
+            )
+        }
+        Case::GetDoctor => (
+            Method::GET,
+            format!("/v1/clinics/{a}/members/{}", w.doctor),
+            None,
+            on_member(&member_subject(Role::Doctor, None), &[], StatusCode::OK),
+        ),
+        Case::GetPatient => (
+            Method::GET,
+            format!("/v1/clinics/{a}/members/{}", w.patient),
+            None,
+            on_member(&member_subject(Role::Patient, None), &[], StatusCode::OK),
+        ),
+        Case::ManageNurseHere => {
+            let s = member_subject(Role::Nurse, Some(&w.l1));
+            (
+                Method::PATCH,
+                format!("/v1/clinics/{a}/members/{}", w.nurse_l1),
+                Some(json!({"status": "ACTIVE"})),
+                on_member(&s, &[(Action::Manage, s)], StatusCode::OK),
+            )
+        }
+        Case::ManageNurseThere => {
+            let s = member_subject(Role::Nurse, Some(&w.l2));
+            (
+                Method::PATCH,
+                format!("/v1/clinics/{a}/members/{}", w.nurse_l2),
+                Some(json!({"status": "ACTIVE"})),
+                on_member(&s, &[(Action::Manage, s)], StatusCode::OK),
+            )
+        }
+        Case::ChangeDoctorToNurse => {
+            let (doc, _) = person(st, Some(a), Role::Doctor, None, false).await;
+            let before = member_subject(Role::Doctor, None);
+            let after = member_subject(Role::Nurse, None);
+            let expected = on_member(
+                &before,
+                &[(Action::Update, before), (Action::Update, after)],
+                StatusCode::OK,
+            );
+            (
+                Method::PATCH,
+                format!("/v1/clinics/{a}/members/{doc}"),
+                Some(json!({"role": "NURSE"})),
+                expected,
+            )
+        }
+        Case::RemovePatient | Case::RemoveClinicAdmin => {
+            let role = if matches!(case, Case::RemovePatient) {
+                Role::Patient
+            } else {
+                Role::ClinicAdmin
+            };
+            let (target, _) = person(st, Some(a), role, None, false).await;
+            let s = member_subject(role, None);
+            (
+                Method::DELETE,
+                format!("/v1/clinics/{a}/members/{target}"),
+                None,
+                on_member(&s, &[(Action::Delete, s)], StatusCode::NO_CONTENT),
+            )
+        }
+    }
+}
+
+async fn call(api: &Api, method: Method, path: &str, body: Option<Value>, token: &str) -> Reply {
+    let auth = format!("Bearer {token}");
+    api.send(
+        method,
+        path,
+        body.map(|b| b.to_string().into_bytes()),
+        &[("authorization", auth.as_str())],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn every_role_on_every_clinics_route_gets_what_the_table_says() {
+    let w = world().await;
+    let mut mismatches = Vec::new();
+    let mut cells = 0;
+    for p in &w.people {
+        let actor = Actor {
+            role: p.role,
+            user: p.user.as_str(),
+            location: p.location.as_ref().map(LocationId::as_str),
+        };
+        for case in CASES {
+            let (method, path, body, expected) = plan(&w, case, &actor).await;
+            let got = call(&w.api, method.clone(), &path, body, &p.token).await;
+            cells += 1;
+            if got.status != expected {
+                mismatches.push(format!(
+                    "{} {case:?}: expected {expected}, got {} {}",
+                    p.role, got.status, got.body
+                ));
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {cells} cells differ from the table:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    assert_eq!(cells, 14 * CASES.len());
+}
+
+#[tokio::test]
+async fn another_clinics_ids_are_indistinguishable_from_missing_ones() {
+    let w = world().await;
+    let st = stack(&w.api);
+    let count_a = || async {
+        let out = st
+            .clients
+            .dynamodb
+            .query()
+            .table_name(&st.resources.table)
+            .key_condition_expression("pk = :p")
+            .expression_attribute_values(":p", shared::db::s(shared::keys::clinic_pk(&w.a)))
+            .send()
+            .await
+            .unwrap();
+        // Canonical form: HashMap order is random, so sort attributes and items.
+        let mut items: Vec<String> = out
+            .items()
+            .iter()
+            .map(|i| {
+                let mut kv: Vec<String> = i.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                kv.sort();
+                kv.join(",")
+            })
+            .collect();
+        items.sort();
+        items
+    };
+    let before = count_a().await;
+    let missing_clinic = ClinicId::generate();
+    let a = &w.a;
+    // Every route of clinic A, as the admin of clinic B
+    for case in CASES {
+        let actor = Actor {
+            role: Role::ClinicAdmin,
+            user: "outsider",
+            location: None,
+        };
+        let (method, path, body, _) = plan(&w, case, &actor).await;
+        let before_case = count_a().await;
+        let theirs = call(&w.api, method.clone(), &path, body.clone(), &w.outsider).await;
+        let missing = call(
+            &w.api,
+            method,
+            &path.replace(a.as_str(), missing_clinic.as_str()),
+            body,
+            &w.outsider,
+        )
+        .await;
+        assert_eq!(theirs.status, StatusCode::NOT_FOUND, "{case:?}");
+        assert_eq!(
+            (
+                &theirs.body["code"],
+                &theirs.body["detail"],
+                &theirs.body["title"]
+            ),
+            (
+                &missing.body["code"],
+                &missing.body["detail"],
+                &missing.body["title"]
+            ),
+            "{case:?}"
+        );
+        assert_eq!(count_a().await, before_case, "{case:?} wrote into clinic A");
+    }
+    // Clinic A's location and member ids inside clinic B are unknown there too
+    let b = &w.b;
+    let admin_b = &w.outsider;
+    for path in [
+        format!("/v1/clinics/{b}/locations/{}", w.l1),
+        format!("/v1/clinics/{b}/members/{}", w.doctor),
+    ] {
+        let r = call(&w.api, Method::GET, &path, None, admin_b).await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found")),
+            "{path}"
+        );
+    }
+    let r = call(
+        &w.api,
+        Method::DELETE,
+        &format!("/v1/clinics/{b}/members/{}", w.doctor),
+        None,
+        admin_b,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // Setup writes aside (fresh targets per case), nothing the outsider sent landed in A:
+    // every item present before is unchanged.
+    let after = count_a().await;
+    assert!(before.iter().all(|i| after.contains(i)));
+}
+
+#[tokio::test]
+async fn bodies_cannot_set_roles_ids_versions_or_audit_fields() {
+    let w = world().await;
+    let admin = &w
+        .people
+        .iter()
+        .find(|p| p.role == Role::ClinicAdmin)
+        .unwrap()
+        .token;
+    let patient = &w
+        .people
+        .iter()
+        .find(|p| p.role == Role::Patient)
+        .unwrap()
+        .token;
+    let a = &w.a;
+    let cases: Vec<(Method, String, Value, &String)> = vec![
+        (
+            Method::PATCH,
+            "/v1/users/me".into(),
+            json!({"role": "SUPER_ADMIN"}),
+            patient,
+        ),
+        (
+            Method::PATCH,
+            "/v1/users/me".into(),
+            json!({"id": UserId::generate()}),
+            patient,
+        ),
+        (
+            Method::PATCH,
+            "/v1/users/me".into(),
+            json!({"version": 9}),
+            patient,
+        ),
+        (
+            Method::PATCH,
+            "/v1/users/me".into(),
+            json!({"email": "other@tenancy.test"}),
+            patient,
+        ),
+        (
+            Method::PATCH,
+            "/v1/users/me".into(),
+            json!({"clinicId": a}),
+            patient,
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/clinics/{a}"),
+            json!({"id": ClinicId::generate()}),
+            admin,
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/clinics/{a}"),
+            json!({"version": 1}),
+            admin,
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/clinics/{a}"),
+            json!({"createdAt": "2020-01-01T00:00:00Z"}),
+            admin,
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/clinics/{a}"),
+            json!({"status": "SUSPENDED"}),
+            admin,
+        ),
+        (
+            Method::POST,
+            format!("/v1/clinics/{a}/members"),
+            json!({"email": "x@tenancy.test", "givenName": "X", "familyName": "Y", "role": "NURSE", "clinicId": w.b}),
+            admin,
+        ),
+        (
+            Method::POST,
+            format!("/v1/clinics/{a}/members"),
+            json!({"email": "x@tenancy.test", "givenName": "X", "familyName": "Y", "role": "NURSE", "userId": UserId::generate()}),
+            admin,
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/clinics/{a}/members/{}", w.doctor),
+            json!({"clinicId": w.b}),
+            admin,
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/clinics/{a}/members/{}", w.doctor),
+            json!({"version": 3}),
+            admin,
+        ),
+        (
+            Method::POST,
+            format!("/v1/clinics/{a}/locations"),
+            json!({"name": "Z", "memberCount": 0}),
+            admin,
+        ),
+    ];
+    for (method, path, body, token) in cases {
+        let r = call(&w.api, method.clone(), &path, Some(body.clone()), token).await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body")),
+            "{method} {path} {body}"
+        );
+    }
+    // A role outside the clinic's roles is refused too
+    let r = call(&w.api, Method::POST, &format!("/v1/clinics/{a}/members"), Some(json!({"email": "y@tenancy.test", "givenName": "Y", "familyName": "Z", "role": "SUPER_ADMIN"})), admin).await;
+    assert_eq!(r.body["errors"][0]["code"], "invalid_role");
+}
+
+#[tokio::test]
+async fn removed_and_deactivated_members_lose_access_within_a_minute() {
+    let w = world().await;
+    let st = stack(&w.api);
+    let admin = &w
+        .people
+        .iter()
+        .find(|p| p.role == Role::ClinicAdmin)
+        .unwrap()
+        .token;
+    let a = &w.a;
+    for change in ["remove", "deactivate"] {
+        let (user, email) = person(st, Some(a), Role::Nurse, None, true).await;
+        let token = w.api.token(&email, DEMO_PASSWORD).await;
+        // A second container whose cache has seen the membership
+        let other = Stack::with_clock(st.clients.clone(), st.resources.clone(), w.clock.clone())
+            .await
+            .unwrap();
+        let other = Api::serve(other).await;
+        assert_eq!(
+            call(
+                &other,
+                Method::GET,
+                &format!("/v1/clinics/{a}"),
+                None,
+                &token
+            )
+            .await
+            .status,
+            StatusCode::OK
+        );
+        let r = match change {
+            "remove" => {
+                call(
+                    &w.api,
+                    Method::DELETE,
+                    &format!("/v1/clinics/{a}/members/{user}"),
+                    None,
+                    admin,
+                )
+                .await
+            }
+            _ => {
+                call(
+                    &w.api,
+                    Method::PATCH,
+                    &format!("/v1/clinics/{a}/members/{user}"),
+                    Some(json!({"status": "INACTIVE"})),
+                    admin,
+                )
+                .await
+            }
+        };
+        assert!(r.status.is_success(), "{change}: {}", r.body);
+        // The container that made the change knows at once; the other within its cache period
+        assert_eq!(
+            call(
+                &w.api,
+                Method::GET,
+                &format!("/v1/clinics/{a}"),
+                None,
+                &token
+            )
+            .await
+            .status,
+            StatusCode::NOT_FOUND,
+            "{change}"
+        );
+        w.clock.advance(SignedDuration::from_secs(31));
+        assert_eq!(
+            call(
+                &other,
+                Method::GET,
+                &format!("/v1/clinics/{a}"),
+                None,
+                &token
+            )
+            .await
+            .status,
+            StatusCode::NOT_FOUND,
+            "{change}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn role_rules_hold() {
+    let w = world().await;
+    let token = |r: Role| w.people.iter().find(|p| p.role == r).unwrap().token.clone();
+    let a = &w.a;
+    let add = |role: &str| json!({"email": format!("r-{}@tenancy.test", uuid::Uuid::new_v4().simple()), "givenName": "R", "familyName": "S", "role": role});
+    let members = format!("/v1/clinics/{a}/members");
+    // A receptionist creates patients only
+    assert_eq!(
+        call(
+            &w.api,
+            Method::POST,
+            &members,
+            Some(add("PATIENT")),
+            &token(Role::Receptionist)
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        call(
+            &w.api,
+            Method::POST,
+            &members,
+            Some(add("NURSE")),
+            &token(Role::Receptionist)
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    // A clinic admin creates staff but never a clinic admin
+    assert_eq!(
+        call(
+            &w.api,
+            Method::POST,
+            &members,
+            Some(add("DOCTOR")),
+            &token(Role::ClinicAdmin)
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        call(
+            &w.api,
+            Method::POST,
+            &members,
+            Some(add("CLINIC_ADMIN")),
+            &token(Role::ClinicAdmin)
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    // ... nor promotes anyone to one
+    let r = call(
+        &w.api,
+        Method::PATCH,
+        &format!("{members}/{}", w.nurse_l1),
+        Some(json!({"role": "CLINIC_ADMIN"})),
+        &token(Role::ClinicAdmin),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // A location head manages staff of their own location only, and cannot move them away
+    let head = token(Role::ClinicLocationHead);
+    assert_eq!(
+        call(
+            &w.api,
+            Method::PATCH,
+            &format!("{members}/{}", w.nurse_l1),
+            Some(json!({"status": "ACTIVE"})),
+            &head
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(
+            &w.api,
+            Method::PATCH,
+            &format!("{members}/{}", w.nurse_l2),
+            Some(json!({"status": "INACTIVE"})),
+            &head
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(
+            &w.api,
+            Method::PATCH,
+            &format!("{members}/{}", w.nurse_l1),
+            Some(json!({"locationId": w.l2})),
+            &head
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    // Patients see doctors only
+    let r = call(&w.api, Method::GET, &members, None, &token(Role::Patient)).await;
+    let roles: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert!(
+        !roles.is_empty()
+            && roles
+                .iter()
+                .all(|r| *r == "DOCTOR" || *r == "ASSISTANT_DOCTOR"),
+        "{roles:?}"
+    );
+    // Staff see the directory without patients and without contact details
+    let r = call(&w.api, Method::GET, &members, None, &token(Role::Nurse)).await;
+    let items = r.body["items"].as_array().unwrap();
+    assert!(items.iter().all(|m| m["role"] != "PATIENT"));
+    assert!(items.iter().all(|m| m.get("email").is_none()
+        || m["userId"] == json!(w.people.iter().find(|p| p.role == Role::Nurse).unwrap().user)));
+}
+
+#[tokio::test]
+async fn locations_with_members_cannot_be_deleted_and_settings_are_validated() {
+    let w = world().await;
+    let admin = &w
+        .people
+        .iter()
+        .find(|p| p.role == Role::ClinicAdmin)
+        .unwrap()
+        .token;
+    let a = &w.a;
+    let r = call(
+        &w.api,
+        Method::DELETE,
+        &format!("/v1/clinics/{a}/locations/{}", w.l1),
+        None,
+        admin,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("location_in_use"))
+    );
+    let r = call(
+        &w.api,
+        Method::PATCH,
+        &format!("/v1/clinics/{a}"),
+        Some(json!({"timeZone": "Mars/Base", "currency": "EURO", "name": ""})),
+        admin,
+    )
+    .await;
+    let fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, vec!["name", "timeZone", "currency"]);
+    let r = call(
+        &w.api,
+        Method::PATCH,
+        &format!("/v1/clinics/{a}"),
+        Some(json!({"timeZone": "America/Sao_Paulo", "currency": "BRL"})),
+        admin,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["timeZone"].as_str()),
+        (StatusCode::OK, Some("America/Sao_Paulo"))
+    );
+    // A member assigned to a location of another clinic is refused
+    let r = call(&w.api, Method::POST, &format!("/v1/clinics/{a}/members"), Some(json!({"email": "loc@tenancy.test", "givenName": "L", "familyName": "M", "role": "NURSE", "locationId": LocationId::generate()})), admin).await;
+    assert_eq!(r.body["errors"][0]["code"], "unknown_location");
+}
+
+#[tokio::test]
+async fn super_admin_creates_a_clinic_with_its_first_admin() {
+    let w = world().await;
+    let sup = &w
+        .people
+        .iter()
+        .find(|p| p.role == Role::SuperAdmin)
+        .unwrap()
+        .token;
+    let admin = &w
+        .people
+        .iter()
+        .find(|p| p.role == Role::ClinicAdmin)
+        .unwrap()
+        .token;
+    let body = json!({"name": "Third", "timeZone": "Europe/Paris", "currency": "EUR", "admin": {"email": "third.admin@tenancy.test", "givenName": "T", "familyName": "A"}});
+    assert_eq!(
+        call(
+            &w.api,
+            Method::POST,
+            "/v1/clinics",
+            Some(body.clone()),
+            admin
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    let r = call(&w.api, Method::POST, "/v1/clinics", Some(body), sup).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["admin"]["invited"], true);
+    let id = r.body["clinic"]["id"].as_str().unwrap();
+    // The invitation went to the queue as a set-password job, without the address
+    let st = stack(&w.api);
+    let msgs = st
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(&st.resources.notifications_high_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    let job = msgs
+        .iter()
+        .map(|m| m.body().unwrap())
+        .find(|b| b.contains("invitation"))
+        .expect("invitation job");
+    assert!(!job.contains("third.admin@tenancy.test"));
+    let token: String = serde_json::from_str::<Value>(job).unwrap()["params"]["resetUrl"]
+        .as_str()
+        .unwrap()
+        .split("token=")
+        .nth(1)
+        .unwrap()
+        .into();
+    // The invited admin cannot log in before choosing a password, then can, and runs the clinic
+    let r = w
+        .api
+        .post(
+            "/v1/auth/login",
+            json!({"email": "third.admin@tenancy.test", "password": "anything at all"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = w
+        .api
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": token, "newPassword": "third clinic passphrase"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let third = w
+        .api
+        .token("third.admin@tenancy.test", "third clinic passphrase")
+        .await;
+    assert_eq!(
+        call(
+            &w.api,
+            Method::GET,
+            &format!("/v1/clinics/{id}"),
+            None,
+            &third
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    // Super admins list every clinic; others only theirs
+    let all = call(&w.api, Method::GET, "/v1/clinics", None, sup).await;
+    assert!(all.body["items"].as_array().unwrap().len() >= 3);
+    let mine = call(&w.api, Method::GET, "/v1/clinics", None, &third).await;
+    assert_eq!(mine.body["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn profiles_are_encrypted_at_rest_and_cursors_are_bound_to_their_clinic() {
+    let w = world().await;
+    let st = stack(&w.api);
+    let patient = &w
+        .people
+        .iter()
+        .find(|p| p.role == Role::Patient)
+        .unwrap()
+        .token;
+    let canary = json!({
+        "givenName": "ProfileCanaryGiven", "familyName": "ProfileCanaryFamily", "phone": "+4915112345678",
+        "birthDate": "1961-06-16", "gender": "undisclosed",
+        "address": {"line1": "CanaryStreet 9", "city": "CanaryCity", "country": "DE"},
+        "emergencyContact": {"name": "CanaryContact", "phone": "+4915187654321"}
+    });
+    let r = w
+        .api
+        .with_body(Method::PATCH, "/v1/users/me", canary, Some(patient))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["address"]["city"], "CanaryCity");
+    let me = w.api.get("/v1/users/me", Some(patient)).await;
+    assert_eq!(me.body["emergencyContact"]["name"], "CanaryContact");
+    let raw = format!(
+        "{:?}",
+        st.clients
+            .dynamodb
+            .scan()
+            .table_name(&st.resources.table)
+            .send()
+            .await
+            .unwrap()
+            .items()
+    );
+    for plain in [
+        "Canary",
+        "4915112345678",
+        "4915187654321",
+        "1961-06-16",
+        "undisclosed",
+    ] {
+        assert!(!raw.contains(plain), "{plain} stored in plaintext");
+    }
+    // Patient lookup by exact phone uses the blind index (an admin may see patients)
+    let admin = &w
+        .people
+        .iter()
+        .find(|p| p.role == Role::ClinicAdmin)
+        .unwrap()
+        .token;
+    let found = w
+        .api
+        .get(
+            &format!("/v1/clinics/{}/members?phone=%2B4915112345678", w.a),
+            Some(admin),
+        )
+        .await;
+    assert_eq!(
+        found.body["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        found.body
+    );
+    // Clearing a field removes it
+    let r = w
+        .api
+        .with_body(
+            Method::PATCH,
+            "/v1/users/me",
+            json!({"phone": null}),
+            Some(patient),
+        )
+        .await;
+    assert!(r.body.get("phone").is_none());
+    let gone = w
+        .api
+        .get(
+            &format!("/v1/clinics/{}/members?phone=%2B4915112345678", w.a),
+            Some(admin),
+        )
+        .await;
+    assert!(gone.body["items"].as_array().unwrap().is_empty());
+    // A cursor from clinic A is refused in clinic B (the super admin may read both)
+    let sup = &w
+        .people
+        .iter()
+        .find(|p| p.role == Role::SuperAdmin)
+        .unwrap()
+        .token;
+    let page = w
+        .api
+        .get(&format!("/v1/clinics/{}/members?limit=2", w.a), Some(sup))
+        .await;
+    let cursor = page.body["nextCursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let next = w
+        .api
+        .get(
+            &format!("/v1/clinics/{}/members?limit=2&cursor={cursor}", w.a),
+            Some(sup),
+        )
+        .await;
+    assert_eq!(next.status, StatusCode::OK);
+    let elsewhere = w
+        .api
+        .get(
+            &format!("/v1/clinics/{}/members?limit=2&cursor={cursor}", w.b),
+            Some(sup),
+        )
+        .await;
+    assert_eq!(
+        (elsewhere.status, elsewhere.body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_cursor"))
+    );
+    let other_filter = w
+        .api
+        .get(
+            &format!(
+                "/v1/clinics/{}/members?limit=2&role=NURSE&cursor={cursor}",
+                w.a
+            ),
+            Some(sup),
+        )
+        .await;
+    assert_eq!(other_filter.status, StatusCode::BAD_REQUEST);
+}
