@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 PORT ?= 3000
 MOTO_PORT ?= 4566
-FUNCTIONS := auth relay
+FUNCTIONS := auth users clinics relay
 
 .PHONY: help setup dev test lint unit build deploy bench fmt clean
 

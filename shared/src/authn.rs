@@ -276,6 +276,16 @@ impl<S: HasAuthenticator + Send + Sync> FromRequestParts<S> for ClinicAccess {
             .and_then(|(_, v)| ClinicId::parse(v))
             .ok_or(ApiError::NotFound)?;
         if caller.is_super_admin() {
+            // Super admins reach every clinic, but only clinics that exist.
+            let exists = state
+                .authenticator()
+                .table
+                .get(keys::clinic_pk(&clinic), keys::CLINIC_SK)
+                .await?
+                .is_some();
+            if !exists {
+                return Err(ApiError::NotFound);
+            }
             return Ok(ClinicAccess {
                 caller,
                 clinic,

@@ -153,6 +153,32 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
         })
 }
 
+/// Query parameters; unknown or malformed ones are a 400 problem, never a plain-text reply.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query).map(Query).map_err(|e| {
+            // The message names the parameter, never its value.
+            let msg = e.to_string();
+            let detail = match msg.split('`').nth(1) {
+                Some(name) if msg.starts_with("unknown field") => {
+                    format!("Unknown query parameter `{name}`.")
+                }
+                _ => "A query parameter is malformed.".to_string(),
+            };
+            ApiError::bad_request("invalid_query", detail)
+        })
+    }
+}
+
 /// Parses a JSON body, mapping errors to problems that describe position and kind only.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {

@@ -20,6 +20,7 @@ use crate::crypto::{Envelope, FieldContext, PLATFORM_TENANT};
 use crate::db::{Table, get_n, get_opt_s, get_s, is_condition_failed, n, s};
 use crate::error::ApiError;
 use crate::http::MAX_BODY_BYTES;
+use crate::jwt::KeySet;
 use crate::keys;
 
 pub const HEADER: &str = "idempotency-key";
@@ -35,6 +36,27 @@ pub struct IdempotencyStore {
     pub table: Table,
     pub envelope: Arc<Envelope>,
     pub clock: Arc<dyn Clock>,
+    /// Verifies bearer tokens so a stored response is only ever replayed to the same user.
+    pub keys: Arc<KeySet>,
+}
+
+/// Who a key belongs to: the verified token's subject, or nobody for public routes. A request
+/// with a token that does not verify is left to the route's own authentication (never stored).
+fn owner(store: &IdempotencyStore, headers: &http::HeaderMap) -> Result<String, ()> {
+    match headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => Ok("anonymous".to_string()),
+        Some(v) => {
+            let token = v.split_once(' ').map(|(_, t)| t.trim()).ok_or(())?;
+            store
+                .keys
+                .verify(token, store.clock.epoch())
+                .map(|c| format!("user:{}", c.sub))
+                .map_err(|_| ())
+        }
+    }
 }
 
 fn valid_key(v: &HeaderValue) -> Option<&str> {
@@ -73,9 +95,13 @@ async fn run(store: IdempotencyStore, req: Request, next: Next) -> Result<Respon
             "Idempotency-Key must be 1 to 255 visible ASCII characters.",
         )
     })?;
+    let Ok(owner) = owner(&store, req.headers()) else {
+        return Ok(next.run(req).await);
+    };
     let scope = sha(&[
         req.method().as_str().as_bytes(),
         req.uri().path().as_bytes(),
+        owner.as_bytes(),
         key.as_bytes(),
     ]);
     let (parts, body) = req.into_parts();
@@ -123,8 +149,12 @@ async fn run(store: IdempotencyStore, req: Request, next: Next) -> Result<Respon
         .await
         .map_err(ApiError::internal)?;
     let status = rparts.status;
-    if status.is_server_error() {
-        // Nothing happened that a retry must not repeat: release the key.
+    if status.is_server_error()
+        || status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::FORBIDDEN
+    {
+        // Nothing happened that a retry must not repeat (and a retry with other credentials
+        // must be judged afresh): release the key.
         let _ = store
             .table
             .client

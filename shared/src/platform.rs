@@ -63,6 +63,7 @@ impl Platform {
             table: table.clone(),
             envelope: envelope.clone(),
             clock: clock.clone(),
+            keys: keys.clone(),
         };
         Ok(Self {
             table,

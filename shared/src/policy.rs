@@ -555,7 +555,11 @@ fn scope_reaches(scope: Scope, actor: &Actor<'_>, subject: &Subject<'_>) -> bool
 fn limit_admits(limit: Limit, subject: &Subject<'_>) -> bool {
     match limit {
         Limit::None | Limit::Audited => true,
-        Limit::Directory | Limit::StaffOnly => subject.member_role.is_some_and(Role::is_staff),
+        Limit::Directory => subject.member_role.is_some_and(Role::is_staff),
+        // Staff a location head manages: not admins, not other location heads.
+        Limit::StaffOnly => subject
+            .member_role
+            .is_some_and(|r| r.is_staff() && !r.is_admin() && r != Role::ClinicLocationHead),
         Limit::PatientsOnly => subject.member_role == Some(Role::Patient),
         Limit::DoctorsOnly => subject.member_role.is_some_and(Role::is_doctor),
         Limit::NotAdmins => subject.member_role.is_some_and(|r| !r.is_admin()),
@@ -719,6 +723,20 @@ mod tests {
             Action::Create,
             &here
         ));
+
+        // ... but never admins or other location heads, even at their location
+        for role in [Role::ClinicAdmin, Role::ClinicLocationHead] {
+            let s = Subject {
+                member_role: Some(role),
+                ..here
+            };
+            assert!(!allowed(
+                &actor(Role::ClinicLocationHead),
+                Resource::Member,
+                Action::Manage,
+                &s
+            ));
+        }
     }
 
     #[test]

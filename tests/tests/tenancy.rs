@@ -1191,3 +1191,300 @@ async fn profiles_are_encrypted_at_rest_and_cursors_are_bound_to_their_clinic() 
         .await;
     assert_eq!(other_filter.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn one_person_can_hold_different_roles_in_different_clinics() {
+    let w = world().await;
+    let st = stack(&w.api);
+    // GIVEN a nurse of clinic A, added to clinic B as a doctor by B's admin (found by email)
+    let (nurse, email) = person(st, Some(&w.a), Role::Nurse, None, true).await;
+    let body = json!({"email": email.to_uppercase(), "givenName": "Ignored", "familyName": "Ignored", "role": "DOCTOR"});
+    let r = call(
+        &w.api,
+        Method::POST,
+        &format!("/v1/clinics/{}/members", w.b),
+        Some(body.clone()),
+        &w.outsider,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(
+        (r.body["userId"].as_str(), r.body["invited"].as_bool()),
+        (Some(nurse.as_str()), Some(false))
+    );
+    let again = call(
+        &w.api,
+        Method::POST,
+        &format!("/v1/clinics/{}/members", w.b),
+        Some(body),
+        &w.outsider,
+    )
+    .await;
+    assert_eq!(
+        (again.status, again.body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("already_member"))
+    );
+    // THEN their memberships list both, each with its own role
+    let token = w.api.token(&email, DEMO_PASSWORD).await;
+    let r = w.api.get("/v1/users/me/memberships", Some(&token)).await;
+    let mut got: Vec<(String, String)> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["clinicId"].as_str().unwrap().to_string(),
+                m["role"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (w.a.to_string(), "NURSE".to_string()),
+        (w.b.to_string(), "DOCTOR".to_string()),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    // AND each clinic sees them with that clinic's role only
+    let in_b = call(
+        &w.api,
+        Method::GET,
+        &format!("/v1/clinics/{}/members/{nurse}", w.b),
+        None,
+        &w.outsider,
+    )
+    .await;
+    assert_eq!(in_b.body["role"], "DOCTOR");
+}
+
+#[tokio::test]
+async fn profile_updates_are_validated_field_by_field() {
+    let w = world().await;
+    let patient = &w
+        .people
+        .iter()
+        .find(|p| p.role == Role::Patient)
+        .unwrap()
+        .token;
+    let r = w
+        .api
+        .with_body(
+            Method::PATCH,
+            "/v1/users/me",
+            json!({"givenName": "", "phone": "12", "birthDate": "2999-01-01", "gender": "robot",
+                   "address": {"line1": "x", "city": "y", "country": "Germany"},
+                   "emergencyContact": {"name": "z", "phone": "nope"}}),
+            Some(patient),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            "givenName",
+            "phone",
+            "birthDate",
+            "gender",
+            "address",
+            "emergencyContact"
+        ]
+    );
+    let r = w
+        .api
+        .with_body(Method::PATCH, "/v1/users/me", json!({}), Some(patient))
+        .await;
+    assert_eq!(r.body["code"], "empty_update");
+    let r = w
+        .api
+        .with_body(
+            Method::PATCH,
+            "/v1/users/me",
+            json!({"address": {"line1": "a", "city": "b", "country": "DE", "planet": "Earth"}}),
+            Some(patient),
+        )
+        .await;
+    assert_eq!(r.body["code"], "invalid_body");
+    // Setting the same phone twice keeps one lookup entry (no duplicate operations)
+    for _ in 0..2 {
+        let r = w
+            .api
+            .with_body(
+                Method::PATCH,
+                "/v1/users/me",
+                json!({"phone": "+4930555111"}),
+                Some(patient),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let ok = w
+        .api
+        .with_body(
+            Method::PATCH,
+            "/v1/users/me",
+            json!({"givenName": "  Paula "}),
+            Some(patient),
+        )
+        .await;
+    assert_eq!(
+        (ok.status, ok.body["givenName"].as_str()),
+        (StatusCode::OK, Some("Paula"))
+    );
+    // The change is announced with field names only
+    let st = stack(&w.api);
+    let raw = format!(
+        "{:?}",
+        st.clients
+            .dynamodb
+            .scan()
+            .table_name(&st.resources.table)
+            .send()
+            .await
+            .unwrap()
+            .items()
+    );
+    assert!(raw.contains("user.updated") && !raw.contains("Paula"));
+}
+
+#[tokio::test]
+async fn review_fixes_hold() {
+    let w = world().await;
+    let token = |r: Role| w.people.iter().find(|p| p.role == r).unwrap().token.clone();
+    let a = &w.a;
+    let members = format!("/v1/clinics/{a}/members");
+    // An Idempotency-Key replays only to the user who used it
+    let body = json!({"email": "idem.member@tenancy.test", "givenName": "I", "familyName": "M", "role": "NURSE"}).to_string().into_bytes();
+    let admin = format!("Bearer {}", token(Role::ClinicAdmin));
+    let sup = format!("Bearer {}", token(Role::SuperAdmin));
+    let first = w
+        .api
+        .send(
+            Method::POST,
+            &members,
+            Some(body.clone()),
+            &[("authorization", &admin), ("idempotency-key", "k-1")],
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let replay = w
+        .api
+        .send(
+            Method::POST,
+            &members,
+            Some(body.clone()),
+            &[("authorization", &admin), ("idempotency-key", "k-1")],
+        )
+        .await;
+    assert_eq!(
+        (
+            replay.status,
+            replay.headers.contains_key("idempotent-replayed")
+        ),
+        (StatusCode::CREATED, true)
+    );
+    let other_user = w
+        .api
+        .send(
+            Method::POST,
+            &members,
+            Some(body.clone()),
+            &[("authorization", &sup), ("idempotency-key", "k-1")],
+        )
+        .await;
+    assert_eq!(
+        (other_user.status, other_user.body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("already_member"))
+    );
+    let anonymous = w
+        .api
+        .send(
+            Method::POST,
+            &members,
+            Some(body),
+            &[("idempotency-key", "k-1")],
+        )
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert!(!anonymous.headers.contains_key("idempotent-replayed"));
+    // Query parameters are checked with problem answers
+    let r = w
+        .api
+        .get(
+            &format!("{members}?bogus=1"),
+            Some(&token(Role::ClinicAdmin)),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_query"))
+    );
+    let r = w
+        .api
+        .get(
+            &format!("{members}?limit=abc"),
+            Some(&token(Role::ClinicAdmin)),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_query"))
+    );
+    // A super admin reaches only clinics that exist
+    let ghost = ClinicId::generate();
+    let r = w
+        .api
+        .get(
+            &format!("/v1/clinics/{ghost}/members"),
+            Some(&token(Role::SuperAdmin)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // Nobody changes their own membership; a location head manages no admin or head
+    let head = w
+        .people
+        .iter()
+        .find(|p| p.role == Role::ClinicLocationHead)
+        .unwrap();
+    let r = w
+        .api
+        .with_body(
+            Method::PATCH,
+            &format!("{members}/{}", head.user),
+            json!({"status": "INACTIVE"}),
+            Some(&head.token),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let adm = w
+        .people
+        .iter()
+        .find(|p| p.role == Role::ClinicAdmin)
+        .unwrap();
+    let r = w
+        .api
+        .send(
+            Method::DELETE,
+            &format!("{members}/{}", adm.user),
+            None,
+            &[("authorization", &admin)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Names cannot be removed
+    let r = w
+        .api
+        .with_body(
+            Method::PATCH,
+            "/v1/users/me",
+            json!({"givenName": null}),
+            Some(&token(Role::Patient)),
+        )
+        .await;
+    assert_eq!(r.body["errors"][0]["code"], "required");
+}

@@ -6,7 +6,7 @@ pub mod store;
 
 use axum::{
     Router,
-    extract::{Path, Query, State},
+    extract::{Path, State},
     middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -21,7 +21,7 @@ use shared::{
     config::{self, PlatformConfig},
     crypto::Phi,
     db::{self, get_opt_s, n, s},
-    http::{Json, json_response},
+    http::{Json, Query, json_response},
     idempotency::idempotent,
     ids::{ClinicId, LocationId, UserId},
     keys,
@@ -316,6 +316,20 @@ fn person_errors(p: &NewPerson, prefix: &str) -> (Vec<FieldError>, Option<Email>
     (errors, email)
 }
 
+/// Sends the set-password invitation. The member exists whatever happens here, so a failure is
+/// logged rather than failing a request whose writes are committed: the person can still use
+/// "forgot password", which works for invited users too.
+async fn invite(state: &AppState, user: &UserId, now: i64) {
+    if let Err(e) = state
+        .0
+        .links
+        .send_password_link(user, PasswordLink::Invitation, now)
+        .await
+    {
+        tracing::error!(user_id = %user, error = %e, "invitation not sent");
+    }
+}
+
 /// A super admin creates a clinic with its first clinic admin (an existing person, or a new
 /// one who is invited to choose a password).
 async fn create_clinic(
@@ -393,11 +407,7 @@ async fn create_clinic(
             platform_role: None,
         };
         state.0.identities.create(identity, &added, now).await?;
-        state
-            .0
-            .links
-            .send_password_link(&admin, PasswordLink::Invitation, now)
-            .await?;
+        invite(&state, &admin, now).await;
     }
     tracing::info!(clinic_id = %clinic.id, admin_id = %admin, "clinic created");
     Ok(json_response(
@@ -662,22 +672,30 @@ async fn list_locations(
     access: ClinicAccess,
 ) -> Result<Response, ApiError> {
     access.require(Resource::Location, Action::Read, &Target::default())?;
-    let out = state
-        .table
-        .client
-        .query()
-        .table_name(&state.table.name)
-        .key_condition_expression("pk = :c AND begins_with(sk, :l)")
-        .expression_attribute_values(":c", s(keys::clinic_pk(&access.clinic)))
-        .expression_attribute_values(":l", s(keys::LOCATION_PREFIX))
-        .send()
-        .await
-        .map_err(db::internal)?;
-    let items = out
-        .items()
-        .iter()
-        .map(LocationRecord::from_item)
-        .collect::<Result<Vec<_>, _>>()?;
+    // A clinic has few locations: read them all, page after page.
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = state
+            .table
+            .client
+            .query()
+            .table_name(&state.table.name)
+            .key_condition_expression("pk = :c AND begins_with(sk, :l)")
+            .expression_attribute_values(":c", s(keys::clinic_pk(&access.clinic)))
+            .expression_attribute_values(":l", s(keys::LOCATION_PREFIX))
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(db::internal)?;
+        for i in out.items() {
+            items.push(LocationRecord::from_item(i)?);
+        }
+        match out.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => break,
+        }
+    }
     let views: Vec<LocationView> = items.iter().map(LocationView::from).collect();
     Ok(json_response(
         StatusCode::OK,
@@ -1025,6 +1043,8 @@ async fn list_members(
             })?;
             users.extend(state.0.identities.users_by_phone(&phone).await?);
         }
+        users.sort();
+        users.dedup();
         for u in users {
             if let Some(m) = store::get_member(&state.table, &access.clinic, &u).await? {
                 records.push(m);
@@ -1226,11 +1246,7 @@ async fn add_member(
             }
             return Err(e);
         }
-        state
-            .0
-            .links
-            .send_password_link(&user, PasswordLink::Invitation, now)
-            .await?;
+        invite(&state, &user, now).await;
     }
     tracing::info!(clinic_id = %access.clinic, user_id = %user, role = %role, "member added");
     let m = store::get_member(&state.table, &access.clinic, &user)
@@ -1258,6 +1274,15 @@ async fn visible_member(
     } else {
         Err(ApiError::NotFound)
     }
+}
+
+/// Nobody changes or removes their own membership (an admin could lock the clinic out);
+/// another admin or a super admin does it.
+fn refuse_own_membership(access: &ClinicAccess, m: &MemberRecord) -> Result<(), ApiError> {
+    if m.user == access.caller.user_id && access.role != Role::SuperAdmin {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(())
 }
 
 async fn get_member(
@@ -1292,6 +1317,7 @@ async fn update_member(
     Json(req): Json<UpdateMember>,
 ) -> Result<Response, ApiError> {
     let m = visible_member(&state, &access, &user).await?;
+    refuse_own_membership(&access, &m)?;
     let mut errors = Vec::new();
     let new_role = match &req.role {
         Some(r) => match Role::parse(r).filter(|r| *r != Role::SuperAdmin) {
@@ -1460,6 +1486,7 @@ async fn remove_member(
     Path((_, user)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let m = visible_member(&state, &access, &user).await?;
+    refuse_own_membership(&access, &m)?;
     access.require(Resource::Member, Action::Delete, &target(&m))?;
     let now = state.clock.epoch();
     let mut items = vec![store::delete_member(

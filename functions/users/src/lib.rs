@@ -122,10 +122,10 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProfilePatch {
-    #[serde(default)]
-    given_name: Option<Phi<String>>,
-    #[serde(default)]
-    family_name: Option<Phi<String>>,
+    #[serde(default, deserialize_with = "present")]
+    given_name: Option<Option<Phi<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    family_name: Option<Option<Phi<String>>>,
     #[serde(default, deserialize_with = "present")]
     phone: Option<Option<Phi<String>>>,
     #[serde(default, deserialize_with = "present")]
@@ -155,16 +155,21 @@ impl ProfilePatch {
             ("givenName", self.given_name),
             ("familyName", self.family_name),
         ] {
-            if let Some(v) = v {
-                if text_ok(v.expose(), 100) {
-                    out.push((name, Some(v.expose().trim().to_string())));
-                } else {
-                    errors.push(FieldError::new(
-                        name,
-                        "invalid_length",
-                        "Use 1 to 100 characters.",
-                    ));
+            match v {
+                Some(Some(v)) if text_ok(v.expose(), 100) => {
+                    out.push((name, Some(v.expose().trim().to_string())))
                 }
+                Some(Some(_)) => errors.push(FieldError::new(
+                    name,
+                    "invalid_length",
+                    "Use 1 to 100 characters.",
+                )),
+                Some(None) => errors.push(FieldError::new(
+                    name,
+                    "required",
+                    "A name cannot be removed.",
+                )),
+                None => {}
             }
         }
         match self.phone {
@@ -336,18 +341,24 @@ async fn update_me(
             }
         }
         if *name == "phone" {
-            // Keep the phone lookup in step: drop the old entry, add the new one.
-            if let Some(old) = &current.phone_index {
-                extra.push(db_delete(&state, keys::phone_pk(old), keys::user_pk(user))?);
-            }
-            match value.as_deref().and_then(PhoneE164::parse) {
-                Some(p) => {
-                    let idx = state.0.identities.phone_index(&p);
-                    sets.push("phoneIndex = :pidx".into());
-                    update = update.expression_attribute_values(":pidx", s(&idx));
-                    extra.push(auth::store::phone_put(&state.table, &idx, user)?);
+            // Keep the phone lookup in step: drop the old entry, add the new one (nothing to
+            // do when the number is unchanged).
+            let new_index = value
+                .as_deref()
+                .and_then(PhoneE164::parse)
+                .map(|p| state.0.identities.phone_index(&p));
+            if new_index != current.phone_index {
+                if let Some(old) = &current.phone_index {
+                    extra.push(db_delete(&state, keys::phone_pk(old), keys::user_pk(user))?);
                 }
-                None => removes.push("phoneIndex".into()),
+                match &new_index {
+                    Some(idx) => {
+                        sets.push("phoneIndex = :pidx".into());
+                        update = update.expression_attribute_values(":pidx", s(idx));
+                        extra.push(auth::store::phone_put(&state.table, idx, user)?);
+                    }
+                    None => removes.push("phoneIndex".into()),
+                }
             }
         }
     }
