@@ -54,7 +54,7 @@ deploy: $(VENV)/.build-installed
 	sam deploy --guided
 
 bench: setup
-	cargo build --release -p auth -p relay -p local-stack --bins
+	cargo build --release $(addprefix -p ,$(FUNCTIONS)) -p local-stack --bins
 	infra/with-moto.sh target/release/local-stack bench target/release/hello-lambda $(addprefix target/release/,$(FUNCTIONS))
 
 fmt:

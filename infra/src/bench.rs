@@ -156,7 +156,7 @@ pub async fn run(binaries: &[String]) -> Result<(), BoxError> {
     report.push_str(&format!("\n{runs} runs each; cold start = process spawn until the first `GET /runtime/invocation/next`; \
         functions that need secrets decrypt them through the emulated KMS during init.\n"));
 
-    report.push_str("\n## AWS calls per operation (auth, through the gateway router, against the emulator)\n\n| operation | AWS calls |\n|---|---|\n");
+    report.push_str("\n## AWS calls per operation (through the gateway router, against the emulator)\n\n| operation | AWS calls |\n|---|---|\n");
     for (op, calls) in calls_per_operation(&stack).await? {
         report.push_str(&format!("| {op} | {calls} |\n"));
     }
@@ -307,5 +307,62 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     )
     .await?;
     measure("logout", b);
+
+    // Clinics and profiles, as the demo clinic admin (7 members in the demo clinic).
+    let (_, login) = call(
+        &router,
+        Method::POST,
+        "/v1/auth/login",
+        Some(json!({"email": "admin@demo.clinic", "password": DEMO_PASSWORD})),
+        None,
+    )
+    .await?;
+    let admin = login["accessToken"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let clinic_path = format!("/v1/clinics/{clinic}");
+    let b = counter.get();
+    call(&router, Method::GET, &clinic_path, None, Some(&admin)).await?;
+    measure(
+        "get clinic (first call: session + membership checks + read)",
+        b,
+    );
+    let b = counter.get();
+    call(&router, Method::GET, &clinic_path, None, Some(&admin)).await?;
+    measure("get clinic (checks cached)", b);
+    let b = counter.get();
+    call(
+        &router,
+        Method::GET,
+        &format!("{clinic_path}/members"),
+        None,
+        Some(&admin),
+    )
+    .await?;
+    measure("list members (7 members, names decrypted)", b);
+    let b = counter.get();
+    call(
+        &router,
+        Method::POST,
+        &format!("{clinic_path}/locations"),
+        Some(json!({"name": "Bench Branch"})),
+        Some(&admin),
+    )
+    .await?;
+    measure("create location", b);
+    let b = counter.get();
+    call(&router, Method::POST, &format!("{clinic_path}/members"), Some(json!({"email": "bench.nurse@example.org", "givenName": "B", "familyName": "N", "role": "NURSE"})), Some(&admin)).await?;
+    measure("add member (new person, invited)", b);
+    let b = counter.get();
+    call(
+        &router,
+        Method::PATCH,
+        "/v1/users/me",
+        Some(json!({"phone": "+4930123999"})),
+        Some(&admin),
+    )
+    .await?;
+    measure("update own profile (phone: lookup moved)", b);
     Ok(out)
 }

@@ -216,21 +216,30 @@ impl Identities {
         else {
             return Ok(None);
         };
+        self.decrypt_profile(user, &item).await.map(Some)
+    }
+
+    /// Decrypts a user item already read.
+    pub async fn decrypt_profile(
+        &self,
+        user: &UserId,
+        item: &shared::db::Item,
+    ) -> Result<Profile, ApiError> {
         let mut fields = Vec::new();
         for name in PHI_FIELDS {
-            if let Some(ct) = get_opt_s(&item, name) {
+            if let Some(ct) = get_opt_s(item, name) {
                 fields.push((
                     name,
                     self.envelope.decrypt_str(&field(user, name), ct).await?,
                 ));
             }
         }
-        Ok(Some(Profile {
+        Ok(Profile {
             user: Some(user.clone()),
             fields,
-            version: shared::db::get_opt_n(&item, "version").unwrap_or(1),
-            phone_index: get_opt_s(&item, "phoneIndex").map(str::to_string),
-        }))
+            version: shared::db::get_opt_n(item, "version").unwrap_or(1),
+            phone_index: get_opt_s(item, "phoneIndex").map(str::to_string),
+        })
     }
 }
 

@@ -232,20 +232,36 @@ impl AppState {
             }),
             platform_role: None,
         };
+        // The answer is built from what was written: no read-back.
+        let view = UserView {
+            id: user.to_string(),
+            email: Phi::new(identity.email.expose().to_string()),
+            given_name: Phi::new(identity.given_name.clone()),
+            family_name: Phi::new(identity.family_name.clone()),
+            phone: identity
+                .phone
+                .as_ref()
+                .map(|p| Phi::new(p.expose().to_string())),
+            birth_date: identity.birth_date.clone().map(Phi::new),
+            memberships: vec![MembershipView {
+                clinic_id: clinic.to_string(),
+                role: role.as_str().to_string(),
+            }],
+        };
         self.identities()
             .create(identity, &event, self.clock.epoch())
             .await?;
         tracing::info!(user_id = %user, clinic_id = %clinic, "user registered");
-        self.user_view(&user).await
+        Ok(view)
     }
 
-    /// The caller-facing view of a user: profile and active memberships.
-    pub async fn user_view(&self, user: &UserId) -> Result<UserView, ApiError> {
-        let profile = self
-            .identities()
-            .profile(user)
-            .await?
-            .ok_or(ApiError::NotFound)?;
+    /// The caller-facing view of a user from their item: profile and active memberships.
+    pub async fn user_view_from(
+        &self,
+        user: &UserId,
+        item: &shared::db::Item,
+    ) -> Result<UserView, ApiError> {
+        let profile = self.identities().decrypt_profile(user, item).await?;
         let memberships = store::memberships(&self.table, user)
             .await?
             .into_iter()
@@ -329,7 +345,7 @@ impl AppState {
         let mut pair = self
             .start_session(&record.user, &session, record.platform_role, now)
             .await?;
-        pair.user = Some(self.user_view(&record.user).await?);
+        pair.user = Some(self.user_view_from(&record.user, &record.item).await?);
         self.evict_excess_sessions(&record.user, now).await?;
         Ok(pair)
     }
