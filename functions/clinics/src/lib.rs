@@ -18,7 +18,6 @@ use shared::{
     authn::{Authenticator, Caller, ClinicAccess, HasAuthenticator},
     aws::Clients,
     clock::{Clock, SystemClock, rfc3339},
-    config::{self, PlatformConfig},
     crypto::Phi,
     db::{self, get_opt_s, n, s},
     http::{Json, Query, json_response},
@@ -75,24 +74,9 @@ impl HasAuthenticator for AppState {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct ClinicsConfig {
-    pub platform: PlatformConfig,
-    /// `NOTIFICATIONS_QUEUE_URL`: where invitations (set-password links) go.
-    pub notifications_queue_url: String,
-    /// `APP_URL`: the web app that shows the set-password page.
-    pub app_url: String,
-}
-
-impl ClinicsConfig {
-    pub fn from_env() -> Result<Self, config::ConfigError> {
-        Ok(Self {
-            platform: PlatformConfig::from_env()?,
-            notifications_queue_url: config::required("NOTIFICATIONS_QUEUE_URL")?,
-            app_url: config::optional("APP_URL", "http://127.0.0.1:3000"),
-        })
-    }
-}
+/// The same settings as the auth function: platform, the notifications queue (invitations)
+/// and the app URL (set-password links).
+pub type ClinicsConfig = auth::AuthConfig;
 
 impl AppState {
     pub async fn new(
