@@ -1488,3 +1488,59 @@ async fn review_fixes_hold() {
         .await;
     assert_eq!(r.body["errors"][0]["code"], "required");
 }
+
+#[tokio::test]
+async fn racing_clinic_creations_never_leave_a_clinic_without_its_admin() {
+    let w = Arc::new(world().await);
+    let sup = w
+        .people
+        .iter()
+        .find(|p| p.role == Role::SuperAdmin)
+        .unwrap()
+        .token
+        .clone();
+    // GIVEN eight concurrent creations naming the same brand-new admin
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let w = w.clone();
+        let sup = sup.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"name": format!("Race {i}"), "timeZone": "Europe/Rome", "currency": "EUR",
+                              "admin": {"email": "race.admin@tenancy.test", "givenName": "R", "familyName": "A"}});
+            call(&w.api, Method::POST, "/v1/clinics", Some(body), &sup).await.status
+        }));
+    }
+    for t in tasks {
+        let status = t.await.unwrap();
+        assert!(
+            matches!(status, StatusCode::CREATED | StatusCode::CONFLICT),
+            "{status}"
+        );
+    }
+    // THEN every clinic that exists has that admin as an active member: a creation that lost
+    // the race for the new identity rolled back whole
+    let all = call(&w.api, Method::GET, "/v1/clinics?limit=100", None, &sup).await;
+    let races: Vec<&str> = all.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"].as_str().unwrap().starts_with("Race"))
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert!(!races.is_empty());
+    for id in races {
+        let members = call(
+            &w.api,
+            Method::GET,
+            &format!("/v1/clinics/{id}/members?role=CLINIC_ADMIN"),
+            None,
+            &sup,
+        )
+        .await;
+        assert_eq!(
+            members.body["items"].as_array().unwrap().len(),
+            1,
+            "clinic {id} has no admin"
+        );
+    }
+}

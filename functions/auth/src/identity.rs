@@ -15,7 +15,7 @@ use shared::{
 };
 use std::sync::Arc;
 
-use crate::store::{self, CreateUserError, NewMembership, NewUser};
+use crate::store::{self, CreateUserError, NewMembership, NewUser, Together};
 
 /// Blind-index purposes.
 pub const EMAIL_INDEX: &str = "email";
@@ -139,6 +139,17 @@ impl Identities {
         event: &EventEnvelope,
         now: i64,
     ) -> Result<(), ApiError> {
+        self.create_with(id, event, now, Together::default()).await
+    }
+
+    /// Creates the identity together with other writes, all or nothing.
+    pub async fn create_with(
+        &self,
+        id: NewIdentity,
+        event: &EventEnvelope,
+        now: i64,
+        together: Together,
+    ) -> Result<(), ApiError> {
         let values = [
             ("email", Some(id.email.expose().to_string())),
             ("givenName", Some(id.given_name)),
@@ -166,7 +177,7 @@ impl Identities {
             sealed,
             password_hash: id.password_hash,
         };
-        match store::create_user(&self.table, &new, event, now).await {
+        match store::create_user(&self.table, &new, event, now, together).await {
             Ok(()) => Ok(()),
             Err(CreateUserError::EmailTaken) => Err(ApiError::conflict(
                 "email_taken",

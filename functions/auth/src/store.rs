@@ -149,11 +149,22 @@ async fn transact(
 
 /// Registration: clinic must exist, email must be new; user, email lookup, membership and
 /// event are written together or not at all.
+/// Writes to commit in the same transaction as a new identity.
+#[derive(Debug, Default)]
+pub struct Together {
+    /// Extra actions, after the identity's own.
+    pub actions: Vec<TransactWriteItem>,
+    /// The actions create the membership's clinic, so it cannot be checked for (one item
+    /// may appear only once in a transaction).
+    pub creates_clinic: bool,
+}
+
 pub async fn create_user(
     table: &Table,
     u: &NewUser,
     event: &EventEnvelope,
     now: i64,
+    together: Together,
 ) -> Result<(), CreateUserError> {
     let store = CreateUserError::Store;
     let email = Put::builder()
@@ -191,7 +202,8 @@ pub async fn create_user(
     }
     // Index 0 is the email lookup, 1 the clinic check when there is a membership.
     let mut items = vec![tx_put(email).map_err(store)?];
-    if let Some(m) = &u.membership {
+    let checks_clinic = u.membership.is_some() && !together.creates_clinic;
+    if let Some(m) = u.membership.as_ref().filter(|_| checks_clinic) {
         let check_clinic = ConditionCheck::builder()
             .table_name(&table.name)
             .key(keys::PK, s(keys::clinic_pk(&m.clinic)))
@@ -204,6 +216,8 @@ pub async fn create_user(
                 .condition_check(check_clinic)
                 .build(),
         );
+    }
+    if let Some(m) = &u.membership {
         items.push(member_put(table, &u.user, m, now).map_err(store)?);
     }
     items.push(tx_put(user).map_err(store)?);
@@ -211,11 +225,12 @@ pub async fn create_user(
         items.push(phone_put(table, p, &u.user).map_err(store)?);
     }
     items.push(event.outbox_write(&table.name, now).map_err(store)?);
+    items.extend(together.actions);
     match transact(table, items).await {
         Ok(()) => Ok(()),
         Err(e) => match cancellation_reasons(&e) {
             Some(r) if condition_failed_at(&r, 0) => Err(CreateUserError::EmailTaken),
-            Some(r) if u.membership.is_some() && condition_failed_at(&r, 1) => {
+            Some(r) if checks_clinic && condition_failed_at(&r, 1) => {
                 Err(CreateUserError::ClinicNotFound)
             }
             // Still conflicting after retries: another registration for this email (or a

@@ -32,7 +32,7 @@ use shared::{
 use std::{ops::Deref, sync::Arc};
 
 use auth::identity::{Identities, NewIdentity, PasswordLink, PasswordLinks};
-use auth::store::{NewMembership, member_put};
+use auth::store::{NewMembership, Together, member_put};
 use store::{ClinicRecord, LocationRecord, MemberRecord, count_members, tx_put, tx_update};
 
 pub const ROUTES: &[(&str, &str)] = &[
@@ -369,6 +369,7 @@ async fn create_clinic(
         ("member", admin.to_string()),
         serde_json::json!({ "clinicId": clinic.id, "userId": admin, "role": Role::ClinicAdmin }),
     );
+    // The clinic, its first admin (identity or membership) and both events: all or nothing.
     let mut items = vec![
         clinic.put(&state.table)?,
         created.outbox_write(&state.table.name, now)?,
@@ -376,9 +377,8 @@ async fn create_clinic(
     if existing.is_some() {
         items.push(member_put(&state.table, &admin, &membership, now)?);
         items.push(added.outbox_write(&state.table.name, now)?);
-    }
-    state.transact(items, &[]).await?;
-    if existing.is_none() {
+        state.transact(items, &[]).await?;
+    } else {
         let identity = NewIdentity {
             user: admin.clone(),
             email,
@@ -390,7 +390,15 @@ async fn create_clinic(
             membership: Some(membership),
             platform_role: None,
         };
-        state.0.identities.create(identity, &added, now).await?;
+        let together = Together {
+            actions: items,
+            creates_clinic: true,
+        };
+        state
+            .0
+            .identities
+            .create_with(identity, &added, now, together)
+            .await?;
         invite(&state, &admin, now).await;
     }
     tracing::info!(clinic_id = %clinic.id, admin_id = %admin, "clinic created");
