@@ -969,7 +969,15 @@ async fn member_view(
         .profile(&m.user)
         .await?
         .unwrap_or_default();
-    Ok(MemberView {
+    Ok(view_of(access, m, &profile))
+}
+
+fn view_of(
+    access: &ClinicAccess,
+    m: &MemberRecord,
+    profile: &auth::identity::Profile,
+) -> MemberView {
+    MemberView {
         user_id: m.user.to_string(),
         role: m.role,
         status: m.status.clone(),
@@ -982,7 +990,7 @@ async fn member_view(
             None
         },
         version: m.version,
-    })
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -1074,12 +1082,26 @@ async fn list_members(
             .filter(|k| !k.is_empty())
             .map(|k| state.cursors.seal(access.clinic.as_str(), &query_key, k));
     }
-    let mut items = Vec::new();
-    for m in records.iter().filter(|m| role.is_none_or(|r| m.role == r)) {
-        if access.allows(Resource::Member, Action::Read, &target(m)) {
-            items.push(member_view(&state, &access, m).await?);
-        }
-    }
+    let visible: Vec<&MemberRecord> = records
+        .iter()
+        .filter(|m| role.is_none_or(|r| m.role == r))
+        .filter(|m| access.allows(Resource::Member, Action::Read, &target(m)))
+        .collect();
+    // One batched read for the page's profiles instead of one read per member.
+    let users: Vec<UserId> = visible.iter().map(|m| m.user.clone()).collect();
+    let profiles = state.0.identities.profiles(&users).await?;
+    let items: Vec<MemberView> = visible
+        .iter()
+        .map(|m| {
+            view_of(
+                &access,
+                m,
+                profiles
+                    .get(&m.user)
+                    .unwrap_or(&auth::identity::Profile::default()),
+            )
+        })
+        .collect();
     Ok(json_response(
         StatusCode::OK,
         &serde_json::json!({ "items": items, "nextCursor": next }),
