@@ -306,6 +306,16 @@ impl Identities {
 }
 
 impl PasswordLinks {
+    /// Links for the web app at `app_url`, sent through the queue at `queue_url`.
+    pub fn new(table: Table, sqs: aws_sdk_sqs::Client, queue_url: String, app_url: &str) -> Self {
+        Self {
+            table,
+            sqs,
+            notifications_queue_url: queue_url,
+            app_url: app_url.trim_end_matches('/').to_string(),
+        }
+    }
+
     /// Creates a single-use set-password token and hands the link to the notification queue.
     /// The job carries the user id, never the address: the worker resolves it.
     pub async fn send_password_link(

@@ -113,17 +113,13 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let platform = Platform::new(clients, &cfg.platform, clock).await?;
-        let identities = Identities {
-            table: platform.table.clone(),
-            envelope: platform.envelope.clone(),
-            blind: platform.blind.clone(),
-        };
-        let links = PasswordLinks {
-            table: platform.table.clone(),
-            sqs: clients.sqs.clone(),
-            notifications_queue_url: cfg.notifications_queue_url,
-            app_url: cfg.app_url.trim_end_matches('/').to_string(),
-        };
+        let identities = Identities::from_platform(&platform);
+        let links = PasswordLinks::new(
+            platform.table.clone(),
+            clients.sqs.clone(),
+            cfg.notifications_queue_url,
+            &cfg.app_url,
+        );
         Ok(AppState(Arc::new(Inner {
             platform,
             identities,

@@ -86,12 +86,12 @@ impl AppState {
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let platform = Platform::new(clients, &cfg.platform, clock).await?;
         let identities = Identities::from_platform(&platform);
-        let links = PasswordLinks {
-            table: platform.table.clone(),
-            sqs: clients.sqs.clone(),
-            notifications_queue_url: cfg.notifications_queue_url,
-            app_url: cfg.app_url.trim_end_matches('/').to_string(),
-        };
+        let links = PasswordLinks::new(
+            platform.table.clone(),
+            clients.sqs.clone(),
+            cfg.notifications_queue_url,
+            &cfg.app_url,
+        );
         Ok(Self(Arc::new(Inner {
             platform,
             identities,
@@ -744,9 +744,7 @@ async fn create_location(
             &[],
         )
         .await?;
-    let loc = store::get_location(&state.table, &access.clinic, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let loc = load_location(&state, &access, &id).await?;
     Ok(json_response(
         StatusCode::CREATED,
         &LocationView::from(&loc),
@@ -757,6 +755,17 @@ fn location_id(raw: &str) -> Result<LocationId, ApiError> {
     LocationId::parse(raw).ok_or(ApiError::NotFound)
 }
 
+/// A location of the caller's clinic, or 404 (an id from another clinic is simply absent).
+async fn load_location(
+    state: &AppState,
+    access: &ClinicAccess,
+    id: &LocationId,
+) -> Result<LocationRecord, ApiError> {
+    store::get_location(&state.table, &access.clinic, id)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
 async fn get_location(
     State(state): State<AppState>,
     access: ClinicAccess,
@@ -764,9 +773,7 @@ async fn get_location(
 ) -> Result<Response, ApiError> {
     access.require(Resource::Location, Action::Read, &Target::default())?;
     let id = location_id(&location)?;
-    let loc = store::get_location(&state.table, &access.clinic, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let loc = load_location(&state, &access, &id).await?;
     Ok(json_response(StatusCode::OK, &LocationView::from(&loc)))
 }
 
@@ -777,9 +784,7 @@ async fn update_location(
     Json(req): Json<LocationInput>,
 ) -> Result<Response, ApiError> {
     let id = location_id(&location)?;
-    let current = store::get_location(&state.table, &access.clinic, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let current = load_location(&state, &access, &id).await?;
     access.require(
         Resource::Location,
         Action::Update,
@@ -869,9 +874,7 @@ async fn update_location(
             "The location changed meanwhile; read it again and retry.",
         ));
     }
-    let loc = store::get_location(&state.table, &access.clinic, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let loc = load_location(&state, &access, &id).await?;
     Ok(json_response(StatusCode::OK, &LocationView::from(&loc)))
 }
 
@@ -882,9 +885,7 @@ async fn delete_location(
     Path((_, location)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let id = location_id(&location)?;
-    store::get_location(&state.table, &access.clinic, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    load_location(&state, &access, &id).await?;
     access.require(
         Resource::Location,
         Action::Delete,
