@@ -183,6 +183,85 @@ pub fn condition_failed_at(reasons: &[Option<String>], index: usize) -> bool {
         .is_some_and(|c| c == "ConditionalCheckFailed")
 }
 
+/// An update of one item guarded by its optimistic version: set and remove attributes, and the
+/// version goes up by one with `updatedAt`. Attribute names are always placeholders, so any
+/// name (including reserved words like `name` or `status`) is safe.
+#[derive(Debug, Default)]
+pub struct VersionedUpdate {
+    sets: Vec<String>,
+    removes: Vec<String>,
+    names: Vec<(String, String)>,
+    values: Vec<(String, AttributeValue)>,
+}
+
+impl VersionedUpdate {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn set(&mut self, attribute: &str, value: AttributeValue) -> &mut Self {
+        let i = self.names.len();
+        self.names.push((format!("#u{i}"), attribute.to_string()));
+        self.values.push((format!(":u{i}"), value));
+        self.sets.push(format!("#u{i} = :u{i}"));
+        self
+    }
+
+    pub fn remove(&mut self, attribute: &str) -> &mut Self {
+        let i = self.names.len();
+        self.names.push((format!("#u{i}"), attribute.to_string()));
+        self.removes.push(format!("#u{i}"));
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty() && self.removes.is_empty()
+    }
+
+    fn expression(&self) -> String {
+        let mut sets = self.sets.clone();
+        sets.push("#version = #version + :one".into());
+        sets.push("#updatedAt = :now".into());
+        let mut expr = format!("SET {}", sets.join(", "));
+        if !self.removes.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", self.removes.join(", ")));
+        }
+        expr
+    }
+
+    /// The transaction action for item (`pk`, `sk`) if its version is still `expected`.
+    pub fn build(
+        self,
+        table: &Table,
+        pk: String,
+        sk: impl Into<String>,
+        expected: i64,
+        now: i64,
+    ) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
+        let mut u = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&table.name)
+            .key(crate::keys::PK, s(pk))
+            .key(crate::keys::SK, s(sk))
+            .update_expression(self.expression())
+            .condition_expression("#version = :expected")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#updatedAt", "updatedAt")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":expected", n(expected));
+        for (k, v) in self.names {
+            u = u.expression_attribute_names(k, v);
+        }
+        for (k, v) in self.values {
+            u = u.expression_attribute_values(k, v);
+        }
+        let update = u.build().map_err(ApiError::internal)?;
+        Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
+            .update(update)
+            .build())
+    }
+}
+
 /// Seals and opens pagination cursors. A cursor is the last evaluated key plus an HMAC over
 /// tenant, query and key, so a cursor cannot be forged, edited, or replayed in another
 /// clinic or another query.
@@ -295,6 +374,23 @@ mod tests {
                 .is_err()
         );
         assert!(codec.open("clinic-a", "q", "garbage").is_err());
+    }
+
+    #[test]
+    fn versioned_updates_set_remove_and_bump() {
+        let mut u = VersionedUpdate::new();
+        assert!(u.is_empty());
+        u.set("name", s("x"))
+            .remove("phone")
+            .set("status", s("ACTIVE"));
+        assert_eq!(
+            u.expression(),
+            "SET #u0 = :u0, #u2 = :u2, #version = #version + :one, #updatedAt = :now REMOVE #u1"
+        );
+        assert_eq!(
+            VersionedUpdate::new().set("a", n(1)).expression(),
+            "SET #u0 = :u0, #version = #version + :one, #updatedAt = :now"
+        );
     }
 
     #[test]

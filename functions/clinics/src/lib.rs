@@ -19,7 +19,7 @@ use shared::{
     aws::Clients,
     clock::{Clock, SystemClock, rfc3339},
     crypto::Phi,
-    db::{self, get_opt_s, n, s},
+    db::{self, VersionedUpdate, get_opt_s, n, s},
     http::{Json, Query, json_response},
     idempotency::idempotent,
     ids::{ClinicId, LocationId, UserId},
@@ -33,7 +33,7 @@ use std::{ops::Deref, sync::Arc};
 
 use auth::identity::{Identities, NewIdentity, PasswordLink, PasswordLinks};
 use auth::store::{NewMembership, Together, member_put};
-use store::{ClinicRecord, LocationRecord, MemberRecord, count_members, tx_put, tx_update};
+use store::{ClinicRecord, LocationRecord, MemberRecord, count_members, tx_put};
 
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/clinics"),
@@ -544,23 +544,9 @@ async fn update_clinic(
         ));
     }
     let now = state.clock.epoch();
-    let mut update = aws_sdk_dynamodb::types::Update::builder()
-        .table_name(&state.table.name)
-        .key(keys::PK, s(keys::clinic_pk(&access.clinic)))
-        .key(keys::SK, s(keys::CLINIC_SK))
-        .condition_expression("version = :v")
-        .expression_attribute_values(":v", n(current.version))
-        .expression_attribute_values(":one", n(1))
-        .expression_attribute_values(":now", n(now));
-    let mut sets = vec![
-        "version = version + :one".to_string(),
-        "updatedAt = :now".to_string(),
-    ];
-    for (i, (k, v)) in changes.iter().enumerate() {
-        sets.push(format!("#f{i} = :f{i}"));
-        update = update
-            .expression_attribute_names(format!("#f{i}"), *k)
-            .expression_attribute_values(format!(":f{i}"), s(v));
+    let mut update = VersionedUpdate::new();
+    for (k, v) in &changes {
+        update.set(k, s(v));
     }
     let fields: Vec<&str> = changes.iter().map(|(k, _)| *k).collect();
     let event = state.event(
@@ -572,7 +558,13 @@ async fn update_clinic(
         serde_json::json!({ "clinicId": access.clinic, "fields": fields }),
     );
     let items = vec![
-        tx_update(update.update_expression(format!("SET {}", sets.join(", "))))?,
+        update.build(
+            &state.table,
+            keys::clinic_pk(&access.clinic),
+            keys::CLINIC_SK,
+            current.version,
+            now,
+        )?,
         event.outbox_write(&state.table.name, now)?,
     ];
     if state.transact(items, &[0]).await?.is_some() {
@@ -798,25 +790,10 @@ async fn update_location(
         return Err(ApiError::Validation(errors));
     }
     let now = state.clock.epoch();
-    let mut sets = vec![
-        "version = version + :one".to_string(),
-        "updatedAt = :now".to_string(),
-    ];
-    let mut removes = Vec::new();
-    let mut update = aws_sdk_dynamodb::types::Update::builder()
-        .table_name(&state.table.name)
-        .key(keys::PK, s(keys::clinic_pk(&access.clinic)))
-        .key(keys::SK, s(keys::location_sk(&id)))
-        .condition_expression("version = :v")
-        .expression_attribute_values(":v", n(current.version))
-        .expression_attribute_values(":one", n(1))
-        .expression_attribute_values(":now", n(now));
+    let mut update = VersionedUpdate::new();
     let mut fields = Vec::new();
     if let Some(name) = &req.name {
-        sets.push("#name = :name".into());
-        update = update
-            .expression_attribute_names("#name", "name")
-            .expression_attribute_values(":name", s(name.trim()));
+        update.set("name", s(name.trim()));
         fields.push("name");
     }
     for (attr, value) in [("address", &req.address), ("phone", &req.phone)] {
@@ -829,12 +806,11 @@ async fn update_location(
                 } else {
                     v.trim().to_string()
                 };
-                sets.push(format!("{attr} = :{attr}"));
-                update = update.expression_attribute_values(format!(":{attr}"), s(v));
+                update.set(attr, s(v));
                 fields.push(attr);
             }
             Some(None) => {
-                removes.push(attr);
+                update.remove(attr);
                 fields.push(attr);
             }
             None => {}
@@ -845,10 +821,6 @@ async fn update_location(
             "empty_update",
             "The body changes nothing.",
         ));
-    }
-    let mut expr = format!("SET {}", sets.join(", "));
-    if !removes.is_empty() {
-        expr.push_str(&format!(" REMOVE {}", removes.join(", ")));
     }
     let event = state.event(
         "clinic.location.updated",
@@ -861,7 +833,13 @@ async fn update_location(
     if state
         .transact(
             vec![
-                tx_update(update.update_expression(expr))?,
+                update.build(
+                    &state.table,
+                    keys::clinic_pk(&access.clinic),
+                    keys::location_sk(&id),
+                    current.version,
+                    now,
+                )?,
                 event.outbox_write(&state.table.name, now)?,
             ],
             &[0],
@@ -1407,31 +1385,13 @@ async fn update_member(
         }
     }
     let now = state.clock.epoch();
-    let mut sets = vec![
-        "version = version + :one".to_string(),
-        "updatedAt = :now".to_string(),
-    ];
-    let mut removes = Vec::new();
-    let mut update = aws_sdk_dynamodb::types::Update::builder()
-        .table_name(&state.table.name)
-        .key(keys::PK, s(keys::clinic_pk(&access.clinic)))
-        .key(keys::SK, s(keys::member_sk(&m.user)))
-        .condition_expression("version = :v")
-        .expression_attribute_values(":v", n(m.version))
-        .expression_attribute_values(":one", n(1))
-        .expression_attribute_values(":now", n(now));
+    let mut update = VersionedUpdate::new();
     let mut items = Vec::new();
     if let Some(r) = new_role {
-        sets.push("#role = :role".into());
-        update = update
-            .expression_attribute_names("#role", "role")
-            .expression_attribute_values(":role", s(r.as_str()));
+        update.set("role", s(r.as_str()));
     }
     if let Some(st) = &req.status {
-        sets.push("#status = :status".into());
-        update = update
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":status", s(st));
+        update.set("status", s(st));
     }
     if let Some(l) = &new_location {
         if l != &m.location {
@@ -1441,19 +1401,22 @@ async fn update_member(
             match l {
                 Some(new) => {
                     items.push(count_members(&state.table, &access.clinic, new, 1)?);
-                    sets.push("locationId = :loc".into());
-                    update = update.expression_attribute_values(":loc", s(new.as_str()));
+                    update.set("locationId", s(new.as_str()));
                 }
-                None => removes.push("locationId"),
+                None => {
+                    update.remove("locationId");
+                }
             }
         }
     }
-    let mut expr = format!("SET {}", sets.join(", "));
-    if !removes.is_empty() {
-        expr.push_str(&format!(" REMOVE {}", removes.join(", ")));
-    }
     let member_at = items.len();
-    items.push(tx_update(update.update_expression(expr))?);
+    items.push(update.build(
+        &state.table,
+        keys::clinic_pk(&access.clinic),
+        keys::member_sk(&m.user),
+        m.version,
+        now,
+    )?);
     let kind = if new_role.is_some_and(|r| r != m.role) {
         "clinic.member_role_changed"
     } else {

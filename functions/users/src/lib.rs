@@ -11,7 +11,7 @@ use shared::{
     clock::{Clock, SystemClock},
     config::PlatformConfig,
     crypto::Phi,
-    db::{self, get_opt_s, n, s},
+    db::{self, VersionedUpdate, get_opt_s, s},
     http::{Json, json_response},
     ids::UserId,
     keys,
@@ -309,35 +309,19 @@ async fn update_me(
         .ok_or(ApiError::NotFound)?;
     let epoch = now.as_second();
 
-    let mut sets = vec![
-        "version = version + :one".to_string(),
-        "updatedAt = :now".to_string(),
-    ];
-    let mut removes = Vec::new();
-    let mut update = aws_sdk_dynamodb::types::Update::builder()
-        .table_name(&state.table.name)
-        .key(keys::PK, s(keys::user_pk(user)))
-        .key(keys::SK, s(keys::PROFILE_SK))
-        .condition_expression("version = :v")
-        .expression_attribute_values(":one", n(1))
-        .expression_attribute_values(":now", n(epoch))
-        .expression_attribute_values(":v", n(current.version));
+    let mut update = VersionedUpdate::new();
     let mut extra = Vec::new();
-    for (i, (name, value)) in changes.iter().enumerate() {
+    for (name, value) in &changes {
         match value {
             Some(v) => {
                 let ct = state
                     .envelope
                     .encrypt(&field(user, name), v.as_bytes())
                     .await?;
-                sets.push(format!("#f{i} = :f{i}"));
-                update = update
-                    .expression_attribute_names(format!("#f{i}"), *name)
-                    .expression_attribute_values(format!(":f{i}"), s(ct));
+                update.set(name, s(ct));
             }
             None => {
-                removes.push(format!("#f{i}"));
-                update = update.expression_attribute_names(format!("#f{i}"), *name);
+                update.remove(name);
             }
         }
         if *name == "phone" {
@@ -353,23 +337,23 @@ async fn update_me(
                 }
                 match &new_index {
                     Some(idx) => {
-                        sets.push("phoneIndex = :pidx".into());
-                        update = update.expression_attribute_values(":pidx", s(idx));
+                        update.set("phoneIndex", s(idx));
                         extra.push(auth::store::phone_put(&state.table, idx, user)?);
                     }
-                    None => removes.push("phoneIndex".into()),
+                    None => {
+                        update.remove("phoneIndex");
+                    }
                 }
             }
         }
     }
-    let mut expr = format!("SET {}", sets.join(", "));
-    if !removes.is_empty() {
-        expr.push_str(&format!(" REMOVE {}", removes.join(", ")));
-    }
-    let update = update
-        .update_expression(expr)
-        .build()
-        .map_err(ApiError::internal)?;
+    let update = update.build(
+        &state.table,
+        keys::user_pk(user),
+        keys::PROFILE_SK,
+        current.version,
+        epoch,
+    )?;
     let fields: Vec<&str> = changes.iter().map(|(n, _)| *n).collect();
     let event = EventEnvelope::new(
         "user.updated",
@@ -385,11 +369,7 @@ async fn update_me(
         serde_json::json!({ "userId": user, "fields": fields }),
         now,
     );
-    let mut items = vec![
-        aws_sdk_dynamodb::types::TransactWriteItem::builder()
-            .update(update)
-            .build(),
-    ];
+    let mut items = vec![update];
     items.extend(extra);
     items.push(event.outbox_write(&state.table.name, epoch)?);
     if auth::store::run_guarded(&state.table, items, &[0])
