@@ -364,5 +364,95 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     )
     .await?;
     measure("update own profile (phone: lookup moved)", b);
+
+    // Scheduling, as reception, with the seeded doctor's hours (every day, around the clock).
+    let (_, login) = call(
+        &router,
+        Method::POST,
+        "/v1/auth/login",
+        Some(json!({"email": "reception@demo.clinic", "password": DEMO_PASSWORD})),
+        None,
+    )
+    .await?;
+    let desk = login["accessToken"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let doctor = crate::demo_user_id(3);
+    let patient = crate::demo_user_id(7);
+    let tomorrow = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::get("Europe/Berlin")?)
+        .date()
+        .tomorrow()?;
+    let b = counter.get();
+    let (_, slots) = call(
+        &router,
+        Method::GET,
+        &format!("{clinic_path}/doctors/{doctor}/slots?date={tomorrow}"),
+        None,
+        Some(&desk),
+    )
+    .await?;
+    measure("free slots of a doctor for a day", b);
+    let at = |i: usize| {
+        slots["slots"][i]["startsAt"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let b = counter.get();
+    let (_, booked) = call(
+        &router,
+        Method::POST,
+        &format!("{clinic_path}/appointments"),
+        Some(json!({"doctorId": doctor, "patientId": patient, "kind": "IN_PERSON", "locationId": crate::DEMO_LOCATION_ID, "startsAt": at(0), "reason": "bench"})),
+        Some(&desk),
+    )
+    .await?;
+    measure("book an appointment (reason encrypted)", b);
+    let appt = format!(
+        "{clinic_path}/appointments/{}",
+        booked["id"].as_str().unwrap_or_default()
+    );
+    let b = counter.get();
+    call(
+        &router,
+        Method::POST,
+        &format!("{appt}/confirm"),
+        None,
+        Some(&desk),
+    )
+    .await?;
+    measure("confirm an appointment", b);
+    let b = counter.get();
+    call(
+        &router,
+        Method::POST,
+        &format!("{appt}/reschedule"),
+        Some(json!({"startsAt": at(2)})),
+        Some(&desk),
+    )
+    .await?;
+    measure("reschedule an appointment", b);
+    let b = counter.get();
+    call(
+        &router,
+        Method::POST,
+        &format!("{appt}/cancel"),
+        Some(json!({"reason": "bench"})),
+        Some(&desk),
+    )
+    .await?;
+    measure("cancel an appointment", b);
+    let b = counter.get();
+    call(
+        &router,
+        Method::GET,
+        &format!("{clinic_path}/appointments?from={tomorrow}&to={tomorrow}"),
+        None,
+        Some(&desk),
+    )
+    .await?;
+    measure("list a day's appointments", b);
     Ok(out)
 }

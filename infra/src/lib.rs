@@ -43,6 +43,12 @@ pub const DEMO_USERS: &[(Role, &str, &str, &str)] = &[
     (Role::FinanceBilling, "finance@demo.clinic", "Fay", "Finance"),
     (Role::Patient, "patient@demo.clinic", "Pat", "Patient"),
 ];
+/// Demo users have fixed ids so the walk-through can name them: the super admin is 0, the
+/// demo clinic's users 1 to 7 in [`DEMO_USERS`] order, the second clinic's 8 and 9.
+pub fn demo_user_id(index: usize) -> UserId {
+    UserId::parse(&format!("de3a0000-0000-4000-8000-{index:012}")).unwrap_or_else(UserId::generate)
+}
+
 /// The second clinic's users: (role, email, given name, family name).
 pub const SECOND_CLINIC_USERS: &[(Role, &str, &str, &str)] = &[
     (Role::ClinicAdmin, "admin@second.clinic", "Sid", "Second"),
@@ -56,6 +62,7 @@ pub struct Stack {
     pub auth: auth::AppState,
     pub users: users::AppState,
     pub clinics: clinics::AppState,
+    pub appointments: appointments::AppState,
 }
 
 impl Stack {
@@ -79,13 +86,21 @@ impl Stack {
             notifications_queue_url: cfg.notifications_queue_url.clone(),
             app_url: cfg.app_url.clone(),
         };
-        let clinics = clinics::AppState::new(&clients, clinics_cfg, clock).await?;
+        let clinics = clinics::AppState::new(&clients, clinics_cfg, clock.clone()).await?;
+        let appointments = appointments::AppState::new(
+            &clients,
+            &cfg.platform,
+            clock,
+            Arc::new(appointments::Uncovered),
+        )
+        .await?;
         Ok(Self {
             clients,
             resources,
             auth,
             users,
             clinics,
+            appointments,
         })
     }
 
@@ -95,7 +110,8 @@ impl Stack {
             Router::new()
                 .merge(auth::routes(self.auth.clone()))
                 .merge(users::routes(self.users.clone()))
-                .merge(clinics::routes(self.clinics.clone())),
+                .merge(clinics::routes(self.clinics.clone()))
+                .merge(appointments::routes(self.appointments.clone())),
         )
     }
 
@@ -111,6 +127,20 @@ impl Stack {
             },
         );
         tokio::spawn(poller.run(every))
+    }
+
+    /// Runs the appointment sweep every `every`, as the EventBridge schedule does on AWS.
+    pub fn spawn_sweep(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let state = self.appointments.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = appointments::sweep::run(&state).await {
+                    tracing::error!(error = %e, "appointment sweep failed");
+                }
+            }
+        })
     }
 
     /// The demo clinic (with a location and one user per main role), a second clinic for
@@ -161,8 +191,12 @@ impl Stack {
                     .iter()
                     .map(|(r, e, g, f)| (Some(&second), *r, *e, *g, *f)),
             );
-        for (clinic, role, email, given, family) in people {
-            let user = UserId::generate();
+        let mut doctor = None;
+        for (index, (clinic, role, email, given, family)) in people.enumerate() {
+            let user = demo_user_id(index);
+            if role == Role::Doctor {
+                doctor = Some(user.clone());
+            }
             let membership = clinic.map(|c| NewMembership {
                 clinic: c.clone(),
                 role,
@@ -192,7 +226,38 @@ impl Stack {
             );
             identities.create(identity, &event, now.as_second()).await?;
         }
+        if let Some(doctor) = doctor {
+            self.seed_hours(&demo, &doctor, &location, now.as_second())
+                .await?;
+        }
         Ok(demo)
+    }
+
+    /// The demo doctor works every day around the clock (00:00-23:55) at the demo location,
+    /// with a lunch break, in 30-minute slots, so the walk-through works at any hour.
+    async fn seed_hours(
+        &self,
+        clinic: &ClinicId,
+        doctor: &UserId,
+        location: &LocationId,
+        now: i64,
+    ) -> Result<(), BoxError> {
+        use appointments::rules::{Availability, Interval, Shift};
+        let t = |h, m| jiff::civil::Time::new(h, m, 0, 0);
+        let day = Interval::new(t(0, 0)?, t(23, 55)?).ok_or("bad demo hours")?;
+        let lunch = Interval::new(t(12, 0)?, t(13, 0)?).ok_or("bad demo break")?;
+        let availability = Availability {
+            weekly: std::array::from_fn(|_| vec![Shift::new(day, Some(location.as_str()))]),
+            breaks: vec![lunch],
+            exceptions: Vec::new(),
+            slot_minutes: 30,
+        };
+        let table = &self.appointments.table;
+        let put = appointments::store::put_schedule(table, clinic, doctor, &availability, 0, now)?;
+        shared::db::transact(&table.client, vec![put])
+            .await
+            .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())?;
+        Ok(())
     }
 }
 

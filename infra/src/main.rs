@@ -71,6 +71,7 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     let stack = Stack::up(clients, "clinic-dev").await?;
     stack.seed_demo().await?;
     let _relay = stack.spawn_relay(Duration::from_millis(500));
+    let _sweep = stack.spawn_sweep(Duration::from_secs(60));
     let (addr, server) = serve(stack.gateway(), ([127, 0, 0, 1], port).into()).await?;
     let env_file = std::path::Path::new(".local/stack.env");
     if let Some(dir) = env_file.parent() {
@@ -91,8 +92,12 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     println!(
         "Demo Clinic     {DEMO_CLINIC_ID} (Europe/Berlin, EUR; location Main Street {DEMO_LOCATION_ID})"
     );
-    for (role, email, _, _) in DEMO_USERS {
-        println!("                {:<22} {email}", role.as_str());
+    for (i, (role, email, _, _)) in DEMO_USERS.iter().enumerate() {
+        println!(
+            "                {:<22} {email:<24} {}",
+            role.as_str(),
+            local_stack::demo_user_id(i + 1)
+        );
     }
     println!("Second Clinic   {SECOND_CLINIC_ID} (America/New_York, USD)");
     for (role, email, _, _) in SECOND_CLINIC_USERS {

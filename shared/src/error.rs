@@ -76,6 +76,14 @@ pub enum ApiError {
         code: &'static str,
         detail: Cow<'static, str>,
     },
+    /// 409: a status change the record's state machine does not allow from its current status.
+    #[error("illegal transition: {action} from {current}")]
+    IllegalTransition {
+        current: &'static str,
+        action: &'static str,
+        /// The status the action leads to, where it names one.
+        requested: Option<&'static str>,
+    },
     /// 413: the body exceeds the size limit.
     #[error("payload too large")]
     PayloadTooLarge,
@@ -141,7 +149,7 @@ impl ApiError {
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::IllegalTransition { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Locked { .. } => StatusCode::LOCKED,
@@ -158,6 +166,7 @@ impl ApiError {
             | ApiError::Conflict { code, .. }
             | ApiError::Locked { code, .. } => code,
             ApiError::Validation(_) => "validation_failed",
+            ApiError::IllegalTransition { .. } => "illegal_transition",
             ApiError::Forbidden => "forbidden",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -175,6 +184,9 @@ impl ApiError {
             | ApiError::Conflict { detail, .. }
             | ApiError::Locked { detail, .. } => detail.clone(),
             ApiError::Validation(_) => "One or more fields are invalid.".into(),
+            ApiError::IllegalTransition {
+                current, action, ..
+            } => format!("Cannot {action} when the status is {current}.").into(),
             ApiError::Forbidden => "You are not allowed to do this.".into(),
             ApiError::NotFound => "The resource does not exist.".into(),
             ApiError::MethodNotAllowed => "This method is not allowed on this path.".into(),
@@ -198,6 +210,12 @@ pub struct Problem {
     pub correlation_id: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_status: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_status: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
 }
 
 impl IntoResponse for ApiError {
@@ -224,6 +242,22 @@ impl IntoResponse for ApiError {
                 ApiError::Validation(ref errs) => errs.clone(),
                 _ => Vec::new(),
             },
+            current_status: None,
+            requested_status: None,
+            action: None,
+        };
+        let problem = match self {
+            ApiError::IllegalTransition {
+                current,
+                action,
+                requested,
+            } => Problem {
+                current_status: Some(current),
+                requested_status: requested,
+                action: Some(action),
+                ..problem
+            },
+            _ => problem,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut resp = (status, body).into_response();

@@ -59,6 +59,10 @@ typed_id!(
     ClinicId
 );
 typed_id!(
+    /// An appointment, unique within the platform.
+    AppointmentId
+);
+typed_id!(
     /// A clinic location (branch).
     LocationId
 );

@@ -3,13 +3,20 @@
 //! Tenant items start with `CLINIC#<clinicId>` so an IAM `dynamodb:LeadingKeys` condition can
 //! enforce tenancy; global identity items (users, email lookups, sessions) have their own prefixes.
 
-use crate::ids::{ClinicId, EventId, LocationId, SessionId, UserId};
+use crate::ids::{AppointmentId, ClinicId, EventId, LocationId, SessionId, UserId};
 
 pub const PK: &str = "pk";
 pub const SK: &str = "sk";
 pub const GSI1: &str = "gsi1";
 pub const GSI1PK: &str = "gsi1pk";
 pub const GSI1SK: &str = "gsi1sk";
+/// Second and third generic indexes (appointments by patient, and by clinic over time).
+pub const GSI2: &str = "gsi2";
+pub const GSI2PK: &str = "gsi2pk";
+pub const GSI2SK: &str = "gsi2sk";
+pub const GSI3: &str = "gsi3";
+pub const GSI3PK: &str = "gsi3pk";
+pub const GSI3SK: &str = "gsi3sk";
 /// TTL attribute (epoch seconds); DynamoDB deletes the item some time after it.
 pub const TTL: &str = "ttl";
 /// Item kind, also used by the stream filter (`OUTBOX`).
@@ -81,6 +88,56 @@ pub fn outbox_pk(clinic: Option<&ClinicId>, event: &EventId) -> String {
 }
 pub const OUTBOX_SK: &str = "EVENT";
 pub const OUTBOX_ENTITY: &str = "OUTBOX";
+
+/// A doctor's availability (weekly shifts, breaks, exceptions, slot length), under the clinic.
+pub fn schedule_sk(doctor: &UserId) -> String {
+    format!("SCHEDULE#{doctor}")
+}
+
+pub const APPOINTMENT_PREFIX: &str = "APPT#";
+
+pub fn appointment_sk(appointment: &AppointmentId) -> String {
+    format!("{APPOINTMENT_PREFIX}{appointment}")
+}
+
+/// GSI1 partition: one doctor's appointments, sorted by start.
+pub fn doctor_appointments_pk(clinic: &ClinicId, doctor: &UserId) -> String {
+    format!("CLINIC#{clinic}#DOCTOR#{doctor}#APPTS")
+}
+
+/// GSI2 partition: one patient's appointments, sorted by start.
+pub fn patient_appointments_pk(clinic: &ClinicId, patient: &UserId) -> String {
+    format!("CLINIC#{clinic}#PATIENT#{patient}#APPTS")
+}
+
+/// GSI3 partition: a clinic's appointments, sorted by start.
+pub fn clinic_appointments_pk(clinic: &ClinicId) -> String {
+    format!("CLINIC#{clinic}#APPTS")
+}
+
+/// Sort key of an appointment in its GSI partitions: start (RFC 3339, UTC, seconds) then id.
+pub fn appointment_time_sk(starts_at: &str, appointment: &AppointmentId) -> String {
+    format!("{starts_at}#{appointment}")
+}
+
+/// A doctor's slot claims for one UTC date: one attribute per claimed 5-minute cell.
+pub fn claims_pk(clinic: &ClinicId, doctor: &UserId, utc_date: &str) -> String {
+    format!("CLINIC#{clinic}#DOCTOR#{doctor}#DAY#{utc_date}")
+}
+pub const CLAIMS_SK: &str = "CLAIMS";
+
+/// Care relation between a clinician and a patient: counts their non-cancelled appointments.
+pub fn care_sk(clinician: &UserId, patient: &UserId) -> String {
+    format!("CARE#{clinician}#{patient}")
+}
+
+/// A clinic's check-in queue for one local date; one item per checked-in appointment.
+pub fn queue_pk(clinic: &ClinicId, local_date: &str) -> String {
+    format!("CLINIC#{clinic}#QUEUE#{local_date}")
+}
+
+/// How far the appointment sweep has looked in a clinic.
+pub const SWEEP_SK: &str = "SWEEP";
 
 /// Stored idempotent response, keyed by a hash of route and key.
 pub fn idempotency_pk(scope_hash: &str) -> String {

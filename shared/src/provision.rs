@@ -112,20 +112,33 @@ pub async fn create_table(clients: &Clients, name: &str) -> Result<(), BoxError>
         .attribute_definitions(attr(keys::SK)?)
         .attribute_definitions(attr(keys::GSI1PK)?)
         .attribute_definitions(attr(keys::GSI1SK)?)
+        .attribute_definitions(attr(keys::GSI2PK)?)
+        .attribute_definitions(attr(keys::GSI2SK)?)
+        .attribute_definitions(attr(keys::GSI3PK)?)
+        .attribute_definitions(attr(keys::GSI3SK)?)
         .key_schema(key(keys::PK, KeyType::Hash)?)
         .key_schema(key(keys::SK, KeyType::Range)?)
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(keys::GSI1)
-                .key_schema(key(keys::GSI1PK, KeyType::Hash)?)
-                .key_schema(key(keys::GSI1SK, KeyType::Range)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()?,
-        )
+        .set_global_secondary_indexes(Some(
+            [
+                (keys::GSI1, keys::GSI1PK, keys::GSI1SK),
+                (keys::GSI2, keys::GSI2PK, keys::GSI2SK),
+                (keys::GSI3, keys::GSI3PK, keys::GSI3SK),
+            ]
+            .into_iter()
+            .map(|(index, pk, sk)| {
+                GlobalSecondaryIndex::builder()
+                    .index_name(index)
+                    .key_schema(key(pk, KeyType::Hash)?)
+                    .key_schema(key(sk, KeyType::Range)?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        ))
         .stream_specification(
             StreamSpecification::builder()
                 .stream_enabled(true)

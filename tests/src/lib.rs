@@ -7,8 +7,14 @@ use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
-use local_stack::Stack;
-use serde_json::Value;
+use local_stack::{DEMO_PASSWORD, Stack};
+use serde_json::{Value, json};
+use shared::{
+    ids::{ClinicId, LocationId, UserId},
+    outbox::{Actor as EventActor, EventEnvelope, Subject as EventSubject},
+    policy::Role,
+    types::Email,
+};
 use std::time::Duration;
 
 pub struct Api {
@@ -163,4 +169,95 @@ impl Api {
         }
         out
     }
+}
+
+/// Creates a person with an optional membership; with `password`, ready to log in.
+pub async fn person(
+    stack: &Stack,
+    clinic: Option<&ClinicId>,
+    role: Role,
+    location: Option<&LocationId>,
+    password: bool,
+) -> (UserId, String) {
+    let user = UserId::generate();
+    let email = format!(
+        "{}-{}@people.test",
+        role.as_str().to_lowercase(),
+        &user.as_str()[..8]
+    );
+    let hash = if password {
+        Some(
+            auth::service::hash_password(&shared::crypto::Phi::new(DEMO_PASSWORD.to_string()))
+                .await
+                .expect("person"),
+        )
+    } else {
+        None
+    };
+    let identity = auth::identity::NewIdentity {
+        user: user.clone(),
+        email: Email::parse(&email).expect("person"),
+        given_name: "Given".into(),
+        family_name: "Family".into(),
+        phone: None,
+        birth_date: None,
+        password_hash: hash,
+        membership: clinic.map(|c| auth::store::NewMembership {
+            clinic: c.clone(),
+            role,
+            location: location.cloned(),
+        }),
+        platform_role: clinic.is_none().then_some(role),
+    };
+    let event = EventEnvelope::new(
+        "auth.user_registered",
+        clinic,
+        EventActor::default(),
+        EventSubject {
+            kind: "user".into(),
+            id: user.to_string(),
+        },
+        json!({}),
+        jiff::Timestamp::now(),
+    );
+    stack
+        .auth
+        .identities()
+        .create(identity, &event, jiff::Timestamp::now().as_second())
+        .await
+        .expect("person");
+    if let (Some(c), Some(l)) = (clinic, location) {
+        // Keep the location's member count true, as the clinics function does.
+        stack
+            .clients
+            .dynamodb
+            .update_item()
+            .table_name(&stack.resources.table)
+            .key("pk", shared::db::s(shared::keys::clinic_pk(c)))
+            .key("sk", shared::db::s(shared::keys::location_sk(l)))
+            .update_expression("ADD memberCount :one")
+            .expression_attribute_values(":one", shared::db::n(1))
+            .send()
+            .await
+            .expect("person");
+    }
+    (user, email)
+}
+
+/// One authenticated request with an optional JSON body.
+pub async fn call(
+    api: &Api,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    token: &str,
+) -> Reply {
+    let auth = format!("Bearer {token}");
+    api.send(
+        method,
+        path,
+        body.map(|b| b.to_string().into_bytes()),
+        &[("authorization", auth.as_str())],
+    )
+    .await
 }

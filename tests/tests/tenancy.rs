@@ -3,7 +3,7 @@
 //! 60-second rule for removed members, PHI at rest in profiles, and tenant-bound cursors.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use blackbox::{Api, Reply};
+use blackbox::{Api, call, person};
 use http::{Method, StatusCode};
 use jiff::SignedDuration;
 use local_stack::{DEMO_PASSWORD, Stack};
@@ -11,10 +11,8 @@ use serde_json::{Value, json};
 use shared::{
     clock::ManualClock,
     ids::{ClinicId, LocationId, UserId},
-    outbox::{Actor as EventActor, EventEnvelope, Subject as EventSubject},
     policy::{Action, Actor, Resource, Role, Subject, allowed},
     provision::{provision, put_clinic, put_location, test_clients, unique_prefix},
-    types::Email,
 };
 use std::sync::Arc;
 
@@ -43,79 +41,6 @@ struct World {
 
 fn stack(api: &Api) -> &Stack {
     api.stack.as_ref().unwrap()
-}
-
-/// Creates a person with an optional membership; with `password`, ready to log in.
-async fn person(
-    stack: &Stack,
-    clinic: Option<&ClinicId>,
-    role: Role,
-    location: Option<&LocationId>,
-    password: bool,
-) -> (UserId, String) {
-    let user = UserId::generate();
-    let email = format!(
-        "{}-{}@tenancy.test",
-        role.as_str().to_lowercase(),
-        &user.as_str()[..8]
-    );
-    let hash = if password {
-        Some(
-            auth::service::hash_password(&shared::crypto::Phi::new(DEMO_PASSWORD.to_string()))
-                .await
-                .unwrap(),
-        )
-    } else {
-        None
-    };
-    let identity = auth::identity::NewIdentity {
-        user: user.clone(),
-        email: Email::parse(&email).unwrap(),
-        given_name: "Given".into(),
-        family_name: "Family".into(),
-        phone: None,
-        birth_date: None,
-        password_hash: hash,
-        membership: clinic.map(|c| auth::store::NewMembership {
-            clinic: c.clone(),
-            role,
-            location: location.cloned(),
-        }),
-        platform_role: clinic.is_none().then_some(role),
-    };
-    let event = EventEnvelope::new(
-        "auth.user_registered",
-        clinic,
-        EventActor::default(),
-        EventSubject {
-            kind: "user".into(),
-            id: user.to_string(),
-        },
-        json!({}),
-        jiff::Timestamp::now(),
-    );
-    stack
-        .auth
-        .identities()
-        .create(identity, &event, jiff::Timestamp::now().as_second())
-        .await
-        .unwrap();
-    if let (Some(c), Some(l)) = (clinic, location) {
-        // Keep the location's member count true, as the clinics function does.
-        stack
-            .clients
-            .dynamodb
-            .update_item()
-            .table_name(&stack.resources.table)
-            .key("pk", shared::db::s(shared::keys::clinic_pk(c)))
-            .key("sk", shared::db::s(shared::keys::location_sk(l)))
-            .update_expression("ADD memberCount :one")
-            .expression_attribute_values(":one", shared::db::n(1))
-            .send()
-            .await
-            .unwrap();
-    }
-    (user, email)
 }
 
 async fn world() -> World {
@@ -441,17 +366,6 @@ async fn plan(
             )
         }
     }
-}
-
-async fn call(api: &Api, method: Method, path: &str, body: Option<Value>, token: &str) -> Reply {
-    let auth = format!("Bearer {token}");
-    api.send(
-        method,
-        path,
-        body.map(|b| b.to_string().into_bytes()),
-        &[("authorization", auth.as_str())],
-    )
-    .await
 }
 
 #[tokio::test]

@@ -31,6 +31,26 @@ impl Interval {
     }
 }
 
+/// A working interval and where it is worked: a clinic location, or none (video calls and
+/// home visits only).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Shift {
+    #[serde(flatten)]
+    pub hours: Interval,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location_id: Option<String>,
+}
+
+impl Shift {
+    pub fn new(hours: Interval, location_id: Option<&str>) -> Self {
+        Self {
+            hours,
+            location_id: location_id.map(str::to_string),
+        }
+    }
+}
+
 /// A date that differs from the weekly pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
@@ -38,10 +58,7 @@ pub enum Exception {
     /// Day off or holiday.
     Closed { date: Date },
     /// Different hours that day (breaks still apply).
-    Hours {
-        date: Date,
-        intervals: Vec<Interval>,
-    },
+    Hours { date: Date, shifts: Vec<Shift> },
 }
 
 impl Exception {
@@ -52,11 +69,14 @@ impl Exception {
     }
 }
 
-/// A doctor's availability at one location.
+/// A doctor's availability: where and when they work each weekday, daily breaks, exceptions
+/// and the slot length. One doctor is in one place at a time, so shifts never overlap, even
+/// at different locations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Availability {
-    /// Working intervals per weekday, Monday first.
-    pub weekly: [Vec<Interval>; 7],
+    /// Shifts per weekday, Monday first.
+    pub weekly: [Vec<Shift>; 7],
     /// Daily breaks, cut out of every working day.
     pub breaks: Vec<Interval>,
     pub exceptions: Vec<Exception>,
@@ -75,25 +95,36 @@ pub enum AvailabilityError {
     DuplicateException(Date),
 }
 
-fn overlapping(intervals: &[Interval]) -> bool {
-    let mut sorted = intervals.to_vec();
+fn overlapping(shifts: &[Shift]) -> bool {
+    let mut sorted: Vec<Interval> = shifts.iter().map(|s| s.hours).collect();
     sorted.sort();
     sorted.windows(2).any(|w| w[1].start < w[0].end)
 }
 
-/// Removes `cuts` from `intervals` (both within one day), keeping the order.
-fn subtract(intervals: &[Interval], cuts: &[Interval]) -> Vec<Interval> {
-    let mut out: Vec<Interval> = intervals.to_vec();
+/// Removes `cuts` from `shifts` (all within one day), keeping each piece's location.
+fn subtract(shifts: &[Shift], cuts: &[Interval]) -> Vec<Shift> {
+    let mut out: Vec<Shift> = shifts.to_vec();
     for cut in cuts {
         out = out
             .into_iter()
-            .flat_map(|i| {
+            .flat_map(|s| {
+                let i = s.hours;
                 let mut pieces = Vec::new();
                 if cut.end <= i.start || cut.start >= i.end {
-                    pieces.push(i);
+                    pieces.push(s);
                 } else {
-                    pieces.extend(Interval::new(i.start, cut.start));
-                    pieces.extend(Interval::new(cut.end, i.end));
+                    for piece in [
+                        Interval::new(i.start, cut.start),
+                        Interval::new(cut.end, i.end),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    {
+                        pieces.push(Shift {
+                            hours: piece,
+                            location_id: s.location_id.clone(),
+                        });
+                    }
                 }
                 pieces
             })
@@ -124,8 +155,8 @@ impl Availability {
             return Err(AvailabilityError::DuplicateException(w[0]));
         }
         for e in &self.exceptions {
-            if let Exception::Hours { date, intervals } = e {
-                if overlapping(intervals) {
+            if let Exception::Hours { date, shifts } = e {
+                if overlapping(shifts) {
                     return Err(AvailabilityError::Overlap(date.to_string()));
                 }
             }
@@ -133,23 +164,41 @@ impl Availability {
         Ok(())
     }
 
-    /// Working intervals (local wall time) on `date`: the exception if there is one, else the
-    /// weekly pattern, minus breaks.
-    pub fn intervals_on(&self, date: Date) -> Vec<Interval> {
+    /// Every location the availability names.
+    pub fn locations(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .weekly
+            .iter()
+            .flatten()
+            .chain(self.exceptions.iter().flat_map(|e| match e {
+                Exception::Hours { shifts, .. } => shifts.as_slice(),
+                Exception::Closed { .. } => &[],
+            }))
+            .filter_map(|s| s.location_id.as_deref())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Shifts (local wall time) on `date`: the exception if there is one, else the weekly
+    /// pattern, minus breaks.
+    pub fn intervals_on(&self, date: Date) -> Vec<Shift> {
         let base = match self.exceptions.iter().find(|e| e.date() == date) {
             Some(Exception::Closed { .. }) => return Vec::new(),
-            Some(Exception::Hours { intervals, .. }) => intervals.clone(),
+            Some(Exception::Hours { shifts, .. }) => shifts.clone(),
             None => self.weekly[weekday_index(date.weekday())].clone(),
         };
         subtract(&base, &self.breaks)
     }
 }
 
-/// A bookable period, as UTC instants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+/// A bookable period, as UTC instants, and where (if anywhere) it is worked.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Slot {
     pub start: Timestamp,
     pub end: Timestamp,
+    pub location_id: Option<String>,
 }
 
 /// The instant a local wall time on `date` names. A time skipped by a daylight-saving jump
@@ -161,13 +210,22 @@ fn instant(tz: &TimeZone, date: Date, time: Time) -> Option<Timestamp> {
         .ok()
 }
 
-/// Working intervals on `date` as instants.
-fn instants_on(avail: &Availability, date: Date, tz: &TimeZone) -> Vec<(Timestamp, Timestamp)> {
+/// A shift as instants.
+type Placed = (Timestamp, Timestamp, Option<String>);
+
+/// Shifts on `date` as instants.
+fn instants_on(avail: &Availability, date: Date, tz: &TimeZone) -> Vec<Placed> {
     avail
         .intervals_on(date)
         .into_iter()
-        .filter_map(|i| Some((instant(tz, date, i.start)?, instant(tz, date, i.end)?)))
-        .filter(|(s, e)| s < e)
+        .filter_map(|s| {
+            Some((
+                instant(tz, date, s.hours.start)?,
+                instant(tz, date, s.hours.end)?,
+                s.location_id,
+            ))
+        })
+        .filter(|(s, e, _)| s < e)
         .collect()
 }
 
@@ -188,14 +246,18 @@ pub fn free_slots(
 ) -> Vec<Slot> {
     let len = SignedDuration::from_mins(avail.slot_minutes);
     let mut out = Vec::new();
-    for (start, end) in instants_on(avail, date, tz) {
+    for (start, end, location_id) in instants_on(avail, date, tz) {
         let mut s = start;
         while let Ok(e) = s.checked_add(len) {
             if e > end {
                 break;
             }
             if s >= now && !busy.iter().any(|b| overlaps((s, e), *b)) {
-                out.push(Slot { start: s, end: e });
+                out.push(Slot {
+                    start: s,
+                    end: e,
+                    location_id: location_id.clone(),
+                });
             }
             s = e;
         }
@@ -204,15 +266,22 @@ pub fn free_slots(
     out
 }
 
-/// Whether `[start, start + minutes)` lies inside the doctor's working time on its local date.
-pub fn within_hours(avail: &Availability, tz: &TimeZone, start: Timestamp, minutes: i64) -> bool {
+/// Whether `[start, start + minutes)` lies inside one of the doctor's shifts on its local date;
+/// with `at_location`, a shift worked at that location.
+pub fn within_hours(
+    avail: &Availability,
+    tz: &TimeZone,
+    start: Timestamp,
+    minutes: i64,
+    at_location: Option<&str>,
+) -> bool {
     let Ok(end) = start.checked_add(SignedDuration::from_mins(minutes)) else {
         return false;
     };
     let date = start.to_zoned(tz.clone()).date();
-    instants_on(avail, date, tz)
-        .iter()
-        .any(|(s, e)| *s <= start && end <= *e)
+    instants_on(avail, date, tz).iter().any(|(s, e, loc)| {
+        *s <= start && end <= *e && at_location.is_none_or(|l| loc.as_deref() == Some(l))
+    })
 }
 
 /// How an appointment is held.
@@ -256,10 +325,11 @@ impl BookingProblem {
     }
 }
 
-/// Checks a booking (or a reschedule target) against the rules that need no storage.
+/// Checks a booking (or a reschedule target) against the rules that need no storage. An
+/// in-person booking needs a location and a shift worked there.
 pub fn check_booking(
     kind: Kind,
-    has_location: bool,
+    location: Option<&str>,
     start: Timestamp,
     minutes: i64,
     now: Timestamp,
@@ -280,10 +350,15 @@ pub fn check_booking(
     if start <= now {
         problems.push(BookingProblem::InThePast);
     }
-    if kind == Kind::InPerson && !has_location {
+    if kind == Kind::InPerson && location.is_none() {
         problems.push(BookingProblem::LocationRequired);
     }
-    if duration_ok && !within_hours(avail, tz, start, minutes) {
+    let at = if kind == Kind::InPerson {
+        location
+    } else {
+        None
+    };
+    if duration_ok && !within_hours(avail, tz, start, minutes, at) {
         problems.push(BookingProblem::OutsideHours);
     }
     problems
@@ -302,6 +377,38 @@ pub fn claim_cells(start: Timestamp, minutes: i64) -> Vec<Timestamp> {
         .collect()
 }
 
+/// The claim cells of a booking grouped by UTC date (one claims item per doctor and date), each
+/// cell named by its UTC time of day (`c0905`).
+pub fn claim_buckets(
+    start: Timestamp,
+    minutes: i64,
+) -> std::collections::BTreeMap<Date, Vec<String>> {
+    let mut out: std::collections::BTreeMap<Date, Vec<String>> = Default::default();
+    for cell in claim_cells(start, minutes) {
+        let utc = cell.to_zoned(TimeZone::UTC);
+        out.entry(utc.date())
+            .or_default()
+            .push(format!("c{:02}{:02}", utc.hour(), utc.minute()));
+    }
+    out
+}
+
+/// The instant a claim cell name stands for on a UTC date (inverse of [`claim_buckets`]).
+pub fn cell_instant(utc_date: Date, cell: &str) -> Option<Timestamp> {
+    let digits = cell.strip_prefix('c')?;
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let h: i8 = digits[..2].parse().ok()?;
+    let m: i8 = digits[2..].parse().ok()?;
+    let time = Time::new(h, m, 0, 0).ok()?;
+    utc_date
+        .to_datetime(time)
+        .to_zoned(TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
 /// Appointment lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -317,6 +424,23 @@ pub enum Status {
 }
 
 impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "PENDING",
+            Status::Confirmed => "CONFIRMED",
+            Status::CheckedIn => "CHECKED_IN",
+            Status::InProgress => "IN_PROGRESS",
+            Status::Completed => "COMPLETED",
+            Status::Cancelled => "CANCELLED",
+            Status::NoShow => "NO_SHOW",
+            Status::Expired => "EXPIRED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
     pub const ALL: [Status; 8] = [
         Status::Pending,
         Status::Confirmed,
@@ -360,6 +484,51 @@ pub enum Transition {
     Complete,
     NoShow,
     Expire,
+}
+
+impl Transition {
+    pub const ACTIONS: [Transition; 7] = [
+        Transition::Confirm,
+        Transition::Reschedule,
+        Transition::Cancel,
+        Transition::CheckIn,
+        Transition::Start,
+        Transition::Complete,
+        Transition::NoShow,
+    ];
+
+    /// The action as it appears in routes (`check-in`) and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Confirm => "confirm",
+            Transition::Reschedule => "reschedule",
+            Transition::Cancel => "cancel",
+            Transition::CheckIn => "check-in",
+            Transition::Start => "start",
+            Transition::Complete => "complete",
+            Transition::NoShow => "no-show",
+            Transition::Expire => "expire",
+        }
+    }
+
+    /// A route action; `expire` is the sweep's alone.
+    pub fn parse_action(s: &str) -> Option<Transition> {
+        Transition::ACTIONS.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// The status the action leads to; a reschedule keeps the status.
+    pub fn target(self) -> Option<Status> {
+        match self {
+            Transition::Confirm => Some(Status::Confirmed),
+            Transition::Reschedule => None,
+            Transition::Cancel => Some(Status::Cancelled),
+            Transition::CheckIn => Some(Status::CheckedIn),
+            Transition::Start => Some(Status::InProgress),
+            Transition::Complete => Some(Status::Completed),
+            Transition::NoShow => Some(Status::NoShow),
+            Transition::Expire => Some(Status::Expired),
+        }
+    }
 }
 
 /// A transition the machine does not allow from the current status (a 409 naming both).
@@ -466,10 +635,19 @@ mod tests {
         Interval::new(time(h1, m1, 0, 0), time(h2, m2, 0, 0)).unwrap()
     }
 
+    const LOC: &str = "loc-1";
+
+    fn at_loc(intervals: Vec<Interval>) -> Vec<Shift> {
+        intervals
+            .into_iter()
+            .map(|i| Shift::new(i, Some(LOC)))
+            .collect()
+    }
+
     fn weekdays(intervals: Vec<Interval>, slot: i64) -> Availability {
-        let mut weekly: [Vec<Interval>; 7] = Default::default();
+        let mut weekly: [Vec<Shift>; 7] = Default::default();
         for day in weekly.iter_mut().take(5) {
-            *day = intervals.clone();
+            *day = at_loc(intervals.clone());
         }
         Availability {
             weekly,
@@ -481,7 +659,7 @@ mod tests {
 
     fn every_day(intervals: Vec<Interval>, slot: i64) -> Availability {
         Availability {
-            weekly: std::array::from_fn(|_| intervals.clone()),
+            weekly: std::array::from_fn(|_| at_loc(intervals.clone())),
             breaks: Vec::new(),
             exceptions: Vec::new(),
             slot_minutes: slot,
@@ -506,19 +684,22 @@ mod tests {
             },
             Exception::Hours {
                 date: date(2026, 12, 24),
-                intervals: vec![iv(9, 0, 12, 30)],
+                shifts: at_loc(vec![iv(9, 0, 12, 30)]),
             },
         ];
         assert!(a.validate().is_ok());
         // Monday: two intervals around the break
         assert_eq!(
             a.intervals_on(date(2026, 11, 23)),
-            vec![iv(9, 0, 12, 0), iv(13, 0, 17, 0)]
+            at_loc(vec![iv(9, 0, 12, 0), iv(13, 0, 17, 0)])
         );
         // Saturday: nothing; holiday: nothing; Christmas Eve: short day, break still applies
         assert!(a.intervals_on(date(2026, 11, 28)).is_empty());
         assert!(a.intervals_on(date(2026, 12, 25)).is_empty());
-        assert_eq!(a.intervals_on(date(2026, 12, 24)), vec![iv(9, 0, 12, 0)]);
+        assert_eq!(
+            a.intervals_on(date(2026, 12, 24)),
+            at_loc(vec![iv(9, 0, 12, 0)])
+        );
         let slots = free_slots(
             &a,
             date(2026, 11, 23),
@@ -622,7 +803,8 @@ mod tests {
             free,
             vec![Slot {
                 start: at(11),
-                end: at(12)
+                end: at(12),
+                location_id: Some(LOC.into()),
             }]
         );
     }
@@ -633,61 +815,66 @@ mod tests {
         let z = tz("Europe/Berlin");
         let now: Timestamp = "2026-11-23T06:00:00Z".parse().unwrap();
         let ok: Timestamp = "2026-11-24T09:00:00Z".parse().unwrap();
-        assert!(check_booking(Kind::InPerson, true, ok, 30, now, &a, &z).is_empty());
-        assert!(check_booking(Kind::VideoCall, false, ok, 30, now, &a, &z).is_empty());
-        let cases: Vec<(Kind, bool, &str, i64, Vec<BookingProblem>)> = vec![
+        assert!(check_booking(Kind::InPerson, Some(LOC), ok, 30, now, &a, &z).is_empty());
+        assert!(check_booking(Kind::VideoCall, None, ok, 30, now, &a, &z).is_empty());
+        assert_eq!(
+            check_booking(Kind::InPerson, Some("elsewhere"), ok, 30, now, &a, &z),
+            vec![BookingProblem::OutsideHours]
+        );
+        type Case<'a> = (Kind, Option<&'a str>, &'a str, i64, Vec<BookingProblem>);
+        let cases: Vec<Case> = vec![
             (
                 Kind::InPerson,
-                false,
+                None,
                 "2026-11-24T09:00:00Z",
                 30,
                 vec![BookingProblem::LocationRequired],
             ),
             (
                 Kind::HomeVisit,
-                false,
+                None,
                 "2026-11-24T09:00:00Z",
                 0,
                 vec![BookingProblem::DurationOutOfRange],
             ),
             (
                 Kind::HomeVisit,
-                false,
+                None,
                 "2026-11-24T09:00:00Z",
                 10_000,
                 vec![BookingProblem::DurationOutOfRange],
             ),
             (
                 Kind::HomeVisit,
-                false,
+                None,
                 "2026-11-24T09:00:00Z",
                 7,
                 vec![BookingProblem::NotOnGrid],
             ),
             (
                 Kind::HomeVisit,
-                false,
+                None,
                 "2026-11-24T09:03:00Z",
                 30,
                 vec![BookingProblem::NotOnGrid],
             ),
             (
                 Kind::HomeVisit,
-                false,
+                None,
                 "2026-11-22T09:00:00Z",
                 30,
                 vec![BookingProblem::InThePast],
             ),
             (
                 Kind::HomeVisit,
-                false,
+                None,
                 "2026-11-24T16:45:00Z",
                 30,
                 vec![BookingProblem::OutsideHours],
             ),
             (
                 Kind::HomeVisit,
-                false,
+                None,
                 "2026-11-24T03:00:00Z",
                 30,
                 vec![BookingProblem::OutsideHours],
@@ -710,6 +897,28 @@ mod tests {
         assert_eq!(cells.len(), 6);
         assert_eq!(cells[5].to_string(), "2026-11-24T09:25:00Z");
         assert_eq!(claim_cells(start, MAX_DURATION_MINUTES).len(), 96);
+    }
+
+    #[test]
+    fn claims_split_at_utc_midnight_and_name_their_cells() {
+        let start: Timestamp = "2026-11-24T23:50:00Z".parse().unwrap();
+        let buckets = claim_buckets(start, 20);
+        assert_eq!(buckets.len(), 2);
+        assert_eq!(buckets[&date(2026, 11, 24)], vec!["c2350", "c2355"]);
+        assert_eq!(buckets[&date(2026, 11, 25)], vec!["c0000", "c0005"]);
+        assert_eq!(
+            cell_instant(date(2026, 11, 25), "c0005"),
+            Some("2026-11-25T00:05:00Z".parse().unwrap())
+        );
+        assert_eq!(cell_instant(date(2026, 11, 25), "c2460"), None);
+        assert_eq!(cell_instant(date(2026, 11, 25), "version"), None);
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+        for a in Transition::ACTIONS {
+            assert_eq!(Transition::parse_action(a.as_str()), Some(a));
+        }
+        assert_eq!(Transition::parse_action("expire"), None);
     }
 
     #[test]
@@ -844,7 +1053,7 @@ mod tests {
             let z = tz(zone);
             let slots = free_slots(&a, day, &z, &[], long_ago());
             // An interval wholly inside a spring-forward gap does not exist that day: no slots.
-            let Some((lo, hi)) = instants_on(&a, day, &z).first().copied() else {
+            let Some((lo, hi, _)) = instants_on(&a, day, &z).first().cloned() else {
                 prop_assert!(slots.is_empty());
                 return Ok(());
             };
@@ -856,7 +1065,8 @@ mod tests {
             for s in &slots {
                 prop_assert_eq!(s.end.duration_since(s.start), SignedDuration::from_mins(slot));
                 prop_assert!(s.start >= lo && s.end <= hi);
-                prop_assert!(within_hours(&a, &z, s.start, slot));
+                prop_assert!(within_hours(&a, &z, s.start, slot, None));
+                prop_assert!(within_hours(&a, &z, s.start, slot, Some(LOC)));
             }
         }
 

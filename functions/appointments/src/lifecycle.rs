@@ -1,0 +1,294 @@
+//! Writing appointments: a new booking, and every status change, each as one transaction that
+//! carries the appointment (under its version), its slot claims, the care relation, the queue
+//! entry, coverage and the outbox event together.
+
+use jiff::{SignedDuration, Timestamp, civil::Date, tz::TimeZone};
+use shared::{
+    ApiError,
+    crypto::Phi,
+    db::{VersionedUpdate, n, s},
+    ids::{AppointmentId, LocationId},
+    keys,
+};
+
+use crate::{
+    AppState, BookingFacts, Tx, Who, appointment_event, changed_meanwhile, claims_lost,
+    rules::{self, Kind, RescheduleRefusal, Status, Transition},
+    seal, slot_taken,
+    store::{self, AppointmentRecord, Cells},
+};
+
+/// What an action brings besides itself.
+pub enum Input {
+    None,
+    Cancel {
+        reason: Phi<String>,
+    },
+    Reschedule {
+        starts_at: Timestamp,
+        minutes: i64,
+        kind: Kind,
+        location: Option<LocationId>,
+    },
+    Complete {
+        notes: Option<Phi<String>>,
+        follow_up: Option<(Timestamp, i64)>,
+    },
+}
+
+pub fn illegal(from: Status, action: Transition) -> ApiError {
+    ApiError::IllegalTransition {
+        current: from.as_str(),
+        action: action.as_str(),
+        requested: action.target().map(Status::as_str),
+    }
+}
+
+fn facts(a: &AppointmentRecord) -> BookingFacts {
+    BookingFacts {
+        clinic: a.clinic.clone(),
+        appointment: a.id.clone(),
+        patient: a.patient.clone(),
+        doctor: a.doctor.clone(),
+        kind: a.kind,
+        starts_at: a.starts_at,
+    }
+}
+
+/// The local calendar date of an appointment (its queue day).
+pub fn local_date(a: &AppointmentRecord, tz: &TimeZone) -> Date {
+    a.starts_at.to_zoned(tz.clone()).date()
+}
+
+fn no_cells() -> Cells {
+    Cells::new()
+}
+
+/// Adds a new appointment to `tx`: the record, its claims (each refused if taken), the care
+/// relation, coverage and the `appointment.created` event.
+pub async fn add_booking(
+    state: &AppState,
+    tx: &mut Tx,
+    a: &AppointmentRecord,
+    who: &Who,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    let table = &state.table;
+    tx.push(a.put(table)?);
+    for item in store::move_claims(
+        table,
+        &a.clinic,
+        &a.doctor,
+        &a.id,
+        &no_cells(),
+        &store::cells(a.starts_at, a.minutes),
+    )? {
+        tx.guard(item, slot_taken);
+    }
+    tx.push(store::care_add(table, &a.clinic, &a.doctor, &a.patient, 1)?);
+    tx.extend_guarded(state.coverage().reserve(&facts(a)).await?);
+    let extra = match &a.follow_up_of {
+        Some(f) => serde_json::json!({ "followUpOf": f }),
+        None => serde_json::json!({}),
+    };
+    tx.push(
+        appointment_event("appointment.created", a, who, now, extra)
+            .outbox_write(&table.name, now.as_second())?,
+    );
+    Ok(())
+}
+
+/// Applies `action` to `a` (already authorised and validated) and returns the appointment as
+/// it now is, with the follow-up it created, if any.
+pub async fn apply(
+    state: &AppState,
+    who: &Who,
+    a: &AppointmentRecord,
+    action: Transition,
+    input: Input,
+    tz: &TimeZone,
+) -> Result<(AppointmentRecord, Option<AppointmentRecord>), ApiError> {
+    let table = &state.table;
+    let now = state.clock.now();
+    let now_s = now.as_second();
+    let to = rules::next(a.status, action).map_err(|e| illegal(e.from, e.action))?;
+    if !rules::due(action, a.starts_at, now) {
+        return Err(ApiError::conflict(
+            "not_due",
+            "This can only happen once the appointment's start time has passed.",
+        ));
+    }
+    let mut b = a.clone();
+    b.status = to;
+    b.version += 1;
+    b.updated_at = now_s;
+    let mut u = VersionedUpdate::new();
+    u.set("status", s(to.as_str()));
+    let mut tx = Tx::default();
+    let mut extra = serde_json::json!({});
+    let mut follow_up = None;
+    let day = local_date(a, tz);
+    let held = store::cells(a.starts_at, a.minutes);
+    match (action, input) {
+        (Transition::Confirm, _) => {
+            for item in store::claims_held(table, &a.clinic, &a.doctor, &a.id, &held)? {
+                tx.guard(item, claims_lost);
+            }
+        }
+        (
+            Transition::Reschedule,
+            Input::Reschedule {
+                starts_at,
+                minutes,
+                kind,
+                location,
+            },
+        ) => {
+            rules::can_reschedule(a.status, a.reschedules, a.starts_at, now).map_err(
+                |r| match r {
+                    RescheduleRefusal::Limit => ApiError::conflict(
+                        "reschedule_limit",
+                        "This appointment has been rescheduled the maximum number of times.",
+                    ),
+                    RescheduleRefusal::Started => ApiError::conflict(
+                        "already_started",
+                        "An appointment cannot be moved once its start time has passed.",
+                    ),
+                    RescheduleRefusal::Illegal(e) => illegal(e.from, e.action),
+                },
+            )?;
+            let new = store::cells(starts_at, minutes);
+            for item in store::move_claims(table, &a.clinic, &a.doctor, &a.id, &held, &new)? {
+                tx.guard(item, slot_taken);
+            }
+            b.starts_at = starts_at;
+            b.minutes = minutes;
+            b.kind = kind;
+            b.location = location;
+            b.reschedules += 1;
+            let sk = keys::appointment_time_sk(&store::iso(starts_at), &a.id);
+            u.set("startsAt", n(starts_at.as_second()))
+                .set("durationMinutes", n(minutes))
+                .set("kind", s(store::kind_str(kind)))
+                .set("reschedules", n(i64::from(b.reschedules)))
+                .set(keys::GSI1SK, s(&sk))
+                .set(keys::GSI2SK, s(&sk))
+                .set(keys::GSI3SK, s(&sk));
+            match &b.location {
+                Some(l) => u.set("locationId", s(l.as_str())),
+                None => u.remove("locationId"),
+            };
+            extra = serde_json::json!({
+                "previousStartsAt": store::iso(a.starts_at),
+                "previousEndsAt": store::iso(a.ends_at()),
+                "reschedules": b.reschedules,
+            });
+        }
+        (Transition::Cancel, Input::Cancel { reason }) => {
+            for item in store::move_claims(table, &a.clinic, &a.doctor, &a.id, &held, &no_cells())?
+            {
+                tx.push(item);
+            }
+            tx.push(store::care_add(
+                table, &a.clinic, &a.doctor, &a.patient, -1,
+            )?);
+            if a.status == Status::CheckedIn {
+                tx.push(store::queue_remove(table, &a.clinic, day, &a.id)?);
+            }
+            tx.extend_guarded(state.coverage().release(&facts(a)).await?);
+            let sealed = seal(state, &a.clinic, &a.id, "cancellationReason", &reason).await?;
+            u.set("cancellationReason", s(&sealed))
+                .set("cancelledAt", n(now_s));
+            b.sealed.insert("cancellationReason", sealed);
+            b.cancelled_at = Some(now_s);
+        }
+        (Transition::CheckIn, _) => {
+            if now.to_zoned(tz.clone()).date() != day {
+                return Err(ApiError::conflict(
+                    "not_today",
+                    "Patients check in on the day of their appointment.",
+                ));
+            }
+            tx.push(store::queue_put(table, &a.clinic, day, a, now_s)?);
+            u.set("checkedInAt", n(now_s));
+            b.checked_in_at = Some(now_s);
+        }
+        (Transition::Start, _) => {
+            tx.push(store::queue_started(table, &a.clinic, day, &a.id, now_s)?);
+            u.set("startedAt", n(now_s));
+            b.started_at = Some(now_s);
+        }
+        (
+            Transition::Complete,
+            Input::Complete {
+                notes,
+                follow_up: f,
+            },
+        ) => {
+            tx.push(store::queue_remove(table, &a.clinic, day, &a.id)?);
+            u.set("completedAt", n(now_s));
+            b.completed_at = Some(now_s);
+            if let Some(notes) = notes {
+                let sealed = seal(state, &a.clinic, &a.id, "notes", &notes).await?;
+                u.set("notes", s(&sealed));
+                b.sealed.insert("notes", sealed);
+            }
+            if let Some((starts_at, minutes)) = f {
+                let next = AppointmentRecord {
+                    id: AppointmentId::generate(),
+                    status: Status::Pending,
+                    starts_at,
+                    minutes,
+                    reschedules: 0,
+                    version: 1,
+                    created_at: now_s,
+                    updated_at: now_s,
+                    created_by: who.user.as_ref().map(ToString::to_string),
+                    follow_up_of: Some(a.id.clone()),
+                    follow_up_id: None,
+                    checked_in_at: None,
+                    started_at: None,
+                    completed_at: None,
+                    cancelled_at: None,
+                    sealed: Default::default(),
+                    ..a.clone()
+                };
+                add_booking(state, &mut tx, &next, who, now).await?;
+                u.set("followUpId", s(next.id.as_str()));
+                b.follow_up_id = Some(next.id.clone());
+                extra = serde_json::json!({ "followUpId": next.id });
+                follow_up = Some(next);
+            }
+        }
+        (Transition::NoShow | Transition::Expire, _) => {
+            // Whatever is left of the time becomes free again (a no-show at 9:10 frees 9:10-10:00).
+            for item in store::move_claims(table, &a.clinic, &a.doctor, &a.id, &held, &no_cells())?
+            {
+                tx.push(item);
+            }
+        }
+        _ => return Err(ApiError::internal("action input does not match the action")),
+    }
+    tx.guard(a.update(table, u, now_s)?, changed_meanwhile);
+    let event_type = match action {
+        Transition::Confirm => "appointment.confirmed",
+        Transition::Reschedule => "appointment.rescheduled",
+        Transition::Cancel => "appointment.cancelled",
+        Transition::CheckIn => "appointment.checked_in",
+        Transition::Start => "appointment.started",
+        Transition::Complete => "appointment.completed",
+        Transition::NoShow => "appointment.no_show",
+        Transition::Expire => "appointment.expired",
+    };
+    tx.push(appointment_event(event_type, &b, who, now, extra).outbox_write(&table.name, now_s)?);
+    tx.commit(table).await?;
+    Ok((b, follow_up))
+}
+
+/// The default length of a booking when neither a duration nor an end is given.
+pub const DEFAULT_MINUTES: i64 = 30;
+
+/// A booking's end, for views.
+pub fn ends_at(starts_at: Timestamp, minutes: i64) -> Timestamp {
+    starts_at + SignedDuration::from_mins(minutes)
+}

@@ -1,0 +1,596 @@
+//! DynamoDB adapter for scheduling: availability documents, appointments (with their three index
+//! entries), slot claims, the clinician-patient care relation and the check-in queue.
+//!
+//! Slot claims are what make double booking impossible: a doctor has one claims item per UTC
+//! date, with one attribute per claimed 5-minute cell holding the appointment id. Booking,
+//! rescheduling and follow-ups set their cells under `attribute_not_exists` conditions in the same
+//! transaction as the appointment itself; two overlapping bookings share a cell, so at most one
+//! of them can commit.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem, Update};
+use jiff::{Timestamp, civil::Date};
+use shared::{
+    ApiError,
+    db::{self, Item, Table, VersionedUpdate, get_n, get_opt_n, get_opt_s, get_s, n, s},
+    ids::{AppointmentId, ClinicId, LocationId, UserId},
+    keys,
+};
+
+use crate::rules::{Availability, Kind, Status, claim_buckets};
+
+pub use clinics::store::{tx_delete, tx_put, tx_update};
+
+/// Encrypted appointment fields (PHI). Never logged, never in events.
+pub const PHI_FIELDS: [&str; 4] = ["reason", "symptoms", "notes", "cancellationReason"];
+
+/// Claims items outlive their date by a week, then DynamoDB removes them.
+const CLAIMS_TTL_DAYS: i64 = 8;
+/// Queue items outlive their day by two days.
+const QUEUE_TTL_SECONDS: i64 = 3 * 24 * 60 * 60;
+
+/// A stored appointment. PHI fields are held as ciphertexts, decrypted only for a view.
+#[derive(Debug, Clone)]
+pub struct AppointmentRecord {
+    pub id: AppointmentId,
+    pub clinic: ClinicId,
+    pub doctor: UserId,
+    pub patient: UserId,
+    pub location: Option<LocationId>,
+    pub kind: Kind,
+    pub status: Status,
+    pub starts_at: Timestamp,
+    pub minutes: i64,
+    pub reschedules: u32,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub created_by: Option<String>,
+    pub follow_up_of: Option<AppointmentId>,
+    pub follow_up_id: Option<AppointmentId>,
+    pub checked_in_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub cancelled_at: Option<i64>,
+    /// Ciphertexts by field name (see [`PHI_FIELDS`]).
+    pub sealed: BTreeMap<&'static str, String>,
+}
+
+pub fn kind_str(k: Kind) -> &'static str {
+    match k {
+        Kind::InPerson => "IN_PERSON",
+        Kind::VideoCall => "VIDEO_CALL",
+        Kind::HomeVisit => "HOME_VISIT",
+    }
+}
+
+pub fn parse_kind(s: &str) -> Option<Kind> {
+    [Kind::InPerson, Kind::VideoCall, Kind::HomeVisit]
+        .into_iter()
+        .find(|k| kind_str(*k) == s)
+}
+
+/// RFC 3339 in UTC with seconds: sorts like time, used in index sort keys and views.
+pub fn iso(t: Timestamp) -> String {
+    shared::clock::rfc3339(t.as_second())
+}
+
+fn bad(field: &'static str) -> ApiError {
+    ApiError::internal(db::AttributeError(field))
+}
+
+impl AppointmentRecord {
+    pub fn ends_at(&self) -> Timestamp {
+        self.starts_at + jiff::SignedDuration::from_mins(self.minutes)
+    }
+
+    pub fn from_item(i: &Item) -> Result<Self, ApiError> {
+        let id = |name: &'static str| -> Result<Option<AppointmentId>, ApiError> {
+            get_opt_s(i, name)
+                .map(|v| AppointmentId::parse(v).ok_or_else(|| bad(name)))
+                .transpose()
+        };
+        let sealed = PHI_FIELDS
+            .iter()
+            .filter_map(|f| get_opt_s(i, f).map(|v| (*f, v.to_string())))
+            .collect();
+        Ok(Self {
+            id: AppointmentId::parse(get_s(i, "appointmentId")?)
+                .ok_or_else(|| bad("appointmentId"))?,
+            clinic: ClinicId::parse(get_s(i, "clinicId")?).ok_or_else(|| bad("clinicId"))?,
+            doctor: UserId::parse(get_s(i, "doctorId")?).ok_or_else(|| bad("doctorId"))?,
+            patient: UserId::parse(get_s(i, "patientId")?).ok_or_else(|| bad("patientId"))?,
+            location: get_opt_s(i, "locationId")
+                .map(|v| LocationId::parse(v).ok_or_else(|| bad("locationId")))
+                .transpose()?,
+            kind: parse_kind(get_s(i, "kind")?).ok_or_else(|| bad("kind"))?,
+            status: Status::parse(get_s(i, "status")?).ok_or_else(|| bad("status"))?,
+            starts_at: Timestamp::from_second(get_n(i, "startsAt")?)
+                .map_err(|_| bad("startsAt"))?,
+            minutes: get_n(i, "durationMinutes")?,
+            reschedules: u32::try_from(get_opt_n(i, "reschedules").unwrap_or(0))
+                .map_err(|_| bad("reschedules"))?,
+            version: get_n(i, "version")?,
+            created_at: get_n(i, "createdAt")?,
+            updated_at: get_opt_n(i, "updatedAt").unwrap_or(0),
+            created_by: get_opt_s(i, "createdBy").map(str::to_string),
+            follow_up_of: id("followUpOf")?,
+            follow_up_id: id("followUpId")?,
+            checked_in_at: get_opt_n(i, "checkedInAt"),
+            started_at: get_opt_n(i, "startedAt"),
+            completed_at: get_opt_n(i, "completedAt"),
+            cancelled_at: get_opt_n(i, "cancelledAt"),
+            sealed,
+        })
+    }
+
+    /// Writes a new appointment with its three index entries; fails if the id exists.
+    pub fn put(&self, table: &Table) -> Result<TransactWriteItem, ApiError> {
+        let sk = keys::appointment_time_sk(&iso(self.starts_at), &self.id);
+        let mut p = Put::builder()
+            .table_name(&table.name)
+            .item(keys::PK, s(keys::clinic_pk(&self.clinic)))
+            .item(keys::SK, s(keys::appointment_sk(&self.id)))
+            .item(keys::ENTITY, s("APPOINTMENT"))
+            .item(
+                keys::GSI1PK,
+                s(keys::doctor_appointments_pk(&self.clinic, &self.doctor)),
+            )
+            .item(keys::GSI1SK, s(&sk))
+            .item(
+                keys::GSI2PK,
+                s(keys::patient_appointments_pk(&self.clinic, &self.patient)),
+            )
+            .item(keys::GSI2SK, s(&sk))
+            .item(keys::GSI3PK, s(keys::clinic_appointments_pk(&self.clinic)))
+            .item(keys::GSI3SK, s(&sk))
+            .item("appointmentId", s(self.id.as_str()))
+            .item("clinicId", s(self.clinic.as_str()))
+            .item("doctorId", s(self.doctor.as_str()))
+            .item("patientId", s(self.patient.as_str()))
+            .item("kind", s(kind_str(self.kind)))
+            .item("status", s(self.status.as_str()))
+            .item("startsAt", n(self.starts_at.as_second()))
+            .item("durationMinutes", n(self.minutes))
+            .item("reschedules", n(i64::from(self.reschedules)))
+            .item("version", n(self.version))
+            .item("createdAt", n(self.created_at))
+            .item("updatedAt", n(self.updated_at))
+            .condition_expression("attribute_not_exists(pk)");
+        if let Some(l) = &self.location {
+            p = p.item("locationId", s(l.as_str()));
+        }
+        if let Some(c) = &self.created_by {
+            p = p.item("createdBy", s(c));
+        }
+        if let Some(f) = &self.follow_up_of {
+            p = p.item("followUpOf", s(f.as_str()));
+        }
+        for (field, blob) in &self.sealed {
+            p = p.item(*field, s(blob));
+        }
+        tx_put(p)
+    }
+
+    /// A versioned update of this appointment (fails if anyone changed it since it was read).
+    pub fn update(
+        &self,
+        table: &Table,
+        u: VersionedUpdate,
+        now: i64,
+    ) -> Result<TransactWriteItem, ApiError> {
+        u.build(
+            table,
+            keys::clinic_pk(&self.clinic),
+            keys::appointment_sk(&self.id),
+            self.version,
+            now,
+        )
+    }
+}
+
+pub async fn get_appointment(
+    table: &Table,
+    clinic: &ClinicId,
+    id: &AppointmentId,
+) -> Result<Option<AppointmentRecord>, ApiError> {
+    table
+        .get(keys::clinic_pk(clinic), keys::appointment_sk(id))
+        .await?
+        .map(|i| AppointmentRecord::from_item(&i))
+        .transpose()
+}
+
+// ---------------------------------------------------------------- claims
+
+/// The cells of a booking, as (UTC date, cell names).
+pub type Cells = BTreeMap<Date, BTreeSet<String>>;
+
+pub fn cells(start: Timestamp, minutes: i64) -> Cells {
+    claim_buckets(start, minutes)
+        .into_iter()
+        .map(|(d, c)| (d, c.into_iter().collect()))
+        .collect()
+}
+
+fn claims_key(clinic: &ClinicId, doctor: &UserId, date: Date) -> (String, String) {
+    (
+        keys::claims_pk(clinic, doctor, &date.to_string()),
+        keys::CLAIMS_SK.to_string(),
+    )
+}
+
+fn claims_ttl(date: Date) -> i64 {
+    date.to_zoned(jiff::tz::TimeZone::UTC)
+        .map(|z| z.timestamp().as_second())
+        .unwrap_or(0)
+        + CLAIMS_TTL_DAYS * 24 * 60 * 60
+}
+
+/// Moves a doctor's claims for `appointment` from `old` cells to `new` cells: cells in both are
+/// kept, new cells must be free, old cells are released. One update per UTC date touched, so
+/// even a 480-minute booking moved across midnight stays within a handful of actions.
+/// Releasing needs no per-cell condition: the same transaction updates the appointment under its
+/// version, and an appointment holds exactly its cells.
+pub fn move_claims(
+    table: &Table,
+    clinic: &ClinicId,
+    doctor: &UserId,
+    appointment: &AppointmentId,
+    old: &Cells,
+    new: &Cells,
+) -> Result<Vec<TransactWriteItem>, ApiError> {
+    let dates: BTreeSet<Date> = old.keys().chain(new.keys()).copied().collect();
+    let empty = BTreeSet::new();
+    let mut out = Vec::new();
+    for date in dates {
+        let before = old.get(&date).unwrap_or(&empty);
+        let after = new.get(&date).unwrap_or(&empty);
+        let take: Vec<&String> = after.difference(before).collect();
+        let free: Vec<&String> = before.difference(after).collect();
+        if take.is_empty() && free.is_empty() {
+            continue;
+        }
+        let (pk, sk) = claims_key(clinic, doctor, date);
+        let mut u = Update::builder()
+            .table_name(&table.name)
+            .key(keys::PK, s(pk))
+            .key(keys::SK, s(sk));
+        let mut sets = Vec::new();
+        let mut conditions = Vec::new();
+        for (i, cell) in take.iter().enumerate() {
+            u = u.expression_attribute_names(format!("#t{i}"), cell.as_str());
+            sets.push(format!("#t{i} = :a"));
+            conditions.push(format!("attribute_not_exists(#t{i})"));
+        }
+        let mut expr = String::new();
+        if !take.is_empty() {
+            sets.push("#ttl = :ttl".into());
+            u = u
+                .expression_attribute_names("#ttl", keys::TTL)
+                .expression_attribute_values(":a", s(appointment.as_str()))
+                .expression_attribute_values(":ttl", n(claims_ttl(date)));
+            expr.push_str(&format!("SET {}", sets.join(", ")));
+        }
+        if !free.is_empty() {
+            let removes: Vec<String> = (0..free.len()).map(|i| format!("#f{i}")).collect();
+            for (i, cell) in free.iter().enumerate() {
+                u = u.expression_attribute_names(format!("#f{i}"), cell.as_str());
+            }
+            if !expr.is_empty() {
+                expr.push(' ');
+            }
+            expr.push_str(&format!("REMOVE {}", removes.join(", ")));
+        }
+        u = u.update_expression(expr);
+        if !conditions.is_empty() {
+            u = u.condition_expression(conditions.join(" AND "));
+        }
+        out.push(tx_update(u)?);
+    }
+    Ok(out)
+}
+
+/// Conditions that every cell of `cells` is still claimed by `appointment` (confirming checks
+/// the appointment still holds its time).
+pub fn claims_held(
+    table: &Table,
+    clinic: &ClinicId,
+    doctor: &UserId,
+    appointment: &AppointmentId,
+    cells: &Cells,
+) -> Result<Vec<TransactWriteItem>, ApiError> {
+    let mut out = Vec::new();
+    for (date, names) in cells {
+        let (pk, sk) = claims_key(clinic, doctor, *date);
+        let mut c = ConditionCheck::builder()
+            .table_name(&table.name)
+            .key(keys::PK, s(pk))
+            .key(keys::SK, s(sk))
+            .expression_attribute_values(":a", s(appointment.as_str()));
+        let mut conditions = Vec::new();
+        for (i, cell) in names.iter().enumerate() {
+            c = c.expression_attribute_names(format!("#c{i}"), cell.as_str());
+            conditions.push(format!("#c{i} = :a"));
+        }
+        let check = c
+            .condition_expression(conditions.join(" AND "))
+            .build()
+            .map_err(ApiError::internal)?;
+        out.push(TransactWriteItem::builder().condition_check(check).build());
+    }
+    Ok(out)
+}
+
+/// The busy periods of a doctor on the given UTC dates: every claimed cell.
+pub async fn busy_cells(
+    table: &Table,
+    clinic: &ClinicId,
+    doctor: &UserId,
+    dates: &[Date],
+) -> Result<Vec<(Timestamp, Timestamp)>, ApiError> {
+    let mut busy = Vec::new();
+    for date in dates {
+        let (pk, sk) = claims_key(clinic, doctor, *date);
+        let Some(item) = table.get(pk, sk).await? else {
+            continue;
+        };
+        for name in item.keys() {
+            if let Some(t) = crate::rules::cell_instant(*date, name) {
+                busy.push((
+                    t,
+                    t + jiff::SignedDuration::from_mins(crate::rules::GRID_MINUTES),
+                ));
+            }
+        }
+    }
+    Ok(busy)
+}
+
+// ---------------------------------------------------------------- care relation
+
+/// Counts the non-cancelled appointments between a clinician and a patient: the "assigned"
+/// relation of the policy table.
+pub fn care_add(
+    table: &Table,
+    clinic: &ClinicId,
+    clinician: &UserId,
+    patient: &UserId,
+    delta: i64,
+) -> Result<TransactWriteItem, ApiError> {
+    tx_update(
+        Update::builder()
+            .table_name(&table.name)
+            .key(keys::PK, s(keys::clinic_pk(clinic)))
+            .key(keys::SK, s(keys::care_sk(clinician, patient)))
+            .update_expression("ADD active :d SET clinicianId = :c, patientId = :p")
+            .expression_attribute_values(":d", n(delta))
+            .expression_attribute_values(":c", s(clinician.as_str()))
+            .expression_attribute_values(":p", s(patient.as_str())),
+    )
+}
+
+pub async fn is_assigned(
+    table: &Table,
+    clinic: &ClinicId,
+    clinician: &UserId,
+    patient: &UserId,
+) -> Result<bool, ApiError> {
+    Ok(table
+        .get(keys::clinic_pk(clinic), keys::care_sk(clinician, patient))
+        .await?
+        .and_then(|i| get_opt_n(&i, "active"))
+        .is_some_and(|a| a > 0))
+}
+
+// ---------------------------------------------------------------- availability
+
+#[derive(Debug, Clone)]
+pub struct ScheduleRecord {
+    pub availability: Availability,
+    pub version: i64,
+    pub updated_at: i64,
+}
+
+pub async fn get_schedule(
+    table: &Table,
+    clinic: &ClinicId,
+    doctor: &UserId,
+) -> Result<Option<ScheduleRecord>, ApiError> {
+    let Some(item) = table
+        .get(keys::clinic_pk(clinic), keys::schedule_sk(doctor))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let availability =
+        serde_json::from_str(get_s(&item, "availability")?).map_err(ApiError::internal)?;
+    Ok(Some(ScheduleRecord {
+        availability,
+        version: get_n(&item, "version")?,
+        updated_at: get_opt_n(&item, "updatedAt").unwrap_or(0),
+    }))
+}
+
+/// Replaces a doctor's availability if it is still at `expected` (0: none yet).
+pub fn put_schedule(
+    table: &Table,
+    clinic: &ClinicId,
+    doctor: &UserId,
+    availability: &Availability,
+    expected: i64,
+    now: i64,
+) -> Result<TransactWriteItem, ApiError> {
+    let json = serde_json::to_string(availability).map_err(ApiError::internal)?;
+    let mut p = Put::builder()
+        .table_name(&table.name)
+        .item(keys::PK, s(keys::clinic_pk(clinic)))
+        .item(keys::SK, s(keys::schedule_sk(doctor)))
+        .item(keys::ENTITY, s("SCHEDULE"))
+        .item("doctorId", s(doctor.as_str()))
+        .item("availability", s(json))
+        .item("version", n(expected + 1))
+        .item("updatedAt", n(now));
+    p = if expected == 0 {
+        p.condition_expression("attribute_not_exists(pk)")
+    } else {
+        p.condition_expression("version = :v")
+            .expression_attribute_values(":v", n(expected))
+    };
+    tx_put(p)
+}
+
+// ---------------------------------------------------------------- queue
+
+/// One checked-in appointment in a day's queue.
+#[derive(Debug, Clone)]
+pub struct QueueEntry {
+    pub appointment: AppointmentId,
+    pub doctor: UserId,
+    pub patient: UserId,
+    pub location: Option<LocationId>,
+    pub rank: i64,
+    /// The appointment's start: orders check-ins made at the same instant.
+    pub starts_at: i64,
+    pub expected_minutes: i64,
+    pub checked_in_at: i64,
+    pub started_at: Option<i64>,
+}
+
+impl QueueEntry {
+    fn from_item(i: &Item) -> Result<Self, ApiError> {
+        Ok(Self {
+            appointment: AppointmentId::parse(get_s(i, "appointmentId")?)
+                .ok_or_else(|| bad("appointmentId"))?,
+            doctor: UserId::parse(get_s(i, "doctorId")?).ok_or_else(|| bad("doctorId"))?,
+            patient: UserId::parse(get_s(i, "patientId")?).ok_or_else(|| bad("patientId"))?,
+            location: get_opt_s(i, "locationId").and_then(LocationId::parse),
+            rank: get_n(i, "rank")?,
+            starts_at: get_opt_n(i, "startsAt").unwrap_or(0),
+            expected_minutes: get_n(i, "expectedMinutes")?,
+            checked_in_at: get_n(i, "checkedInAt")?,
+            started_at: get_opt_n(i, "startedAt"),
+        })
+    }
+}
+
+pub fn queue_put(
+    table: &Table,
+    clinic: &ClinicId,
+    local_date: Date,
+    a: &AppointmentRecord,
+    now: i64,
+) -> Result<TransactWriteItem, ApiError> {
+    let mut p = Put::builder()
+        .table_name(&table.name)
+        .item(keys::PK, s(keys::queue_pk(clinic, &local_date.to_string())))
+        .item(keys::SK, s(keys::appointment_sk(&a.id)))
+        .item(keys::ENTITY, s("QUEUE_ENTRY"))
+        .item("appointmentId", s(a.id.as_str()))
+        .item("doctorId", s(a.doctor.as_str()))
+        .item("patientId", s(a.patient.as_str()))
+        // Check-in order, in milliseconds: reordering rewrites ranks.
+        .item("rank", n(now * 1000))
+        .item("startsAt", n(a.starts_at.as_second()))
+        .item("expectedMinutes", n(a.minutes))
+        .item("checkedInAt", n(now))
+        .item(keys::TTL, n(now + QUEUE_TTL_SECONDS))
+        .condition_expression("attribute_not_exists(pk)");
+    if let Some(l) = &a.location {
+        p = p.item("locationId", s(l.as_str()));
+    }
+    tx_put(p)
+}
+
+pub fn queue_started(
+    table: &Table,
+    clinic: &ClinicId,
+    local_date: Date,
+    a: &AppointmentId,
+    now: i64,
+) -> Result<TransactWriteItem, ApiError> {
+    tx_update(
+        Update::builder()
+            .table_name(&table.name)
+            .key(keys::PK, s(keys::queue_pk(clinic, &local_date.to_string())))
+            .key(keys::SK, s(keys::appointment_sk(a)))
+            .update_expression("SET startedAt = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":now", n(now)),
+    )
+}
+
+pub fn queue_remove(
+    table: &Table,
+    clinic: &ClinicId,
+    local_date: Date,
+    a: &AppointmentId,
+) -> Result<TransactWriteItem, ApiError> {
+    tx_delete(
+        Delete::builder()
+            .table_name(&table.name)
+            .key(keys::PK, s(keys::queue_pk(clinic, &local_date.to_string())))
+            .key(keys::SK, s(keys::appointment_sk(a))),
+    )
+}
+
+/// Sets an entry's rank if it is still `expected` (reordering under concurrent changes).
+pub fn queue_rank(
+    table: &Table,
+    clinic: &ClinicId,
+    local_date: Date,
+    a: &AppointmentId,
+    expected: i64,
+    rank: i64,
+) -> Result<TransactWriteItem, ApiError> {
+    tx_update(
+        Update::builder()
+            .table_name(&table.name)
+            .key(keys::PK, s(keys::queue_pk(clinic, &local_date.to_string())))
+            .key(keys::SK, s(keys::appointment_sk(a)))
+            .update_expression("SET #rank = :r")
+            .condition_expression("#rank = :e")
+            .expression_attribute_names("#rank", "rank")
+            .expression_attribute_values(":r", n(rank))
+            .expression_attribute_values(":e", n(expected)),
+    )
+}
+
+/// A day's queue in the clinic, every doctor and location, in rank order.
+pub async fn queue(
+    table: &Table,
+    clinic: &ClinicId,
+    local_date: Date,
+) -> Result<Vec<QueueEntry>, ApiError> {
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = table
+            .client
+            .query()
+            .table_name(&table.name)
+            .key_condition_expression("pk = :q")
+            .expression_attribute_values(":q", s(keys::queue_pk(clinic, &local_date.to_string())))
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(db::internal)?;
+        for i in page.items() {
+            out.push(QueueEntry::from_item(i)?);
+        }
+        start = page.last_evaluated_key.filter(|k| !k.is_empty());
+        if start.is_none() {
+            break;
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.rank, a.starts_at, a.appointment.as_str()).cmp(&(
+            b.rank,
+            b.starts_at,
+            b.appointment.as_str(),
+        ))
+    });
+    Ok(out)
+}
