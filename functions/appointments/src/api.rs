@@ -501,12 +501,7 @@ fn shift_view(s: &Shift) -> ShiftBody {
 }
 
 fn availability_view(doctor: &UserId, a: Option<&store::ScheduleRecord>) -> AvailabilityView {
-    let empty = Availability {
-        weekly: Default::default(),
-        breaks: Vec::new(),
-        exceptions: Vec::new(),
-        slot_minutes: lifecycle::DEFAULT_MINUTES,
-    };
+    let empty = Availability::closed(lifecycle::DEFAULT_MINUTES);
     let av = a.map(|r| &r.availability).unwrap_or(&empty);
     AvailabilityView {
         doctor_id: doctor.to_string(),
@@ -808,15 +803,7 @@ pub async fn get_slots(
         .as_deref()
         .and_then(parse_date)
         .ok_or_else(|| ApiError::invalid_field("date", "invalid_date", "Use YYYY-MM-DD."))?;
-    let location = q
-        .location_id
-        .as_deref()
-        .map(|l| {
-            LocationId::parse(l).ok_or_else(|| {
-                ApiError::invalid_field("locationId", "unknown_location", "No such location.")
-            })
-        })
-        .transpose()?;
+    let location = opt_id(q.location_id.as_deref(), "locationId", LocationId::parse)?;
     let tz = clinic_zone(&state, &access.clinic).await?;
     let rec = store::get_schedule(&state.table, &access.clinic, &id).await?;
     let slots = match &rec {
@@ -997,12 +984,7 @@ pub async fn book(
     };
     validation(std::mem::take(&mut errors))?;
     let now = state.clock.now();
-    let closed = Availability {
-        weekly: Default::default(),
-        breaks: Vec::new(),
-        exceptions: Vec::new(),
-        slot_minutes: default_minutes,
-    };
+    let closed = Availability::closed(default_minutes);
     let problems = rules::check_booking(
         kind,
         location.as_ref().map(LocationId::as_str),
@@ -1144,7 +1126,15 @@ pub async fn list_appointments(
         }
         Scope::Clinic | Scope::Any => {}
     }
-    let tz = clinic_zone(&state, &access.clinic).await?;
+    // The clinic's zone matters only for bounds given as dates: no read otherwise.
+    let dated = [&q.from, &q.to]
+        .iter()
+        .any(|v| v.as_deref().is_some_and(|v| parse_instant(v).is_none()));
+    let tz = if dated {
+        clinic_zone(&state, &access.clinic).await?
+    } else {
+        TimeZone::UTC
+    };
     let from = q
         .from
         .as_deref()
@@ -1507,12 +1497,7 @@ async fn schedule_of(state: &AppState, a: &AppointmentRecord) -> Result<Availabi
     Ok(store::get_schedule(&state.table, &a.clinic, &a.doctor)
         .await?
         .map(|s| s.availability)
-        .unwrap_or(Availability {
-            weekly: Default::default(),
-            breaks: Vec::new(),
-            exceptions: Vec::new(),
-            slot_minutes: lifecycle::DEFAULT_MINUTES,
-        }))
+        .unwrap_or_else(|| Availability::closed(lifecycle::DEFAULT_MINUTES)))
 }
 
 pub async fn act(
@@ -1678,9 +1663,11 @@ async fn follow_up_time(
             let date = parse_date(d).ok_or_else(|| {
                 ApiError::invalid_field("followUp.date", "invalid_date", "Use YYYY-MM-DD.")
             })?;
-            let slots = free_slots(state, &a.clinic, &a.doctor, &av, date, tz).await?;
+            // One read of the claims: slot starts are the candidates, and the follow-up's own
+            // length (which may differ from the slot length) must be free too.
             let busy = store::busy_cells(&state.table, &a.clinic, &a.doctor, &utc_dates(date, tz)?)
                 .await?;
+            let slots = rules::free_slots(&av, date, tz, &busy, now);
             let first = slots.iter().find(|s| {
                 let end = s.start + SignedDuration::from_mins(minutes);
                 rules::check_booking(a.kind, location, s.start, minutes, now, &av, tz).is_empty()

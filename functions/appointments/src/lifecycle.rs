@@ -2,7 +2,7 @@
 //! carries the appointment (under its version), its slot claims, the care relation, the queue
 //! entry, coverage and the outbox event together.
 
-use jiff::{SignedDuration, Timestamp, civil::Date, tz::TimeZone};
+use jiff::{Timestamp, civil::Date, tz::TimeZone};
 use shared::{
     ApiError,
     crypto::Phi,
@@ -287,8 +287,3 @@ pub async fn apply(
 
 /// The default length of a booking when neither a duration nor an end is given.
 pub const DEFAULT_MINUTES: i64 = 30;
-
-/// A booking's end, for views.
-pub fn ends_at(starts_at: Timestamp, minutes: i64) -> Timestamp {
-    starts_at + SignedDuration::from_mins(minutes)
-}

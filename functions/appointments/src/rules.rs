@@ -139,6 +139,16 @@ fn weekday_index(w: Weekday) -> usize {
 }
 
 impl Availability {
+    /// No working time at all (a doctor who has not set any hours yet).
+    pub fn closed(slot_minutes: i64) -> Self {
+        Self {
+            weekly: Default::default(),
+            breaks: Vec::new(),
+            exceptions: Vec::new(),
+            slot_minutes,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), AvailabilityError> {
         let s = self.slot_minutes;
         if !(MIN_SLOT_MINUTES..=MAX_SLOT_MINUTES).contains(&s) || s % GRID_MINUTES != 0 {
