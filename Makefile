@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 PORT ?= 3000
 MOTO_PORT ?= 4566
-FUNCTIONS := auth users clinics appointments relay
+FUNCTIONS := auth users clinics appointments billing relay
 
 .PHONY: help setup dev test lint unit build deploy bench fmt clean
 
@@ -55,7 +55,7 @@ deploy: $(VENV)/.build-installed
 
 bench: setup
 	cargo build --release $(addprefix -p ,$(FUNCTIONS)) -p local-stack --bins
-	infra/with-moto.sh target/release/local-stack bench target/release/hello-lambda $(addprefix target/release/,$(FUNCTIONS)) target/release/appointments-sweep
+	infra/with-moto.sh target/release/local-stack bench target/release/hello-lambda $(addprefix target/release/,$(FUNCTIONS)) target/release/appointments-sweep target/release/appointments-events target/release/billing-sweep target/release/billing-events
 
 fmt:
 	cargo fmt --all

@@ -49,6 +49,9 @@ pub fn demo_user_id(index: usize) -> UserId {
     UserId::parse(&format!("de3a0000-0000-4000-8000-{index:012}")).unwrap_or_else(UserId::generate)
 }
 
+/// The demo clinic's subscription plan: monthly, four visits included (in person or video).
+pub const DEMO_PLAN_ID: &str = "91a40000-0000-4000-8000-000000000001";
+
 /// The second clinic's users: (role, email, given name, family name).
 pub const SECOND_CLINIC_USERS: &[(Role, &str, &str, &str)] = &[
     (Role::ClinicAdmin, "admin@second.clinic", "Sid", "Second"),
@@ -63,6 +66,7 @@ pub struct Stack {
     pub users: users::AppState,
     pub clinics: clinics::AppState,
     pub appointments: appointments::AppState,
+    pub billing: billing::AppState,
 }
 
 impl Stack {
@@ -87,11 +91,13 @@ impl Stack {
             app_url: cfg.app_url.clone(),
         };
         let clinics = clinics::AppState::new(&clients, clinics_cfg, clock.clone()).await?;
-        let appointments = appointments::AppState::new(
+        let appointments =
+            appointments::AppState::new(&clients, &cfg.platform, clock.clone()).await?;
+        let billing = billing::AppState::new(
             &clients,
             &cfg.platform,
+            shared::provision::LOCAL_WEBHOOK_SECRET,
             clock,
-            Arc::new(appointments::Uncovered),
         )
         .await?;
         Ok(Self {
@@ -101,6 +107,7 @@ impl Stack {
             users,
             clinics,
             appointments,
+            billing,
         })
     }
 
@@ -111,7 +118,8 @@ impl Stack {
                 .merge(auth::routes(self.auth.clone()))
                 .merge(users::routes(self.users.clone()))
                 .merge(clinics::routes(self.clinics.clone()))
-                .merge(appointments::routes(self.appointments.clone())),
+                .merge(appointments::routes(self.appointments.clone()))
+                .merge(billing::routes(self.billing.clone())),
         )
     }
 
@@ -129,6 +137,23 @@ impl Stack {
         tokio::spawn(poller.run(every))
     }
 
+    /// Feeds the contexts' queues of bus events to their handlers, as the SQS event source
+    /// mappings do on AWS.
+    pub fn spawn_consumers(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let stack = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = drain_billing_events(&stack).await {
+                    tracing::warn!(error = %e, "billing queue poll failed");
+                }
+                if let Err(e) = drain_appointments_events(&stack).await {
+                    tracing::warn!(error = %e, "appointments queue poll failed");
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    }
+
     /// Runs the appointment sweep every `every`, as the EventBridge schedule does on AWS.
     pub fn spawn_sweep(&self, every: Duration) -> tokio::task::JoinHandle<()> {
         let state = self.appointments.clone();
@@ -138,6 +163,20 @@ impl Stack {
                 tick.tick().await;
                 if let Err(e) = appointments::sweep::run(&state).await {
                     tracing::error!(error = %e, "appointment sweep failed");
+                }
+            }
+        })
+    }
+
+    /// Runs the billing job every `every`, as the hourly EventBridge schedule does on AWS.
+    pub fn spawn_billing_sweep(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let state = self.billing.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = billing::sweep::run(&state).await {
+                    tracing::error!(error = %e, "billing job failed");
                 }
             }
         })
@@ -230,7 +269,47 @@ impl Stack {
             self.seed_hours(&demo, &doctor, &location, now.as_second())
                 .await?;
         }
+        self.seed_plan(&demo, now.as_second()).await?;
         Ok(demo)
+    }
+
+    /// The demo plan: EUR 49.00 a month, four appointments included, in person or by video;
+    /// visits outside it cost 60.00 in person, 35.00 by video, 90.00 at home.
+    async fn seed_plan(&self, clinic: &ClinicId, now: i64) -> Result<(), BoxError> {
+        use billing::rules::{Cadence, Interval};
+        let plan = billing::store::PlanRecord {
+            id: shared::ids::PlanId::parse(DEMO_PLAN_ID).ok_or("bad demo plan id")?,
+            clinic: clinic.clone(),
+            name: "Family care".into(),
+            description: Some("Four visits a month, in person or by video.".into()),
+            price: 4900,
+            currency: "EUR".into(),
+            cadence: Cadence {
+                unit: Interval::Month,
+                count: 1,
+            },
+            trial_days: 0,
+            included: Some(4),
+            covered_types: vec!["IN_PERSON".into(), "VIDEO_CALL".into()],
+            visit_prices: [
+                ("IN_PERSON", 6000),
+                ("VIDEO_CALL", 3500),
+                ("HOME_VISIT", 9000),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            active: true,
+            live_subscriptions: 0,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let put = plan.put(&self.billing.table)?;
+        shared::db::transact(&self.billing.table.client, vec![put])
+            .await
+            .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())?;
+        Ok(())
     }
 
     /// The demo doctor works every day around the clock (00:00-23:55) at the demo location,
@@ -259,6 +338,66 @@ impl Stack {
             .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())?;
         Ok(())
     }
+}
+
+/// One receive from a context's queue of bus events, handling and deleting what arrived (what
+/// fails stays, and comes back after its visibility timeout); returns how many were handled.
+pub async fn drain_queue<F, Fut>(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    handle: F,
+) -> Result<usize, BoxError>
+where
+    F: Fn(EventEnvelope) -> Fut,
+    Fut: std::future::Future<Output = Result<(), shared::ApiError>>,
+{
+    let out = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .visibility_timeout(5)
+        .send()
+        .await?;
+    let mut handled = 0;
+    for m in out.messages.unwrap_or_default() {
+        let Some(body) = m.body() else { continue };
+        match handle(EventEnvelope::from_bus_message(body)?).await {
+            Ok(()) => {
+                if let Some(h) = m.receipt_handle() {
+                    sqs.delete_message()
+                        .queue_url(url)
+                        .receipt_handle(h)
+                        .send()
+                        .await?;
+                }
+                handled += 1;
+            }
+            Err(e) => tracing::warn!(error = %e, "event failed; it will be retried"),
+        }
+    }
+    Ok(handled)
+}
+
+/// Billing's queue: cancelled covered appointments give their unit back.
+pub async fn drain_billing_events(stack: &Stack) -> Result<usize, BoxError> {
+    let state = &stack.billing;
+    drain_queue(
+        &stack.clients.sqs,
+        &stack.resources.billing_events_url,
+        |e| async move { billing::events::handle(state, &e, state.clock.now()).await },
+    )
+    .await
+}
+
+/// The appointments queue: a paid visit invoice confirms its appointment.
+pub async fn drain_appointments_events(stack: &Stack) -> Result<usize, BoxError> {
+    let state = &stack.appointments;
+    drain_queue(
+        &stack.clients.sqs,
+        &stack.resources.appointments_events_url,
+        |e| async move { appointments::events::handle(state, &e, state.clock.now()).await },
+    )
+    .await
 }
 
 /// The auth function's configuration for these resources.

@@ -2,7 +2,7 @@
 //! or run the benchmarks.
 
 use local_stack::{
-    DEMO_CLINIC_ID, DEMO_LOCATION_ID, DEMO_PASSWORD, DEMO_SUPER_ADMIN, DEMO_USERS,
+    DEMO_CLINIC_ID, DEMO_LOCATION_ID, DEMO_PASSWORD, DEMO_PLAN_ID, DEMO_SUPER_ADMIN, DEMO_USERS,
     SECOND_CLINIC_ID, SECOND_CLINIC_USERS, Stack, serve,
 };
 use shared::aws::Clients;
@@ -70,8 +70,11 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     let clients = Clients::from_env().await;
     let stack = Stack::up(clients, "clinic-dev").await?;
     stack.seed_demo().await?;
+    let stack = std::sync::Arc::new(stack);
     let _relay = stack.spawn_relay(Duration::from_millis(500));
     let _sweep = stack.spawn_sweep(Duration::from_secs(60));
+    let _consumers = stack.spawn_consumers(Duration::from_millis(500));
+    let _billing_sweep = stack.spawn_billing_sweep(Duration::from_secs(60));
     let (addr, server) = serve(stack.gateway(), ([127, 0, 0, 1], port).into()).await?;
     let env_file = std::path::Path::new(".local/stack.env");
     if let Some(dir) = env_file.parent() {
@@ -99,6 +102,7 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
             local_stack::demo_user_id(i + 1)
         );
     }
+    println!("                plan Family care (EUR 49/month, 4 visits) {DEMO_PLAN_ID}");
     println!("Second Clinic   {SECOND_CLINIC_ID} (America/New_York, USD)");
     for (role, email, _, _) in SECOND_CLINIC_USERS {
         println!("                {:<22} {email}", role.as_str());

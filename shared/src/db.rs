@@ -175,6 +175,84 @@ pub async fn transact(
     }
 }
 
+/// Runs a prepared transaction, telling a failed condition at `watch` apart from faults.
+pub async fn run_guarded(
+    table: &Table,
+    items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+    watch: &[usize],
+) -> Result<Option<usize>, ApiError> {
+    match transact(&table.client, items).await {
+        Ok(()) => Ok(None),
+        Err(e) => match cancellation_reasons(&e) {
+            Some(r) => {
+                if let Some(i) = watch.iter().find(|i| condition_failed_at(&r, **i)) {
+                    return Ok(Some(*i));
+                }
+                if r.iter().flatten().any(|c| c == "TransactionConflict") {
+                    return Err(ApiError::conflict(
+                        "concurrent_request",
+                        "Another request changed the same records; try again.",
+                    ));
+                }
+                Err(internal(e))
+            }
+            None => Err(internal(e)),
+        },
+    }
+}
+
+/// A transaction under construction, remembering which actions' conditions mean what.
+#[derive(Default)]
+pub struct Tx {
+    items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+    guards: Vec<(usize, fn() -> ApiError)>,
+}
+
+impl Tx {
+    pub fn push(&mut self, item: aws_sdk_dynamodb::types::TransactWriteItem) {
+        self.items.push(item);
+    }
+
+    /// Adds an action whose failed condition answers `on_failure()`.
+    pub fn guard(
+        &mut self,
+        item: aws_sdk_dynamodb::types::TransactWriteItem,
+        on_failure: fn() -> ApiError,
+    ) {
+        self.guards.push((self.items.len(), on_failure));
+        self.items.push(item);
+    }
+
+    pub fn append(&mut self, other: Tx) {
+        let base = self.items.len();
+        self.guards
+            .extend(other.guards.into_iter().map(|(i, f)| (base + i, f)));
+        self.items.extend(other.items);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Commits all actions or none; a failed guarded condition becomes its error.
+    pub async fn commit(self, table: &Table) -> Result<(), ApiError> {
+        let watch: Vec<usize> = self.guards.iter().map(|(i, _)| *i).collect();
+        match run_guarded(table, self.items, &watch).await? {
+            None => Ok(()),
+            Some(i) => Err(self
+                .guards
+                .iter()
+                .find(|(g, _)| *g == i)
+                .map(|(_, f)| f())
+                .unwrap_or_else(|| ApiError::internal("unknown guarded action"))),
+        }
+    }
+}
+
 /// Whether action `index` of a cancelled transaction failed its condition.
 pub fn condition_failed_at(reasons: &[Option<String>], index: usize) -> bool {
     reasons

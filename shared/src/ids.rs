@@ -74,6 +74,22 @@ typed_id!(
     /// One domain event.
     EventId
 );
+typed_id!(
+    /// A clinic's subscription plan.
+    PlanId
+);
+typed_id!(
+    /// A patient's subscription to a plan.
+    SubscriptionId
+);
+typed_id!(
+    /// An invoice (its human-facing number is separate: `INV-<year>-<sequence>`).
+    InvoiceId
+);
+typed_id!(
+    /// A payment or a refund.
+    PaymentId
+);
 
 #[cfg(test)]
 mod tests {

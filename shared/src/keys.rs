@@ -3,7 +3,10 @@
 //! Tenant items start with `CLINIC#<clinicId>` so an IAM `dynamodb:LeadingKeys` condition can
 //! enforce tenancy; global identity items (users, email lookups, sessions) have their own prefixes.
 
-use crate::ids::{AppointmentId, ClinicId, EventId, LocationId, SessionId, UserId};
+use crate::ids::{
+    AppointmentId, ClinicId, EventId, InvoiceId, LocationId, PaymentId, PlanId, SessionId,
+    SubscriptionId, UserId,
+};
 
 pub const PK: &str = "pk";
 pub const SK: &str = "sk";
@@ -138,6 +141,51 @@ pub fn queue_pk(clinic: &ClinicId, local_date: &str) -> String {
 
 /// How far the appointment sweep has looked in a clinic.
 pub const SWEEP_SK: &str = "SWEEP";
+
+/// A clinic's subscription plan, under the clinic.
+pub fn plan_sk(plan: &PlanId) -> String {
+    format!("PLAN#{plan}")
+}
+pub const PLAN_PREFIX: &str = "PLAN#";
+
+/// A subscription, under the clinic.
+pub fn subscription_sk(subscription: &SubscriptionId) -> String {
+    format!("SUB#{subscription}")
+}
+pub const SUBSCRIPTION_PREFIX: &str = "SUB#";
+
+/// Held while a patient has a live subscription to a plan: one live subscription per pair.
+pub fn live_subscription_sk(patient: &UserId, plan: &PlanId) -> String {
+    format!("SUBLIVE#{patient}#{plan}")
+}
+
+/// The link between a covered appointment and the subscription whose quota it used.
+pub fn coverage_link_sk(appointment: &AppointmentId) -> String {
+    format!("COVER#{appointment}")
+}
+
+/// An invoice, under the clinic.
+pub fn invoice_sk(invoice: &InvoiceId) -> String {
+    format!("INV#{invoice}")
+}
+pub const INVOICE_PREFIX: &str = "INV#";
+
+/// A clinic's invoice counter for one calendar year: the last number issued.
+pub fn invoice_counter_sk(year: i16) -> String {
+    format!("INVSEQ#{year}")
+}
+
+/// A payment or refund, under the clinic.
+pub fn payment_sk(payment: &PaymentId) -> String {
+    format!("PAY#{payment}")
+}
+pub const PAYMENT_PREFIX: &str = "PAY#";
+
+/// A payment provider's reference for a payment: resolves webhooks to payments.
+pub fn provider_ref_pk(provider: &str, reference: &str) -> String {
+    format!("PAYREF#{provider}#{reference}")
+}
+pub const PROVIDER_REF_SK: &str = "PAYMENT";
 
 /// Stored idempotent response, keyed by a hash of route and key.
 pub fn idempotency_pk(scope_hash: &str) -> String {

@@ -24,6 +24,38 @@ pub struct Actor {
     pub role: Option<String>,
 }
 
+/// Who makes a change: a member (id and role) or the platform itself (a schedule, an event
+/// consumer), whose role is `SYSTEM`.
+#[derive(Debug, Clone)]
+pub struct Who {
+    pub user: Option<crate::ids::UserId>,
+    pub role: &'static str,
+}
+
+impl Who {
+    pub fn member(user: &crate::ids::UserId, role: crate::policy::Role) -> Self {
+        Self {
+            user: Some(user.clone()),
+            role: role.as_str(),
+        }
+    }
+
+    pub fn system() -> Self {
+        Self {
+            user: None,
+            role: "SYSTEM",
+        }
+    }
+
+    /// The event actor for this change.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            user_id: self.user.as_ref().map(ToString::to_string),
+            role: Some(self.role.to_string()),
+        }
+    }
+}
+
 /// What the event is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subject {
@@ -94,6 +126,12 @@ impl EventEnvelope {
             .build()
             .map_err(ApiError::internal)?;
         Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The envelope inside an SQS message that an EventBridge rule delivered (its `detail`).
+    pub fn from_bus_message(body: &str) -> Result<Self, serde_json::Error> {
+        let v: serde_json::Value = serde_json::from_str(body)?;
+        serde_json::from_value(v.get("detail").cloned().unwrap_or_default())
     }
 
     /// Reads an envelope back from a stream image's `entity` and `envelope` attributes;

@@ -15,6 +15,17 @@ use crate::secrets::PlatformSecrets;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The payment provider's webhook secret in local stacks and tests (on AWS it is a stack
+/// parameter).
+pub const LOCAL_WEBHOOK_SECRET: &str = "local-gateway-webhook-secret";
+
+/// The bus events billing consumes, by source and type.
+pub const BILLING_EVENT_PATTERN: (&str, &[&str]) =
+    ("clinic.appointment", &["appointment.cancelled"]);
+/// The bus events appointments consumes, by source and type.
+pub const APPOINTMENTS_EVENT_PATTERN: (&str, &[&str]) =
+    ("clinic.billing", &["billing.invoice.paid"]);
+
 /// Every event source the bus carries (one per bounded context).
 pub const EVENT_SOURCES: &[&str] = &[
     "clinic.auth",
@@ -35,6 +46,10 @@ pub struct Resources {
     pub notifications_normal_url: String,
     /// A queue that receives every event on the bus, for inspection and tests.
     pub events_tap_url: String,
+    /// Billing's queue of bus events (appointment cancellations), with a dead-letter queue.
+    pub billing_events_url: String,
+    /// The appointments queue of bus events (paid visit invoices), with a dead-letter queue.
+    pub appointments_events_url: String,
     pub secrets_ciphertext: String,
 }
 
@@ -55,6 +70,7 @@ impl Resources {
                 self.notifications_normal_url.clone(),
             ),
             ("EVENTS_TAP_QUEUE_URL", self.events_tap_url.clone()),
+            ("PAYMENT_WEBHOOK_SECRET", LOCAL_WEBHOOK_SECRET.to_string()),
         ]
     }
 }
@@ -188,6 +204,42 @@ async fn create_queue(
     Ok((url, arn))
 }
 
+/// A context's queue of bus events: the queue `name` with its dead-letter queue, and a rule on
+/// `bus` sending it the events of `pattern` (source, types). Returns the queue URL.
+async fn consumer_queue(
+    clients: &Clients,
+    bus: &str,
+    name: &str,
+    pattern: (&str, &[&str]),
+) -> Result<String, BoxError> {
+    let (_, dlq) = create_queue(clients, &format!("{name}-dlq"), None).await?;
+    let (url, arn) = create_queue(clients, name, Some(&dlq)).await?;
+    clients
+        .eventbridge
+        .put_rule()
+        .name(name)
+        .event_bus_name(bus)
+        .event_pattern(
+            serde_json::json!({ "source": [pattern.0], "detail-type": pattern.1 }).to_string(),
+        )
+        .send()
+        .await?;
+    clients
+        .eventbridge
+        .put_targets()
+        .rule(name)
+        .event_bus_name(bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(arn)
+                .build()?,
+        )
+        .send()
+        .await?;
+    Ok(url)
+}
+
 /// Creates everything under `prefix` and seals fresh platform secrets with the new key.
 pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, BoxError> {
     let table = format!("{prefix}-table");
@@ -252,6 +304,21 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
         .send()
         .await?;
 
+    let billing_events = consumer_queue(
+        clients,
+        &bus,
+        &format!("{prefix}-billing-events"),
+        BILLING_EVENT_PATTERN,
+    )
+    .await?;
+    let appointments_events = consumer_queue(
+        clients,
+        &bus,
+        &format!("{prefix}-appointments-events"),
+        APPOINTMENTS_EVENT_PATTERN,
+    )
+    .await?;
+
     let secrets_ciphertext = PlatformSecrets::generate()
         .seal(&clients.kms, &kms_key_id)
         .await?;
@@ -262,6 +329,8 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
         notifications_high_url: high,
         notifications_normal_url: normal,
         events_tap_url: tap,
+        billing_events_url: billing_events,
+        appointments_events_url: appointments_events,
         secrets_ciphertext,
     })
 }

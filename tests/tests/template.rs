@@ -24,6 +24,7 @@ fn every_served_route_is_deployed_and_nothing_else() {
         .chain(users::ROUTES)
         .chain(clinics::ROUTES)
         .chain(appointments::ROUTES)
+        .chain(billing::ROUTES)
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     deployed.sort();

@@ -14,15 +14,15 @@ use shared::{
     ApiError, FieldError,
     authn::ClinicAccess,
     crypto::Phi,
-    db::{self, VersionedUpdate, s},
+    db::{self, Tx, VersionedUpdate, s},
     http::{Json, OptionalJson, Query, json_response, parse_json},
-    ids::{AppointmentId, ClinicId, LocationId, UserId},
+    ids::{AppointmentId, ClinicId, LocationId, SubscriptionId, UserId},
     keys,
     policy::{Action, Limit, Resource, Role, Scope, Subject, authorize},
 };
 
 use crate::{
-    AppState, Tx, Who, appointment_event, changed_meanwhile, clinic_zone,
+    AppState, Who, appointment_event, changed_meanwhile, clinic_zone,
     lifecycle::{self, Input, illegal},
     phi_field,
     rules::{
@@ -189,6 +189,9 @@ pub struct AppointmentView {
     version: i64,
     created_at: String,
     updated_at: String,
+    /// Coverage by a subscription, when booked with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    billing: Option<store::Billing>,
     #[serde(flatten)]
     phi: BTreeMap<&'static str, String>,
 }
@@ -234,6 +237,7 @@ async fn view(
         version: a.version,
         created_at: shared::clock::rfc3339(a.created_at),
         updated_at: shared::clock::rfc3339(a.updated_at),
+        billing: a.billing.clone(),
         phi,
     })
 }
@@ -857,6 +861,10 @@ pub struct BookBody {
     symptoms: Option<Phi<String>>,
     #[serde(default)]
     notes: Option<Phi<String>>,
+    /// Book under this subscription of the patient: covered (one unit of quota) or, when not
+    /// covered, PENDING with a pay-per-visit invoice.
+    #[serde(default)]
+    subscription_id: Option<String>,
 }
 
 fn parse_kind_field(v: &str, field: &str, errors: &mut Vec<FieldError>) -> Option<Kind> {
@@ -869,6 +877,52 @@ fn parse_kind_field(v: &str, field: &str, errors: &mut Vec<FieldError>) -> Optio
         ));
     }
     k
+}
+
+/// Adds the subscription's coverage of `a` to the booking transaction.
+async fn cover(
+    state: &AppState,
+    tx: &mut Tx,
+    a: &AppointmentRecord,
+    subscription: &SubscriptionId,
+    who: &Who,
+    now: Timestamp,
+) -> Result<store::Billing, ApiError> {
+    use billing::coverage::{Booking, Outcome};
+    let booking = Booking {
+        clinic: &a.clinic,
+        subscription,
+        patient: &a.patient,
+        appointment: &a.id,
+        location: a.location.as_ref(),
+        kind: store::kind_str(a.kind),
+    };
+    let outcome = billing::coverage::for_booking(state, tx, &booking, who, now).await?;
+    Ok(match outcome {
+        Outcome::Covered { currency, .. } => store::Billing {
+            subscription_id: subscription.to_string(),
+            covered: true,
+            reason: None,
+            amount_due: 0,
+            currency,
+            invoice_id: None,
+            invoice_number: None,
+        },
+        Outcome::Uncovered {
+            reason,
+            amount,
+            currency,
+            invoice,
+        } => store::Billing {
+            subscription_id: subscription.to_string(),
+            covered: false,
+            reason: Some(reason.as_str().to_string()),
+            amount_due: amount,
+            currency,
+            invoice_id: invoice.as_ref().map(|(id, _)| id.to_string()),
+            invoice_number: invoice.map(|(_, n)| n),
+        },
+    })
 }
 
 pub async fn book(
@@ -918,6 +972,20 @@ pub async fn book(
         None => None,
     };
     let kind = parse_kind_field(&body.kind, "kind", &mut errors);
+    let subscription = match &body.subscription_id {
+        Some(v) => {
+            let id = SubscriptionId::parse(v);
+            if id.is_none() {
+                errors.push(err(
+                    "subscriptionId",
+                    "unknown_subscription",
+                    "No such subscription for this patient.",
+                ));
+            }
+            id
+        }
+        None => None,
+    };
     for (name, v) in [
         ("reason", &body.reason),
         ("symptoms", &body.symptoms),
@@ -1006,7 +1074,7 @@ pub async fn book(
             sealed.insert(name, seal(&state, &access.clinic, &id, name, v).await?);
         }
     }
-    let a = AppointmentRecord {
+    let mut a = AppointmentRecord {
         id,
         clinic: access.clinic.clone(),
         doctor,
@@ -1028,11 +1096,22 @@ pub async fn book(
         completed_at: None,
         cancelled_at: None,
         sealed,
+        billing: None,
     };
     let who = Who::member(&access.caller.user_id, access.role);
-    let mut tx = Tx::default();
-    lifecycle::add_booking(&state, &mut tx, &a, &who, now).await?;
-    tx.commit(&state.table).await?;
+    a = billing::invoices::retry_numbering(|| {
+        let (state, who, subscription, mut a) = (&state, &who, &subscription, a.clone());
+        async move {
+            let mut tx = Tx::default();
+            if let Some(sub) = subscription {
+                a.billing = Some(cover(state, &mut tx, &a, sub, who, now).await?);
+            }
+            lifecycle::add_booking(state, &mut tx, &a, who, now).await?;
+            tx.commit(&state.table).await?;
+            Ok(a)
+        }
+    })
+    .await?;
     let v = view(&state, &a, sees_phi(&access, &a)).await?;
     let mut resp = json_response(StatusCode::CREATED, &v);
     if let Ok(loc) =

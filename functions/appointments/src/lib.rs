@@ -4,14 +4,14 @@
 //! sweep in [`sweep`].
 
 pub mod api;
+pub mod events;
 pub mod lifecycle;
 pub mod rules;
 pub mod store;
 pub mod sweep;
 
-use std::{future::Future, ops::Deref, pin::Pin, sync::Arc};
+use std::{ops::Deref, sync::Arc};
 
-use aws_sdk_dynamodb::types::TransactWriteItem;
 use axum::{
     Router, middleware,
     routing::{get, post},
@@ -24,12 +24,10 @@ use shared::{
     clock::{Clock, SystemClock},
     config::PlatformConfig,
     crypto::{FieldContext, Phi},
-    db::Table,
     idempotency::idempotent,
-    ids::{AppointmentId, ClinicId, UserId},
-    outbox::{Actor, EventEnvelope, Subject},
+    ids::{AppointmentId, ClinicId},
+    outbox::{EventEnvelope, Subject},
     platform::Platform,
-    policy::Role,
 };
 
 use store::AppointmentRecord;
@@ -58,61 +56,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/clinics/{clinicId}/queue"),
 ];
 
-/// What a booking is, as far as coverage is concerned: ids and codes only.
-#[derive(Debug, Clone)]
-pub struct BookingFacts {
-    pub clinic: ClinicId,
-    pub appointment: AppointmentId,
-    pub patient: UserId,
-    pub doctor: UserId,
-    pub kind: rules::Kind,
-    pub starts_at: Timestamp,
-}
-
-/// A transaction action contributed by coverage, and the error to answer when its condition
-/// fails (for example "quota exhausted").
-pub struct Guarded {
-    pub item: TransactWriteItem,
-    pub on_failure: fn() -> ApiError,
-}
-
-pub type CoverageFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Vec<Guarded>, ApiError>> + Send + 'a>>;
-
-/// The seam where billing hooks into booking: whatever a booking must consume (a subscription's
-/// appointment quota) is written in the booking's own transaction, under the coverage's own
-/// conditions, and given back in the cancelling transaction. Without billing, nothing is added.
-pub trait Coverage: Send + Sync {
-    /// Actions to add to the booking transaction (booking and follow-ups).
-    fn reserve<'a>(&'a self, booking: &'a BookingFacts) -> CoverageFuture<'a>;
-    /// Actions to add to the cancelling transaction.
-    fn release<'a>(&'a self, booking: &'a BookingFacts) -> CoverageFuture<'a>;
-}
-
-/// No coverage: bookings consume nothing.
-pub struct Uncovered;
-
-impl Coverage for Uncovered {
-    fn reserve<'a>(&'a self, _: &'a BookingFacts) -> CoverageFuture<'a> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-    fn release<'a>(&'a self, _: &'a BookingFacts) -> CoverageFuture<'a> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-}
-
-pub struct Inner {
-    pub platform: Platform,
-    pub coverage: Arc<dyn Coverage>,
-}
-
 #[derive(Clone)]
-pub struct AppState(Arc<Inner>);
+pub struct AppState(Arc<Platform>);
 
 impl Deref for AppState {
     type Target = Platform;
     fn deref(&self) -> &Platform {
-        &self.0.platform
+        &self.0
     }
 }
 
@@ -127,20 +77,14 @@ impl AppState {
         clients: &Clients,
         cfg: &PlatformConfig,
         clock: Arc<dyn Clock>,
-        coverage: Arc<dyn Coverage>,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let platform = Platform::new(clients, cfg, clock).await?;
-        Ok(Self(Arc::new(Inner { platform, coverage })))
+        Ok(Self(Arc::new(Platform::new(clients, cfg, clock).await?)))
     }
 
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let cfg = PlatformConfig::from_env()?;
         let clients = Clients::from_env().await;
-        Self::new(&clients, &cfg, Arc::new(SystemClock), Arc::new(Uncovered)).await
-    }
-
-    pub fn coverage(&self) -> &dyn Coverage {
-        self.0.coverage.as_ref()
+        Self::new(&clients, &cfg, Arc::new(SystemClock)).await
     }
 }
 
@@ -175,28 +119,7 @@ pub fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Who changes an appointment: a member (id and role) or the platform's sweep.
-#[derive(Debug, Clone)]
-pub struct Who {
-    pub user: Option<UserId>,
-    pub role: &'static str,
-}
-
-impl Who {
-    pub fn member(user: &UserId, role: Role) -> Self {
-        Self {
-            user: Some(user.clone()),
-            role: role.as_str(),
-        }
-    }
-
-    pub fn system() -> Self {
-        Self {
-            user: None,
-            role: "SYSTEM",
-        }
-    }
-}
+pub use shared::outbox::Who;
 
 /// The encryption context of an appointment's PHI field.
 pub fn phi_field<'a>(
@@ -250,10 +173,7 @@ pub fn appointment_event(
     EventEnvelope::new(
         kind,
         Some(&a.clinic),
-        Actor {
-            user_id: who.user.as_ref().map(ToString::to_string),
-            role: Some(who.role.to_string()),
-        },
+        who.actor(),
         Subject {
             kind: "appointment".into(),
             id: a.id.to_string(),
@@ -261,48 +181,6 @@ pub fn appointment_event(
         data,
         now,
     )
-}
-
-/// A transaction under construction, remembering which actions' conditions mean what.
-#[derive(Default)]
-pub struct Tx {
-    items: Vec<TransactWriteItem>,
-    guards: Vec<(usize, fn() -> ApiError)>,
-}
-
-impl Tx {
-    pub fn push(&mut self, item: TransactWriteItem) {
-        self.items.push(item);
-    }
-
-    pub fn guard(&mut self, item: TransactWriteItem, on_failure: fn() -> ApiError) {
-        self.guards.push((self.items.len(), on_failure));
-        self.items.push(item);
-    }
-
-    pub fn extend_guarded(&mut self, items: Vec<Guarded>) {
-        for g in items {
-            self.guard(g.item, g.on_failure);
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    /// Commits all actions or none; a failed guarded condition becomes its error.
-    pub async fn commit(self, table: &Table) -> Result<(), ApiError> {
-        let watch: Vec<usize> = self.guards.iter().map(|(i, _)| *i).collect();
-        match auth::store::run_guarded(table, self.items, &watch).await? {
-            None => Ok(()),
-            Some(i) => Err(self
-                .guards
-                .iter()
-                .find(|(g, _)| *g == i)
-                .map(|(_, f)| f())
-                .unwrap_or_else(|| ApiError::internal("unknown guarded action"))),
-        }
-    }
 }
 
 pub fn slot_taken() -> ApiError {

@@ -6,13 +6,13 @@ use jiff::{Timestamp, civil::Date, tz::TimeZone};
 use shared::{
     ApiError,
     crypto::Phi,
-    db::{VersionedUpdate, n, s},
+    db::{Tx, VersionedUpdate, n, s},
     ids::{AppointmentId, LocationId},
     keys,
 };
 
 use crate::{
-    AppState, BookingFacts, Tx, Who, appointment_event, changed_meanwhile, claims_lost,
+    AppState, Who, appointment_event, changed_meanwhile, claims_lost,
     rules::{self, Kind, RescheduleRefusal, Status, Transition},
     seal, slot_taken,
     store::{self, AppointmentRecord, Cells},
@@ -44,17 +44,6 @@ pub fn illegal(from: Status, action: Transition) -> ApiError {
     }
 }
 
-fn facts(a: &AppointmentRecord) -> BookingFacts {
-    BookingFacts {
-        clinic: a.clinic.clone(),
-        appointment: a.id.clone(),
-        patient: a.patient.clone(),
-        doctor: a.doctor.clone(),
-        kind: a.kind,
-        starts_at: a.starts_at,
-    }
-}
-
 /// The local calendar date of an appointment (its queue day).
 pub fn local_date(a: &AppointmentRecord, tz: &TimeZone) -> Date {
     a.starts_at.to_zoned(tz.clone()).date()
@@ -65,7 +54,8 @@ fn no_cells() -> Cells {
 }
 
 /// Adds a new appointment to `tx`: the record, its claims (each refused if taken), the care
-/// relation, coverage and the `appointment.created` event.
+/// relation and the `appointment.created` event. Coverage by a subscription, if any, is added
+/// to the same transaction by the caller (see `billing::coverage`).
 pub async fn add_booking(
     state: &AppState,
     tx: &mut Tx,
@@ -86,7 +76,6 @@ pub async fn add_booking(
         tx.guard(item, slot_taken);
     }
     tx.push(store::care_add(table, &a.clinic, &a.doctor, &a.patient, 1)?);
-    tx.extend_guarded(state.coverage().reserve(&facts(a)).await?);
     let extra = match &a.follow_up_of {
         Some(f) => serde_json::json!({ "followUpOf": f }),
         None => serde_json::json!({}),
@@ -195,7 +184,6 @@ pub async fn apply(
             if a.status == Status::CheckedIn {
                 tx.push(store::queue_remove(table, &a.clinic, day, &a.id)?);
             }
-            tx.extend_guarded(state.coverage().release(&facts(a)).await?);
             let sealed = seal(state, &a.clinic, &a.id, "cancellationReason", &reason).await?;
             u.set("cancellationReason", s(&sealed))
                 .set("cancelledAt", n(now_s));
@@ -251,6 +239,9 @@ pub async fn apply(
                     completed_at: None,
                     cancelled_at: None,
                     sealed: Default::default(),
+                    // A follow-up is booked without a subscription: it never fails the
+                    // completion for want of quota, and the clinic bills it as usual.
+                    billing: None,
                     ..a.clone()
                 };
                 add_booking(state, &mut tx, &next, who, now).await?;

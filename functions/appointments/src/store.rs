@@ -55,6 +55,25 @@ pub struct AppointmentRecord {
     pub cancelled_at: Option<i64>,
     /// Ciphertexts by field name (see [`PHI_FIELDS`]).
     pub sealed: BTreeMap<&'static str, String>,
+    /// How the appointment is paid for, when it was booked with a subscription.
+    pub billing: Option<Billing>,
+}
+
+/// A booking's coverage by a subscription: covered (one unit of quota taken), or paid per
+/// visit with the invoice issued for it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Billing {
+    pub subscription_id: String,
+    pub covered: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub amount_due: i64,
+    pub currency: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoice_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoice_number: Option<String>,
 }
 
 pub fn kind_str(k: Kind) -> &'static str {
@@ -122,6 +141,9 @@ impl AppointmentRecord {
             completed_at: get_opt_n(i, "completedAt"),
             cancelled_at: get_opt_n(i, "cancelledAt"),
             sealed,
+            billing: get_opt_s(i, "billing")
+                .map(|v| serde_json::from_str(v).map_err(|_| bad("billing")))
+                .transpose()?,
         })
     }
 
@@ -169,6 +191,12 @@ impl AppointmentRecord {
         }
         for (field, blob) in &self.sealed {
             p = p.item(*field, s(blob));
+        }
+        if let Some(b) = &self.billing {
+            p = p.item(
+                "billing",
+                s(serde_json::to_string(b).map_err(ApiError::internal)?),
+            );
         }
         tx_put(p)
     }

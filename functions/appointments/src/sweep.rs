@@ -7,7 +7,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use shared::{
     ApiError,
-    db::{self, get_opt_n, get_s, n, s},
+    db::{self, get_opt_n, n, s},
     ids::ClinicId,
     keys,
 };
@@ -39,35 +39,13 @@ pub struct SweepReport {
 /// Sweeps every clinic.
 pub async fn run(state: &AppState) -> Result<SweepReport, ApiError> {
     let mut report = SweepReport::default();
-    let mut start = None;
-    loop {
-        let page = state
-            .table
-            .client
-            .query()
-            .table_name(&state.table.name)
-            .index_name(keys::GSI1)
-            .key_condition_expression("gsi1pk = :p")
-            .expression_attribute_values(":p", s(keys::CLINICS_GSI1PK))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(db::internal)?;
-        for item in page.items() {
-            let Some(clinic) = ClinicId::parse(get_s(item, "clinicId")?) else {
-                continue;
-            };
-            let r = sweep_clinic(state, &clinic).await?;
-            report.clinics += 1;
-            report.expired += r.expired;
-            report.no_shows += r.no_shows;
-            report.skipped += r.skipped;
-            report.failed += r.failed;
-        }
-        start = page.last_evaluated_key.filter(|k| !k.is_empty());
-        if start.is_none() {
-            break;
-        }
+    for clinic in clinics::store::clinic_ids(&state.table).await? {
+        let r = sweep_clinic(state, &clinic).await?;
+        report.clinics += 1;
+        report.expired += r.expired;
+        report.no_shows += r.no_shows;
+        report.skipped += r.skipped;
+        report.failed += r.failed;
     }
     Ok(report)
 }

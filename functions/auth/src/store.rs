@@ -640,28 +640,4 @@ pub fn consume_reset(
     Ok(TransactWriteItem::builder().delete(d).build())
 }
 
-/// Runs a prepared transaction, telling a failed condition at `watch` apart from faults.
-pub async fn run_guarded(
-    table: &Table,
-    items: Vec<TransactWriteItem>,
-    watch: &[usize],
-) -> Result<Option<usize>, ApiError> {
-    match transact(table, items).await {
-        Ok(()) => Ok(None),
-        Err(e) => match cancellation_reasons(&e) {
-            Some(r) => {
-                if let Some(i) = watch.iter().find(|i| condition_failed_at(&r, **i)) {
-                    return Ok(Some(*i));
-                }
-                if r.iter().flatten().any(|c| c == "TransactionConflict") {
-                    return Err(ApiError::conflict(
-                        "concurrent_request",
-                        "Another request changed the same records; try again.",
-                    ));
-                }
-                Err(db::internal(e))
-            }
-            None => Err(db::internal(e)),
-        },
-    }
-}
+pub use shared::db::run_guarded;

@@ -198,3 +198,31 @@ pub fn delete_member(
             .expression_attribute_values(":v", n(version)),
     )
 }
+
+/// Every clinic's id (the platform's clinic index), for scheduled jobs that visit each clinic.
+pub async fn clinic_ids(table: &Table) -> Result<Vec<ClinicId>, ApiError> {
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = table
+            .client
+            .query()
+            .table_name(&table.name)
+            .index_name(keys::GSI1)
+            .key_condition_expression("gsi1pk = :p")
+            .expression_attribute_values(":p", s(keys::CLINICS_GSI1PK))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(shared::db::internal)?;
+        out.extend(
+            page.items()
+                .iter()
+                .filter_map(|i| get_s(i, "clinicId").ok().and_then(ClinicId::parse)),
+        );
+        start = page.last_evaluated_key.filter(|k| !k.is_empty());
+        if start.is_none() {
+            return Ok(out);
+        }
+    }
+}

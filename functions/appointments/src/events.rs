@@ -1,0 +1,77 @@
+//! What appointments does with other contexts' events, from its own queue (at least once,
+//! possibly out of order), idempotently.
+
+use jiff::Timestamp;
+use shared::{
+    ApiError,
+    ids::{AppointmentId, ClinicId},
+    outbox::{EventEnvelope, Who},
+};
+
+use crate::{
+    AppState, clinic_zone,
+    lifecycle::{self, Input},
+    rules::{Status, Transition},
+    store,
+};
+
+/// The event types the appointments queue receives (the bus rule in `template.yaml`).
+pub const CONSUMED: &[&str] = &["billing.invoice.paid"];
+
+/// Handles one event; unknown types are ignored.
+pub async fn handle(state: &AppState, e: &EventEnvelope, _now: Timestamp) -> Result<(), ApiError> {
+    if e.event_type != "billing.invoice.paid" {
+        return Ok(());
+    }
+    let clinic = e.clinic_id.as_deref().and_then(ClinicId::parse);
+    let appointment = e
+        .data
+        .get("appointmentId")
+        .and_then(|v| v.as_str())
+        .and_then(AppointmentId::parse);
+    let invoice = e.data.get("invoiceId").and_then(|v| v.as_str());
+    let (Some(clinic), Some(appointment), Some(invoice)) = (clinic, appointment, invoice) else {
+        // Invoices that pay for no appointment (subscriptions, manual invoices).
+        return Ok(());
+    };
+    confirm_paid(state, &clinic, &appointment, invoice).await
+}
+
+/// Paying a visit's invoice confirms the visit: a PENDING appointment whose pay-per-visit
+/// invoice this is becomes CONFIRMED (through the same transition as the route, so it must
+/// still hold its time). Anything else (already confirmed, cancelled, another invoice) is left
+/// as it is, which makes redelivery harmless.
+pub async fn confirm_paid(
+    state: &AppState,
+    clinic: &ClinicId,
+    appointment: &AppointmentId,
+    invoice: &str,
+) -> Result<(), ApiError> {
+    let Some(a) = store::get_appointment(&state.table, clinic, appointment).await? else {
+        return Ok(());
+    };
+    let pays_for_it = a
+        .billing
+        .as_ref()
+        .and_then(|b| b.invoice_id.as_deref())
+        .is_some_and(|i| i == invoice);
+    if a.status != Status::Pending || !pays_for_it {
+        return Ok(());
+    }
+    let tz = clinic_zone(state, clinic).await?;
+    match lifecycle::apply(
+        state,
+        &Who::system(),
+        &a,
+        Transition::Confirm,
+        Input::None,
+        &tz,
+    )
+    .await
+    {
+        Ok(_) => Ok(()),
+        // Changed meanwhile (confirmed by reception, cancelled): nothing left to do.
+        Err(e) if e.code() == "version_conflict" || e.code() == "illegal_transition" => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,528 @@
+//! Invoices: issuing with gapless numbers, listing, reading and voiding.
+//!
+//! A clinic's invoice numbers come from one counter item per calendar year. Issuing an invoice
+//! moves the counter from the value read to the next one, under a condition on the value read,
+//! in the same transaction that writes the invoice with that number: a number is used exactly
+//! when its invoice exists, so numbers have neither gaps nor duplicates. Two issuers that read
+//! the same value cannot both commit; the loser reads again and retries.
+
+use axum::{
+    extract::{Path, State},
+    response::Response,
+};
+use http::StatusCode;
+use jiff::{Timestamp, tz::TimeZone};
+use serde::{Deserialize, Serialize};
+use shared::{
+    ApiError,
+    authn::ClinicAccess,
+    db::{Tx, VersionedUpdate, n, s},
+    error::FieldError,
+    http::{Json, OptionalJson, Query, json_response},
+    ids::{AppointmentId, ClinicId, InvoiceId, LocationId, SubscriptionId, UserId},
+    keys,
+    platform::Platform,
+    policy::{Action, Resource, Role, Scope, Subject, authorize},
+};
+
+use crate::{
+    AppState, Who, clinic_settings, event, iso,
+    rules::{self, InvoiceStatus, Line, TotalsProblem},
+    store::{self, InvoiceRecord, StoredLine},
+};
+
+/// How many times issuing re-reads the counter before giving up (each try is one read and one
+/// transaction; a hundred concurrent issuers in one clinic settle well within this).
+const NUMBERING_ATTEMPTS: u32 = 200;
+
+fn counter_moved() -> ApiError {
+    ApiError::conflict(
+        "invoice_number_taken",
+        "Another invoice took this number; try again.",
+    )
+}
+
+/// Runs `attempt` until it does not fail because another invoice took the number it read,
+/// backing off with jitter in between.
+pub async fn retry_numbering<T, F, Fut>(mut attempt: F) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let mut tries = 0u32;
+    loop {
+        match attempt().await {
+            Err(e) if e.code() == "invoice_number_taken" && tries < NUMBERING_ATTEMPTS => {
+                tries += 1;
+                let jitter = u64::from(shared::crypto::random_bytes::<1>()[0]) % 25;
+                let base = 5 * u64::from(tries.min(10));
+                tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// What an invoice is for, before it has a number.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub clinic: ClinicId,
+    pub patient: UserId,
+    pub subscription: Option<SubscriptionId>,
+    pub appointment: Option<AppointmentId>,
+    pub location: Option<LocationId>,
+    pub currency: String,
+    pub lines: Vec<Line>,
+    pub tax: i64,
+    pub discount: i64,
+}
+
+/// Adds an OPEN invoice for `draft` to `tx`: the counter move (guarded), the invoice and its
+/// `billing.invoice.issued` event. Returns the invoice as it will be stored.
+pub async fn issue(
+    state: &Platform,
+    tx: &mut Tx,
+    draft: &Draft,
+    tz: &TimeZone,
+    who: &Who,
+    now: Timestamp,
+) -> Result<InvoiceRecord, ApiError> {
+    let totals = rules::totals(&draft.lines, draft.tax, draft.discount)
+        .map_err(|p| ApiError::Validation(vec![totals_error(p)]))?;
+    let year = rules::local_year(now, tz);
+    let last = store::invoice_counter(&state.table, &draft.clinic, year).await?;
+    let number = rules::invoice_number(year, last + 1);
+    let now_s = now.as_second();
+    // Due a fixed number of days after issue (exact days: due times are instants).
+    let due = now.as_second() + rules::DUE_DAYS * 86_400;
+    let inv = InvoiceRecord {
+        id: InvoiceId::generate(),
+        clinic: draft.clinic.clone(),
+        number,
+        patient: draft.patient.clone(),
+        subscription: draft.subscription.clone(),
+        appointment: draft.appointment.clone(),
+        location: draft.location.clone(),
+        status: InvoiceStatus::Open,
+        currency: draft.currency.clone(),
+        lines: draft.lines.iter().map(StoredLine::from).collect(),
+        totals,
+        amount_paid: 0,
+        due_at: due,
+        issued_at: now_s,
+        paid_at: None,
+        voided_at: None,
+        version: 1,
+        created_at: now_s,
+        updated_at: now_s,
+    };
+    tx.guard(
+        store::invoice_counter_next(&state.table, &draft.clinic, year, last)?,
+        counter_moved,
+    );
+    tx.push(inv.put(&state.table)?);
+    tx.push(
+        event(
+            "billing.invoice.issued",
+            &inv.clinic,
+            who,
+            ("invoice", inv.id.as_str()),
+            serde_json::json!({
+                "invoiceId": inv.id,
+                "number": inv.number,
+                "patientId": inv.patient,
+                "subscriptionId": inv.subscription,
+                "appointmentId": inv.appointment,
+                "total": inv.totals.total,
+                "currency": inv.currency,
+                "dueAt": iso(inv.due_at),
+            }),
+            now,
+        )
+        .outbox_write(&state.table.name, now_s)?,
+    );
+    Ok(inv)
+}
+
+fn totals_error(p: TotalsProblem) -> FieldError {
+    let (field, code, msg) = match p {
+        TotalsProblem::NoLines => ("lines", "required", "Add at least one line."),
+        TotalsProblem::TooManyLines => ("lines", "too_many", "At most 100 lines."),
+        TotalsProblem::BadQuantity => ("lines", "invalid_quantity", "Quantities are 1 to 1000."),
+        TotalsProblem::BadUnitAmount => (
+            "lines",
+            "invalid_amount",
+            "Unit amounts are whole minor units, 0 or more.",
+        ),
+        TotalsProblem::BadTax => (
+            "tax",
+            "invalid_amount",
+            "Tax is whole minor units, 0 or more.",
+        ),
+        TotalsProblem::BadDiscount => (
+            "discount",
+            "invalid_amount",
+            "The discount is whole minor units, 0 or more.",
+        ),
+        TotalsProblem::DiscountExceedsAmount => (
+            "discount",
+            "exceeds_amount",
+            "The discount cannot exceed the lines plus tax.",
+        ),
+        TotalsProblem::TooLarge => ("lines", "too_large", "The amounts are too large."),
+    };
+    FieldError::new(field, code, msg)
+}
+
+// ---------------------------------------------------------------- views
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceView {
+    pub id: String,
+    pub clinic_id: String,
+    pub number: String,
+    pub patient_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub appointment_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location_id: Option<String>,
+    pub status: &'static str,
+    pub currency: String,
+    pub lines: Vec<StoredLine>,
+    pub subtotal: i64,
+    pub tax: i64,
+    pub discount: i64,
+    pub total: i64,
+    pub amount_paid: i64,
+    pub amount_due: i64,
+    pub issued_at: String,
+    pub due_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paid_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voided_at: Option<String>,
+    pub version: i64,
+}
+
+pub fn view(i: &InvoiceRecord) -> InvoiceView {
+    let due = if matches!(i.status, InvoiceStatus::Paid | InvoiceStatus::Void) {
+        0
+    } else {
+        (i.totals.total - i.amount_paid).max(0)
+    };
+    InvoiceView {
+        id: i.id.to_string(),
+        clinic_id: i.clinic.to_string(),
+        number: i.number.clone(),
+        patient_id: i.patient.to_string(),
+        subscription_id: i.subscription.as_ref().map(ToString::to_string),
+        appointment_id: i.appointment.as_ref().map(ToString::to_string),
+        location_id: i.location.as_ref().map(ToString::to_string),
+        status: i.status.as_str(),
+        currency: i.currency.clone(),
+        lines: i.lines.clone(),
+        subtotal: i.totals.subtotal,
+        tax: i.totals.tax,
+        discount: i.totals.discount,
+        total: i.totals.total,
+        amount_paid: i.amount_paid,
+        amount_due: due,
+        issued_at: iso(i.issued_at),
+        due_at: iso(i.due_at),
+        paid_at: i.paid_at.map(iso),
+        voided_at: i.voided_at.map(iso),
+        version: i.version,
+    }
+}
+
+pub fn subject(i: &InvoiceRecord) -> Subject<'_> {
+    Subject {
+        owner: Some(i.patient.as_str()),
+        location: i.location.as_ref().map(LocationId::as_str),
+        ..Default::default()
+    }
+}
+
+/// The invoice if the caller may read it; 404 otherwise (indistinguishable from missing).
+pub async fn load_visible(
+    state: &AppState,
+    access: &ClinicAccess,
+    id: &str,
+) -> Result<InvoiceRecord, ApiError> {
+    let id = InvoiceId::parse(id).ok_or(ApiError::NotFound)?;
+    let inv = store::get_invoice(&state.table, &access.clinic, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if !access.allows(Resource::Invoice, Action::Read, &subject(&inv)) {
+        return Err(ApiError::NotFound);
+    }
+    Ok(inv)
+}
+
+// ---------------------------------------------------------------- routes
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LineBody {
+    description: String,
+    #[serde(default = "one")]
+    quantity: i64,
+    unit_amount: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateBody {
+    patient_id: String,
+    location_id: Option<String>,
+    currency: Option<String>,
+    lines: Vec<LineBody>,
+    #[serde(default)]
+    tax: i64,
+    #[serde(default)]
+    discount: i64,
+}
+
+/// Checks a patient id names an active patient of the clinic (422 otherwise).
+pub async fn known_patient(
+    state: &AppState,
+    clinic: &ClinicId,
+    id: &str,
+) -> Result<UserId, ApiError> {
+    let unknown = || {
+        ApiError::invalid_field(
+            "patientId",
+            "unknown_patient",
+            "No such patient in this clinic.",
+        )
+    };
+    let user = UserId::parse(id).ok_or_else(unknown)?;
+    let ok = clinics::store::get_member(&state.table, clinic, &user)
+        .await?
+        .is_some_and(|m| m.role == Role::Patient && m.status == "ACTIVE");
+    if ok { Ok(user) } else { Err(unknown()) }
+}
+
+/// Checks an optional location id names a location of the clinic (422 otherwise).
+pub async fn known_location(
+    state: &AppState,
+    clinic: &ClinicId,
+    id: Option<&str>,
+) -> Result<Option<LocationId>, ApiError> {
+    let Some(id) = id else { return Ok(None) };
+    let unknown = || {
+        ApiError::invalid_field(
+            "locationId",
+            "unknown_location",
+            "No such location in this clinic.",
+        )
+    };
+    let l = LocationId::parse(id).ok_or_else(unknown)?;
+    let exists = state
+        .table
+        .get(keys::clinic_pk(clinic), keys::location_sk(&l))
+        .await?
+        .is_some();
+    if exists { Ok(Some(l)) } else { Err(unknown()) }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Json(body): Json<CreateBody>,
+) -> Result<Response, ApiError> {
+    // Authorise on what the request names before looking anything up.
+    let pre = Subject {
+        owner: Some(body.patient_id.as_str()),
+        location: body.location_id.as_deref(),
+        ..Default::default()
+    };
+    access.require(Resource::Invoice, Action::Create, &pre)?;
+    let mut errors = Vec::new();
+    for (i, l) in body.lines.iter().enumerate() {
+        if l.description.trim().is_empty() || l.description.chars().count() > 200 {
+            errors.push(FieldError::new(
+                format!("lines[{i}].description"),
+                "invalid_length",
+                "Use 1 to 200 characters.",
+            ));
+        }
+    }
+    if let Some(c) = &body.currency {
+        if !rules::currency_ok(c) {
+            errors.push(FieldError::new(
+                "currency",
+                "invalid_currency",
+                "Use a three-letter ISO 4217 code.",
+            ));
+        }
+    }
+    let lines: Vec<Line> = body
+        .lines
+        .iter()
+        .map(|l| Line {
+            description: l.description.trim().to_string(),
+            quantity: l.quantity,
+            unit_amount: l.unit_amount,
+        })
+        .collect();
+    if let Err(p) = rules::totals(&lines, body.tax, body.discount) {
+        errors.push(totals_error(p));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let patient = known_patient(&state, &access.clinic, &body.patient_id).await?;
+    let location = known_location(&state, &access.clinic, body.location_id.as_deref()).await?;
+    let (tz, clinic_currency) = clinic_settings(&state, &access.clinic).await?;
+    let draft = Draft {
+        clinic: access.clinic.clone(),
+        patient,
+        subscription: None,
+        appointment: None,
+        location,
+        currency: body.currency.clone().unwrap_or(clinic_currency),
+        lines,
+        tax: body.tax,
+        discount: body.discount,
+    };
+    let who = Who::member(&access.caller.user_id, access.role);
+    let inv = retry_numbering(|| async {
+        let mut tx = Tx::default();
+        let inv = issue(&state, &mut tx, &draft, &tz, &who, state.clock.now()).await?;
+        tx.commit(&state.table).await?;
+        Ok(inv)
+    })
+    .await?;
+    let mut resp = json_response(StatusCode::CREATED, &view(&inv));
+    if let Ok(loc) =
+        http::HeaderValue::from_str(&format!("/v1/clinics/{}/invoices/{}", inv.clinic, inv.id))
+    {
+        resp.headers_mut().insert(http::header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListQuery {
+    patient_id: Option<String>,
+    status: Option<String>,
+    subscription_id: Option<String>,
+}
+
+/// The widest scope the caller has for `action` on `resource`.
+pub fn widest(role: Role, resource: Resource, action: Action) -> Option<Scope> {
+    authorize(role, resource, action).first().map(|g| g.scope)
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let status = match &q.status {
+        Some(v) => Some(InvoiceStatus::parse(v).ok_or_else(|| {
+            ApiError::invalid_field("status", "invalid_status", "Unknown invoice status.")
+        })?),
+        None => None,
+    };
+    if widest(access.role, Resource::Invoice, Action::Read).is_none() {
+        return Err(ApiError::Forbidden);
+    }
+    let items = store::query_prefix(&state.table, &access.clinic, keys::INVOICE_PREFIX).await?;
+    let mut out = Vec::new();
+    for i in &items {
+        let inv = InvoiceRecord::from_item(i)?;
+        let keep = access.allows(Resource::Invoice, Action::Read, &subject(&inv))
+            && q.patient_id
+                .as_deref()
+                .is_none_or(|p| inv.patient.as_str() == p)
+            && q.subscription_id
+                .as_deref()
+                .is_none_or(|p| inv.subscription.as_ref().is_some_and(|x| x.as_str() == p))
+            && status.is_none_or(|st| inv.status == st);
+        if keep {
+            out.push(inv);
+        }
+    }
+    out.sort_by(|a, b| b.number.cmp(&a.number));
+    let views: Vec<InvoiceView> = out.iter().map(view).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "items": views }),
+    ))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let inv = load_visible(&state, &access, &id).await?;
+    Ok(json_response(StatusCode::OK, &view(&inv)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VoidBody {
+    version: Option<i64>,
+}
+
+pub async fn void(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Path((_, id)): Path<(String, String)>,
+    OptionalJson(body): OptionalJson<VoidBody>,
+) -> Result<Response, ApiError> {
+    let inv = load_visible(&state, &access, &id).await?;
+    access.require(Resource::Invoice, Action::Manage, &subject(&inv))?;
+    if body.version.is_some_and(|v| v != inv.version) {
+        return Err(version_conflict());
+    }
+    if !inv.status.voidable() {
+        return Err(ApiError::conflict(
+            "invoice_not_voidable",
+            "A paid or void invoice cannot be voided.",
+        ));
+    }
+    let now = state.clock.now();
+    let now_s = now.as_second();
+    let mut u = VersionedUpdate::new();
+    u.set("status", s(InvoiceStatus::Void.as_str()))
+        .set("voidedAt", n(now_s));
+    let mut tx = Tx::default();
+    tx.guard(inv.update(&state.table, u, now_s)?, version_conflict);
+    let who = Who::member(&access.caller.user_id, access.role);
+    tx.push(
+        event(
+            "billing.invoice.voided",
+            &inv.clinic,
+            &who,
+            ("invoice", inv.id.as_str()),
+            serde_json::json!({ "invoiceId": inv.id, "number": inv.number, "previousStatus": inv.status.as_str() }),
+            now,
+        )
+        .outbox_write(&state.table.name, now_s)?,
+    );
+    tx.commit(&state.table).await?;
+    let mut after = inv;
+    after.status = InvoiceStatus::Void;
+    after.voided_at = Some(now_s);
+    after.version += 1;
+    Ok(json_response(StatusCode::OK, &view(&after)))
+}
+
+pub fn version_conflict() -> ApiError {
+    ApiError::conflict(
+        "version_conflict",
+        "The record was changed by someone else; read it again and retry.",
+    )
+}

@@ -1,0 +1,221 @@
+//! The `billing` function: plans, subscriptions with appointment quotas, coverage of bookings,
+//! invoices numbered without gaps per clinic and year, and payments. Pure rules live in
+//! [`rules`], storage in [`store`]; [`coverage`] is what the booking transaction calls.
+
+pub mod analytics;
+pub mod api;
+pub mod coverage;
+pub mod events;
+pub mod invoices;
+pub mod payments;
+pub mod rules;
+pub mod store;
+pub mod sweep;
+
+use std::{ops::Deref, sync::Arc};
+
+use axum::{
+    Router, middleware,
+    routing::{get, post},
+};
+use jiff::{Timestamp, tz::TimeZone};
+use shared::{
+    ApiError,
+    authn::{Authenticator, HasAuthenticator},
+    aws::Clients,
+    clock::{Clock, SystemClock},
+    config::PlatformConfig,
+    idempotency::idempotent,
+    ids::ClinicId,
+    outbox::{EventEnvelope, Subject},
+    platform::Platform,
+};
+
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/clinics/{clinicId}/plans"),
+    ("POST", "/v1/clinics/{clinicId}/plans"),
+    ("GET", "/v1/clinics/{clinicId}/plans/{planId}"),
+    ("PATCH", "/v1/clinics/{clinicId}/plans/{planId}"),
+    ("DELETE", "/v1/clinics/{clinicId}/plans/{planId}"),
+    ("GET", "/v1/clinics/{clinicId}/subscriptions"),
+    ("POST", "/v1/clinics/{clinicId}/subscriptions"),
+    (
+        "GET",
+        "/v1/clinics/{clinicId}/subscriptions/{subscriptionId}",
+    ),
+    (
+        "POST",
+        "/v1/clinics/{clinicId}/subscriptions/{subscriptionId}/{action}",
+    ),
+    (
+        "GET",
+        "/v1/clinics/{clinicId}/subscriptions/{subscriptionId}/coverage",
+    ),
+    ("GET", "/v1/clinics/{clinicId}/invoices"),
+    ("POST", "/v1/clinics/{clinicId}/invoices"),
+    ("GET", "/v1/clinics/{clinicId}/invoices/{invoiceId}"),
+    ("POST", "/v1/clinics/{clinicId}/invoices/{invoiceId}/void"),
+    ("GET", "/v1/clinics/{clinicId}/payments"),
+    ("POST", "/v1/clinics/{clinicId}/payments"),
+    ("GET", "/v1/clinics/{clinicId}/payments/{paymentId}"),
+    ("POST", "/v1/clinics/{clinicId}/payments/{paymentId}/refund"),
+    ("GET", "/v1/clinics/{clinicId}/billing/analytics"),
+    ("POST", "/v1/webhooks/payments/{provider}"),
+];
+
+pub struct Inner {
+    pub platform: Platform,
+    /// The payment provider's webhook signing secret.
+    webhook_secret: zeroize::Zeroizing<Vec<u8>>,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Platform;
+    fn deref(&self) -> &Platform {
+        &self.0.platform
+    }
+}
+
+impl HasAuthenticator for AppState {
+    fn authenticator(&self) -> &Authenticator {
+        &self.authn
+    }
+}
+
+impl AppState {
+    pub async fn new(
+        clients: &Clients,
+        cfg: &PlatformConfig,
+        webhook_secret: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        if webhook_secret.len() < 16 {
+            return Err("the payment webhook secret must have at least 16 characters".into());
+        }
+        let platform = Platform::new(clients, cfg, clock).await?;
+        Ok(Self(Arc::new(Inner {
+            platform,
+            webhook_secret: zeroize::Zeroizing::new(webhook_secret.as_bytes().to_vec()),
+        })))
+    }
+
+    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let cfg = PlatformConfig::from_env()?;
+        let secret = shared::config::required("PAYMENT_WEBHOOK_SECRET")?;
+        let clients = Clients::from_env().await;
+        Self::new(&clients, &cfg, &secret, Arc::new(SystemClock)).await
+    }
+
+    pub fn webhook_secret(&self) -> &[u8] {
+        &self.0.webhook_secret
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    shared::http::platform(routes(state))
+}
+
+pub fn routes(state: AppState) -> Router {
+    let idem = || middleware::from_fn_with_state(state.idempotency.clone(), idempotent);
+    Router::new()
+        .route(
+            "/v1/clinics/{clinicId}/plans",
+            get(api::list_plans).merge(post(api::create_plan).layer(idem())),
+        )
+        .route(
+            "/v1/clinics/{clinicId}/plans/{planId}",
+            get(api::get_plan)
+                .patch(api::update_plan)
+                .delete(api::delete_plan),
+        )
+        .route(
+            "/v1/clinics/{clinicId}/subscriptions",
+            get(api::list_subscriptions).merge(post(api::subscribe).layer(idem())),
+        )
+        .route(
+            "/v1/clinics/{clinicId}/subscriptions/{subscriptionId}",
+            get(api::get_subscription),
+        )
+        .route(
+            "/v1/clinics/{clinicId}/subscriptions/{subscriptionId}/coverage",
+            get(api::get_coverage),
+        )
+        .route(
+            "/v1/clinics/{clinicId}/subscriptions/{subscriptionId}/{action}",
+            post(api::subscription_action),
+        )
+        .route(
+            "/v1/clinics/{clinicId}/invoices",
+            get(invoices::list).merge(post(invoices::create).layer(idem())),
+        )
+        .route(
+            "/v1/clinics/{clinicId}/invoices/{invoiceId}",
+            get(invoices::get),
+        )
+        .route(
+            "/v1/clinics/{clinicId}/invoices/{invoiceId}/void",
+            post(invoices::void),
+        )
+        .route(
+            "/v1/clinics/{clinicId}/payments",
+            get(payments::list).merge(post(payments::create).layer(idem())),
+        )
+        .route(
+            "/v1/clinics/{clinicId}/payments/{paymentId}",
+            get(payments::get),
+        )
+        .route(
+            "/v1/clinics/{clinicId}/payments/{paymentId}/refund",
+            post(payments::refund),
+        )
+        .route(
+            "/v1/clinics/{clinicId}/billing/analytics",
+            get(analytics::get),
+        )
+        .route("/v1/webhooks/payments/{provider}", post(payments::webhook))
+        .with_state(state)
+}
+
+pub use shared::outbox::Who;
+
+/// A billing event: ids, codes, amounts and times only.
+pub fn event(
+    kind: &str,
+    clinic: &ClinicId,
+    who: &Who,
+    subject: (&str, &str),
+    data: serde_json::Value,
+    now: Timestamp,
+) -> EventEnvelope {
+    EventEnvelope::new(
+        kind,
+        Some(clinic),
+        who.actor(),
+        Subject {
+            kind: subject.0.into(),
+            id: subject.1.into(),
+        },
+        data,
+        now,
+    )
+}
+
+/// The clinic's time zone and currency.
+pub async fn clinic_settings(
+    state: &Platform,
+    clinic: &ClinicId,
+) -> Result<(TimeZone, String), ApiError> {
+    let c = clinics::store::get_clinic(&state.table, clinic)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let tz = TimeZone::get(&c.time_zone).map_err(ApiError::internal)?;
+    Ok((tz, c.currency))
+}
+
+/// RFC 3339 in UTC with seconds.
+pub fn iso(t: i64) -> String {
+    shared::clock::rfc3339(t)
+}

@@ -1,0 +1,670 @@
+//! Payments: recorded at the cash desk (cash, insurance) or started through the payment
+//! provider port (card, UPI, net banking, wallet) and completed by the provider's signed
+//! webhook. A completed payment marks its invoice PAID and activates what it pays for.
+
+use axum::{
+    body::Bytes,
+    extract::{Path, State},
+    response::Response,
+};
+use http::{HeaderMap, StatusCode};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use shared::{
+    ApiError,
+    authn::ClinicAccess,
+    db::{Tx, VersionedUpdate, n, s},
+    http::{Json, OptionalJson, Query, json_response, parse_json},
+    ids::{InvoiceId, LocationId, PaymentId},
+    keys,
+    platform::Platform,
+    policy::{Action, Resource, Role, Subject},
+};
+
+use crate::{
+    AppState, Who, event,
+    invoices::{self, version_conflict, widest},
+    iso,
+    rules::{self, InvoiceStatus, Method, PaymentStatus, RefundProblem, SubStatus},
+    store::{self, PaymentRecord},
+};
+
+/// The provider name of payments taken at the desk.
+pub const CASH_DESK: &str = "cash-desk";
+/// The card-like provider this deployment ships: an HMAC-signed webhook adapter.
+pub const GATEWAY: &str = "gateway";
+/// Webhooks older or newer than this many seconds are refused (replay window).
+pub const WEBHOOK_TOLERANCE_SECONDS: i64 = 300;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentView {
+    id: String,
+    clinic_id: String,
+    invoice_id: String,
+    patient_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location_id: Option<String>,
+    method: &'static str,
+    provider: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_reference: Option<String>,
+    status: &'static str,
+    amount: i64,
+    refunded: i64,
+    currency: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refund_of: Option<String>,
+    created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completed_at: Option<String>,
+    version: i64,
+}
+
+pub fn view(p: &PaymentRecord) -> PaymentView {
+    PaymentView {
+        id: p.id.to_string(),
+        clinic_id: p.clinic.to_string(),
+        invoice_id: p.invoice.to_string(),
+        patient_id: p.patient.to_string(),
+        location_id: p.location.as_ref().map(ToString::to_string),
+        method: p.method.as_str(),
+        provider: p.provider.clone(),
+        provider_reference: p.provider_ref.clone(),
+        status: p.status.as_str(),
+        amount: p.amount,
+        refunded: p.refunded,
+        currency: p.currency.clone(),
+        refund_of: p.refund_of.as_ref().map(ToString::to_string),
+        created_at: iso(p.created_at),
+        completed_at: p.completed_at.map(iso),
+        version: p.version,
+    }
+}
+
+fn subject(p: &PaymentRecord) -> Subject<'_> {
+    Subject {
+        owner: Some(p.patient.as_str()),
+        location: p.location.as_ref().map(LocationId::as_str),
+        ..Default::default()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateBody {
+    invoice_id: String,
+    method: String,
+    /// Defaults to the amount due; when given it must equal it (invoices are paid in full).
+    amount: Option<i64>,
+}
+
+fn not_payable() -> ApiError {
+    ApiError::conflict(
+        "invoice_not_payable",
+        "The invoice is paid, void or still a draft; it cannot be paid.",
+    )
+}
+
+/// Takes a payment against an invoice. Desk methods complete at once; card-like methods start
+/// a PENDING payment with the provider and complete when its signed webhook arrives.
+pub async fn create(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Json(body): Json<CreateBody>,
+) -> Result<Response, ApiError> {
+    let method = Method::parse(&body.method).ok_or_else(|| {
+        ApiError::invalid_field(
+            "method",
+            "invalid_method",
+            "Use CASH, CARD, UPI, NET_BANKING, WALLET or INSURANCE.",
+        )
+    })?;
+    let unknown = || ApiError::invalid_field("invoiceId", "unknown_invoice", "No such invoice.");
+    let id = InvoiceId::parse(&body.invoice_id).ok_or_else(unknown)?;
+    let inv = store::get_invoice(&state.table, &access.clinic, &id)
+        .await?
+        .ok_or_else(unknown)?;
+    if !access.allows(Resource::Invoice, Action::Read, &invoices::subject(&inv)) {
+        return Err(unknown());
+    }
+    let pre = Subject {
+        owner: Some(inv.patient.as_str()),
+        location: inv.location.as_ref().map(LocationId::as_str),
+        ..Default::default()
+    };
+    access.require(Resource::Payment, Action::Create, &pre)?;
+    if access.role == Role::Patient && !method.via_provider() {
+        return Err(ApiError::invalid_field(
+            "method",
+            "desk_only",
+            "Cash and insurance payments are recorded at the clinic's desk.",
+        ));
+    }
+    if !inv.status.payable() {
+        return Err(not_payable());
+    }
+    let due = inv.totals.total - inv.amount_paid;
+    if body.amount.is_some_and(|a| a != due) {
+        return Err(ApiError::invalid_field(
+            "amount",
+            "amount_mismatch",
+            "Pay the amount due in full.",
+        ));
+    }
+    let now = state.clock.now();
+    let now_s = now.as_second();
+    let (provider, reference) = if method.via_provider() {
+        (GATEWAY, Some(format!("gw_{}", PaymentId::generate())))
+    } else {
+        (CASH_DESK, None)
+    };
+    let p = PaymentRecord {
+        id: PaymentId::generate(),
+        clinic: inv.clinic.clone(),
+        invoice: inv.id.clone(),
+        patient: inv.patient.clone(),
+        location: inv.location.clone(),
+        method,
+        provider: provider.into(),
+        provider_ref: reference.clone(),
+        status: PaymentStatus::Pending,
+        amount: due,
+        refunded: 0,
+        currency: inv.currency.clone(),
+        refund_of: None,
+        version: 1,
+        created_at: now_s,
+        updated_at: now_s,
+        completed_at: None,
+    };
+    let who = Who::member(&access.caller.user_id, access.role);
+    let mut tx = Tx::default();
+    tx.push(p.put(&state.table)?);
+    if let Some(r) = &reference {
+        tx.push(store::provider_ref_put(&state.table, provider, r, &p)?);
+    }
+    tx.push(payment_event(
+        &state,
+        "billing.payment.created",
+        &p,
+        &who,
+        now,
+    )?);
+    tx.commit(&state.table).await?;
+    let p = if method.via_provider() {
+        p
+    } else {
+        complete(&state, &p, &who, now).await?.unwrap_or(p)
+    };
+    let mut resp = json_response(StatusCode::CREATED, &view(&p));
+    if let Ok(loc) =
+        http::HeaderValue::from_str(&format!("/v1/clinics/{}/payments/{}", p.clinic, p.id))
+    {
+        resp.headers_mut().insert(http::header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+fn payment_event(
+    state: &Platform,
+    kind: &str,
+    p: &PaymentRecord,
+    who: &Who,
+    now: Timestamp,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
+    event(
+        kind,
+        &p.clinic,
+        who,
+        ("payment", p.id.as_str()),
+        serde_json::json!({
+            "paymentId": p.id,
+            "invoiceId": p.invoice,
+            "patientId": p.patient,
+            "method": p.method.as_str(),
+            "status": p.status.as_str(),
+            "amount": p.amount,
+            "currency": p.currency,
+        }),
+        now,
+    )
+    .outbox_write(&state.table.name, now.as_second())
+}
+
+/// Completes a PENDING payment: the payment, its invoice (PAID) and the subscription it pays
+/// for (ACTIVE) change in one transaction, each under the version read. Returns the completed
+/// payment, or `None` when it was no longer pending (a redelivered webhook): completing twice
+/// is impossible because the payment's version moves on the first time.
+pub async fn complete(
+    state: &Platform,
+    p: &PaymentRecord,
+    who: &Who,
+    now: Timestamp,
+) -> Result<Option<PaymentRecord>, ApiError> {
+    let mut p = p.clone();
+    for _ in 0..5 {
+        if p.status != PaymentStatus::Pending {
+            return Ok(None);
+        }
+        let inv = store::get_invoice(&state.table, &p.clinic, &p.invoice)
+            .await?
+            .ok_or_else(|| ApiError::internal("payment without invoice"))?;
+        let now_s = now.as_second();
+        let mut tx = Tx::default();
+        let mut u = VersionedUpdate::new();
+        u.set("status", s(PaymentStatus::Completed.as_str()))
+            .set("completedAt", n(now_s));
+        tx.guard(p.update(&state.table, u, now_s)?, changed);
+        let mut done = p.clone();
+        done.status = PaymentStatus::Completed;
+        done.completed_at = Some(now_s);
+        done.version += 1;
+        tx.push(payment_event(
+            state,
+            "billing.payment.completed",
+            &done,
+            who,
+            now,
+        )?);
+        if inv.status.payable() {
+            let mut iu = VersionedUpdate::new();
+            iu.set("status", s(InvoiceStatus::Paid.as_str()))
+                .set("amountPaid", n(inv.amount_paid + p.amount))
+                .set("paidAt", n(now_s));
+            tx.guard(inv.update(&state.table, iu, now_s)?, changed);
+            tx.push(
+                event(
+                    "billing.invoice.paid",
+                    &inv.clinic,
+                    who,
+                    ("invoice", inv.id.as_str()),
+                    serde_json::json!({
+                        "invoiceId": inv.id,
+                        "number": inv.number,
+                        "paymentId": p.id,
+                        "subscriptionId": inv.subscription,
+                        "appointmentId": inv.appointment,
+                        "total": inv.totals.total,
+                        "currency": inv.currency,
+                    }),
+                    now,
+                )
+                .outbox_write(&state.table.name, now_s)?,
+            );
+            if let Some(sub) = &inv.subscription {
+                if let Some(x) = store::get_subscription(&state.table, &inv.clinic, sub).await? {
+                    if matches!(x.status, SubStatus::Incomplete | SubStatus::PastDue) {
+                        let mut su = VersionedUpdate::new();
+                        su.set("status", s(SubStatus::Active.as_str()));
+                        tx.guard(x.update(&state.table, su, now_s)?, changed);
+                        let mut active = x.clone();
+                        active.status = SubStatus::Active;
+                        tx.push(
+                            event(
+                                "billing.subscription.activated",
+                                &x.clinic,
+                                who,
+                                ("subscription", x.id.as_str()),
+                                serde_json::json!({
+                                    "subscriptionId": x.id,
+                                    "patientId": x.patient,
+                                    "previousStatus": x.status.as_str(),
+                                    "invoiceId": inv.id,
+                                }),
+                                now,
+                            )
+                            .outbox_write(&state.table.name, now_s)?,
+                        );
+                    }
+                }
+            }
+        }
+        match tx.commit(&state.table).await {
+            Ok(()) => return Ok(Some(done)),
+            Err(e) if e.code() == "changed_meanwhile" => {
+                p = store::get_payment(&state.table, &p.clinic, &p.id)
+                    .await?
+                    .ok_or_else(|| ApiError::internal("payment vanished"))?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::conflict(
+        "concurrent_request",
+        "The invoice kept changing; try again.",
+    ))
+}
+
+fn changed() -> ApiError {
+    ApiError::conflict("changed_meanwhile", "Changed meanwhile.")
+}
+
+async fn load_visible(
+    state: &AppState,
+    access: &ClinicAccess,
+    id: &str,
+) -> Result<PaymentRecord, ApiError> {
+    let id = PaymentId::parse(id).ok_or(ApiError::NotFound)?;
+    let p = store::get_payment(&state.table, &access.clinic, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if !access.allows(Resource::Payment, Action::Read, &subject(&p)) {
+        return Err(ApiError::NotFound);
+    }
+    Ok(p)
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let p = load_visible(&state, &access, &id).await?;
+    Ok(json_response(StatusCode::OK, &view(&p)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListQuery {
+    invoice_id: Option<String>,
+    patient_id: Option<String>,
+    status: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let status = match &q.status {
+        Some(v) => Some(PaymentStatus::parse(v).ok_or_else(|| {
+            ApiError::invalid_field("status", "invalid_status", "Unknown payment status.")
+        })?),
+        None => None,
+    };
+    if widest(access.role, Resource::Payment, Action::Read).is_none() {
+        return Err(ApiError::Forbidden);
+    }
+    let items = store::query_prefix(&state.table, &access.clinic, keys::PAYMENT_PREFIX).await?;
+    let mut out = Vec::new();
+    for i in &items {
+        let p = PaymentRecord::from_item(i)?;
+        let keep = access.allows(Resource::Payment, Action::Read, &subject(&p))
+            && q.invoice_id
+                .as_deref()
+                .is_none_or(|x| p.invoice.as_str() == x)
+            && q.patient_id
+                .as_deref()
+                .is_none_or(|x| p.patient.as_str() == x)
+            && status.is_none_or(|st| p.status == st);
+        if keep {
+            out.push(p);
+        }
+    }
+    out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    let views: Vec<PaymentView> = out.iter().map(view).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "items": views }),
+    ))
+}
+
+// ---------------------------------------------------------------- refunds
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RefundBody {
+    /// Defaults to everything not yet refunded.
+    amount: Option<i64>,
+}
+
+/// Gives money back from a completed payment: partial or full, never more than was paid. The
+/// refund is its own record (`refundOf`); the payment counts what was refunded and becomes
+/// REFUNDED when all of it was. Both change in one transaction under the payment's version.
+pub async fn refund(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Path((_, id)): Path<(String, String)>,
+    OptionalJson(body): OptionalJson<RefundBody>,
+) -> Result<Response, ApiError> {
+    let p = load_visible(&state, &access, &id).await?;
+    access.require(Resource::Payment, Action::Manage, &subject(&p))?;
+    if p.refund_of.is_some() {
+        return Err(ApiError::conflict(
+            "not_refundable",
+            "A refund cannot itself be refunded.",
+        ));
+    }
+    let amount = body.amount.unwrap_or(p.amount - p.refunded);
+    let full = rules::refund(p.status, p.amount, p.refunded, amount).map_err(|e| match e {
+        RefundProblem::NotCompleted => ApiError::conflict(
+            "not_refundable",
+            "Only a completed payment with money left on it can be refunded.",
+        ),
+        RefundProblem::BadAmount => ApiError::invalid_field(
+            "amount",
+            "invalid_amount",
+            "Refund a positive amount in minor units.",
+        ),
+        RefundProblem::MoreThanPaid => ApiError::invalid_field(
+            "amount",
+            "exceeds_paid",
+            "A refund cannot exceed what was paid and not yet refunded.",
+        ),
+    })?;
+    let now = state.clock.now();
+    let now_s = now.as_second();
+    let r = PaymentRecord {
+        id: PaymentId::generate(),
+        refund_of: Some(p.id.clone()),
+        status: PaymentStatus::Completed,
+        amount,
+        refunded: 0,
+        provider_ref: None,
+        version: 1,
+        created_at: now_s,
+        updated_at: now_s,
+        completed_at: Some(now_s),
+        ..p.clone()
+    };
+    let mut u = VersionedUpdate::new();
+    u.set("refunded", n(p.refunded + amount));
+    if full {
+        u.set("status", s(PaymentStatus::Refunded.as_str()));
+    }
+    let who = Who::member(&access.caller.user_id, access.role);
+    let mut tx = Tx::default();
+    tx.guard(p.update(&state.table, u, now_s)?, version_conflict);
+    tx.push(r.put(&state.table)?);
+    tx.push(payment_event(
+        &state,
+        "billing.payment.refunded",
+        &r,
+        &who,
+        now,
+    )?);
+    tx.commit(&state.table).await?;
+    let mut resp = json_response(StatusCode::CREATED, &view(&r));
+    if let Ok(loc) =
+        http::HeaderValue::from_str(&format!("/v1/clinics/{}/payments/{}", r.clinic, r.id))
+    {
+        resp.headers_mut().insert(http::header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+// ---------------------------------------------------------------- provider webhook
+
+/// The provider's notification, signed over the raw body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookBody {
+    /// `payment.succeeded` or `payment.failed`.
+    #[serde(rename = "type")]
+    kind: String,
+    /// The reference the payment was started with.
+    reference: String,
+    amount: i64,
+    currency: String,
+}
+
+/// Verifies `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">` with `secret`,
+/// within the replay window around `now`.
+pub fn verify_signature(
+    secret: &[u8],
+    header: Option<&str>,
+    body: &[u8],
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    let refused =
+        || ApiError::unauthorized("invalid_signature", "The webhook signature is not valid.");
+    let header = header.ok_or_else(refused)?;
+    let mut t = None;
+    let mut sig = None;
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", v)) => t = v.parse::<i64>().ok(),
+            Some(("v1", v)) => sig = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    let (t, sig) = t.zip(sig).ok_or_else(refused)?;
+    if (now.as_second() - t).abs() > WEBHOOK_TOLERANCE_SECONDS {
+        return Err(ApiError::unauthorized(
+            "stale_signature",
+            "The webhook timestamp is outside the replay window.",
+        ));
+    }
+    let expected = hex(&shared::crypto::hmac_sha256(
+        secret,
+        &[t.to_string().as_bytes(), b".", body],
+    ));
+    if shared::crypto::constant_time_eq(expected.as_bytes(), sig.as_bytes()) {
+        Ok(())
+    } else {
+        Err(refused())
+    }
+}
+
+/// Signs `body` at `t` the way the provider does (for tests and the local walk-through).
+pub fn sign(secret: &[u8], t: i64, body: &[u8]) -> String {
+    let mac = shared::crypto::hmac_sha256(secret, &[t.to_string().as_bytes(), b".", body]);
+    format!("t={t},v1={}", hex(&mac))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `POST /v1/webhooks/payments/{provider}`: public, authenticated by the signature alone.
+/// Redeliveries are harmless: a payment completes once, and later deliveries answer 200.
+pub async fn webhook(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if provider != GATEWAY {
+        return Err(ApiError::NotFound);
+    }
+    let secret = state.webhook_secret();
+    let now = state.clock.now();
+    verify_signature(
+        secret,
+        headers.get("x-signature").and_then(|v| v.to_str().ok()),
+        &body,
+        now,
+    )?;
+    let w: WebhookBody = parse_json(&body)?;
+    let Some((clinic, id)) =
+        store::resolve_provider_ref(&state.table, GATEWAY, &w.reference).await?
+    else {
+        return Err(ApiError::NotFound);
+    };
+    let p = store::get_payment(&state.table, &clinic, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if w.amount != p.amount || w.currency != p.currency {
+        tracing::warn!(payment = %p.id, "webhook amount or currency differs from the payment");
+        return Err(ApiError::unprocessable(
+            "amount_mismatch",
+            "The notified amount differs from the payment.",
+        ));
+    }
+    let who = Who::system();
+    let outcome = match w.kind.as_str() {
+        "payment.succeeded" => complete(&state, &p, &who, now).await?.is_some(),
+        "payment.failed" => fail(&state, &p, &who, now).await?,
+        _ => {
+            return Err(ApiError::unprocessable(
+                "unknown_event",
+                "Unknown webhook event type.",
+            ));
+        }
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "received": true, "applied": outcome }),
+    ))
+}
+
+/// Marks a PENDING payment FAILED (the invoice stays open). Returns whether it changed.
+async fn fail(
+    state: &Platform,
+    p: &PaymentRecord,
+    who: &Who,
+    now: Timestamp,
+) -> Result<bool, ApiError> {
+    if p.status != PaymentStatus::Pending {
+        return Ok(false);
+    }
+    let now_s = now.as_second();
+    let mut u = VersionedUpdate::new();
+    u.set("status", s(PaymentStatus::Failed.as_str()));
+    let mut tx = Tx::default();
+    tx.guard(p.update(&state.table, u, now_s)?, changed);
+    let mut f = p.clone();
+    f.status = PaymentStatus::Failed;
+    tx.push(payment_event(
+        state,
+        "billing.payment.failed",
+        &f,
+        who,
+        now,
+    )?);
+    match tx.commit(&state.table).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.code() == "changed_meanwhile" => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_only_fresh_and_exact() {
+        let secret = b"whsec-test";
+        let now: Timestamp = "2026-11-24T10:00:00Z"
+            .parse()
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        let body = br#"{"type":"payment.succeeded"}"#;
+        let h = sign(secret, now.as_second(), body);
+        assert!(verify_signature(secret, Some(&h), body, now).is_ok());
+        // Another body, another key, no header, garbage, and outside the window all fail.
+        assert!(verify_signature(secret, Some(&h), br#"{"type":"payment.failed"}"#, now).is_err());
+        assert!(verify_signature(b"other", Some(&h), body, now).is_err());
+        assert!(verify_signature(secret, None, body, now).is_err());
+        assert!(verify_signature(secret, Some("t=1,v1=zz"), body, now).is_err());
+        let old = sign(
+            secret,
+            now.as_second() - WEBHOOK_TOLERANCE_SECONDS - 1,
+            body,
+        );
+        assert!(verify_signature(secret, Some(&old), body, now).is_err());
+        let at_edge = sign(secret, now.as_second() - WEBHOOK_TOLERANCE_SECONDS, body);
+        assert!(verify_signature(secret, Some(&at_edge), body, now).is_ok());
+    }
+}
