@@ -168,23 +168,15 @@ pub async fn get(
     }
 
     let subs: Vec<SubscriptionRecord> =
-        store::query_prefix(&state.table, &access.clinic, keys::SUBSCRIPTION_PREFIX)
-            .await?
-            .iter()
-            .map(SubscriptionRecord::from_item)
-            .collect::<Result<_, _>>()?;
+        store::all(&state.table, &access.clinic, keys::SUBSCRIPTION_PREFIX).await?;
     let invoices: HashMap<String, InvoiceRecord> =
-        store::query_prefix(&state.table, &access.clinic, keys::INVOICE_PREFIX)
+        store::all::<InvoiceRecord>(&state.table, &access.clinic, keys::INVOICE_PREFIX)
             .await?
-            .iter()
-            .map(|i| InvoiceRecord::from_item(i).map(|r| (r.id.to_string(), r)))
-            .collect::<Result<_, _>>()?;
+            .into_iter()
+            .map(|r| (r.id.to_string(), r))
+            .collect();
     let payments: Vec<PaymentRecord> =
-        store::query_prefix(&state.table, &access.clinic, keys::PAYMENT_PREFIX)
-            .await?
-            .iter()
-            .map(PaymentRecord::from_item)
-            .collect::<Result<_, _>>()?;
+        store::all(&state.table, &access.clinic, keys::PAYMENT_PREFIX).await?;
     let sub_plan: HashMap<String, (String, String)> = subs
         .iter()
         .map(|x| (x.id.to_string(), (x.plan.to_string(), x.plan_name.clone())))

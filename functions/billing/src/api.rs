@@ -28,7 +28,7 @@ use crate::{
     },
     iso,
     rules::{self, APPOINTMENT_TYPES, Cadence, Decision, Interval, Line, SubStatus},
-    store::{self, PlanRecord, SubscriptionRecord},
+    store::{self, PlanRecord, Record, SubscriptionRecord},
 };
 
 fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
@@ -302,11 +302,8 @@ pub async fn list_plans(
     Query(q): Query<PlanListQuery>,
 ) -> Result<Response, ApiError> {
     access.require(Resource::Plan, Action::Read, &Subject::default())?;
-    let items = store::query_prefix(&state.table, &access.clinic, keys::PLAN_PREFIX).await?;
-    let mut plans = items
-        .iter()
-        .map(PlanRecord::from_item)
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut plans: Vec<PlanRecord> =
+        store::all(&state.table, &access.clinic, keys::PLAN_PREFIX).await?;
     plans.retain(|p| q.active.is_none_or(|a| p.active == a));
     plans.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     let views: Vec<PlanView> = plans.iter().map(plan_view).collect();
@@ -857,11 +854,11 @@ pub async fn list_subscriptions(
     if widest(access.role, Resource::Subscription, Action::Read).is_none() {
         return Err(ApiError::Forbidden);
     }
-    let items =
-        store::query_prefix(&state.table, &access.clinic, keys::SUBSCRIPTION_PREFIX).await?;
     let mut out = Vec::new();
-    for i in &items {
-        let x = SubscriptionRecord::from_item(i)?;
+    for x in
+        store::all::<SubscriptionRecord>(&state.table, &access.clinic, keys::SUBSCRIPTION_PREFIX)
+            .await?
+    {
         let keep = access.allows(
             Resource::Subscription,
             Action::Read,

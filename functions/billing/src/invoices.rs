@@ -28,7 +28,7 @@ use shared::{
 use crate::{
     AppState, Who, clinic_settings, event, iso,
     rules::{self, InvoiceStatus, Line, TotalsProblem},
-    store::{self, InvoiceRecord, StoredLine},
+    store::{self, InvoiceRecord, Record, StoredLine},
 };
 
 /// How many times issuing re-reads the counter before giving up (each try is one read and one
@@ -437,10 +437,10 @@ pub async fn list(
     if widest(access.role, Resource::Invoice, Action::Read).is_none() {
         return Err(ApiError::Forbidden);
     }
-    let items = store::query_prefix(&state.table, &access.clinic, keys::INVOICE_PREFIX).await?;
     let mut out = Vec::new();
-    for i in &items {
-        let inv = InvoiceRecord::from_item(i)?;
+    for inv in
+        store::all::<InvoiceRecord>(&state.table, &access.clinic, keys::INVOICE_PREFIX).await?
+    {
         let keep = access.allows(Resource::Invoice, Action::Read, &subject(&inv))
             && q.patient_id
                 .as_deref()

@@ -26,7 +26,7 @@ use crate::{
     invoices::{self, version_conflict, widest},
     iso,
     rules::{self, InvoiceStatus, Method, PaymentStatus, RefundProblem, SubStatus},
-    store::{self, PaymentRecord},
+    store::{self, PaymentRecord, Record},
 };
 
 /// The provider name of payments taken at the desk.
@@ -386,10 +386,9 @@ pub async fn list(
     if widest(access.role, Resource::Payment, Action::Read).is_none() {
         return Err(ApiError::Forbidden);
     }
-    let items = store::query_prefix(&state.table, &access.clinic, keys::PAYMENT_PREFIX).await?;
     let mut out = Vec::new();
-    for i in &items {
-        let p = PaymentRecord::from_item(i)?;
+    for p in store::all::<PaymentRecord>(&state.table, &access.clinic, keys::PAYMENT_PREFIX).await?
+    {
         let keep = access.allows(Resource::Payment, Action::Read, &subject(&p))
             && q.invoice_id
                 .as_deref()

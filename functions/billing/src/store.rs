@@ -62,6 +62,68 @@ pub async fn query_prefix(
     }
 }
 
+/// A billing record: one item in its clinic's partition, changed under its version.
+pub trait Record: Sized {
+    fn parse(item: &Item) -> Result<Self, ApiError>;
+    /// Its clinic, sort key and version.
+    fn key(&self) -> (&ClinicId, String, i64);
+
+    /// A versioned update of this record.
+    fn update(
+        &self,
+        table: &Table,
+        u: shared::db::VersionedUpdate,
+        now: i64,
+    ) -> Result<TransactWriteItem, ApiError> {
+        let (clinic, sk, version) = self.key();
+        u.build(table, keys::clinic_pk(clinic), sk, version, now)
+    }
+}
+
+/// One record by sort key (strongly consistent).
+pub async fn get<R: Record>(
+    table: &Table,
+    clinic: &ClinicId,
+    sk: String,
+) -> Result<Option<R>, ApiError> {
+    table
+        .get(keys::clinic_pk(clinic), sk)
+        .await?
+        .map(|i| R::parse(&i))
+        .transpose()
+}
+
+/// Every record of one kind in a clinic (by sort-key prefix).
+pub async fn all<R: Record>(
+    table: &Table,
+    clinic: &ClinicId,
+    prefix: &str,
+) -> Result<Vec<R>, ApiError> {
+    query_prefix(table, clinic, prefix)
+        .await?
+        .iter()
+        .map(R::parse)
+        .collect()
+}
+
+macro_rules! record {
+    ($t:ty, $sk:path) => {
+        impl Record for $t {
+            fn parse(item: &Item) -> Result<Self, ApiError> {
+                Self::from_item(item)
+            }
+            fn key(&self) -> (&ClinicId, String, i64) {
+                (&self.clinic, $sk(&self.id), self.version)
+            }
+        }
+    };
+}
+
+record!(PlanRecord, keys::plan_sk);
+record!(SubscriptionRecord, keys::subscription_sk);
+record!(InvoiceRecord, keys::invoice_sk);
+record!(PaymentRecord, keys::payment_sk);
+
 // ---------------------------------------------------------------- plans
 
 #[derive(Debug, Clone)]
@@ -158,11 +220,7 @@ pub async fn get_plan(
     clinic: &ClinicId,
     plan: &PlanId,
 ) -> Result<Option<PlanRecord>, ApiError> {
-    table
-        .get(keys::clinic_pk(clinic), keys::plan_sk(plan))
-        .await?
-        .map(|i| PlanRecord::from_item(&i))
-        .transpose()
+    get(table, clinic, keys::plan_sk(plan)).await
 }
 
 /// Counts a plan's live subscriptions up or down; taking one out requires the plan active.
@@ -332,22 +390,6 @@ impl SubscriptionRecord {
         let t = |x| Timestamp::from_second(x).unwrap_or(Timestamp::UNIX_EPOCH);
         (t(self.period_start), t(self.period_end))
     }
-
-    /// A versioned update of this subscription.
-    pub fn update(
-        &self,
-        table: &Table,
-        u: shared::db::VersionedUpdate,
-        now: i64,
-    ) -> Result<TransactWriteItem, ApiError> {
-        u.build(
-            table,
-            keys::clinic_pk(&self.clinic),
-            keys::subscription_sk(&self.id),
-            self.version,
-            now,
-        )
-    }
 }
 
 pub async fn get_subscription(
@@ -355,11 +397,7 @@ pub async fn get_subscription(
     clinic: &ClinicId,
     id: &SubscriptionId,
 ) -> Result<Option<SubscriptionRecord>, ApiError> {
-    table
-        .get(keys::clinic_pk(clinic), keys::subscription_sk(id))
-        .await?
-        .map(|i| SubscriptionRecord::from_item(&i))
-        .transpose()
+    get(table, clinic, keys::subscription_sk(id)).await
 }
 
 /// The one-live-subscription-per-patient-and-plan guard.
@@ -610,21 +648,6 @@ impl InvoiceRecord {
         }
         tx_put(p)
     }
-
-    pub fn update(
-        &self,
-        table: &Table,
-        u: shared::db::VersionedUpdate,
-        now: i64,
-    ) -> Result<TransactWriteItem, ApiError> {
-        u.build(
-            table,
-            keys::clinic_pk(&self.clinic),
-            keys::invoice_sk(&self.id),
-            self.version,
-            now,
-        )
-    }
 }
 
 pub async fn get_invoice(
@@ -632,11 +655,7 @@ pub async fn get_invoice(
     clinic: &ClinicId,
     id: &InvoiceId,
 ) -> Result<Option<InvoiceRecord>, ApiError> {
-    table
-        .get(keys::clinic_pk(clinic), keys::invoice_sk(id))
-        .await?
-        .map(|i| InvoiceRecord::from_item(&i))
-        .transpose()
+    get(table, clinic, keys::invoice_sk(id)).await
 }
 
 /// The last invoice number a clinic issued in `year` (0 before the first).
@@ -762,21 +781,6 @@ impl PaymentRecord {
         }
         tx_put(p)
     }
-
-    pub fn update(
-        &self,
-        table: &Table,
-        u: shared::db::VersionedUpdate,
-        now: i64,
-    ) -> Result<TransactWriteItem, ApiError> {
-        u.build(
-            table,
-            keys::clinic_pk(&self.clinic),
-            keys::payment_sk(&self.id),
-            self.version,
-            now,
-        )
-    }
 }
 
 pub async fn get_payment(
@@ -784,11 +788,7 @@ pub async fn get_payment(
     clinic: &ClinicId,
     id: &PaymentId,
 ) -> Result<Option<PaymentRecord>, ApiError> {
-    table
-        .get(keys::clinic_pk(clinic), keys::payment_sk(id))
-        .await?
-        .map(|i| PaymentRecord::from_item(&i))
-        .transpose()
+    get(table, clinic, keys::payment_sk(id)).await
 }
 
 /// The lookup from a provider's reference to the payment it settles.

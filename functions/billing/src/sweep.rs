@@ -19,7 +19,7 @@ use crate::{
     invoices::{retry_numbering, version_conflict},
     iso,
     rules::{self, InvoiceStatus, SubStatus},
-    store::{self, InvoiceRecord, SubscriptionRecord},
+    store::{self, InvoiceRecord, Record, SubscriptionRecord},
 };
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -59,9 +59,9 @@ pub async fn sweep_clinic(
 ) -> Result<SweepReport, ApiError> {
     let mut report = SweepReport::default();
     let who = Who::system();
-    let subs = store::query_prefix(&state.table, clinic, keys::SUBSCRIPTION_PREFIX).await?;
-    for item in &subs {
-        let x = SubscriptionRecord::from_item(item)?;
+    for x in
+        store::all::<SubscriptionRecord>(&state.table, clinic, keys::SUBSCRIPTION_PREFIX).await?
+    {
         // An unpaid first period waits for its payment; a cancelled one is over.
         let due = matches!(
             x.status,
@@ -79,9 +79,7 @@ pub async fn sweep_clinic(
             }
         }
     }
-    let invoices = store::query_prefix(&state.table, clinic, keys::INVOICE_PREFIX).await?;
-    for item in &invoices {
-        let inv = InvoiceRecord::from_item(item)?;
+    for inv in store::all::<InvoiceRecord>(&state.table, clinic, keys::INVOICE_PREFIX).await? {
         let due = Timestamp::from_second(inv.due_at).unwrap_or(Timestamp::MAX);
         if !rules::overdue(inv.status, due, now) {
             continue;
