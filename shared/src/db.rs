@@ -340,6 +340,63 @@ impl VersionedUpdate {
     }
 }
 
+/// A page size from a `limit` query parameter: 1 to 100, 50 when absent.
+pub fn page_limit(limit: Option<u32>) -> Result<i32, ApiError> {
+    match limit.unwrap_or(50) {
+        l @ 1..=100 => Ok(l as i32),
+        _ => Err(ApiError::invalid_field(
+            "limit",
+            "out_of_range",
+            "Use 1 to 100.",
+        )),
+    }
+}
+
+/// Cuts one page from `items`, already in display order, where `key` gives each item a unique
+/// string that ascends in that order. The cursor names the last key returned, sealed for
+/// `tenant` and `query`, so a page starts right after it even when items were added or removed
+/// meanwhile. Returns the page and the cursor of the next one, if any.
+pub fn sorted_page<T>(
+    cursors: &CursorCodec,
+    tenant: &str,
+    query: &str,
+    items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    limit: i32,
+    cursor: Option<&str>,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
+    let after = match cursor {
+        Some(c) => {
+            let item = cursors.open(tenant, query, c)?;
+            match item.get("k") {
+                Some(AttributeValue::S(k)) => Some(k.clone()),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "invalid_cursor",
+                        "The pagination cursor is not valid here.",
+                    ));
+                }
+            }
+        }
+        None => None,
+    };
+    let limit = usize::try_from(limit).unwrap_or(1).max(1);
+    let mut rest = items
+        .into_iter()
+        .filter(|i| after.as_ref().is_none_or(|a| key(i) > *a))
+        .peekable();
+    let page: Vec<T> = rest.by_ref().take(limit).collect();
+    let next = match (rest.peek(), page.last()) {
+        (Some(_), Some(last)) => {
+            let mut k = Item::new();
+            k.insert("k".into(), AttributeValue::S(key(last)));
+            Some(cursors.seal(tenant, query, &k))
+        }
+        _ => None,
+    };
+    Ok((page, next))
+}
+
 /// Seals and opens pagination cursors. A cursor is the last evaluated key plus an HMAC over
 /// tenant, query and key, so a cursor cannot be forged, edited, or replayed in another
 /// clinic or another query.
@@ -418,6 +475,46 @@ impl CursorCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sorted_pages_walk_every_item_once_and_survive_removals() {
+        let codec = CursorCodec::new(b"k");
+        let items: Vec<u32> = (0..7).collect();
+        let key = |i: &u32| format!("{i:03}");
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let (page, next) =
+                sorted_page(&codec, "t", "q", items.clone(), key, 3, cursor.as_deref())
+                    .unwrap_or_default();
+            assert!(page.len() <= 3);
+            seen.extend(page);
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen, items);
+        // A page ending exactly at the last item has no next page.
+        let (page, next) =
+            sorted_page(&codec, "t", "q", items.clone(), key, 7, None).unwrap_or_default();
+        assert_eq!((page.len(), next), (7, None));
+        // The item a cursor names may be gone: the next page still starts after it.
+        let (_, next) =
+            sorted_page(&codec, "t", "q", items.clone(), key, 2, None).unwrap_or_default();
+        let fewer: Vec<u32> = items.iter().copied().filter(|i| *i != 1).collect();
+        let (page, _) =
+            sorted_page(&codec, "t", "q", fewer, key, 2, next.as_deref()).unwrap_or_default();
+        assert_eq!(page, vec![2, 3]);
+        // A cursor is bound to its tenant and query, and to this codec's key.
+        let elsewhere = sorted_page(&codec, "other", "q", items.clone(), key, 2, next.as_deref());
+        assert!(elsewhere.is_err());
+        let filtered = sorted_page(&codec, "t", "q2", items.clone(), key, 2, next.as_deref());
+        assert!(filtered.is_err());
+        assert!(sorted_page(&codec, "t", "q", items, key, 2, Some("junk")).is_err());
+        assert!(page_limit(Some(0)).is_err() && page_limit(Some(101)).is_err());
+        assert_eq!(page_limit(None).ok(), Some(50));
+    }
 
     #[test]
     fn cursors_round_trip_and_are_bound() {

@@ -880,7 +880,7 @@ fn parse_kind_field(v: &str, field: &str, errors: &mut Vec<FieldError>) -> Optio
 }
 
 /// Adds the subscription's coverage of `a` to the booking transaction.
-async fn cover(
+pub(crate) async fn cover(
     state: &AppState,
     tx: &mut Tx,
     a: &AppointmentRecord,
@@ -1232,16 +1232,7 @@ pub async fn list_appointments(
             ));
         }
     }
-    let limit = match q.limit.unwrap_or(50) {
-        l @ 1..=100 => l as i32,
-        _ => {
-            return Err(ApiError::invalid_field(
-                "limit",
-                "out_of_range",
-                "Use 1 to 100.",
-            ));
-        }
-    };
+    let limit = db::page_limit(q.limit)?;
     let (index, pk_name, sk_name, pk) = match (&patient, &doctor) {
         (Some(p), _) => (
             keys::GSI2,
@@ -1707,7 +1698,11 @@ pub async fn act(
         }
     };
     let who = Who::member(&access.caller.user_id, access.role);
-    let (b, follow_up) = lifecycle::apply(&state, &who, &a, action, input, &tz).await?;
+    // A follow-up may issue an invoice, whose number another invoice may take meanwhile.
+    let (b, follow_up) = billing::invoices::retry_numbering(|| {
+        lifecycle::apply(&state, &who, &a, action, input.clone(), &tz)
+    })
+    .await?;
     let phi = sees_phi(&access, &b);
     let mut v = serde_json::to_value(view(&state, &b, phi).await?).map_err(ApiError::internal)?;
     if let (Some(fu), Some(obj)) = (follow_up, v.as_object_mut()) {

@@ -7,7 +7,7 @@ use shared::{
     ApiError,
     crypto::Phi,
     db::{Tx, VersionedUpdate, n, s},
-    ids::{AppointmentId, LocationId},
+    ids::{AppointmentId, LocationId, SubscriptionId},
     keys,
 };
 
@@ -19,6 +19,7 @@ use crate::{
 };
 
 /// What an action brings besides itself.
+#[derive(Clone)]
 pub enum Input {
     None,
     Cancel {
@@ -239,11 +240,21 @@ pub async fn apply(
                     completed_at: None,
                     cancelled_at: None,
                     sealed: Default::default(),
-                    // A follow-up is booked without a subscription: it never fails the
-                    // completion for want of quota, and the clinic bills it as usual.
                     billing: None,
                     ..a.clone()
                 };
+                // A follow-up of a visit booked with a subscription is booked with it too:
+                // covered if the period has a unit left, otherwise PENDING with its invoice,
+                // so completing never fails for want of quota.
+                let mut next = next;
+                let subscription = a
+                    .billing
+                    .as_ref()
+                    .and_then(|x| SubscriptionId::parse(&x.subscription_id));
+                if let Some(sub) = subscription {
+                    next.billing =
+                        Some(crate::api::cover(state, &mut tx, &next, &sub, who, now).await?);
+                }
                 add_booking(state, &mut tx, &next, who, now).await?;
                 u.set("followUpId", s(next.id.as_str()));
                 b.follow_up_id = Some(next.id.clone());

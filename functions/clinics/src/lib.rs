@@ -417,24 +417,13 @@ struct Page {
     cursor: Option<String>,
 }
 
-fn page_limit(limit: Option<u32>) -> Result<i32, ApiError> {
-    match limit.unwrap_or(50) {
-        l @ 1..=100 => Ok(l as i32),
-        _ => Err(ApiError::invalid_field(
-            "limit",
-            "out_of_range",
-            "Use 1 to 100.",
-        )),
-    }
-}
-
 /// Super admins list every clinic; everyone else the clinics they belong to.
 async fn list_clinics(
     State(state): State<AppState>,
     caller: Caller,
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
-    let limit = page_limit(page.limit)?;
+    let limit = shared::db::page_limit(page.limit)?;
     let (ids, next): (Vec<ClinicId>, Option<String>) = if caller.is_super_admin() {
         let start = page
             .cursor
@@ -1005,7 +994,7 @@ async fn list_members(
                 .ok_or_else(|| ApiError::invalid_field("role", "invalid_role", "Not a role."))
         })
         .transpose()?;
-    let limit = page_limit(q.limit)?;
+    let limit = shared::db::page_limit(q.limit)?;
     let mut records = Vec::new();
     let mut next = None;
     if q.email.is_some() || q.phone.is_some() {
