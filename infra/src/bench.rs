@@ -454,5 +454,134 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     )
     .await?;
     measure("list a day's appointments", b);
+
+    // Billing: the subscription booking flow on the demo plan.
+    let b = counter.get();
+    let (_, sub) = call(
+        &router,
+        Method::POST,
+        &format!("{clinic_path}/subscriptions"),
+        Some(json!({"planId": crate::DEMO_PLAN_ID, "patientId": patient})),
+        Some(&desk),
+    )
+    .await?;
+    measure("subscribe (first invoice numbered and issued)", b);
+    let b = counter.get();
+    call(
+        &router,
+        Method::POST,
+        &format!("{clinic_path}/payments"),
+        Some(json!({"invoiceId": sub["latestInvoiceId"], "method": "CASH"})),
+        Some(&desk),
+    )
+    .await?;
+    measure(
+        "pay at the desk (payment, invoice PAID, subscription ACTIVE)",
+        b,
+    );
+    let sub_id = sub["id"].as_str().unwrap_or_default();
+    let b = counter.get();
+    call(
+        &router,
+        Method::GET,
+        &format!("{clinic_path}/subscriptions/{sub_id}/coverage?appointmentType=IN_PERSON"),
+        None,
+        Some(&desk),
+    )
+    .await?;
+    measure("coverage of a visit type", b);
+    let b = counter.get();
+    let (_, covered) = call(
+        &router,
+        Method::POST,
+        &format!("{clinic_path}/appointments"),
+        Some(json!({"doctorId": doctor, "patientId": patient, "kind": "IN_PERSON", "locationId": crate::DEMO_LOCATION_ID, "startsAt": at(4), "subscriptionId": sub_id})),
+        Some(&desk),
+    )
+    .await?;
+    measure("book covered by a subscription (quota taken)", b);
+    let b = counter.get();
+    call(
+        &router,
+        Method::POST,
+        &format!(
+            "{clinic_path}/appointments/{}/cancel",
+            covered["id"].as_str().unwrap_or_default()
+        ),
+        Some(json!({"reason": "bench"})),
+        Some(&desk),
+    )
+    .await?;
+    measure("cancel the covered visit", b);
+    // The unit comes back through billing's queue once the relay has published the event;
+    // the relay is stopped before the handler is measured.
+    let relay = stack.spawn_relay(std::time::Duration::from_millis(100));
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let attrs = stack
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&stack.resources.billing_events_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await?;
+        let waiting = attrs
+            .attributes()
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            })
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0);
+        if waiting > 0 {
+            break;
+        }
+    }
+    relay.abort();
+    let b = counter.get();
+    if crate::drain_billing_events(stack).await? == 1 {
+        measure("give the unit back (billing-events, one message)", b);
+    }
+    let b = counter.get();
+    let (_, inv) = call(
+        &router,
+        Method::POST,
+        &format!("{clinic_path}/invoices"),
+        Some(json!({"patientId": patient, "lines": [{"description": "Dressing", "unitAmount": 800}]})),
+        Some(&desk),
+    )
+    .await?;
+    measure("issue an invoice (gapless number)", b);
+    let (_, card) = call(
+        &router,
+        Method::POST,
+        &format!("{clinic_path}/payments"),
+        Some(json!({"invoiceId": inv["id"], "method": "CARD"})),
+        Some(&desk),
+    )
+    .await?;
+    let body = json!({"type": "payment.succeeded", "reference": card["providerReference"],
+                      "amount": card["amount"], "currency": card["currency"]})
+    .to_string();
+    let signature = billing::providers::sign(
+        shared::provision::LOCAL_WEBHOOK_SECRET.as_bytes(),
+        jiff::Timestamp::now().as_second(),
+        body.as_bytes(),
+    );
+    let b = counter.get();
+    let resp = router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method(Method::POST)
+                .uri("/v1/webhooks/payments/gateway")
+                .header("content-type", "application/json")
+                .header("x-signature", signature)
+                .body(Body::from(body))?,
+        )
+        .await?;
+    if resp.status() == StatusCode::OK {
+        measure("complete a card payment (signed webhook)", b);
+    }
     Ok(out)
 }

@@ -34,8 +34,11 @@ impl World {
     }
     /// Moves the clock on and signs everyone in again (access tokens last 15 minutes).
     async fn advance_days(&mut self, days: i64) {
-        self.clock
-            .advance(jiff::SignedDuration::from_hours(24 * days));
+        self.advance(jiff::SignedDuration::from_hours(24 * days))
+            .await;
+    }
+    async fn advance(&mut self, by: jiff::SignedDuration) {
+        self.clock.advance(by);
         for (role, email, ..) in DEMO_USERS {
             let token = self.api.token(email, DEMO_PASSWORD).await;
             self.tokens.insert(*role, token);
@@ -78,12 +81,7 @@ impl World {
         let sub = r.body;
         if sub["status"] == "INCOMPLETE" {
             let pay = self
-                .call(
-                    Method::POST,
-                    "payments",
-                    Some(json!({"invoiceId": sub["latestInvoiceId"], "method": "CASH"})),
-                    Role::Receptionist,
-                )
+                .pay_cash(json!(sub["latestInvoiceId"]), Role::Receptionist)
                 .await;
             assert_eq!(pay.status, StatusCode::CREATED, "{}", pay.body);
             assert_eq!(pay.body["status"], "COMPLETED");
@@ -98,6 +96,11 @@ impl World {
             .await;
         assert_eq!(r.body["status"], "ACTIVE", "{}", r.body);
         r.body
+    }
+    /// Records a cash payment of `invoice` (everything it still owes) at the desk.
+    async fn pay_cash(&self, invoice: Value, role: Role) -> Reply {
+        let body = json!({"invoiceId": invoice, "method": "CASH"});
+        self.call(Method::POST, "payments", Some(body), role).await
     }
     async fn coverage(&self, sub: &Value, kind: &str) -> Value {
         let r = self
@@ -215,14 +218,7 @@ async fn a_subscriber_books_covered_and_uncovered_visits_and_gets_a_cancelled_un
         "due a week after issue"
     );
     // A patient cannot record cash themselves; reception takes it at the desk.
-    let own_cash = w
-        .call(
-            Method::POST,
-            "payments",
-            Some(json!({"invoiceId": inv.body["id"], "method": "CASH"})),
-            Role::Patient,
-        )
-        .await;
+    let own_cash = w.pay_cash(json!(inv.body["id"]), Role::Patient).await;
     assert_eq!(own_cash.status, StatusCode::UNPROCESSABLE_ENTITY);
     let pay = w
         .call(
@@ -237,14 +233,7 @@ async fn a_subscriber_books_covered_and_uncovered_visits_and_gets_a_cancelled_un
     let inv = w.call(Method::GET, &inv_path, None, Role::Patient).await;
     assert_eq!(inv.body["status"], "PAID");
     assert_eq!(inv.body["amountDue"], 0);
-    let twice = w
-        .call(
-            Method::POST,
-            "payments",
-            Some(json!({"invoiceId": inv.body["id"], "method": "CASH"})),
-            Role::Receptionist,
-        )
-        .await;
+    let twice = w.pay_cash(json!(inv.body["id"]), Role::Receptionist).await;
     assert_eq!(twice.status, StatusCode::CONFLICT);
     assert_eq!(twice.body["code"], "invoice_not_payable");
 
@@ -279,12 +268,7 @@ async fn a_subscriber_books_covered_and_uncovered_visits_and_gets_a_cancelled_un
     assert_eq!(visit_inv.body["total"], 9000);
     // Paying the visit's invoice confirms the visit (through the appointments queue).
     let paid = w
-        .call(
-            Method::POST,
-            "payments",
-            Some(json!({"invoiceId": billing["invoiceId"], "method": "CASH"})),
-            Role::Receptionist,
-        )
+        .pay_cash(json!(billing["invoiceId"]), Role::Receptionist)
         .await;
     assert_eq!(paid.status, StatusCode::CREATED, "{}", paid.body);
     let home_path = format!("appointments/{}", home.body["id"].as_str().unwrap());
@@ -492,7 +476,56 @@ async fn a_hundred_concurrent_invoices_get_a_hundred_consecutive_numbers() {
     assert_eq!(replies[0].body["total"], 1000 + 190 - 100);
     // The patient sees their own invoices; another patient sees none of them.
     let own = w.call(Method::GET, "invoices", None, Role::Patient).await;
-    assert_eq!(own.body["items"].as_array().unwrap().len(), 100);
+    assert_eq!(
+        own.body["items"].as_array().unwrap().len(),
+        50,
+        "a page by default"
+    );
+    // Pages of 30 walk all hundred once, highest number first; a cursor keeps its filters.
+    let mut walked = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = w
+            .call(
+                Method::GET,
+                &format!("invoices?limit=30{cursor}"),
+                None,
+                Role::FinanceBilling,
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        for i in page.body["items"].as_array().unwrap() {
+            walked.push(i["number"].as_str().unwrap().to_string());
+        }
+        match page.body["nextCursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    let mut newest_first = expected.clone();
+    newest_first.reverse();
+    assert_eq!(walked, newest_first);
+    let first = w
+        .call(Method::GET, "invoices?limit=2", None, Role::FinanceBilling)
+        .await;
+    let c = first.body["nextCursor"].as_str().unwrap();
+    let refiltered = w
+        .call(
+            Method::GET,
+            &format!("invoices?limit=2&status=OPEN&cursor={c}"),
+            None,
+            Role::FinanceBilling,
+        )
+        .await;
+    assert_eq!(
+        refiltered.body["code"], "invalid_cursor",
+        "{}",
+        refiltered.body
+    );
+    let r = w
+        .call(Method::GET, "payments?limit=0", None, Role::FinanceBilling)
+        .await;
+    assert_eq!(r.body["errors"][0]["code"], "out_of_range", "{}", r.body);
     let (_, other) = person(w.stack(), Some(&w.clinic), Role::Patient, None, true).await;
     let other = w.api.token(&other, DEMO_PASSWORD).await;
     let theirs = call(&w.api, Method::GET, &w.path("invoices"), None, &other).await;
@@ -526,15 +559,8 @@ async fn a_hundred_concurrent_invoices_get_a_hundred_consecutive_numbers() {
             Role::FinanceBilling,
         )
         .await;
-    assert_eq!(again.body["code"], "invoice_not_voidable");
-    let pay = w
-        .call(
-            Method::POST,
-            "payments",
-            Some(json!({"invoiceId": one, "method": "CASH"})),
-            Role::Receptionist,
-        )
-        .await;
+    assert_eq!(again.body["code"], "illegal_transition");
+    let pay = w.pay_cash(json!(one), Role::Receptionist).await;
     assert_eq!(pay.body["code"], "invoice_not_payable");
     // Reception may create invoices but not void them.
     let r = w
@@ -546,11 +572,139 @@ async fn a_hundred_concurrent_invoices_get_a_hundred_consecutive_numbers() {
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // Drafts have no number until finalized; finalizing races new invoices for numbers and
+    // the numbers stay consecutive.
+    let mut drafts = Vec::new();
+    for _ in 0..3 {
+        let d = w
+            .call(
+                Method::POST,
+                "invoices",
+                Some(json!({"patientId": patient, "draft": true,
+                            "lines": [{"description": "Dressing", "unitAmount": 800}]})),
+                Role::FinanceBilling,
+            )
+            .await;
+        assert_eq!(d.status, StatusCode::CREATED, "{}", d.body);
+        assert_eq!(d.body["status"], "DRAFT");
+        assert!(d.body.get("number").is_none() && d.body.get("dueAt").is_none());
+        drafts.push(d.body["id"].as_str().unwrap().to_string());
+    }
+    let pay = w.pay_cash(json!(drafts[0]), Role::Receptionist).await;
+    assert_eq!(pay.body["code"], "invoice_not_payable", "{}", pay.body);
+    let listed = w
+        .call(Method::GET, "invoices?limit=1", None, Role::FinanceBilling)
+        .await;
+    assert_eq!(
+        listed.body["items"][0]["status"], "DRAFT",
+        "drafts list first"
+    );
+    let finalize: Vec<String> = drafts
+        .iter()
+        .map(|d| format!("invoices/{d}/finalize"))
+        .collect();
+    let mut racers: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + '_>>> =
+        Vec::new();
+    for path in &finalize {
+        racers.push(Box::pin(w.call(
+            Method::POST,
+            path,
+            None,
+            Role::FinanceBilling,
+        )));
+    }
+    for _ in 0..5 {
+        racers.push(Box::pin(w.call(
+            Method::POST,
+            "invoices",
+            Some(json!({"patientId": patient,
+                        "lines": [{"description": "Consultation", "unitAmount": 1000}]})),
+            Role::ClinicAdmin,
+        )));
+    }
+    let mut numbers = Vec::new();
+    for r in futures_join(racers).await {
+        assert!(r.status.is_success(), "{}", r.body);
+        assert_eq!(r.body["status"], "OPEN");
+        assert!(r.body["dueAt"].is_string());
+        numbers.push(r.body["number"].as_str().unwrap().to_string());
+    }
+    numbers.sort();
+    let expected: Vec<String> = (101..=108).map(|i| format!("INV-2026-{i:06}")).collect();
+    assert_eq!(numbers, expected);
+    let again = w
+        .call(
+            Method::POST,
+            &format!("invoices/{}/finalize", drafts[0]),
+            None,
+            Role::FinanceBilling,
+        )
+        .await;
+    assert_eq!(again.body["code"], "illegal_transition", "{}", again.body);
+    // Written off: UNCOLLECTIBLE, still payable (the patient may pay after all), not twice.
+    let off_path = format!("invoices/{}/mark-uncollectible", drafts[1]);
+    let r = w
+        .call(Method::POST, &off_path, None, Role::Receptionist)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = w
+        .call(Method::POST, &off_path, None, Role::FinanceBilling)
+        .await;
+    assert_eq!(r.body["status"], "UNCOLLECTIBLE", "{}", r.body);
+    let r = w
+        .call(Method::POST, &off_path, None, Role::FinanceBilling)
+        .await;
+    assert_eq!(r.body["code"], "illegal_transition");
+    let pay = w.pay_cash(json!(drafts[1]), Role::Receptionist).await;
+    assert_eq!(pay.body["status"], "COMPLETED", "{}", pay.body);
+    let paid = w
+        .call(
+            Method::GET,
+            &format!("invoices/{}", drafts[1]),
+            None,
+            Role::Patient,
+        )
+        .await;
+    assert_eq!(paid.body["status"], "PAID");
+    // Part payments: the invoice owes less until the last part settles it.
+    let part = |amount: Option<i64>| {
+        let mut body = json!({"invoiceId": drafts[2], "method": "CASH"});
+        if let Some(a) = amount {
+            body["amount"] = json!(a);
+        }
+        w.call(Method::POST, "payments", Some(body), Role::Receptionist)
+    };
+    let r = part(Some(300)).await;
+    assert_eq!(r.body["amount"], 300, "{}", r.body);
+    let inv2 = format!("invoices/{}", drafts[2]);
+    let i = w.call(Method::GET, &inv2, None, Role::Patient).await.body;
+    assert_eq!(
+        (&i["status"], &i["amountPaid"], &i["amountDue"]),
+        (&json!("OPEN"), &json!(300), &json!(500))
+    );
+    let r = part(Some(501)).await;
+    assert_eq!(r.body["errors"][0]["code"], "exceeds_due", "{}", r.body);
+    let r = part(Some(0)).await;
+    assert_eq!(r.body["errors"][0]["code"], "invalid_amount", "{}", r.body);
+    let r = part(None).await;
+    assert_eq!(r.body["amount"], 500, "the rest by default");
+    let i = w.call(Method::GET, &inv2, None, Role::Patient).await.body;
+    assert_eq!((&i["status"], &i["amountDue"]), (&json!("PAID"), &json!(0)));
+    let r = w
+        .call(
+            Method::POST,
+            &format!("invoices/{}/refinance", drafts[2]),
+            None,
+            Role::FinanceBilling,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
 fn signed(body: &Value, at: i64) -> (Vec<u8>, String) {
     let bytes = body.to_string().into_bytes();
-    let sig = billing::payments::sign(LOCAL_WEBHOOK_SECRET.as_bytes(), at, &bytes);
+    let sig = billing::providers::sign(LOCAL_WEBHOOK_SECRET.as_bytes(), at, &bytes);
     (bytes, sig)
 }
 
@@ -585,7 +739,7 @@ async fn a_payment_webhook_delivered_five_times_completes_the_payment_once() {
 
     // Forged, stale, tampered and unsigned deliveries are refused.
     let (bytes, _) = signed(&event, now.as_second());
-    let forged = billing::payments::sign(b"not-the-secret-at-all", now.as_second(), &bytes);
+    let forged = billing::providers::sign(b"not-the-secret-at-all", now.as_second(), &bytes);
     let stale = signed(&event, now.as_second() - 301).1;
     let (_, good) = signed(&event, now.as_second());
     let tampered = json!({"type": "payment.succeeded", "reference": reference,
@@ -870,11 +1024,80 @@ async fn the_billing_job_renews_marks_overdue_and_ends_and_refunds_and_analytics
     let booked = w.book(&sub, "IN_PERSON", "2026-11-30T09:00:00Z").await;
     assert_eq!(booked.body["billing"]["covered"], true, "{}", booked.body);
     assert_eq!(w.sweep().await.renewed, 0, "nothing is due yet");
+    // Another patient subscribes and never pays the first invoice.
+    let (p2, _) = person(w.stack(), Some(&w.clinic), Role::Patient, None, false).await;
+    let unpaid = w
+        .call(
+            Method::POST,
+            "subscriptions",
+            Some(json!({"planId": plan["id"], "patientId": p2})),
+            Role::Receptionist,
+        )
+        .await;
+    assert_eq!(unpaid.body["status"], "INCOMPLETE", "{}", unpaid.body);
+
+    // The visit happens; its follow-up is booked with the same subscription and covered by
+    // the period's last unit.
+    let appt = |action: &str| {
+        format!(
+            "appointments/{}/{action}",
+            booked.body["id"].as_str().unwrap()
+        )
+    };
+    w.advance(jiff::SignedDuration::from_mins(185)).await;
+    for (action, role) in [
+        ("confirm", Role::Receptionist),
+        ("check-in", Role::Receptionist),
+        ("start", Role::Doctor),
+    ] {
+        let r = w.call(Method::POST, &appt(action), None, role).await;
+        assert_eq!(r.status, StatusCode::OK, "{action}: {}", r.body);
+    }
+    let done = w
+        .call(
+            Method::POST,
+            &appt("complete"),
+            Some(json!({"followUp": {"startsAt": "2026-12-07T09:00:00Z"}})),
+            Role::Doctor,
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    let follow = &done.body["followUp"];
+    assert_eq!(follow["billing"]["covered"], true, "{follow}");
+    assert_eq!(follow["billing"]["subscriptionId"], sub["id"]);
+    let s = w
+        .call(Method::GET, &sub_path, None, Role::Patient)
+        .await
+        .body;
+    assert_eq!(s["quota"]["used"], 2);
 
     // Past the period end: a new period, quota reset, its invoice issued.
     w.advance_days(31).await;
     let r = w.sweep().await;
     assert_eq!((r.renewed, r.failed), (1, 0), "{r:?}");
+    // The unpaid first invoice expired the subscription that never started.
+    assert_eq!((r.expired, r.overdue), (1, 0), "{r:?}");
+    let x = w
+        .call(
+            Method::GET,
+            &format!("subscriptions/{}", unpaid.body["id"].as_str().unwrap()),
+            None,
+            Role::Receptionist,
+        )
+        .await;
+    assert_eq!(x.body["status"], "CANCELLED", "{}", x.body);
+    let inv = w
+        .call(
+            Method::GET,
+            &format!(
+                "invoices/{}",
+                unpaid.body["latestInvoiceId"].as_str().unwrap()
+            ),
+            None,
+            Role::Receptionist,
+        )
+        .await;
+    assert_eq!(inv.body["status"], "VOID", "{}", inv.body);
     let s = w
         .call(Method::GET, &sub_path, None, Role::Patient)
         .await
@@ -900,12 +1123,7 @@ async fn the_billing_job_renews_marks_overdue_and_ends_and_refunds_and_analytics
         "subscription_not_live"
     );
     let pay = w
-        .call(
-            Method::POST,
-            "payments",
-            Some(json!({"invoiceId": s["latestInvoiceId"], "method": "CASH"})),
-            Role::FinanceBilling,
-        )
+        .pay_cash(json!(s["latestInvoiceId"]), Role::FinanceBilling)
         .await;
     assert_eq!(pay.status, StatusCode::CREATED, "{}", pay.body);
     let s = w
@@ -1017,4 +1235,347 @@ async fn the_billing_job_renews_marks_overdue_and_ends_and_refunds_and_analytics
         .await
         .body;
     assert_eq!(s["status"], "CANCELLED");
+}
+
+/// Finance does what the walk needs done, for the demo patient at the demo location.
+async fn walk_post(w: &World, path: &str, body: Value) -> Value {
+    let r = w
+        .call(Method::POST, path, Some(body), Role::FinanceBilling)
+        .await;
+    assert!(r.status.is_success(), "{path}: {}", r.body);
+    r.body
+}
+
+async fn walk_subscription(w: &World, plan: &Value) -> Value {
+    let body = json!({"planId": plan["id"], "patientId": w.id(Role::Patient),
+                      "locationId": local_stack::DEMO_LOCATION_ID});
+    walk_post(w, "subscriptions", body).await
+}
+
+async fn walk_invoice(w: &World, draft: bool) -> Value {
+    let body = json!({"patientId": w.id(Role::Patient), "locationId": local_stack::DEMO_LOCATION_ID,
+                      "draft": draft, "lines": [{"description": "Consultation", "unitAmount": 5000}]});
+    walk_post(w, "invoices", body).await
+}
+
+/// A completed cash payment of a fresh invoice.
+async fn walk_cash(w: &World) -> Value {
+    let inv = walk_invoice(w, false).await;
+    walk_post(
+        w,
+        "payments",
+        json!({"invoiceId": inv["id"], "method": "CASH"}),
+    )
+    .await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    ListPlans,
+    CreatePlan,
+    GetPlan,
+    UpdatePlan,
+    DeletePlan,
+    ListSubscriptions,
+    Subscribe,
+    GetSubscription,
+    Cancel,
+    Renew,
+    Coverage,
+    ListInvoices,
+    CreateInvoice,
+    GetInvoice,
+    Finalize,
+    Void,
+    MarkUncollectible,
+    ListPayments,
+    CreatePayment,
+    GetPayment,
+    Refund,
+    Analytics,
+}
+
+const CASES: [Case; 22] = [
+    Case::ListPlans,
+    Case::CreatePlan,
+    Case::GetPlan,
+    Case::UpdatePlan,
+    Case::DeletePlan,
+    Case::ListSubscriptions,
+    Case::Subscribe,
+    Case::GetSubscription,
+    Case::Cancel,
+    Case::Renew,
+    Case::Coverage,
+    Case::ListInvoices,
+    Case::CreateInvoice,
+    Case::GetInvoice,
+    Case::Finalize,
+    Case::Void,
+    Case::MarkUncollectible,
+    Case::ListPayments,
+    Case::CreatePayment,
+    Case::GetPayment,
+    Case::Refund,
+    Case::Analytics,
+];
+
+/// Every role (a fresh member of the demo clinic each, the location head at the demo location)
+/// against every billing route, on records of the demo patient at the demo location. What each
+/// cell should answer is derived from the policy table: unreadable records are 404, actions
+/// the role may not take on a readable record 403, lists and creation without any grant 403.
+#[tokio::test]
+async fn every_role_on_every_billing_route_gets_what_the_table_says() {
+    use shared::policy::{Action, Actor, Limit, Resource, Subject, allowed, may_ever};
+    let w = world("bilroles").await;
+    let stack = w.stack();
+    let patient = w.id(Role::Patient);
+    let location = local_stack::DEMO_LOCATION_ID;
+    let subject = Subject {
+        owner: Some(patient.as_str()),
+        location: Some(location),
+        ..Default::default()
+    };
+    // Records everyone's cells share: a plan, a subscription, an invoice and a payment.
+    let plan = w.plan(monthly(json!(2))).await;
+    let sub = walk_subscription(&w, &plan).await;
+    let inv = walk_invoice(&w, false).await;
+    let paid = walk_cash(&w).await;
+    let id = |v: &Value| v["id"].as_str().unwrap().to_string();
+
+    let mut mismatches = Vec::new();
+    let mut cells = 0;
+    let mut answers = std::collections::BTreeSet::new();
+    for role in Role::ALL {
+        let (me, email) = match role {
+            Role::SuperAdmin => person(stack, None, role, None, true).await,
+            Role::ClinicLocationHead => {
+                let l = shared::ids::LocationId::parse(location).unwrap();
+                person(stack, Some(&w.clinic), role, Some(&l), true).await
+            }
+            Role::Patient => (patient.clone(), "patient@demo.clinic".to_string()),
+            _ => person(stack, Some(&w.clinic), role, None, true).await,
+        };
+        let token = w.api.token(&email, DEMO_PASSWORD).await;
+        let actor = Actor {
+            role,
+            user: me.as_str(),
+            location: (role == Role::ClinicLocationHead).then_some(location),
+        };
+        let can = |resource, action| allowed(&actor, resource, action, &subject);
+        let clinic_wide = |resource, action| allowed(&actor, resource, action, &Subject::default());
+        let yes_no = |ok: bool, yes: StatusCode| if ok { yes } else { StatusCode::FORBIDDEN };
+        // On an existing record: 404 when unreadable, else `yes` or 403.
+        let on = |resource, action, yes: StatusCode| {
+            if !can(resource, Action::Read) {
+                StatusCode::NOT_FOUND
+            } else {
+                yes_no(can(resource, action), yes)
+            }
+        };
+        for case in CASES {
+            let (method, path, body, want) = match case {
+                Case::ListPlans => (
+                    Method::GET,
+                    "plans".to_string(),
+                    None,
+                    yes_no(clinic_wide(Resource::Plan, Action::Read), StatusCode::OK),
+                ),
+                Case::CreatePlan => (
+                    Method::POST,
+                    "plans".to_string(),
+                    Some(monthly(json!(1))),
+                    yes_no(
+                        clinic_wide(Resource::Plan, Action::Create),
+                        StatusCode::CREATED,
+                    ),
+                ),
+                Case::GetPlan => (
+                    Method::GET,
+                    format!("plans/{}", id(&plan)),
+                    None,
+                    yes_no(clinic_wide(Resource::Plan, Action::Read), StatusCode::OK),
+                ),
+                Case::UpdatePlan => (
+                    Method::PATCH,
+                    format!("plans/{}", id(&plan)),
+                    Some(json!({"description": format!("walked by {role}")})),
+                    yes_no(
+                        clinic_wide(Resource::Plan, Action::Read)
+                            && clinic_wide(Resource::Plan, Action::Update),
+                        StatusCode::OK,
+                    ),
+                ),
+                Case::DeletePlan => (
+                    Method::DELETE,
+                    format!("plans/{}", id(&w.plan(monthly(json!(1))).await)),
+                    None,
+                    yes_no(
+                        clinic_wide(Resource::Plan, Action::Read)
+                            && clinic_wide(Resource::Plan, Action::Delete),
+                        StatusCode::NO_CONTENT,
+                    ),
+                ),
+                Case::ListSubscriptions => (
+                    Method::GET,
+                    "subscriptions".to_string(),
+                    None,
+                    yes_no(
+                        may_ever(role, Resource::Subscription, Action::Read),
+                        StatusCode::OK,
+                    ),
+                ),
+                Case::Subscribe => (
+                    Method::POST,
+                    "subscriptions".to_string(),
+                    Some(json!({"planId": w.plan(monthly(json!(1))).await["id"],
+                                "patientId": patient, "locationId": location})),
+                    yes_no(
+                        can(Resource::Subscription, Action::Create),
+                        StatusCode::CREATED,
+                    ),
+                ),
+                Case::GetSubscription => (
+                    Method::GET,
+                    format!("subscriptions/{}", id(&sub)),
+                    None,
+                    on(Resource::Subscription, Action::Read, StatusCode::OK),
+                ),
+                Case::Cancel => {
+                    let fresh = walk_subscription(&w, &w.plan(monthly(json!(1))).await).await;
+                    (
+                        Method::POST,
+                        format!("subscriptions/{}/cancel", id(&fresh)),
+                        None,
+                        on(Resource::Subscription, Action::Delete, StatusCode::OK),
+                    )
+                }
+                // Allowed callers reach the rule: the period has not ended, nothing to renew.
+                Case::Renew => (
+                    Method::POST,
+                    format!("subscriptions/{}/renew", id(&sub)),
+                    None,
+                    on(Resource::Subscription, Action::Update, StatusCode::CONFLICT),
+                ),
+                Case::Coverage => (
+                    Method::GET,
+                    format!(
+                        "subscriptions/{}/coverage?appointmentType=VIDEO_CALL",
+                        id(&sub)
+                    ),
+                    None,
+                    on(Resource::Subscription, Action::Read, StatusCode::OK),
+                ),
+                Case::ListInvoices => (
+                    Method::GET,
+                    "invoices".to_string(),
+                    None,
+                    yes_no(
+                        may_ever(role, Resource::Invoice, Action::Read),
+                        StatusCode::OK,
+                    ),
+                ),
+                Case::CreateInvoice => (
+                    Method::POST,
+                    "invoices".to_string(),
+                    Some(json!({"patientId": patient, "locationId": location,
+                                "lines": [{"description": "Walk", "unitAmount": 100}]})),
+                    yes_no(can(Resource::Invoice, Action::Create), StatusCode::CREATED),
+                ),
+                Case::GetInvoice => (
+                    Method::GET,
+                    format!("invoices/{}", id(&inv)),
+                    None,
+                    on(Resource::Invoice, Action::Read, StatusCode::OK),
+                ),
+                Case::Finalize | Case::Void | Case::MarkUncollectible => {
+                    let (fresh, action) = match case {
+                        Case::Finalize => (walk_invoice(&w, true).await, "finalize"),
+                        Case::Void => (walk_invoice(&w, false).await, "void"),
+                        _ => (walk_invoice(&w, false).await, "mark-uncollectible"),
+                    };
+                    (
+                        Method::POST,
+                        format!("invoices/{}/{action}", id(&fresh)),
+                        None,
+                        on(Resource::Invoice, Action::Manage, StatusCode::OK),
+                    )
+                }
+                Case::ListPayments => (
+                    Method::GET,
+                    "payments".to_string(),
+                    None,
+                    yes_no(
+                        may_ever(role, Resource::Payment, Action::Read),
+                        StatusCode::OK,
+                    ),
+                ),
+                // The invoice is named in the body: unreadable answers 422 unknown_invoice.
+                Case::CreatePayment => (
+                    Method::POST,
+                    "payments".to_string(),
+                    Some(json!({"invoiceId": id(&inv), "method": "CARD"})),
+                    if can(Resource::Invoice, Action::Read) {
+                        yes_no(can(Resource::Payment, Action::Create), StatusCode::CREATED)
+                    } else {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    },
+                ),
+                Case::GetPayment => (
+                    Method::GET,
+                    format!("payments/{}", id(&paid)),
+                    None,
+                    on(Resource::Payment, Action::Read, StatusCode::OK),
+                ),
+                Case::Refund => {
+                    let fresh = walk_cash(&w).await;
+                    (
+                        Method::POST,
+                        format!("payments/{}/refund", id(&fresh)),
+                        Some(json!({"amount": 100})),
+                        on(Resource::Payment, Action::Manage, StatusCode::CREATED),
+                    )
+                }
+                Case::Analytics => (
+                    Method::GET,
+                    "billing/analytics".to_string(),
+                    None,
+                    yes_no(
+                        allowed(
+                            &actor,
+                            Resource::Analytics,
+                            Action::Read,
+                            &Subject {
+                                location: actor.location,
+                                facet: Some(Limit::Billing),
+                                ..Default::default()
+                            },
+                        ),
+                        StatusCode::OK,
+                    ),
+                ),
+            };
+            let r = call(&w.api, method, &w.path(&path), body, &token).await;
+            cells += 1;
+            answers.insert(want.as_u16());
+            if r.status != want {
+                mismatches.push(format!(
+                    "{role} {case:?}: want {want}, got {} {}",
+                    r.status, r.body
+                ));
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {cells} cells differ:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    assert_eq!(cells, 14 * CASES.len());
+    // The table grants and refuses: the walk met every kind of answer.
+    assert_eq!(
+        answers.into_iter().collect::<Vec<_>>(),
+        [200, 201, 204, 403, 404, 409, 422]
+    );
 }

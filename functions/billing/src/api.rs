@@ -294,6 +294,8 @@ pub async fn create_plan(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PlanListQuery {
     active: Option<bool>,
+    limit: Option<u32>,
+    cursor: Option<String>,
 }
 
 pub async fn list_plans(
@@ -305,12 +307,16 @@ pub async fn list_plans(
     let mut plans: Vec<PlanRecord> =
         store::all(&state.table, &access.clinic, keys::PLAN_PREFIX).await?;
     plans.retain(|p| q.active.is_none_or(|a| p.active == a));
-    plans.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-    let views: Vec<PlanView> = plans.iter().map(plan_view).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({ "items": views }),
-    ))
+    crate::page(
+        &state,
+        &access.clinic,
+        format!("plans?active={:?}", q.active),
+        plans,
+        |p| format!("{}\u{1f}{}", p.name, p.id),
+        q.limit,
+        q.cursor.as_deref(),
+        plan_view,
+    )
 }
 
 async fn load_plan(
@@ -650,7 +656,7 @@ fn period_draft(x: &SubscriptionRecord, start: i64, end: i64) -> Draft {
     }
 }
 
-fn subscription_event(
+pub(crate) fn subscription_event(
     state: &Platform,
     kind: &str,
     x: &SubscriptionRecord,
@@ -838,6 +844,8 @@ pub struct SubscriptionListQuery {
     patient_id: Option<String>,
     plan_id: Option<String>,
     status: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
 }
 
 pub async fn list_subscriptions(
@@ -873,12 +881,19 @@ pub async fn list_subscriptions(
             out.push(x);
         }
     }
-    out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
-    let views: Vec<SubscriptionView> = out.iter().map(subscription_view).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({ "items": views }),
-    ))
+    crate::page(
+        &state,
+        &access.clinic,
+        format!(
+            "subscriptions?patient={:?}&plan={:?}&status={:?}",
+            q.patient_id, q.plan_id, q.status
+        ),
+        out,
+        |x| format!("{}{}", crate::newest_first(x.created_at), x.id),
+        q.limit,
+        q.cursor.as_deref(),
+        subscription_view,
+    )
 }
 
 pub async fn get_subscription(
@@ -992,7 +1007,7 @@ pub async fn cancel(
 }
 
 /// Ends `x` now: CANCELLED, its one-live-per-plan guard and its count on the plan released.
-fn end_now(
+pub(crate) fn end_now(
     state: &Platform,
     tx: &mut Tx,
     u: &mut VersionedUpdate,

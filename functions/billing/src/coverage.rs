@@ -136,7 +136,7 @@ pub async fn for_booking(
                     discount: 0,
                 };
                 let inv = invoices::issue(state, tx, &draft, &tz, who, now).await?;
-                Some((inv.id, inv.number))
+                Some((inv.id, inv.number.unwrap_or_default()))
             } else {
                 None
             };

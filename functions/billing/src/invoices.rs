@@ -27,7 +27,7 @@ use shared::{
 
 use crate::{
     AppState, Who, clinic_settings, event, iso,
-    rules::{self, InvoiceStatus, Line, TotalsProblem},
+    rules::{self, InvoiceAction, InvoiceStatus, Line, TotalsProblem},
     store::{self, InvoiceRecord, Record, StoredLine},
 };
 
@@ -87,61 +87,112 @@ pub async fn issue(
     who: &Who,
     now: Timestamp,
 ) -> Result<InvoiceRecord, ApiError> {
+    let mut inv = record(draft, now)?;
+    let number = take_number(state, tx, &draft.clinic, tz, now).await?;
+    inv.status = InvoiceStatus::Open;
+    inv.number = Some(number);
+    tx.push(inv.put(&state.table)?);
+    tx.push(issued_event(state, &inv, who, now)?);
+    Ok(inv)
+}
+
+/// The invoice `draft` describes, as a DRAFT without a number; issuing numbers it and opens it.
+fn record(draft: &Draft, now: Timestamp) -> Result<InvoiceRecord, ApiError> {
     let totals = rules::totals(&draft.lines, draft.tax, draft.discount)
         .map_err(|p| ApiError::Validation(vec![totals_error(p)]))?;
-    let year = rules::local_year(now, tz);
-    let last = store::invoice_counter(&state.table, &draft.clinic, year).await?;
-    let number = rules::invoice_number(year, last + 1);
     let now_s = now.as_second();
-    // Due a fixed number of days after issue (exact days: due times are instants).
-    let due = now.as_second() + rules::DUE_DAYS * 86_400;
-    let inv = InvoiceRecord {
+    Ok(InvoiceRecord {
         id: InvoiceId::generate(),
         clinic: draft.clinic.clone(),
-        number,
+        number: None,
         patient: draft.patient.clone(),
         subscription: draft.subscription.clone(),
         appointment: draft.appointment.clone(),
         location: draft.location.clone(),
-        status: InvoiceStatus::Open,
+        status: InvoiceStatus::Draft,
         currency: draft.currency.clone(),
         lines: draft.lines.iter().map(StoredLine::from).collect(),
         totals,
         amount_paid: 0,
-        due_at: due,
+        due_at: due_after(now),
         issued_at: now_s,
         paid_at: None,
         voided_at: None,
         version: 1,
         created_at: now_s,
         updated_at: now_s,
-    };
+    })
+}
+
+/// Due a fixed number of days after issue (exact days: due times are instants).
+fn due_after(issued: Timestamp) -> i64 {
+    issued.as_second() + rules::DUE_DAYS * 86_400
+}
+
+/// Takes the clinic's next number for the year of `now` in `tz`: adds the guarded counter move
+/// to `tx` and returns the number it stands for.
+async fn take_number(
+    state: &Platform,
+    tx: &mut Tx,
+    clinic: &ClinicId,
+    tz: &TimeZone,
+    now: Timestamp,
+) -> Result<String, ApiError> {
+    let year = rules::local_year(now, tz);
+    let last = store::invoice_counter(&state.table, clinic, year).await?;
     tx.guard(
-        store::invoice_counter_next(&state.table, &draft.clinic, year, last)?,
+        store::invoice_counter_next(&state.table, clinic, year, last)?,
         counter_moved,
     );
-    tx.push(inv.put(&state.table)?);
-    tx.push(
-        event(
-            "billing.invoice.issued",
-            &inv.clinic,
-            who,
-            ("invoice", inv.id.as_str()),
-            serde_json::json!({
-                "invoiceId": inv.id,
-                "number": inv.number,
-                "patientId": inv.patient,
-                "subscriptionId": inv.subscription,
-                "appointmentId": inv.appointment,
-                "total": inv.totals.total,
-                "currency": inv.currency,
-                "dueAt": iso(inv.due_at),
-            }),
-            now,
-        )
-        .outbox_write(&state.table.name, now_s)?,
-    );
-    Ok(inv)
+    Ok(rules::invoice_number(year, last + 1))
+}
+
+fn issued_event(
+    state: &Platform,
+    inv: &InvoiceRecord,
+    who: &Who,
+    now: Timestamp,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
+    invoice_event(
+        state,
+        "billing.invoice.issued",
+        inv,
+        who,
+        now,
+        serde_json::json!({ "dueAt": iso(inv.due_at) }),
+    )
+}
+
+/// A `billing.invoice.*` event: the invoice's ids, number, total and currency, and `extra`.
+pub(crate) fn invoice_event(
+    state: &Platform,
+    kind: &str,
+    inv: &InvoiceRecord,
+    who: &Who,
+    now: Timestamp,
+    extra: serde_json::Value,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
+    let mut data = serde_json::json!({
+        "invoiceId": inv.id,
+        "number": inv.number,
+        "patientId": inv.patient,
+        "subscriptionId": inv.subscription,
+        "appointmentId": inv.appointment,
+        "total": inv.totals.total,
+        "currency": inv.currency,
+    });
+    if let (Some(d), serde_json::Value::Object(m)) = (data.as_object_mut(), extra) {
+        d.extend(m);
+    }
+    event(
+        kind,
+        &inv.clinic,
+        who,
+        ("invoice", inv.id.as_str()),
+        data,
+        now,
+    )
+    .outbox_write(&state.table.name, now.as_second())
 }
 
 fn totals_error(p: TotalsProblem) -> FieldError {
@@ -181,7 +232,9 @@ fn totals_error(p: TotalsProblem) -> FieldError {
 pub struct InvoiceView {
     pub id: String,
     pub clinic_id: String,
-    pub number: String,
+    /// Absent while the invoice is a DRAFT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
     pub patient_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subscription_id: Option<String>,
@@ -198,8 +251,12 @@ pub struct InvoiceView {
     pub total: i64,
     pub amount_paid: i64,
     pub amount_due: i64,
-    pub issued_at: String,
-    pub due_at: String,
+    pub created_at: String,
+    /// Absent while the invoice is a DRAFT (it is neither issued nor due yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paid_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -208,6 +265,7 @@ pub struct InvoiceView {
 }
 
 pub fn view(i: &InvoiceRecord) -> InvoiceView {
+    let issued = i.status != InvoiceStatus::Draft;
     let due = if matches!(i.status, InvoiceStatus::Paid | InvoiceStatus::Void) {
         0
     } else {
@@ -230,8 +288,9 @@ pub fn view(i: &InvoiceRecord) -> InvoiceView {
         total: i.totals.total,
         amount_paid: i.amount_paid,
         amount_due: due,
-        issued_at: iso(i.issued_at),
-        due_at: iso(i.due_at),
+        created_at: iso(i.created_at),
+        issued_at: issued.then(|| iso(i.issued_at)),
+        due_at: issued.then(|| iso(i.due_at)),
         paid_at: i.paid_at.map(iso),
         voided_at: i.voided_at.map(iso),
         version: i.version,
@@ -288,6 +347,9 @@ pub struct CreateBody {
     tax: i64,
     #[serde(default)]
     discount: i64,
+    /// Keep the invoice as an unnumbered DRAFT until it is finalized.
+    #[serde(default)]
+    draft: bool,
 }
 
 /// Checks a patient id names an active patient of the clinic (422 otherwise).
@@ -394,13 +456,30 @@ pub async fn create(
         discount: body.discount,
     };
     let who = Who::member(&access.caller.user_id, access.role);
-    let inv = retry_numbering(|| async {
+    let inv = if body.draft {
+        let now = state.clock.now();
+        let inv = record(&draft, now)?;
         let mut tx = Tx::default();
-        let inv = issue(&state, &mut tx, &draft, &tz, &who, state.clock.now()).await?;
+        tx.push(inv.put(&state.table)?);
+        tx.push(invoice_event(
+            &state,
+            "billing.invoice.drafted",
+            &inv,
+            &who,
+            now,
+            serde_json::json!({}),
+        )?);
         tx.commit(&state.table).await?;
-        Ok(inv)
-    })
-    .await?;
+        inv
+    } else {
+        retry_numbering(|| async {
+            let mut tx = Tx::default();
+            let inv = issue(&state, &mut tx, &draft, &tz, &who, state.clock.now()).await?;
+            tx.commit(&state.table).await?;
+            Ok(inv)
+        })
+        .await?
+    };
     let mut resp = json_response(StatusCode::CREATED, &view(&inv));
     if let Ok(loc) =
         http::HeaderValue::from_str(&format!("/v1/clinics/{}/invoices/{}", inv.clinic, inv.id))
@@ -416,6 +495,8 @@ pub struct ListQuery {
     patient_id: Option<String>,
     status: Option<String>,
     subscription_id: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
 }
 
 /// The widest scope the caller has for `action` on `resource`.
@@ -453,12 +534,24 @@ pub async fn list(
             out.push(inv);
         }
     }
-    out.sort_by(|a, b| b.number.cmp(&a.number));
-    let views: Vec<InvoiceView> = out.iter().map(view).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({ "items": views }),
-    ))
+    // Drafts first (newest first), then issued invoices by number, highest first.
+    let key = |i: &InvoiceRecord| match &i.number {
+        None => format!("0{}{}", crate::newest_first(i.created_at), i.id),
+        Some(number) => format!("1{}{}", descending(number), i.id),
+    };
+    crate::page(
+        &state,
+        &access.clinic,
+        format!(
+            "invoices?patient={:?}&status={:?}&subscription={:?}",
+            q.patient_id, q.status, q.subscription_id
+        ),
+        out,
+        key,
+        q.limit,
+        q.cursor.as_deref(),
+        view,
+    )
 }
 
 pub async fn get(
@@ -472,52 +565,109 @@ pub async fn get(
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct VoidBody {
+pub struct ActionBody {
     version: Option<i64>,
 }
 
-pub async fn void(
+/// `POST .../invoices/{invoiceId}/{action}`: `finalize` numbers a DRAFT and opens it, `void`
+/// voids an unpaid invoice, `mark-uncollectible` writes an unpaid issued one off. All need
+/// Manage on the invoice; each moves it under the version read.
+pub async fn act(
     State(state): State<AppState>,
     access: ClinicAccess,
-    Path((_, id)): Path<(String, String)>,
-    OptionalJson(body): OptionalJson<VoidBody>,
+    Path((_, id, action)): Path<(String, String, String)>,
+    OptionalJson(body): OptionalJson<ActionBody>,
 ) -> Result<Response, ApiError> {
+    let action = InvoiceAction::parse(&action).ok_or(ApiError::NotFound)?;
     let inv = load_visible(&state, &access, &id).await?;
     access.require(Resource::Invoice, Action::Manage, &subject(&inv))?;
     if body.version.is_some_and(|v| v != inv.version) {
         return Err(version_conflict());
     }
-    if !inv.status.voidable() {
-        return Err(ApiError::conflict(
-            "invoice_not_voidable",
-            "A paid or void invoice cannot be voided.",
-        ));
-    }
+    let to = inv
+        .status
+        .after(action)
+        .ok_or(ApiError::IllegalTransition {
+            current: inv.status.as_str(),
+            action: action.as_str(),
+            requested: None,
+        })?;
+    let who = Who::member(&access.caller.user_id, access.role);
+    let after = if action == InvoiceAction::Finalize {
+        let (tz, _) = clinic_settings(&state, &access.clinic).await?;
+        retry_numbering(|| finalize(&state, &inv, &tz, &who)).await?
+    } else {
+        let now = state.clock.now();
+        let now_s = now.as_second();
+        let mut u = VersionedUpdate::new();
+        u.set("status", s(to.as_str()));
+        let mut after = inv.clone();
+        after.status = to;
+        after.version += 1;
+        after.updated_at = now_s;
+        let kind = if to == InvoiceStatus::Void {
+            u.set("voidedAt", n(now_s));
+            after.voided_at = Some(now_s);
+            "billing.invoice.voided"
+        } else {
+            "billing.invoice.uncollectible"
+        };
+        let mut tx = Tx::default();
+        tx.guard(inv.update(&state.table, u, now_s)?, version_conflict);
+        tx.push(invoice_event(
+            &state,
+            kind,
+            &inv,
+            &who,
+            now,
+            serde_json::json!({ "previousStatus": inv.status.as_str() }),
+        )?);
+        tx.commit(&state.table).await?;
+        after
+    };
+    Ok(json_response(StatusCode::OK, &view(&after)))
+}
+
+/// Numbers a DRAFT and opens it, due [`rules::DUE_DAYS`] from now: the counter move and the
+/// invoice update (under the version read) commit together.
+async fn finalize(
+    state: &Platform,
+    inv: &InvoiceRecord,
+    tz: &TimeZone,
+    who: &Who,
+) -> Result<InvoiceRecord, ApiError> {
     let now = state.clock.now();
     let now_s = now.as_second();
-    let mut u = VersionedUpdate::new();
-    u.set("status", s(InvoiceStatus::Void.as_str()))
-        .set("voidedAt", n(now_s));
     let mut tx = Tx::default();
+    let number = take_number(state, &mut tx, &inv.clinic, tz, now).await?;
+    let mut u = VersionedUpdate::new();
+    u.set("status", s(InvoiceStatus::Open.as_str()))
+        .set("number", s(&number))
+        .set("issuedAt", n(now_s))
+        .set("dueAt", n(due_after(now)));
     tx.guard(inv.update(&state.table, u, now_s)?, version_conflict);
-    let who = Who::member(&access.caller.user_id, access.role);
-    tx.push(
-        event(
-            "billing.invoice.voided",
-            &inv.clinic,
-            &who,
-            ("invoice", inv.id.as_str()),
-            serde_json::json!({ "invoiceId": inv.id, "number": inv.number, "previousStatus": inv.status.as_str() }),
-            now,
-        )
-        .outbox_write(&state.table.name, now_s)?,
-    );
-    tx.commit(&state.table).await?;
-    let mut after = inv;
-    after.status = InvoiceStatus::Void;
-    after.voided_at = Some(now_s);
+    let mut after = inv.clone();
+    after.status = InvoiceStatus::Open;
+    after.number = Some(number);
+    after.issued_at = now_s;
+    after.due_at = due_after(now);
     after.version += 1;
-    Ok(json_response(StatusCode::OK, &view(&after)))
+    after.updated_at = now_s;
+    tx.push(issued_event(state, &after, who, now)?);
+    tx.commit(&state.table).await?;
+    Ok(after)
+}
+
+/// A string that sorts in the reverse order of `number` (`INV-<year>-<sequence>`, fixed width):
+/// every digit d becomes 9 - d.
+fn descending(number: &str) -> String {
+    number
+        .chars()
+        .map(|c| match c.to_digit(10) {
+            Some(d) => char::from_digit(9 - d, 10).unwrap_or(c),
+            None => c,
+        })
+        .collect()
 }
 
 pub fn version_conflict() -> ApiError {

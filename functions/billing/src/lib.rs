@@ -8,6 +8,7 @@ pub mod coverage;
 pub mod events;
 pub mod invoices;
 pub mod payments;
+pub mod providers;
 pub mod rules;
 pub mod store;
 pub mod sweep;
@@ -54,7 +55,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/clinics/{clinicId}/invoices"),
     ("POST", "/v1/clinics/{clinicId}/invoices"),
     ("GET", "/v1/clinics/{clinicId}/invoices/{invoiceId}"),
-    ("POST", "/v1/clinics/{clinicId}/invoices/{invoiceId}/void"),
+    (
+        "POST",
+        "/v1/clinics/{clinicId}/invoices/{invoiceId}/{action}",
+    ),
     ("GET", "/v1/clinics/{clinicId}/payments"),
     ("POST", "/v1/clinics/{clinicId}/payments"),
     ("GET", "/v1/clinics/{clinicId}/payments/{paymentId}"),
@@ -65,8 +69,8 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 pub struct Inner {
     pub platform: Platform,
-    /// The payment provider's webhook signing secret.
-    webhook_secret: zeroize::Zeroizing<Vec<u8>>,
+    /// The payment providers (cash desk, signed-webhook gateway).
+    providers: providers::Providers,
 }
 
 #[derive(Clone)]
@@ -92,13 +96,12 @@ impl AppState {
         webhook_secret: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        if webhook_secret.len() < 16 {
-            return Err("the payment webhook secret must have at least 16 characters".into());
-        }
+        let providers = providers::Providers::new(webhook_secret)
+            .map_err(|_| "the payment webhook secret must have at least 16 characters")?;
         let platform = Platform::new(clients, cfg, clock).await?;
         Ok(Self(Arc::new(Inner {
             platform,
-            webhook_secret: zeroize::Zeroizing::new(webhook_secret.as_bytes().to_vec()),
+            providers,
         })))
     }
 
@@ -109,8 +112,8 @@ impl AppState {
         Self::new(&clients, &cfg, &secret, Arc::new(SystemClock)).await
     }
 
-    pub fn webhook_secret(&self) -> &[u8] {
-        &self.0.webhook_secret
+    pub fn providers(&self) -> &providers::Providers {
+        &self.0.providers
     }
 }
 
@@ -156,8 +159,8 @@ pub fn routes(state: AppState) -> Router {
             get(invoices::get),
         )
         .route(
-            "/v1/clinics/{clinicId}/invoices/{invoiceId}/void",
-            post(invoices::void),
+            "/v1/clinics/{clinicId}/invoices/{invoiceId}/{action}",
+            post(invoices::act),
         )
         .route(
             "/v1/clinics/{clinicId}/payments",
@@ -213,6 +216,43 @@ pub async fn clinic_settings(
         .ok_or(ApiError::NotFound)?;
     let tz = TimeZone::get(&c.time_zone).map_err(ApiError::internal)?;
     Ok((tz, c.currency))
+}
+
+/// A sort key part that orders later instants first.
+pub fn newest_first(t: i64) -> String {
+    format!("{:020}", i64::MAX.saturating_sub(t))
+}
+
+/// One page of a clinic's list, in the ascending order of `key` (unique per item), answered
+/// as `{items, nextCursor}`. `filters` names the query, so a cursor only continues the
+/// list and filters it was made for.
+#[allow(clippy::too_many_arguments)]
+pub fn page<T, V: serde::Serialize>(
+    state: &Platform,
+    clinic: &ClinicId,
+    filters: String,
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    limit: Option<u32>,
+    cursor: Option<&str>,
+    view: impl Fn(&T) -> V,
+) -> Result<axum::response::Response, ApiError> {
+    let limit = shared::db::page_limit(limit)?;
+    items.sort_by_cached_key(&key);
+    let (items, next) = shared::db::sorted_page(
+        &state.cursors,
+        clinic.as_str(),
+        &filters,
+        items,
+        key,
+        limit,
+        cursor,
+    )?;
+    let views: Vec<V> = items.iter().map(view).collect();
+    Ok(shared::http::json_response(
+        http::StatusCode::OK,
+        &serde_json::json!({ "items": views, "nextCursor": next }),
+    ))
 }
 
 /// RFC 3339 in UTC with seconds.

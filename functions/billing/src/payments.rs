@@ -1,6 +1,7 @@
 //! Payments: recorded at the cash desk (cash, insurance) or started through the payment
 //! provider port (card, UPI, net banking, wallet) and completed by the provider's signed
-//! webhook. A completed payment marks its invoice PAID and activates what it pays for.
+//! webhook. A payment may pay part of what an invoice owes; the one that settles it marks the
+//! invoice PAID and activates what it pays for.
 
 use axum::{
     body::Bytes,
@@ -14,7 +15,7 @@ use shared::{
     ApiError,
     authn::ClinicAccess,
     db::{Tx, VersionedUpdate, n, s},
-    http::{Json, OptionalJson, Query, json_response, parse_json},
+    http::{Json, OptionalJson, Query, json_response},
     ids::{InvoiceId, LocationId, PaymentId},
     keys,
     platform::Platform,
@@ -23,18 +24,12 @@ use shared::{
 
 use crate::{
     AppState, Who, event,
-    invoices::{self, version_conflict, widest},
+    invoices::{self, invoice_event, version_conflict, widest},
     iso,
+    providers::{Charge, Started},
     rules::{self, InvoiceStatus, Method, PaymentStatus, RefundProblem, SubStatus},
     store::{self, PaymentRecord, Record},
 };
-
-/// The provider name of payments taken at the desk.
-pub const CASH_DESK: &str = "cash-desk";
-/// The card-like provider this deployment ships: an HMAC-signed webhook adapter.
-pub const GATEWAY: &str = "gateway";
-/// Webhooks older or newer than this many seconds are refused (replay window).
-pub const WEBHOOK_TOLERANCE_SECONDS: i64 = 300;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -95,7 +90,7 @@ fn subject(p: &PaymentRecord) -> Subject<'_> {
 pub struct CreateBody {
     invoice_id: String,
     method: String,
-    /// Defaults to the amount due; when given it must equal it (invoices are paid in full).
+    /// A part payment; defaults to everything the invoice still owes.
     amount: Option<i64>,
 }
 
@@ -144,32 +139,50 @@ pub async fn create(
     if !inv.status.payable() {
         return Err(not_payable());
     }
-    let due = inv.totals.total - inv.amount_paid;
-    if body.amount.is_some_and(|a| a != due) {
-        return Err(ApiError::invalid_field(
-            "amount",
-            "amount_mismatch",
-            "Pay the amount due in full.",
-        ));
-    }
+    let amount = rules::payment_amount(inv.totals.total - inv.amount_paid, body.amount).map_err(
+        |p| match p {
+            rules::PaymentAmountProblem::NotPositive => ApiError::invalid_field(
+                "amount",
+                "invalid_amount",
+                "Pay a positive amount in minor units.",
+            ),
+            rules::PaymentAmountProblem::ExceedsDue => ApiError::invalid_field(
+                "amount",
+                "exceeds_due",
+                "A payment cannot exceed what the invoice still owes.",
+            ),
+        },
+    )?;
+    let provider = state
+        .providers()
+        .for_method(method)
+        .ok_or_else(|| ApiError::internal("no provider takes this method"))?;
+    let id = PaymentId::generate();
+    let started = provider
+        .start(Charge {
+            payment: &id,
+            method,
+            amount,
+            currency: &inv.currency,
+        })
+        .await?;
+    let reference = match &started {
+        Started::Pending { reference } => Some(reference.clone()),
+        Started::Settled => None,
+    };
     let now = state.clock.now();
     let now_s = now.as_second();
-    let (provider, reference) = if method.via_provider() {
-        (GATEWAY, Some(format!("gw_{}", PaymentId::generate())))
-    } else {
-        (CASH_DESK, None)
-    };
     let p = PaymentRecord {
-        id: PaymentId::generate(),
+        id,
         clinic: inv.clinic.clone(),
         invoice: inv.id.clone(),
         patient: inv.patient.clone(),
         location: inv.location.clone(),
         method,
-        provider: provider.into(),
+        provider: provider.name().into(),
         provider_ref: reference.clone(),
         status: PaymentStatus::Pending,
-        amount: due,
+        amount,
         refunded: 0,
         currency: inv.currency.clone(),
         refund_of: None,
@@ -182,7 +195,12 @@ pub async fn create(
     let mut tx = Tx::default();
     tx.push(p.put(&state.table)?);
     if let Some(r) = &reference {
-        tx.push(store::provider_ref_put(&state.table, provider, r, &p)?);
+        tx.push(store::provider_ref_put(
+            &state.table,
+            provider.name(),
+            r,
+            &p,
+        )?);
     }
     tx.push(payment_event(
         &state,
@@ -192,10 +210,9 @@ pub async fn create(
         now,
     )?);
     tx.commit(&state.table).await?;
-    let p = if method.via_provider() {
-        p
-    } else {
-        complete(&state, &p, &who, now).await?.unwrap_or(p)
+    let p = match started {
+        Started::Pending { .. } => p,
+        Started::Settled => complete(&state, &p, &who, now).await?.unwrap_or(p),
     };
     let mut resp = json_response(StatusCode::CREATED, &view(&p));
     if let Ok(loc) =
@@ -267,31 +284,29 @@ pub async fn complete(
             who,
             now,
         )?);
-        if inv.status.payable() {
+        let (paid, settled) = rules::after_payment(inv.totals.total, inv.amount_paid, p.amount);
+        if inv.status.payable() && !settled {
+            // A part payment: the invoice owes less and stays as it is.
             let mut iu = VersionedUpdate::new();
-            iu.set("status", s(InvoiceStatus::Paid.as_str()))
-                .set("amountPaid", n(inv.amount_paid + p.amount))
-                .set("paidAt", n(now_s));
+            iu.set("amountPaid", n(paid));
             tx.guard(inv.update(&state.table, iu, now_s)?, changed);
             tx.push(
-                event(
-                    "billing.invoice.paid",
-                    &inv.clinic,
-                    who,
-                    ("invoice", inv.id.as_str()),
-                    serde_json::json!({
-                        "invoiceId": inv.id,
-                        "number": inv.number,
-                        "paymentId": p.id,
-                        "subscriptionId": inv.subscription,
-                        "appointmentId": inv.appointment,
-                        "total": inv.totals.total,
-                        "currency": inv.currency,
-                    }),
-                    now,
-                )
-                .outbox_write(&state.table.name, now_s)?,
+                invoice_event(state, "billing.invoice.partially_paid", &inv, who, now, serde_json::json!({ "paymentId": p.id, "amountPaid": paid, "amountDue": inv.totals.total - paid }))?,
             );
+        } else if inv.status.payable() {
+            let mut iu = VersionedUpdate::new();
+            iu.set("status", s(InvoiceStatus::Paid.as_str()))
+                .set("amountPaid", n(paid))
+                .set("paidAt", n(now_s));
+            tx.guard(inv.update(&state.table, iu, now_s)?, changed);
+            tx.push(invoice_event(
+                state,
+                "billing.invoice.paid",
+                &inv,
+                who,
+                now,
+                serde_json::json!({ "paymentId": p.id }),
+            )?);
             if let Some(sub) = &inv.subscription {
                 if let Some(x) = store::get_subscription(&state.table, &inv.clinic, sub).await? {
                     if matches!(x.status, SubStatus::Incomplete | SubStatus::PastDue) {
@@ -370,6 +385,8 @@ pub struct ListQuery {
     invoice_id: Option<String>,
     patient_id: Option<String>,
     status: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
 }
 
 pub async fn list(
@@ -401,12 +418,19 @@ pub async fn list(
             out.push(p);
         }
     }
-    out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
-    let views: Vec<PaymentView> = out.iter().map(view).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({ "items": views }),
-    ))
+    crate::page(
+        &state,
+        &access.clinic,
+        format!(
+            "payments?invoice={:?}&patient={:?}&status={:?}",
+            q.invoice_id, q.patient_id, q.status
+        ),
+        out,
+        |p| format!("{}{}", crate::newest_first(p.created_at), p.id),
+        q.limit,
+        q.cursor.as_deref(),
+        view,
+    )
 }
 
 // ---------------------------------------------------------------- refunds
@@ -495,67 +519,6 @@ pub async fn refund(
 
 // ---------------------------------------------------------------- provider webhook
 
-/// The provider's notification, signed over the raw body.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WebhookBody {
-    /// `payment.succeeded` or `payment.failed`.
-    #[serde(rename = "type")]
-    kind: String,
-    /// The reference the payment was started with.
-    reference: String,
-    amount: i64,
-    currency: String,
-}
-
-/// Verifies `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">` with `secret`,
-/// within the replay window around `now`.
-pub fn verify_signature(
-    secret: &[u8],
-    header: Option<&str>,
-    body: &[u8],
-    now: Timestamp,
-) -> Result<(), ApiError> {
-    let refused =
-        || ApiError::unauthorized("invalid_signature", "The webhook signature is not valid.");
-    let header = header.ok_or_else(refused)?;
-    let mut t = None;
-    let mut sig = None;
-    for part in header.split(',') {
-        match part.trim().split_once('=') {
-            Some(("t", v)) => t = v.parse::<i64>().ok(),
-            Some(("v1", v)) => sig = Some(v.to_string()),
-            _ => {}
-        }
-    }
-    let (t, sig) = t.zip(sig).ok_or_else(refused)?;
-    if (now.as_second() - t).abs() > WEBHOOK_TOLERANCE_SECONDS {
-        return Err(ApiError::unauthorized(
-            "stale_signature",
-            "The webhook timestamp is outside the replay window.",
-        ));
-    }
-    let expected = hex(&shared::crypto::hmac_sha256(
-        secret,
-        &[t.to_string().as_bytes(), b".", body],
-    ));
-    if shared::crypto::constant_time_eq(expected.as_bytes(), sig.as_bytes()) {
-        Ok(())
-    } else {
-        Err(refused())
-    }
-}
-
-/// Signs `body` at `t` the way the provider does (for tests and the local walk-through).
-pub fn sign(secret: &[u8], t: i64, body: &[u8]) -> String {
-    let mac = shared::crypto::hmac_sha256(secret, &[t.to_string().as_bytes(), b".", body]);
-    format!("t={t},v1={}", hex(&mac))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// `POST /v1/webhooks/payments/{provider}`: public, authenticated by the signature alone.
 /// Redeliveries are harmless: a payment completes once, and later deliveries answer 200.
 pub async fn webhook(
@@ -564,20 +527,14 @@ pub async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if provider != GATEWAY {
-        return Err(ApiError::NotFound);
-    }
-    let secret = state.webhook_secret();
+    let provider = state
+        .providers()
+        .named(&provider)
+        .ok_or(ApiError::NotFound)?;
     let now = state.clock.now();
-    verify_signature(
-        secret,
-        headers.get("x-signature").and_then(|v| v.to_str().ok()),
-        &body,
-        now,
-    )?;
-    let w: WebhookBody = parse_json(&body)?;
+    let w = provider.notification(&headers, &body, now)?;
     let Some((clinic, id)) =
-        store::resolve_provider_ref(&state.table, GATEWAY, &w.reference).await?
+        store::resolve_provider_ref(&state.table, provider.name(), &w.reference).await?
     else {
         return Err(ApiError::NotFound);
     };
@@ -592,15 +549,10 @@ pub async fn webhook(
         ));
     }
     let who = Who::system();
-    let outcome = match w.kind.as_str() {
-        "payment.succeeded" => complete(&state, &p, &who, now).await?.is_some(),
-        "payment.failed" => fail(&state, &p, &who, now).await?,
-        _ => {
-            return Err(ApiError::unprocessable(
-                "unknown_event",
-                "Unknown webhook event type.",
-            ));
-        }
+    let outcome = if w.succeeded {
+        complete(&state, &p, &who, now).await?.is_some()
+    } else {
+        fail(&state, &p, &who, now).await?
     };
     Ok(json_response(
         StatusCode::OK,
@@ -636,34 +588,5 @@ async fn fail(
         Ok(()) => Ok(true),
         Err(e) if e.code() == "changed_meanwhile" => Ok(false),
         Err(e) => Err(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signatures_verify_only_fresh_and_exact() {
-        let secret = b"whsec-test";
-        let now: Timestamp = "2026-11-24T10:00:00Z"
-            .parse()
-            .unwrap_or(Timestamp::UNIX_EPOCH);
-        let body = br#"{"type":"payment.succeeded"}"#;
-        let h = sign(secret, now.as_second(), body);
-        assert!(verify_signature(secret, Some(&h), body, now).is_ok());
-        // Another body, another key, no header, garbage, and outside the window all fail.
-        assert!(verify_signature(secret, Some(&h), br#"{"type":"payment.failed"}"#, now).is_err());
-        assert!(verify_signature(b"other", Some(&h), body, now).is_err());
-        assert!(verify_signature(secret, None, body, now).is_err());
-        assert!(verify_signature(secret, Some("t=1,v1=zz"), body, now).is_err());
-        let old = sign(
-            secret,
-            now.as_second() - WEBHOOK_TOLERANCE_SECONDS - 1,
-            body,
-        );
-        assert!(verify_signature(secret, Some(&old), body, now).is_err());
-        let at_edge = sign(secret, now.as_second() - WEBHOOK_TOLERANCE_SECONDS, body);
-        assert!(verify_signature(secret, Some(&at_edge), body, now).is_ok());
     }
 }

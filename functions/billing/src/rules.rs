@@ -339,6 +339,75 @@ impl InvoiceStatus {
     pub fn voidable(self) -> bool {
         !matches!(self, InvoiceStatus::Paid | InvoiceStatus::Void)
     }
+
+    /// Where `action` takes an invoice in this status, or `None` when it may not.
+    pub fn after(self, action: InvoiceAction) -> Option<InvoiceStatus> {
+        match action {
+            InvoiceAction::Finalize => {
+                (self == InvoiceStatus::Draft).then_some(InvoiceStatus::Open)
+            }
+            InvoiceAction::Void => self.voidable().then_some(InvoiceStatus::Void),
+            InvoiceAction::MarkUncollectible => {
+                matches!(self, InvoiceStatus::Open | InvoiceStatus::Overdue)
+                    .then_some(InvoiceStatus::Uncollectible)
+            }
+        }
+    }
+}
+
+/// What staff do to an invoice after creating it: a draft is finalized (numbered and OPEN), an
+/// unpaid one voided, or an unpaid issued one written off as UNCOLLECTIBLE (it stays payable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvoiceAction {
+    Finalize,
+    Void,
+    MarkUncollectible,
+}
+
+impl InvoiceAction {
+    pub const ALL: [InvoiceAction; 3] = [
+        InvoiceAction::Finalize,
+        InvoiceAction::Void,
+        InvoiceAction::MarkUncollectible,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvoiceAction::Finalize => "finalize",
+            InvoiceAction::Void => "void",
+            InvoiceAction::MarkUncollectible => "mark-uncollectible",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// Why a payment amount is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentAmountProblem {
+    /// Zero or negative.
+    NotPositive,
+    /// More than the invoice still owes.
+    ExceedsDue,
+}
+
+/// The amount a payment takes against an invoice owing `due`: `requested` (a part payment) or,
+/// when none is given, everything owed.
+pub fn payment_amount(due: i64, requested: Option<i64>) -> Result<i64, PaymentAmountProblem> {
+    match requested {
+        None => Ok(due),
+        Some(a) if a <= 0 => Err(PaymentAmountProblem::NotPositive),
+        Some(a) if a > due => Err(PaymentAmountProblem::ExceedsDue),
+        Some(a) => Ok(a),
+    }
+}
+
+/// An invoice's amount paid after a completed payment of `amount`, and whether that settles it.
+pub fn after_payment(total: i64, paid: i64, amount: i64) -> (i64, bool) {
+    let paid = paid.saturating_add(amount);
+    (paid, paid >= total)
 }
 
 /// Whether an invoice due at `due` and still `status` at `now` has become overdue.
@@ -706,6 +775,41 @@ mod tests {
         assert!(!overdue(InvoiceStatus::Open, due, due - 1.seconds()));
         assert!(Method::Card.via_provider() && !Method::Cash.via_provider());
         assert!(currency_ok("EUR") && !currency_ok("eur") && !currency_ok("EURO"));
+    }
+
+    #[test]
+    fn every_invoice_action_from_every_status() {
+        use InvoiceAction as A;
+        use InvoiceStatus::*;
+        for s in InvoiceStatus::ALL {
+            let want = |a| match (s, a) {
+                (Draft, A::Finalize) => Some(Open),
+                (Draft | Open | Overdue | Uncollectible, A::Void) => Some(Void),
+                (Open | Overdue, A::MarkUncollectible) => Some(Uncollectible),
+                _ => None,
+            };
+            for a in InvoiceAction::ALL {
+                assert_eq!(s.after(a), want(a), "{s:?} {a:?}");
+                assert_eq!(InvoiceAction::parse(a.as_str()), Some(a));
+            }
+        }
+        // Paid, void and draft invoices take no payment; a written-off one still does.
+        assert!(Uncollectible.payable() && !Draft.payable());
+    }
+
+    #[test]
+    fn part_payments_add_up_and_never_exceed_what_is_owed() {
+        use PaymentAmountProblem::*;
+        assert_eq!(payment_amount(5000, None), Ok(5000));
+        assert_eq!(payment_amount(5000, Some(2000)), Ok(2000));
+        assert_eq!(payment_amount(5000, Some(5000)), Ok(5000));
+        assert_eq!(payment_amount(5000, Some(5001)), Err(ExceedsDue));
+        assert_eq!(payment_amount(5000, Some(0)), Err(NotPositive));
+        assert_eq!(payment_amount(5000, Some(-1)), Err(NotPositive));
+        assert_eq!(after_payment(5000, 0, 2000), (2000, false));
+        assert_eq!(after_payment(5000, 2000, 3000), (5000, true));
+        // A late second provider payment for the same invoice still counts (then refund it).
+        assert_eq!(after_payment(5000, 5000, 5000), (10000, true));
     }
 
     #[test]

@@ -564,7 +564,8 @@ impl From<&Line> for StoredLine {
 pub struct InvoiceRecord {
     pub id: InvoiceId,
     pub clinic: ClinicId,
-    pub number: String,
+    /// `INV-<year>-<sequence>`; a DRAFT has none until it is finalized.
+    pub number: Option<String>,
     pub patient: UserId,
     pub subscription: Option<SubscriptionId>,
     pub appointment: Option<AppointmentId>,
@@ -588,7 +589,7 @@ impl InvoiceRecord {
         Ok(Self {
             id: InvoiceId::parse(get_s(i, "invoiceId")?).ok_or_else(|| bad("invoiceId"))?,
             clinic: ClinicId::parse(get_s(i, "clinicId")?).ok_or_else(|| bad("clinicId"))?,
-            number: get_s(i, "number")?.to_string(),
+            number: get_opt_s(i, "number").map(str::to_string),
             patient: UserId::parse(get_s(i, "patientId")?).ok_or_else(|| bad("patientId"))?,
             subscription: get_opt_s(i, "subscriptionId").and_then(SubscriptionId::parse),
             appointment: get_opt_s(i, "appointmentId").and_then(AppointmentId::parse),
@@ -621,7 +622,6 @@ impl InvoiceRecord {
             .item(keys::ENTITY, s("INVOICE"))
             .item("invoiceId", s(self.id.as_str()))
             .item("clinicId", s(self.clinic.as_str()))
-            .item("number", s(&self.number))
             .item("patientId", s(self.patient.as_str()))
             .item("status", s(self.status.as_str()))
             .item("currency", s(&self.currency))
@@ -637,6 +637,9 @@ impl InvoiceRecord {
             .item("createdAt", n(self.created_at))
             .item("updatedAt", n(self.updated_at))
             .condition_expression("attribute_not_exists(pk)");
+        if let Some(x) = &self.number {
+            p = p.item("number", s(x));
+        }
         if let Some(x) = &self.subscription {
             p = p.item("subscriptionId", s(x.as_str()));
         }

@@ -1,7 +1,8 @@
 //! The scheduled billing job: subscriptions whose period has ended move on (a trial ends, a
 //! cancel-at-period-end takes effect, or the next period starts with its quota reset and its
 //! invoice issued), and open invoices past their due date become OVERDUE, putting the
-//! subscription they bill PAST_DUE. Every change goes through the same code as the routes, under
+//! subscription they bill PAST_DUE. A subscription whose first invoice is never paid expires
+//! instead: it ends and that invoice is voided. Every change goes through the same code as the routes, under
 //! the version read, so a run racing a request (or another run) changes nothing twice.
 
 use jiff::Timestamp;
@@ -16,7 +17,7 @@ use shared::{
 
 use crate::{
     Who, api, event,
-    invoices::{retry_numbering, version_conflict},
+    invoices::{invoice_event, retry_numbering, version_conflict},
     iso,
     rules::{self, InvoiceStatus, SubStatus},
     store::{self, InvoiceRecord, Record, SubscriptionRecord},
@@ -32,6 +33,8 @@ pub struct SweepReport {
     pub ended: usize,
     pub overdue: usize,
     pub past_due: usize,
+    /// INCOMPLETE subscriptions ended because their first invoice was not paid in time.
+    pub expired: usize,
     /// Changes that failed; the next run tries them again.
     pub failed: usize,
 }
@@ -46,6 +49,7 @@ pub async fn run(state: &Platform) -> Result<SweepReport, ApiError> {
         report.ended += r.ended;
         report.overdue += r.overdue;
         report.past_due += r.past_due;
+        report.expired += r.expired;
         report.failed += r.failed;
     }
     Ok(report)
@@ -85,10 +89,12 @@ pub async fn sweep_clinic(
             continue;
         }
         match mark_overdue(state, &inv, &who, now).await {
-            Ok(past_due) => {
+            Ok(Unpaid::Overdue) => report.overdue += 1,
+            Ok(Unpaid::PastDue) => {
                 report.overdue += 1;
-                report.past_due += usize::from(past_due);
+                report.past_due += 1;
             }
+            Ok(Unpaid::Expired) => report.expired += 1,
             Err(e) => {
                 tracing::warn!(invoice = %inv.id, error = %e, "invoice not marked overdue");
                 report.failed += 1;
@@ -98,63 +104,96 @@ pub async fn sweep_clinic(
     Ok(report)
 }
 
-/// OPEN → OVERDUE, and the ACTIVE subscription it bills → PAST_DUE, in one transaction.
-/// Returns whether a subscription became PAST_DUE.
+/// What became of an invoice left unpaid past its due date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unpaid {
+    Overdue,
+    /// OVERDUE, and the ACTIVE subscription it bills PAST_DUE.
+    PastDue,
+    /// It was an INCOMPLETE subscription's first invoice: both ended.
+    Expired,
+}
+
+/// OPEN → OVERDUE, and the ACTIVE subscription it bills → PAST_DUE, in one transaction; or, for
+/// the first invoice of a subscription that never started, the invoice VOID and the
+/// subscription ended (CANCELLED, its plan slot freed), in one transaction.
 async fn mark_overdue(
     state: &Platform,
     inv: &InvoiceRecord,
     who: &Who,
     now: Timestamp,
-) -> Result<bool, ApiError> {
+) -> Result<Unpaid, ApiError> {
     let now_s = now.as_second();
+    let billed = match &inv.subscription {
+        Some(id) => store::get_subscription(&state.table, &inv.clinic, id).await?,
+        None => None,
+    }
+    .filter(|x| x.latest_invoice.as_ref() == Some(&inv.id));
     let mut tx = Tx::default();
+    if let Some(x) = billed
+        .as_ref()
+        .filter(|x| x.status == SubStatus::Incomplete)
+    {
+        let mut u = VersionedUpdate::new();
+        u.set("status", s(InvoiceStatus::Void.as_str()))
+            .set("voidedAt", shared::db::n(now_s));
+        tx.guard(inv.update(&state.table, u, now_s)?, version_conflict);
+        tx.push(
+            invoice_event(state, "billing.invoice.voided", inv, who, now, serde_json::json!({ "previousStatus": inv.status.as_str(), "reason": "subscription_expired" }))?,
+        );
+        let mut su = VersionedUpdate::new();
+        let mut after = x.clone();
+        after.version += 1;
+        api::end_now(state, &mut tx, &mut su, x, &mut after, now_s)?;
+        tx.guard(x.update(&state.table, su, now_s)?, version_conflict);
+        tx.push(api::subscription_event(
+            state,
+            "billing.subscription.ended",
+            &after,
+            who,
+            now,
+            serde_json::json!({ "reason": "first_invoice_unpaid", "invoiceId": inv.id }),
+        )?);
+        tx.commit(&state.table).await?;
+        return Ok(Unpaid::Expired);
+    }
     let mut u = VersionedUpdate::new();
     u.set("status", s(InvoiceStatus::Overdue.as_str()));
     tx.guard(inv.update(&state.table, u, now_s)?, version_conflict);
-    tx.push(
-        event(
-            "billing.invoice.overdue",
-            &inv.clinic,
-            who,
-            ("invoice", inv.id.as_str()),
-            serde_json::json!({
-                "invoiceId": inv.id,
-                "number": inv.number,
-                "patientId": inv.patient,
-                "subscriptionId": inv.subscription,
-                "total": inv.totals.total,
-                "dueAt": iso(inv.due_at),
-            }),
-            now,
-        )
-        .outbox_write(&state.table.name, now_s)?,
-    );
+    tx.push(invoice_event(
+        state,
+        "billing.invoice.overdue",
+        inv,
+        who,
+        now,
+        serde_json::json!({ "dueAt": iso(inv.due_at) }),
+    )?);
     let mut past_due = false;
-    if let Some(sub) = &inv.subscription {
-        if let Some(x) = store::get_subscription(&state.table, &inv.clinic, sub).await? {
-            if x.status == SubStatus::Active && x.latest_invoice.as_ref() == Some(&inv.id) {
-                let mut su = VersionedUpdate::new();
-                su.set("status", s(SubStatus::PastDue.as_str()));
-                tx.guard(x.update(&state.table, su, now_s)?, version_conflict);
-                tx.push(
-                    event(
-                        "billing.subscription.past_due",
-                        &x.clinic,
-                        who,
-                        ("subscription", x.id.as_str()),
-                        serde_json::json!({
-                            "subscriptionId": x.id,
-                            "patientId": x.patient,
-                            "invoiceId": inv.id,
-                        }),
-                        now,
-                    )
-                    .outbox_write(&state.table.name, now_s)?,
-                );
-                past_due = true;
-            }
-        }
+    if let Some(x) = billed.filter(|x| x.status == SubStatus::Active) {
+        let mut su = VersionedUpdate::new();
+        su.set("status", s(SubStatus::PastDue.as_str()));
+        tx.guard(x.update(&state.table, su, now_s)?, version_conflict);
+        tx.push(
+            event(
+                "billing.subscription.past_due",
+                &x.clinic,
+                who,
+                ("subscription", x.id.as_str()),
+                serde_json::json!({
+                    "subscriptionId": x.id,
+                    "patientId": x.patient,
+                    "invoiceId": inv.id,
+                }),
+                now,
+            )
+            .outbox_write(&state.table.name, now_s)?,
+        );
+        past_due = true;
     }
     tx.commit(&state.table).await?;
-    Ok(past_due)
+    Ok(if past_due {
+        Unpaid::PastDue
+    } else {
+        Unpaid::Overdue
+    })
 }
