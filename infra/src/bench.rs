@@ -197,6 +197,15 @@ async fn call(
     ))
 }
 
+/// A measured call must have succeeded, or its count means nothing.
+fn ensure(status: StatusCode) -> Result<(), BoxError> {
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("a measured call answered {status}").into())
+    }
+}
+
 async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxError> {
     let clinic = stack.seed_demo().await?;
     let router = stack.gateway();
@@ -457,7 +466,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
 
     // Billing: the subscription booking flow on the demo plan.
     let b = counter.get();
-    let (_, sub) = call(
+    let (status, sub) = call(
         &router,
         Method::POST,
         &format!("{clinic_path}/subscriptions"),
@@ -465,9 +474,10 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
         Some(&desk),
     )
     .await?;
+    ensure(status)?;
     measure("subscribe (first invoice numbered and issued)", b);
     let b = counter.get();
-    call(
+    let (status, _) = call(
         &router,
         Method::POST,
         &format!("{clinic_path}/payments"),
@@ -475,13 +485,14 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
         Some(&desk),
     )
     .await?;
+    ensure(status)?;
     measure(
         "pay at the desk (payment, invoice PAID, subscription ACTIVE)",
         b,
     );
     let sub_id = sub["id"].as_str().unwrap_or_default();
     let b = counter.get();
-    call(
+    let (status, _) = call(
         &router,
         Method::GET,
         &format!("{clinic_path}/subscriptions/{sub_id}/coverage?appointmentType=IN_PERSON"),
@@ -489,9 +500,10 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
         Some(&desk),
     )
     .await?;
+    ensure(status)?;
     measure("coverage of a visit type", b);
     let b = counter.get();
-    let (_, covered) = call(
+    let (status, covered) = call(
         &router,
         Method::POST,
         &format!("{clinic_path}/appointments"),
@@ -499,9 +511,10 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
         Some(&desk),
     )
     .await?;
+    ensure(status)?;
     measure("book covered by a subscription (quota taken)", b);
     let b = counter.get();
-    call(
+    let (status, _) = call(
         &router,
         Method::POST,
         &format!(
@@ -512,6 +525,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
         Some(&desk),
     )
     .await?;
+    ensure(status)?;
     measure("cancel the covered visit", b);
     // The unit comes back through billing's queue once the relay has published the event;
     // the relay is stopped before the handler is measured.
@@ -539,11 +553,12 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     }
     relay.abort();
     let b = counter.get();
-    if crate::drain_billing_events(stack).await? == 1 {
-        measure("give the unit back (billing-events, one message)", b);
+    if crate::drain_billing_events(stack).await? != 1 {
+        return Err("the cancellation never reached billing's queue".into());
     }
+    measure("give the unit back (billing-events, one message)", b);
     let b = counter.get();
-    let (_, inv) = call(
+    let (status, inv) = call(
         &router,
         Method::POST,
         &format!("{clinic_path}/invoices"),
@@ -551,8 +566,9 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
         Some(&desk),
     )
     .await?;
+    ensure(status)?;
     measure("issue an invoice (gapless number)", b);
-    let (_, card) = call(
+    let (status, card) = call(
         &router,
         Method::POST,
         &format!("{clinic_path}/payments"),
@@ -560,6 +576,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
         Some(&desk),
     )
     .await?;
+    ensure(status)?;
     let body = json!({"type": "payment.succeeded", "reference": card["providerReference"],
                       "amount": card["amount"], "currency": card["currency"]})
     .to_string();
@@ -580,8 +597,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
                 .body(Body::from(body))?,
         )
         .await?;
-    if resp.status() == StatusCode::OK {
-        measure("complete a card payment (signed webhook)", b);
-    }
+    ensure(resp.status())?;
+    measure("complete a card payment (signed webhook)", b);
     Ok(out)
 }

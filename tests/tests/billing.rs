@@ -591,6 +591,16 @@ async fn a_hundred_concurrent_invoices_get_a_hundred_consecutive_numbers() {
         assert!(d.body.get("number").is_none() && d.body.get("dueAt").is_none());
         drafts.push(d.body["id"].as_str().unwrap().to_string());
     }
+    // The patient sees invoices once issued, not the clinic's drafts.
+    let hidden = w
+        .call(
+            Method::GET,
+            &format!("invoices/{}", drafts[0]),
+            None,
+            Role::Patient,
+        )
+        .await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
     let pay = w.pay_cash(json!(drafts[0]), Role::Receptionist).await;
     assert_eq!(pay.body["code"], "invoice_not_payable", "{}", pay.body);
     let listed = w
@@ -683,6 +693,15 @@ async fn a_hundred_concurrent_invoices_get_a_hundred_consecutive_numbers() {
         (&i["status"], &i["amountPaid"], &i["amountDue"]),
         (&json!("OPEN"), &json!(300), &json!(500))
     );
+    let r = w
+        .call(
+            Method::POST,
+            &format!("{inv2}/void"),
+            None,
+            Role::FinanceBilling,
+        )
+        .await;
+    assert_eq!(r.body["code"], "invoice_partly_paid", "{}", r.body);
     let r = part(Some(501)).await;
     assert_eq!(r.body["errors"][0]["code"], "exceeds_due", "{}", r.body);
     let r = part(Some(0)).await;
@@ -1035,6 +1054,38 @@ async fn the_billing_job_renews_marks_overdue_and_ends_and_refunds_and_analytics
         )
         .await;
     assert_eq!(unpaid.body["status"], "INCOMPLETE", "{}", unpaid.body);
+    // A third one's first invoice is voided by the clinic: that subscription ends with it.
+    let (p3, _) = person(w.stack(), Some(&w.clinic), Role::Patient, None, false).await;
+    let voided = w
+        .call(
+            Method::POST,
+            "subscriptions",
+            Some(json!({"planId": plan["id"], "patientId": p3})),
+            Role::Receptionist,
+        )
+        .await
+        .body;
+    let v = w
+        .call(
+            Method::POST,
+            &format!(
+                "invoices/{}/void",
+                voided["latestInvoiceId"].as_str().unwrap()
+            ),
+            None,
+            Role::FinanceBilling,
+        )
+        .await;
+    assert_eq!(v.body["status"], "VOID", "{}", v.body);
+    let x = w
+        .call(
+            Method::GET,
+            &format!("subscriptions/{}", voided["id"].as_str().unwrap()),
+            None,
+            Role::Receptionist,
+        )
+        .await;
+    assert_eq!(x.body["status"], "CANCELLED", "{}", x.body);
 
     // The visit happens; its follow-up is booked with the same subscription and covered by
     // the period's last unit.
@@ -1494,11 +1545,17 @@ async fn every_role_on_every_billing_route_gets_what_the_table_says() {
                         Case::Void => (walk_invoice(&w, false).await, "void"),
                         _ => (walk_invoice(&w, false).await, "mark-uncollectible"),
                     };
+                    // A patient does not see drafts, even their own.
+                    let hidden = case == Case::Finalize && role == Role::Patient;
                     (
                         Method::POST,
                         format!("invoices/{}/{action}", id(&fresh)),
                         None,
-                        on(Resource::Invoice, Action::Manage, StatusCode::OK),
+                        if hidden {
+                            StatusCode::NOT_FOUND
+                        } else {
+                            on(Resource::Invoice, Action::Manage, StatusCode::OK)
+                        },
                     )
                 }
                 Case::ListPayments => (
@@ -1573,6 +1630,81 @@ async fn every_role_on_every_billing_route_gets_what_the_table_says() {
         mismatches.join("\n")
     );
     assert_eq!(cells, 14 * CASES.len());
+    // A few cells spelled out, in case the table itself were wrong.
+    let cell = |role: Role, method: Method, path: String| {
+        let w = &w;
+        async move { w.call(method, &path, None, role).await.status }
+    };
+    let fresh = id(&walk_invoice(&w, true).await);
+    let spelled = [
+        (
+            Role::Receptionist,
+            Method::POST,
+            format!("invoices/{fresh}/finalize"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Role::Patient,
+            Method::POST,
+            format!("invoices/{}/void", id(&inv)),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Role::Doctor,
+            Method::GET,
+            format!("invoices/{}", id(&inv)),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Role::Nurse,
+            Method::GET,
+            "payments".to_string(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Role::FinanceBilling,
+            Method::GET,
+            "billing/analytics".to_string(),
+            StatusCode::OK,
+        ),
+        (
+            Role::Receptionist,
+            Method::GET,
+            "billing/analytics".to_string(),
+            StatusCode::FORBIDDEN,
+        ),
+    ];
+    for (role, method, path, want) in spelled {
+        assert_eq!(
+            cell(role, method, path.clone()).await,
+            want,
+            "{role} {path}"
+        );
+    }
+    // The head of another location, and another clinic's admin, find nothing of these.
+    let elsewhere = shared::ids::LocationId::generate();
+    let (_, head) = person(
+        stack,
+        Some(&w.clinic),
+        Role::ClinicLocationHead,
+        Some(&elsewhere),
+        true,
+    )
+    .await;
+    let second = ClinicId::parse(local_stack::SECOND_CLINIC_ID).unwrap();
+    let (_, outsider) = person(stack, Some(&second), Role::ClinicAdmin, None, true).await;
+    for email in [head, outsider] {
+        let token = w.api.token(&email, DEMO_PASSWORD).await;
+        for path in [
+            format!("invoices/{}", id(&inv)),
+            format!("subscriptions/{}", id(&sub)),
+            format!("payments/{}", id(&paid)),
+        ] {
+            let r = call(&w.api, Method::GET, &w.path(&path), None, &token).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{email} {path}");
+        }
+    }
+
     // The table grants and refuses: the walk met every kind of answer.
     assert_eq!(
         answers.into_iter().collect::<Vec<_>>(),

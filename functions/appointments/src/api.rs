@@ -1698,11 +1698,19 @@ pub async fn act(
         }
     };
     let who = Who::member(&access.caller.user_id, access.role);
-    // A follow-up may issue an invoice, whose number another invoice may take meanwhile.
-    let (b, follow_up) = billing::invoices::retry_numbering(|| {
-        lifecycle::apply(&state, &who, &a, action, input.clone(), &tz)
-    })
-    .await?;
+    // A follow-up may issue an invoice, whose number another invoice may take meanwhile, or
+    // lose the period's last unit to another booking: then it is booked again, as a paid visit.
+    let mut tries = 0;
+    let (b, follow_up) = loop {
+        let attempt = billing::invoices::retry_numbering(|| {
+            lifecycle::apply(&state, &who, &a, action, input.clone(), &tz)
+        })
+        .await;
+        match attempt {
+            Err(e) if e.code() == "quota_exhausted" && tries < 3 => tries += 1,
+            other => break other?,
+        }
+    };
     let phi = sees_phi(&access, &b);
     let mut v = serde_json::to_value(view(&state, &b, phi).await?).map_err(ApiError::internal)?;
     if let (Some(fu), Some(obj)) = (follow_up, v.as_object_mut()) {

@@ -664,17 +664,17 @@ pub(crate) fn subscription_event(
     now: Timestamp,
     extra: serde_json::Value,
 ) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
-    let mut data = serde_json::json!({
-        "subscriptionId": x.id,
-        "patientId": x.patient,
-        "planId": x.plan,
-        "status": x.status.as_str(),
-        "currentPeriodStart": iso(x.period_start),
-        "currentPeriodEnd": iso(x.period_end),
-    });
-    if let (Some(d), serde_json::Value::Object(m)) = (data.as_object_mut(), extra) {
-        d.extend(m);
-    }
+    let data = crate::merged(
+        serde_json::json!({
+            "subscriptionId": x.id,
+            "patientId": x.patient,
+            "planId": x.plan,
+            "status": x.status.as_str(),
+            "currentPeriodStart": iso(x.period_start),
+            "currentPeriodEnd": iso(x.period_end),
+        }),
+        extra,
+    );
     event(
         kind,
         &x.clinic,

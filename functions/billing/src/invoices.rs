@@ -27,7 +27,7 @@ use shared::{
 
 use crate::{
     AppState, Who, clinic_settings, event, iso,
-    rules::{self, InvoiceAction, InvoiceStatus, Line, TotalsProblem},
+    rules::{self, InvoiceAction, InvoiceStatus, Line, SubStatus, TotalsProblem},
     store::{self, InvoiceRecord, Record, StoredLine},
 };
 
@@ -172,18 +172,18 @@ pub(crate) fn invoice_event(
     now: Timestamp,
     extra: serde_json::Value,
 ) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
-    let mut data = serde_json::json!({
-        "invoiceId": inv.id,
-        "number": inv.number,
-        "patientId": inv.patient,
-        "subscriptionId": inv.subscription,
-        "appointmentId": inv.appointment,
-        "total": inv.totals.total,
-        "currency": inv.currency,
-    });
-    if let (Some(d), serde_json::Value::Object(m)) = (data.as_object_mut(), extra) {
-        d.extend(m);
-    }
+    let data = crate::merged(
+        serde_json::json!({
+            "invoiceId": inv.id,
+            "number": inv.number,
+            "patientId": inv.patient,
+            "subscriptionId": inv.subscription,
+            "appointmentId": inv.appointment,
+            "total": inv.totals.total,
+            "currency": inv.currency,
+        }),
+        extra,
+    );
     event(
         kind,
         &inv.clinic,
@@ -305,6 +305,13 @@ pub fn subject(i: &InvoiceRecord) -> Subject<'_> {
     }
 }
 
+/// Whether the caller may read `inv`: the policy, and a patient sees their invoices once they
+/// are issued (a DRAFT is the clinic's work in progress).
+pub fn readable(access: &ClinicAccess, inv: &InvoiceRecord) -> bool {
+    access.allows(Resource::Invoice, Action::Read, &subject(inv))
+        && !(inv.status == InvoiceStatus::Draft && access.role == Role::Patient)
+}
+
 /// The invoice if the caller may read it; 404 otherwise (indistinguishable from missing).
 pub async fn load_visible(
     state: &AppState,
@@ -315,7 +322,7 @@ pub async fn load_visible(
     let inv = store::get_invoice(&state.table, &access.clinic, &id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    if !access.allows(Resource::Invoice, Action::Read, &subject(&inv)) {
+    if !readable(access, &inv) {
         return Err(ApiError::NotFound);
     }
     Ok(inv)
@@ -522,7 +529,7 @@ pub async fn list(
     for inv in
         store::all::<InvoiceRecord>(&state.table, &access.clinic, keys::INVOICE_PREFIX).await?
     {
-        let keep = access.allows(Resource::Invoice, Action::Read, &subject(&inv))
+        let keep = readable(&access, &inv)
             && q.patient_id
                 .as_deref()
                 .is_none_or(|p| inv.patient.as_str() == p)
@@ -592,6 +599,12 @@ pub async fn act(
             action: action.as_str(),
             requested: None,
         })?;
+    if to == InvoiceStatus::Void && inv.amount_paid > 0 {
+        return Err(ApiError::conflict(
+            "invoice_partly_paid",
+            "Part of this invoice was paid; refund the payments before voiding it.",
+        ));
+    }
     let who = Who::member(&access.caller.user_id, access.role);
     let after = if action == InvoiceAction::Finalize {
         let (tz, _) = clinic_settings(&state, &access.clinic).await?;
@@ -622,6 +635,29 @@ pub async fn act(
             now,
             serde_json::json!({ "previousStatus": inv.status.as_str() }),
         )?);
+        // Voiding the first invoice of a subscription that never started ends it too, so the
+        // patient is free to take the plan out again.
+        if to == InvoiceStatus::Void {
+            if let Some(sub) = &inv.subscription {
+                let unstarted = store::get_subscription(&state.table, &inv.clinic, sub)
+                    .await?
+                    .filter(|x| {
+                        x.status == SubStatus::Incomplete
+                            && x.latest_invoice.as_ref() == Some(&inv.id)
+                    });
+                if let Some(x) = unstarted {
+                    crate::sweep::end_unstarted(
+                        &state,
+                        &mut tx,
+                        &x,
+                        &inv,
+                        "first_invoice_voided",
+                        &who,
+                        now,
+                    )?;
+                }
+            }
+        }
         tx.commit(&state.table).await?;
         after
     };

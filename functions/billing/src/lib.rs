@@ -206,6 +206,14 @@ pub fn event(
     )
 }
 
+/// `base` with the members of `extra` added (both JSON objects).
+pub fn merged(mut base: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    if let (Some(d), serde_json::Value::Object(m)) = (base.as_object_mut(), extra) {
+        d.extend(m);
+    }
+    base
+}
+
 /// The clinic's time zone and currency.
 pub async fn clinic_settings(
     state: &Platform,

@@ -120,7 +120,7 @@ pub async fn create(
     let inv = store::get_invoice(&state.table, &access.clinic, &id)
         .await?
         .ok_or_else(unknown)?;
-    if !access.allows(Resource::Invoice, Action::Read, &invoices::subject(&inv)) {
+    if !invoices::readable(&access, &inv) {
         return Err(unknown());
     }
     let pre = Subject {
@@ -208,6 +208,7 @@ pub async fn create(
         &p,
         &who,
         now,
+        serde_json::json!({}),
     )?);
     tx.commit(&state.table).await?;
     let p = match started {
@@ -229,21 +230,25 @@ fn payment_event(
     p: &PaymentRecord,
     who: &Who,
     now: Timestamp,
+    extra: serde_json::Value,
 ) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
     event(
         kind,
         &p.clinic,
         who,
         ("payment", p.id.as_str()),
-        serde_json::json!({
-            "paymentId": p.id,
-            "invoiceId": p.invoice,
-            "patientId": p.patient,
-            "method": p.method.as_str(),
-            "status": p.status.as_str(),
-            "amount": p.amount,
-            "currency": p.currency,
-        }),
+        crate::merged(
+            serde_json::json!({
+                "paymentId": p.id,
+                "invoiceId": p.invoice,
+                "patientId": p.patient,
+                "method": p.method.as_str(),
+                "status": p.status.as_str(),
+                "amount": p.amount,
+                "currency": p.currency,
+            }),
+            extra,
+        ),
         now,
     )
     .outbox_write(&state.table.name, now.as_second())
@@ -283,8 +288,26 @@ pub async fn complete(
             &done,
             who,
             now,
+            serde_json::json!({}),
         )?);
         let (paid, settled) = rules::after_payment(inv.totals.total, inv.amount_paid, p.amount);
+        // Money the invoice did not need (two payments racing for what it owed, or one
+        // completing after it was settled or voided) is recorded and announced for a refund.
+        let excess = if inv.status.payable() {
+            (paid - inv.totals.total).max(0)
+        } else {
+            p.amount
+        };
+        if excess > 0 {
+            tx.push(payment_event(
+                state,
+                "billing.payment.overpaid",
+                &done,
+                who,
+                now,
+                serde_json::json!({ "excess": excess, "invoiceStatus": inv.status.as_str() }),
+            )?);
+        }
         if inv.status.payable() && !settled {
             // A part payment: the invoice owes less and stays as it is.
             let mut iu = VersionedUpdate::new();
@@ -506,6 +529,7 @@ pub async fn refund(
         &r,
         &who,
         now,
+        serde_json::json!({}),
     )?);
     tx.commit(&state.table).await?;
     let mut resp = json_response(StatusCode::CREATED, &view(&r));
@@ -583,6 +607,7 @@ async fn fail(
         &f,
         who,
         now,
+        serde_json::json!({}),
     )?);
     match tx.commit(&state.table).await {
         Ok(()) => Ok(true),

@@ -104,6 +104,35 @@ pub async fn sweep_clinic(
     Ok(report)
 }
 
+/// Ends `x`, an INCOMPLETE subscription whose first invoice `inv` is being voided: CANCELLED,
+/// its plan slot freed, `billing.subscription.ended` with `reason`. Added to `tx`, under the
+/// subscription's version.
+pub(crate) fn end_unstarted(
+    state: &Platform,
+    tx: &mut Tx,
+    x: &SubscriptionRecord,
+    inv: &InvoiceRecord,
+    reason: &str,
+    who: &Who,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    let now_s = now.as_second();
+    let mut su = VersionedUpdate::new();
+    let mut after = x.clone();
+    after.version += 1;
+    api::end_now(state, tx, &mut su, x, &mut after, now_s)?;
+    tx.guard(x.update(&state.table, su, now_s)?, version_conflict);
+    tx.push(api::subscription_event(
+        state,
+        "billing.subscription.ended",
+        &after,
+        who,
+        now,
+        serde_json::json!({ "reason": reason, "invoiceId": inv.id }),
+    )?);
+    Ok(())
+}
+
 /// What became of an invoice left unpaid past its due date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Unpaid {
@@ -130,30 +159,28 @@ async fn mark_overdue(
     }
     .filter(|x| x.latest_invoice.as_ref() == Some(&inv.id));
     let mut tx = Tx::default();
+    // Nothing was paid towards a subscription that never started: it expires.
     if let Some(x) = billed
         .as_ref()
-        .filter(|x| x.status == SubStatus::Incomplete)
+        .filter(|x| x.status == SubStatus::Incomplete && inv.amount_paid == 0)
     {
         let mut u = VersionedUpdate::new();
         u.set("status", s(InvoiceStatus::Void.as_str()))
             .set("voidedAt", shared::db::n(now_s));
         tx.guard(inv.update(&state.table, u, now_s)?, version_conflict);
-        tx.push(
-            invoice_event(state, "billing.invoice.voided", inv, who, now, serde_json::json!({ "previousStatus": inv.status.as_str(), "reason": "subscription_expired" }))?,
-        );
-        let mut su = VersionedUpdate::new();
-        let mut after = x.clone();
-        after.version += 1;
-        api::end_now(state, &mut tx, &mut su, x, &mut after, now_s)?;
-        tx.guard(x.update(&state.table, su, now_s)?, version_conflict);
-        tx.push(api::subscription_event(
+        let extra = serde_json::json!({
+            "previousStatus": inv.status.as_str(),
+            "reason": "subscription_expired",
+        });
+        tx.push(invoice_event(
             state,
-            "billing.subscription.ended",
-            &after,
+            "billing.invoice.voided",
+            inv,
             who,
             now,
-            serde_json::json!({ "reason": "first_invoice_unpaid", "invoiceId": inv.id }),
+            extra,
         )?);
+        end_unstarted(state, &mut tx, x, inv, "first_invoice_unpaid", who, now)?;
         tx.commit(&state.table).await?;
         return Ok(Unpaid::Expired);
     }
