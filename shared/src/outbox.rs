@@ -128,6 +128,16 @@ impl EventEnvelope {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
+    /// The clinic the event belongs to, if it names a valid one.
+    pub fn clinic(&self) -> Option<ClinicId> {
+        self.clinic_id.as_deref().and_then(ClinicId::parse)
+    }
+
+    /// A string member of the event's data.
+    pub fn data_str(&self, key: &str) -> Option<&str> {
+        self.data.get(key).and_then(|v| v.as_str())
+    }
+
     /// The envelope inside an SQS message that an EventBridge rule delivered (its `detail`).
     pub fn from_bus_message(body: &str) -> Result<Self, serde_json::Error> {
         let v: serde_json::Value = serde_json::from_str(body)?;

@@ -885,6 +885,7 @@ pub(crate) async fn cover(
     tx: &mut Tx,
     a: &AppointmentRecord,
     subscription: &SubscriptionId,
+    tz: &TimeZone,
     who: &Who,
     now: Timestamp,
 ) -> Result<store::Billing, ApiError> {
@@ -896,6 +897,7 @@ pub(crate) async fn cover(
         appointment: &a.id,
         location: a.location.as_ref(),
         kind: store::kind_str(a.kind),
+        tz,
     };
     let outcome = billing::coverage::for_booking(state, tx, &booking, who, now).await?;
     Ok(match outcome {
@@ -1100,11 +1102,11 @@ pub async fn book(
     };
     let who = Who::member(&access.caller.user_id, access.role);
     a = billing::invoices::retry_numbering(|| {
-        let (state, who, subscription, mut a) = (&state, &who, &subscription, a.clone());
+        let (state, who, subscription, tz, mut a) = (&state, &who, &subscription, &tz, a.clone());
         async move {
             let mut tx = Tx::default();
             if let Some(sub) = subscription {
-                a.billing = Some(cover(state, &mut tx, &a, sub, who, now).await?);
+                a.billing = Some(cover(state, &mut tx, &a, sub, tz, who, now).await?);
             }
             lifecycle::add_booking(state, &mut tx, &a, who, now).await?;
             tx.commit(&state.table).await?;

@@ -23,14 +23,10 @@ pub async fn handle(state: &AppState, e: &EventEnvelope, _now: Timestamp) -> Res
     if e.event_type != "billing.invoice.paid" {
         return Ok(());
     }
-    let clinic = e.clinic_id.as_deref().and_then(ClinicId::parse);
-    let appointment = e
-        .data
-        .get("appointmentId")
-        .and_then(|v| v.as_str())
-        .and_then(AppointmentId::parse);
-    let invoice = e.data.get("invoiceId").and_then(|v| v.as_str());
-    let (Some(clinic), Some(appointment), Some(invoice)) = (clinic, appointment, invoice) else {
+    let appointment = e.data_str("appointmentId").and_then(AppointmentId::parse);
+    let invoice = e.data_str("invoiceId");
+    let (Some(clinic), Some(appointment), Some(invoice)) = (e.clinic(), appointment, invoice)
+    else {
         // Invoices that pay for no appointment (subscriptions, manual invoices).
         return Ok(());
     };

@@ -253,7 +253,7 @@ pub async fn apply(
                     .and_then(|x| SubscriptionId::parse(&x.subscription_id));
                 if let Some(sub) = subscription {
                     next.billing =
-                        Some(crate::api::cover(state, &mut tx, &next, &sub, who, now).await?);
+                        Some(crate::api::cover(state, &mut tx, &next, &sub, tz, who, now).await?);
                 }
                 add_booking(state, &mut tx, &next, who, now).await?;
                 u.set("followUpId", s(next.id.as_str()));

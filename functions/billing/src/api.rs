@@ -18,14 +18,12 @@ use shared::{
     ids::{LocationId, PlanId, SubscriptionId},
     keys,
     platform::Platform,
-    policy::{Action, Resource, Role, Subject},
+    policy::{Action, Resource, Role, Subject, may_ever},
 };
 
 use crate::{
     AppState, Who, clinic_settings, event,
-    invoices::{
-        self, Draft, known_location, known_patient, retry_numbering, version_conflict, widest,
-    },
+    invoices::{self, Draft, known_location, known_patient, retry_numbering, version_conflict},
     iso,
     rules::{self, APPOINTMENT_TYPES, Cadence, Decision, Interval, Line, SubStatus},
     store::{self, PlanRecord, Record, SubscriptionRecord},
@@ -853,13 +851,12 @@ pub async fn list_subscriptions(
     access: ClinicAccess,
     Query(q): Query<SubscriptionListQuery>,
 ) -> Result<Response, ApiError> {
-    let status = match &q.status {
-        Some(v) => Some(SubStatus::parse(v).ok_or_else(|| {
-            ApiError::invalid_field("status", "invalid_status", "Unknown subscription status.")
-        })?),
-        None => None,
-    };
-    if widest(access.role, Resource::Subscription, Action::Read).is_none() {
+    let status = crate::status_filter(
+        q.status.as_deref(),
+        SubStatus::parse,
+        "Unknown subscription status.",
+    )?;
+    if !may_ever(access.role, Resource::Subscription, Action::Read) {
         return Err(ApiError::Forbidden);
     }
     let mut out = Vec::new();

@@ -2,7 +2,7 @@
 //! and the link, or a pay-per-visit invoice) and giving the unit back when a covered
 //! appointment is cancelled.
 
-use jiff::Timestamp;
+use jiff::{Timestamp, tz::TimeZone};
 use shared::{
     ApiError,
     db::Tx,
@@ -11,7 +11,7 @@ use shared::{
 };
 
 use crate::{
-    Who, clinic_settings, event,
+    Who, event,
     invoices::{self, Draft},
     rules::{self, Decision, Line, NotCovered},
     store::{self, CoverageLink},
@@ -27,6 +27,8 @@ pub struct Booking<'a> {
     pub location: Option<&'a LocationId>,
     /// The appointment type (`IN_PERSON`, `VIDEO_CALL`, `HOME_VISIT`).
     pub kind: &'a str,
+    /// The clinic's time zone (the booking has it already; an invoice's year is local).
+    pub tz: &'a TimeZone,
 }
 
 /// What coverage did for a booking.
@@ -119,7 +121,6 @@ pub async fn for_booking(
         Decision::Pay { reason, amount } => {
             let currency = sub.terms.currency.clone();
             let invoice = if amount > 0 {
-                let (tz, _) = clinic_settings(state, b.clinic).await?;
                 let draft = Draft {
                     clinic: b.clinic.clone(),
                     patient: sub.patient.clone(),
@@ -135,7 +136,7 @@ pub async fn for_booking(
                     tax: 0,
                     discount: 0,
                 };
-                let inv = invoices::issue(state, tx, &draft, &tz, who, now).await?;
+                let inv = invoices::issue(state, tx, &draft, b.tz, who, now).await?;
                 Some((inv.id, inv.number.unwrap_or_default()))
             } else {
                 None

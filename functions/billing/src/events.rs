@@ -2,12 +2,7 @@
 //! own queue (at least once, possibly out of order), so every handler is idempotent.
 
 use jiff::Timestamp;
-use shared::{
-    ApiError,
-    ids::{AppointmentId, ClinicId},
-    outbox::EventEnvelope,
-    platform::Platform,
-};
+use shared::{ApiError, ids::AppointmentId, outbox::EventEnvelope, platform::Platform};
 
 use crate::coverage;
 
@@ -55,13 +50,8 @@ where
 pub async fn handle(state: &Platform, e: &EventEnvelope, now: Timestamp) -> Result<(), ApiError> {
     match e.event_type.as_str() {
         "appointment.cancelled" => {
-            let clinic = e.clinic_id.as_deref().and_then(ClinicId::parse);
-            let appointment = e
-                .data
-                .get("appointmentId")
-                .and_then(|v| v.as_str())
-                .and_then(AppointmentId::parse);
-            let (Some(clinic), Some(appointment)) = (clinic, appointment) else {
+            let appointment = e.data_str("appointmentId").and_then(AppointmentId::parse);
+            let (Some(clinic), Some(appointment)) = (e.clinic(), appointment) else {
                 return Err(ApiError::internal("appointment.cancelled without ids"));
             };
             let restored = coverage::restore(state, &clinic, &appointment, now).await?;

@@ -22,7 +22,7 @@ use shared::{
     ids::{AppointmentId, ClinicId, InvoiceId, LocationId, SubscriptionId, UserId},
     keys,
     platform::Platform,
-    policy::{Action, Resource, Role, Scope, Subject, authorize},
+    policy::{Action, Resource, Role, Subject, may_ever},
 };
 
 use crate::{
@@ -506,23 +506,17 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-/// The widest scope the caller has for `action` on `resource`.
-pub fn widest(role: Role, resource: Resource, action: Action) -> Option<Scope> {
-    authorize(role, resource, action).first().map(|g| g.scope)
-}
-
 pub async fn list(
     State(state): State<AppState>,
     access: ClinicAccess,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let status = match &q.status {
-        Some(v) => Some(InvoiceStatus::parse(v).ok_or_else(|| {
-            ApiError::invalid_field("status", "invalid_status", "Unknown invoice status.")
-        })?),
-        None => None,
-    };
-    if widest(access.role, Resource::Invoice, Action::Read).is_none() {
+    let status = crate::status_filter(
+        q.status.as_deref(),
+        InvoiceStatus::parse,
+        "Unknown invoice status.",
+    )?;
+    if !may_ever(access.role, Resource::Invoice, Action::Read) {
         return Err(ApiError::Forbidden);
     }
     let mut out = Vec::new();

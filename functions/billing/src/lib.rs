@@ -226,6 +226,18 @@ pub async fn clinic_settings(
     Ok((tz, c.currency))
 }
 
+/// A list's `status` filter read with `parse`: 422 `invalid_status` when it names no status.
+pub fn status_filter<T>(
+    raw: Option<&str>,
+    parse: impl Fn(&str) -> Option<T>,
+    message: &'static str,
+) -> Result<Option<T>, ApiError> {
+    raw.map(|v| {
+        parse(v).ok_or_else(|| ApiError::invalid_field("status", "invalid_status", message))
+    })
+    .transpose()
+}
+
 /// A sort key part that orders later instants first.
 pub fn newest_first(t: i64) -> String {
     format!("{:020}", i64::MAX.saturating_sub(t))

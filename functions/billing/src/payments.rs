@@ -19,12 +19,12 @@ use shared::{
     ids::{InvoiceId, LocationId, PaymentId},
     keys,
     platform::Platform,
-    policy::{Action, Resource, Role, Subject},
+    policy::{Action, Resource, Role, Subject, may_ever},
 };
 
 use crate::{
     AppState, Who, event,
-    invoices::{self, invoice_event, version_conflict, widest},
+    invoices::{self, invoice_event, version_conflict},
     iso,
     providers::{Charge, Started},
     rules::{self, InvoiceStatus, Method, PaymentStatus, RefundProblem, SubStatus},
@@ -338,22 +338,17 @@ pub async fn complete(
                         tx.guard(x.update(&state.table, su, now_s)?, changed);
                         let mut active = x.clone();
                         active.status = SubStatus::Active;
-                        tx.push(
-                            event(
-                                "billing.subscription.activated",
-                                &x.clinic,
-                                who,
-                                ("subscription", x.id.as_str()),
-                                serde_json::json!({
-                                    "subscriptionId": x.id,
-                                    "patientId": x.patient,
-                                    "previousStatus": x.status.as_str(),
-                                    "invoiceId": inv.id,
-                                }),
-                                now,
-                            )
-                            .outbox_write(&state.table.name, now_s)?,
-                        );
+                        tx.push(crate::api::subscription_event(
+                            state,
+                            "billing.subscription.activated",
+                            &active,
+                            who,
+                            now,
+                            serde_json::json!({
+                                "previousStatus": x.status.as_str(),
+                                "invoiceId": inv.id,
+                            }),
+                        )?);
                     }
                 }
             }
@@ -417,13 +412,12 @@ pub async fn list(
     access: ClinicAccess,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let status = match &q.status {
-        Some(v) => Some(PaymentStatus::parse(v).ok_or_else(|| {
-            ApiError::invalid_field("status", "invalid_status", "Unknown payment status.")
-        })?),
-        None => None,
-    };
-    if widest(access.role, Resource::Payment, Action::Read).is_none() {
+    let status = crate::status_filter(
+        q.status.as_deref(),
+        PaymentStatus::parse,
+        "Unknown payment status.",
+    )?;
+    if !may_ever(access.role, Resource::Payment, Action::Read) {
         return Err(ApiError::Forbidden);
     }
     let mut out = Vec::new();

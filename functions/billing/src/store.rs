@@ -67,6 +67,30 @@ pub trait Record: Sized {
     fn parse(item: &Item) -> Result<Self, ApiError>;
     /// Its clinic, sort key and version.
     fn key(&self) -> (&ClinicId, String, i64);
+    /// Its id attribute and value, and when it was created and last updated.
+    fn identity(&self) -> (&'static str, &str, i64, i64);
+
+    /// A put of this record as a new item (only if its key is free) with its keys, `entity`,
+    /// ids, version and times; the caller adds the rest of its attributes.
+    fn new_put(
+        &self,
+        table: &Table,
+        entity: &str,
+    ) -> aws_sdk_dynamodb::types::builders::PutBuilder {
+        let (clinic, sk, version) = self.key();
+        let (id_attr, id, created, updated) = self.identity();
+        Put::builder()
+            .table_name(&table.name)
+            .item(keys::PK, s(keys::clinic_pk(clinic)))
+            .item(keys::SK, s(sk))
+            .item(keys::ENTITY, s(entity))
+            .item(id_attr, s(id))
+            .item("clinicId", s(clinic.as_str()))
+            .item("version", n(version))
+            .item("createdAt", n(created))
+            .item("updatedAt", n(updated))
+            .condition_expression("attribute_not_exists(pk)")
+    }
 
     /// A versioned update of this record.
     fn update(
@@ -107,7 +131,7 @@ pub async fn all<R: Record>(
 }
 
 macro_rules! record {
-    ($t:ty, $sk:path) => {
+    ($t:ty, $sk:path, $id_attr:literal) => {
         impl Record for $t {
             fn parse(item: &Item) -> Result<Self, ApiError> {
                 Self::from_item(item)
@@ -115,14 +139,17 @@ macro_rules! record {
             fn key(&self) -> (&ClinicId, String, i64) {
                 (&self.clinic, $sk(&self.id), self.version)
             }
+            fn identity(&self) -> (&'static str, &str, i64, i64) {
+                ($id_attr, self.id.as_str(), self.created_at, self.updated_at)
+            }
         }
     };
 }
 
-record!(PlanRecord, keys::plan_sk);
-record!(SubscriptionRecord, keys::subscription_sk);
-record!(InvoiceRecord, keys::invoice_sk);
-record!(PaymentRecord, keys::payment_sk);
+record!(PlanRecord, keys::plan_sk, "planId");
+record!(SubscriptionRecord, keys::subscription_sk, "subscriptionId");
+record!(InvoiceRecord, keys::invoice_sk, "invoiceId");
+record!(PaymentRecord, keys::payment_sk, "paymentId");
 
 // ---------------------------------------------------------------- plans
 
@@ -175,13 +202,8 @@ impl PlanRecord {
     }
 
     pub fn put(&self, table: &Table) -> Result<TransactWriteItem, ApiError> {
-        let mut p = Put::builder()
-            .table_name(&table.name)
-            .item(keys::PK, s(keys::clinic_pk(&self.clinic)))
-            .item(keys::SK, s(keys::plan_sk(&self.id)))
-            .item(keys::ENTITY, s("PLAN"))
-            .item("planId", s(self.id.as_str()))
-            .item("clinicId", s(self.clinic.as_str()))
+        let mut p = self
+            .new_put(table, "PLAN")
             .item("name", s(&self.name))
             .item("price", n(self.price))
             .item("currency", s(&self.currency))
@@ -191,11 +213,7 @@ impl PlanRecord {
             .item("coveredTypes", s(to_json(&self.covered_types)?))
             .item("visitPrices", s(to_json(&self.visit_prices)?))
             .item("active", shared::db::b(self.active))
-            .item("liveSubscriptions", n(0))
-            .item("version", n(self.version))
-            .item("createdAt", n(self.created_at))
-            .item("updatedAt", n(self.updated_at))
-            .condition_expression("attribute_not_exists(pk)");
+            .item("liveSubscriptions", n(0));
         if let Some(d) = &self.description {
             p = p.item("description", s(d));
         }
@@ -332,13 +350,8 @@ impl SubscriptionRecord {
     }
 
     pub fn put(&self, table: &Table) -> Result<TransactWriteItem, ApiError> {
-        let mut p = Put::builder()
-            .table_name(&table.name)
-            .item(keys::PK, s(keys::clinic_pk(&self.clinic)))
-            .item(keys::SK, s(keys::subscription_sk(&self.id)))
-            .item(keys::ENTITY, s("SUBSCRIPTION"))
-            .item("subscriptionId", s(self.id.as_str()))
-            .item("clinicId", s(self.clinic.as_str()))
+        let mut p = self
+            .new_put(table, "SUBSCRIPTION")
             .item("patientId", s(self.patient.as_str()))
             .item("planId", s(self.plan.as_str()))
             .item("planName", s(&self.plan_name))
@@ -358,11 +371,7 @@ impl SubscriptionRecord {
             .item(
                 "cancelAtPeriodEnd",
                 shared::db::b(self.cancel_at_period_end),
-            )
-            .item("version", n(self.version))
-            .item("createdAt", n(self.created_at))
-            .item("updatedAt", n(self.updated_at))
-            .condition_expression("attribute_not_exists(pk)");
+            );
         if let Some(x) = self.terms.included {
             p = p.item("appointmentsIncluded", n(x));
         }
@@ -615,13 +624,8 @@ impl InvoiceRecord {
     }
 
     pub fn put(&self, table: &Table) -> Result<TransactWriteItem, ApiError> {
-        let mut p = Put::builder()
-            .table_name(&table.name)
-            .item(keys::PK, s(keys::clinic_pk(&self.clinic)))
-            .item(keys::SK, s(keys::invoice_sk(&self.id)))
-            .item(keys::ENTITY, s("INVOICE"))
-            .item("invoiceId", s(self.id.as_str()))
-            .item("clinicId", s(self.clinic.as_str()))
+        let mut p = self
+            .new_put(table, "INVOICE")
             .item("patientId", s(self.patient.as_str()))
             .item("status", s(self.status.as_str()))
             .item("currency", s(&self.currency))
@@ -632,11 +636,7 @@ impl InvoiceRecord {
             .item("total", n(self.totals.total))
             .item("amountPaid", n(self.amount_paid))
             .item("dueAt", n(self.due_at))
-            .item("issuedAt", n(self.issued_at))
-            .item("version", n(self.version))
-            .item("createdAt", n(self.created_at))
-            .item("updatedAt", n(self.updated_at))
-            .condition_expression("attribute_not_exists(pk)");
+            .item("issuedAt", n(self.issued_at));
         if let Some(x) = &self.number {
             p = p.item("number", s(x));
         }
@@ -744,20 +744,13 @@ impl PaymentRecord {
     }
 
     pub fn put(&self, table: &Table) -> Result<TransactWriteItem, ApiError> {
-        let mut p = Put::builder()
-            .table_name(&table.name)
-            .item(keys::PK, s(keys::clinic_pk(&self.clinic)))
-            .item(keys::SK, s(keys::payment_sk(&self.id)))
-            .item(
-                keys::ENTITY,
-                s(if self.refund_of.is_some() {
-                    "REFUND"
-                } else {
-                    "PAYMENT"
-                }),
-            )
-            .item("paymentId", s(self.id.as_str()))
-            .item("clinicId", s(self.clinic.as_str()))
+        let entity = if self.refund_of.is_some() {
+            "REFUND"
+        } else {
+            "PAYMENT"
+        };
+        let mut p = self
+            .new_put(table, entity)
             .item("invoiceId", s(self.invoice.as_str()))
             .item("patientId", s(self.patient.as_str()))
             .item("method", s(self.method.as_str()))
@@ -765,11 +758,7 @@ impl PaymentRecord {
             .item("status", s(self.status.as_str()))
             .item("amount", n(self.amount))
             .item("refunded", n(self.refunded))
-            .item("currency", s(&self.currency))
-            .item("version", n(self.version))
-            .item("createdAt", n(self.created_at))
-            .item("updatedAt", n(self.updated_at))
-            .condition_expression("attribute_not_exists(pk)");
+            .item("currency", s(&self.currency));
         if let Some(x) = &self.location {
             p = p.item("locationId", s(x.as_str()));
         }

@@ -16,7 +16,7 @@ use shared::{
 };
 
 use crate::{
-    Who, api, event,
+    Who, api,
     invoices::{invoice_event, retry_numbering, version_conflict},
     iso,
     rules::{self, InvoiceStatus, SubStatus},
@@ -195,32 +195,23 @@ async fn mark_overdue(
         now,
         serde_json::json!({ "dueAt": iso(inv.due_at) }),
     )?);
-    let mut past_due = false;
+    let mut outcome = Unpaid::Overdue;
     if let Some(x) = billed.filter(|x| x.status == SubStatus::Active) {
         let mut su = VersionedUpdate::new();
         su.set("status", s(SubStatus::PastDue.as_str()));
         tx.guard(x.update(&state.table, su, now_s)?, version_conflict);
-        tx.push(
-            event(
-                "billing.subscription.past_due",
-                &x.clinic,
-                who,
-                ("subscription", x.id.as_str()),
-                serde_json::json!({
-                    "subscriptionId": x.id,
-                    "patientId": x.patient,
-                    "invoiceId": inv.id,
-                }),
-                now,
-            )
-            .outbox_write(&state.table.name, now_s)?,
-        );
-        past_due = true;
+        let mut after = x.clone();
+        after.status = SubStatus::PastDue;
+        tx.push(api::subscription_event(
+            state,
+            "billing.subscription.past_due",
+            &after,
+            who,
+            now,
+            serde_json::json!({ "invoiceId": inv.id }),
+        )?);
+        outcome = Unpaid::PastDue;
     }
     tx.commit(&state.table).await?;
-    Ok(if past_due {
-        Unpaid::PastDue
-    } else {
-        Unpaid::Overdue
-    })
+    Ok(outcome)
 }
