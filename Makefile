@@ -7,7 +7,7 @@ PORT ?= 3000
 MOTO_PORT ?= 4566
 FUNCTIONS := auth users clinics appointments billing relay
 
-.PHONY: help setup dev test lint unit build deploy bench fmt clean
+.PHONY: help setup dev test lint unit emulator-test build deploy bench fmt clean
 
 help:
 	@echo "make dev     local stack: emulated AWS, every function on 127.0.0.1:$(PORT), demo data"
@@ -38,7 +38,10 @@ lint: setup
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml
 
-unit: setup
+emulator-test: $(VENV)/.installed
+	$(VENV)/bin/python -m unittest discover -s infra/tests -v
+
+unit: setup emulator-test
 	infra/with-moto.sh cargo test --workspace --all-targets
 
 test: lint unit

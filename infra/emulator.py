@@ -1,19 +1,64 @@
-"""moto's server, with each DynamoDB request applied atomically and streams that survive
-failed transactions.
+"""moto's server, with each DynamoDB request applied atomically, transactions that cost what
+they touch, and memory that stays bounded under sustained traffic.
 
 Real DynamoDB applies every request (a conditional put, a transaction) atomically. moto's
-threaded server does not: a transaction snapshots whole tables and restores them on failure,
-and conditional writes check then write, all without a lock, so concurrent requests can
-overwrite each other inside the emulator. Serialising DynamoDB requests restores the
-semantics the race tests rely on; other services stay concurrent (SQS long polls must not
-block the table).
+threaded server does not: conditional writes check then write without a lock, so concurrent
+requests can overwrite each other inside the emulator. Out of the box moto also grows without
+bound: every TransactWriteItems deep-copies each table it names (items and stream history) to
+roll back on failure, its model registry keeps every model object ever built (so those copies,
+and every item copied for a query result, are never freed), and a table's stream shard and
+the streams backend's shard iterators are kept forever. The patches below, all applied before
+the server starts, keep DynamoDB's semantics and remove the growth:
+
+- serialise_dynamodb: DynamoDB and DynamoDB Streams requests run one at a time under one lock,
+  so every request is atomic and nothing else sees a transaction half applied. Other services
+  stay concurrent (SQS long polls must not block the table).
+- snapshot_only_touched_items: TransactWriteItems no longer deep-copies whole tables. While the
+  lock is held it copies only the items the transaction names (or notes that they are absent)
+  and where each touched stream ends; on any failure it puts those items back exactly (removes
+  the ones it created, restores the ones it changed or deleted; GSIs are computed from the items,
+  so they follow) and cuts the failed transaction's records off the stream (no reader can have
+  seen them, so their sequence numbers are given again to the next writes). moto's own
+  whole-table copy is turned into a no-op for the duration (its restore then reassigns the live
+  table to itself), so the rest of moto's transaction logic, conditions included, is unchanged.
+  This also rolls back the one failure moto left half applied (an action naming two operations).
+- one_stream_record_per_update: moto's UpdateItem on an absent item first puts the bare key and
+  then updates it, streaming two INSERT records; the first (key only) is dropped so every write
+  streams exactly one record, as DynamoDB does.
+- untrack_dynamodb_models: moto's BaseModel.__new__ appends every instance to its class's
+  `instances_tracked` list (for /moto-api/data.json) and only /moto-api/reset clears them. For
+  the DynamoDB and DynamoDB Streams models (tables, items, stream records, shards, iterators) that
+  list pins every item copy and iterator ever made, so those classes are no longer tracked;
+  every other service's models (the SES and SNS ones tests read) are still listed in data.json,
+  and reset works as before.
+- bounded_streams: a stream shard drops records older than 24 hours (DynamoDB's retention) and
+  records that every open reader has passed, keeping at least the newest STREAM_TAIL (1000)
+  records for readers that arrive later with TRIM_HORIZON. An open reader is a shard iterator
+  issued in the last 15 minutes (DynamoDB's iterator lifetime) that has not been used yet, or
+  that was used but whose successor has not been (so a GetRecords retried after a lost response
+  still reads the same records). A record keeps its sequence number, DescribeStream still reports
+  the shard's first one, and a read from below the oldest kept record starts at that record
+  (where DynamoDB would answer TrimmedDataAccessException): only a reader idle for longer than
+  15 minutes, while more than STREAM_TAIL newer records arrived, can miss records. Used iterators
+  are forgotten 15 minutes after they were issued, unused ones after 24 hours; a forgotten one
+  answers ExpiredIteratorException (moto answered an unknown iterator with a 500).
+- read_streams_from_the_live_table: a shard iterator follows the table's current shard object if
+  that shard belongs to the same stream (it once had to, when a failed transaction replaced the
+  shard with its copy; now nothing does, and a recreated table's new stream is not followed).
+
+STREAM_TAIL and the retention can be set with EMULATOR_STREAM_TAIL and
+EMULATOR_STREAM_RETENTION_SECONDS (tests use small values to see trimming quickly).
 
 Usage: python infra/emulator.py [-H 127.0.0.1] [-p PORT]
 """
 
 import argparse
+import copy
+import datetime
 import os
 import threading
+import time
+import weakref
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -24,19 +69,295 @@ from werkzeug.serving import run_simple
 
 _DYNAMODB = threading.Lock()
 
+STREAM_TAIL = int(os.environ.get("EMULATOR_STREAM_TAIL", "1000"))
+STREAM_RETENTION = float(os.environ.get("EMULATOR_STREAM_RETENTION_SECONDS", str(24 * 3600)))
+ITERATOR_LIFETIME = 15 * 60.0  # DynamoDB's: an iterator pins records this long at most
+UNUSED_ITERATOR_LIFETIME = 24 * 3600.0  # after this an iterator never used is forgotten too
+
+# Per thread: >0 while a transaction or an update runs, so that the stream is not trimmed
+# while records may still be taken back or merged.
+_local = threading.local()
+# shard -> the iterators issued on it (weakly: the streams backend owns them)
+_readers: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+class _deferred_trim:
+    def __enter__(self):
+        _local.depth = getattr(_local, "depth", 0) + 1
+
+    def __exit__(self, *exc):
+        _local.depth -= 1
+        return False
+
+
+def _trim_deferred() -> bool:
+    return getattr(_local, "depth", 0) > 0
+
+
+def _next_sequence_number(shard) -> int:
+    return shard.starting_sequence_number + len(shard.items)
+
+
+def _record_time(record) -> datetime.datetime:
+    return record.record["dynamodb"]["ApproximateCreationDateTime"]
+
+
+def _pins(shard, now: float):
+    for it in list(_readers.get(shard, ())):
+        if it.stream_shard is not shard or now - it._emulator_issued >= ITERATOR_LIFETIME:
+            continue
+        if not getattr(it, "_emulator_released", False):
+            yield it.sequence_number
+
+
+def trim_stream(shard) -> None:
+    """Drop what no reader needs any more; keep sequence numbers as they were."""
+    from moto.core.utils import utcnow
+
+    items = shard.items
+    count = len(items)
+    if count == 0:
+        return
+    drop = 0
+    cutoff = utcnow() - datetime.timedelta(seconds=STREAM_RETENTION)
+    while drop < count and _record_time(items[drop]) <= cutoff:
+        drop += 1
+    if count - drop > STREAM_TAIL and count >= getattr(shard, "_emulator_trim_at", 0):
+        floor = count - STREAM_TAIL
+        for position in _pins(shard, time.monotonic()):
+            floor = min(floor, position - shard.starting_sequence_number)
+        drop = max(drop, floor)
+        shard._emulator_trim_at = count - drop + max(STREAM_TAIL // 2, 16)
+    if drop > 0:
+        if not hasattr(shard, "_emulator_first_sequence_number"):
+            shard._emulator_first_sequence_number = shard.starting_sequence_number
+        del items[:drop]
+        shard.starting_sequence_number += drop
+
+
+def snapshot_only_touched_items():
+    from moto.dynamodb import models as dynamodb
+    from moto.dynamodb.models.table import Table
+
+    original = dynamodb.DynamoDBBackend.transact_write_items
+
+    class CopyExceptLiveTables:
+        """moto.dynamodb.models' `copy`, except that inside transact_write_items a table is
+        'copied' as itself: the backup moto takes is the live table and its restore a no-op."""
+
+        def __getattr__(self, name):
+            return getattr(copy, name)
+
+        @staticmethod
+        def deepcopy(value, memo=None):
+            if isinstance(value, Table) and getattr(_local, "in_transaction", False):
+                return value
+            return copy.deepcopy(value, memo)
+
+    dynamodb.copy = CopyExceptLiveTables()
+
+    def snapshot(backend, transact_items):
+        touched = {}  # (id(table), hash, range) -> (table, hash, range, had_bucket, copy or None)
+        streams = {}  # id(shard) -> (shard, next sequence number)
+        for action in transact_items:
+            try:
+                _, op = next(iter(action.items()))
+                table = backend.get_table(op["TableName"])
+                key = op["Key"] if "Key" in op else op["Item"]
+                hash_key, range_key = backend.get_keys_value(table, key)
+            except Exception:
+                continue  # moto cannot write what it cannot address either
+            if table.stream_shard is not None:
+                shard = table.stream_shard
+                streams.setdefault(id(shard), (shard, _next_sequence_number(shard)))
+            slot = (id(table), hash_key, range_key)
+            if slot in touched:
+                continue
+            if table.range_key_attr is not None:
+                bucket = table.items.get(hash_key)
+                had_bucket = bucket is not None
+                item = bucket.get(range_key) if bucket is not None else None
+            else:
+                had_bucket = hash_key in table.items
+                item = table.items.get(hash_key)
+            touched[slot] = (table, hash_key, range_key, had_bucket, copy.deepcopy(item))
+        return list(touched.values()), list(streams.values())
+
+    def restore(touched, streams):
+        for table, hash_key, range_key, had_bucket, item in touched:
+            if table.range_key_attr is not None:
+                if item is not None:
+                    table.items[hash_key][range_key] = item
+                else:
+                    bucket = table.items.get(hash_key)
+                    if bucket is not None:
+                        bucket.pop(range_key, None)
+                        if not bucket and not had_bucket:
+                            del table.items[hash_key]
+            elif item is not None:
+                table.items[hash_key] = item
+            else:
+                table.items.pop(hash_key, None)
+        for shard, next_sequence_number in streams:
+            del shard.items[max(0, next_sequence_number - shard.starting_sequence_number) :]
+
+    def transact_write_items(self, transact_items):
+        touched, streams = snapshot(self, transact_items)
+        _local.in_transaction = True
+        try:
+            with _deferred_trim():
+                original(self, transact_items)
+        except BaseException:
+            restore(touched, streams)
+            raise
+        finally:
+            _local.in_transaction = False
+            for shard, _ in streams:
+                trim_stream(shard)
+
+    dynamodb.DynamoDBBackend.transact_write_items = transact_write_items
+
+
+def one_stream_record_per_update():
+    from moto.dynamodb import models as dynamodb
+
+    original = dynamodb.DynamoDBBackend.update_item
+
+    def update_item(self, table_name, *args, **kwargs):
+        try:
+            shard = self.get_table(table_name).stream_shard
+        except Exception:
+            shard = None
+        if shard is None:
+            return original(self, table_name, *args, **kwargs)
+        start, count = shard.starting_sequence_number, len(shard.items)
+        with _deferred_trim():
+            result = original(self, table_name, *args, **kwargs)
+        if shard.starting_sequence_number == start and len(shard.items) == count + 2:
+            bare, full = shard.items[-2], shard.items[-1]
+            if bare.record["eventName"] == "INSERT" and full.record["eventName"] == "INSERT":
+                full.record["dynamodb"]["SequenceNumber"] = bare.record["dynamodb"]["SequenceNumber"]
+                del shard.items[-2]
+        if not _trim_deferred():
+            trim_stream(shard)
+        return result
+
+    dynamodb.DynamoDBBackend.update_item = update_item
+
+
+def untrack_dynamodb_models():
+    from moto.core.common_models import BaseModel
+    from moto.core.model_instances import model_data
+
+    import moto.dynamodbstreams.models  # noqa: F401  (defines the DynamoDB models too)
+
+    untracked = ("moto.dynamodb.", "moto.dynamodbstreams.")
+    tracked_new = BaseModel.__new__
+    decided: dict = {}
+
+    def __new__(cls, *args, **kwargs):
+        skip = decided.get(cls)
+        if skip is None:
+            skip = decided[cls] = cls.__module__.startswith(untracked)
+        if skip:
+            return object.__new__(cls)
+        return tracked_new(cls, *args, **kwargs)
+
+    BaseModel.__new__ = staticmethod(__new__)
+    for service in ("dynamodb", "dynamodbstreams"):
+        for model in model_data.get(service, {}).values():
+            model.instances_tracked = []
+
+
+def bounded_streams():
+    from moto.core.exceptions import JsonRESTError
+    from moto.dynamodb.models.table import StreamShard
+    from moto.dynamodbstreams import models as streams
+
+    shard_add, shard_get, shard_to_json = StreamShard.add, StreamShard.get, StreamShard.to_json
+
+    def add(self, old, new):
+        start, count = self.starting_sequence_number, len(self.items)
+        shard_add(self, old, new)
+        if len(self.items) < count + 1:
+            # a Lambda event source mapping took the records: numbering goes on after them
+            self.starting_sequence_number = start + count + 1 - len(self.items)
+        if not _trim_deferred():
+            trim_stream(self)
+
+    def get(self, start, quantity):
+        return shard_get(self, max(start, self.starting_sequence_number), quantity)
+
+    def to_json(self):
+        result = shard_to_json(self)
+        first = getattr(self, "_emulator_first_sequence_number", self.starting_sequence_number)
+        result["SequenceNumberRange"]["StartingSequenceNumber"] = str(first)
+        return result
+
+    StreamShard.add, StreamShard.get, StreamShard.to_json = add, get, to_json
+
+    iterator_init, iterator_get = streams.ShardIterator.__init__, streams.ShardIterator.get
+
+    def forget_expired(backend, now):
+        if now < getattr(backend, "_emulator_purge_at", 0.0):
+            return
+        backend._emulator_purge_at = now + 30.0
+        for arn, it in list(backend.shard_iterators.items()):
+            age = now - it._emulator_issued
+            used = getattr(it, "_emulator_used", False)
+            if age >= (ITERATOR_LIFETIME if used else UNUSED_ITERATOR_LIFETIME):
+                del backend.shard_iterators[arn]
+
+    def __init__(self, streams_backend, stream_shard, *args, **kwargs):
+        iterator_init(self, streams_backend, stream_shard, *args, **kwargs)
+        self._emulator_issued = time.monotonic()
+        _readers.setdefault(stream_shard, weakref.WeakSet()).add(self)
+        forget_expired(streams_backend, self._emulator_issued)
+
+    def iterator_read(self, limit=1000):
+        parent = getattr(self, "_emulator_parent", None)
+        parent = parent() if parent is not None else None
+        if parent is not None:
+            parent._emulator_released = True  # the reader got its answer: it moved on
+        self._emulator_used = True
+        result = iterator_get(self, limit)
+        successor = self.streams_backend.shard_iterators.get(result["NextShardIterator"])
+        if successor is not None:
+            successor._emulator_parent = weakref.ref(self)
+        return result
+
+    streams.ShardIterator.__init__ = __init__
+    streams.ShardIterator.get = iterator_read
+
+    backend_get_records = streams.DynamoDBStreamsBackend.get_records
+
+    def get_records(self, iterator_arn, limit):
+        if iterator_arn not in self.shard_iterators:
+            raise JsonRESTError(
+                "ExpiredIteratorException", "The shard iterator has expired or is unknown."
+            )
+        return backend_get_records(self, iterator_arn, limit)
+
+    streams.DynamoDBStreamsBackend.get_records = get_records
+
 
 def read_streams_from_the_live_table():
-    """A failed transaction restores a snapshot of the table, stream shard included, so a
-    shard iterator holding the old shard object would read the failed transaction's records
-    and then nothing new. Resolve the table's current shard on every read instead."""
+    """Apply after bounded_streams: wraps the iterator read it installs."""
     from moto.dynamodbstreams import models as streams
 
     original = streams.ShardIterator.get
 
     def get(self, limit=1000):
         table = self.streams_backend.dynamodb.tables.get(self.stream_shard.table.name)
-        if table is not None and table.stream_shard is not None:
-            self.stream_shard = table.stream_shard
+        current = table.stream_shard if table is not None else None
+        if (
+            current is not None
+            and current is not self.stream_shard
+            and table.latest_stream_label == self.stream_shard.table.latest_stream_label
+            and current.created_on == self.stream_shard.created_on
+        ):
+            self.stream_shard = current
+            _readers.setdefault(current, weakref.WeakSet()).add(self)
         return original(self, limit)
 
     streams.ShardIterator.get = get
@@ -53,12 +374,20 @@ def serialise_dynamodb(app):
     return wrapped
 
 
+def patch_moto() -> None:
+    untrack_dynamodb_models()
+    snapshot_only_touched_items()
+    one_stream_record_per_update()
+    bounded_streams()
+    read_streams_from_the_live_table()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=4566)
     args = parser.parse_args()
-    read_streams_from_the_live_table()
+    patch_moto()
     os.environ.setdefault("MOTO_PORT", str(args.port))
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
