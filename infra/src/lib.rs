@@ -4,8 +4,8 @@
 
 pub mod bench;
 
-use auth::store::NewMembership;
 use axum::Router;
+use shared::identity::NewMembership;
 use shared::{
     aws::Clients,
     clock::{Clock, SystemClock},
@@ -83,17 +83,17 @@ impl Stack {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BoxError> {
         let cfg = auth_config(&resources);
-        let auth = auth::AppState::new(&clients, cfg.clone(), clock.clone()).await?;
-        let users = users::AppState::new(&clients, &cfg.platform, clock.clone()).await?;
+        let auth = auth::AppState::with_links(&clients, cfg.clone(), clock.clone()).await?;
+        let users = users::AppState::open(&clients, &cfg.platform, clock.clone(), ()).await?;
         let clinics_cfg = clinics::ClinicsConfig {
             platform: cfg.platform.clone(),
             notifications_queue_url: cfg.notifications_queue_url.clone(),
             app_url: cfg.app_url.clone(),
         };
-        let clinics = clinics::AppState::new(&clients, clinics_cfg, clock.clone()).await?;
+        let clinics = clinics::AppState::with_links(&clients, clinics_cfg, clock.clone()).await?;
         let appointments =
-            appointments::AppState::new(&clients, &cfg.platform, clock.clone()).await?;
-        let billing = billing::AppState::new(
+            appointments::AppState::open(&clients, &cfg.platform, clock.clone(), ()).await?;
+        let billing = billing::state(
             &clients,
             &cfg.platform,
             shared::provision::LOCAL_WEBHOOK_SECRET,
@@ -186,7 +186,7 @@ impl Stack {
     /// trying isolation, and the platform's super admin.
     pub async fn seed_demo(&self) -> Result<ClinicId, BoxError> {
         let now = jiff::Timestamp::now();
-        let identities = self.auth.identities();
+        let identities = &self.auth.identities;
         let password =
             Some(auth::service::hash_password(&Phi::new(DEMO_PASSWORD.to_string())).await?);
         let demo = ClinicId::parse(DEMO_CLINIC_ID).ok_or("bad demo clinic id")?;
@@ -241,7 +241,7 @@ impl Stack {
                 role,
                 location: (role == Role::ClinicLocationHead).then(|| location.clone()),
             });
-            let identity = auth::identity::NewIdentity {
+            let identity = shared::identity::NewIdentity {
                 user: user.clone(),
                 email: Email::parse(email).ok_or("bad demo email")?,
                 given_name: given.into(),

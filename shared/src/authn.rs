@@ -85,8 +85,14 @@ impl Authenticator {
         self.lock().remove(session);
     }
 
+    /// The caller of an HTTP request (its bearer token).
     pub async fn authenticate(&self, parts: &Parts) -> Result<Caller, ApiError> {
-        let token = bearer(parts)?;
+        self.authenticate_token(bearer(parts)?).await
+    }
+
+    /// The caller an access token proves, wherever it arrived (a header, a WebSocket
+    /// `$connect` query): verified offline, then its session checked live (cached briefly).
+    pub async fn authenticate_token(&self, token: &str) -> Result<Caller, ApiError> {
         let now = self.clock.epoch();
         let claims = self.keys.verify(token, now).map_err(token_problem)?;
         let (Some(user_id), Some(session_id)) =
@@ -172,6 +178,43 @@ impl Authenticator {
             }
         }
         Ok(member)
+    }
+
+    /// What `caller` may reach inside `clinic`: a member's role and location, or a super
+    /// admin's access to a clinic that exists. `NotFound` otherwise, exactly like a clinic
+    /// that does not exist.
+    pub async fn clinic_access(
+        &self,
+        caller: Caller,
+        clinic: ClinicId,
+    ) -> Result<ClinicAccess, ApiError> {
+        if caller.is_super_admin() {
+            // Super admins reach every clinic, but only clinics that exist.
+            let exists = self
+                .table
+                .get(keys::clinic_pk(&clinic), keys::CLINIC_SK)
+                .await?
+                .is_some();
+            if !exists {
+                return Err(ApiError::NotFound);
+            }
+            return Ok(ClinicAccess {
+                caller,
+                clinic,
+                role: Role::SuperAdmin,
+                location: None,
+            });
+        }
+        let member = self
+            .membership(&clinic, &caller.user_id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        Ok(ClinicAccess {
+            caller,
+            clinic,
+            role: member.role,
+            location: member.location,
+        })
     }
 
     /// Drops a cached membership (called when this container changes it).
@@ -275,34 +318,6 @@ impl<S: HasAuthenticator + Send + Sync> FromRequestParts<S> for ClinicAccess {
             .find(|(k, _)| *k == "clinicId")
             .and_then(|(_, v)| ClinicId::parse(v))
             .ok_or(ApiError::NotFound)?;
-        if caller.is_super_admin() {
-            // Super admins reach every clinic, but only clinics that exist.
-            let exists = state
-                .authenticator()
-                .table
-                .get(keys::clinic_pk(&clinic), keys::CLINIC_SK)
-                .await?
-                .is_some();
-            if !exists {
-                return Err(ApiError::NotFound);
-            }
-            return Ok(ClinicAccess {
-                caller,
-                clinic,
-                role: Role::SuperAdmin,
-                location: None,
-            });
-        }
-        let member = state
-            .authenticator()
-            .membership(&clinic, &caller.user_id)
-            .await?
-            .ok_or(ApiError::NotFound)?;
-        Ok(ClinicAccess {
-            caller,
-            clinic,
-            role: member.role,
-            location: member.location,
-        })
+        state.authenticator().clinic_access(caller, clinic).await
     }
 }

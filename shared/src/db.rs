@@ -8,7 +8,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use std::collections::HashMap;
 
 use crate::crypto::{constant_time_eq, hmac_sha256};
-use crate::error::ApiError;
+use crate::error::{ApiError, Guard};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -64,6 +64,42 @@ pub fn key(pk: String, sk: impl Into<String>) -> Item {
         (crate::keys::PK.to_string(), s(pk)),
         (crate::keys::SK.to_string(), s(sk)),
     ])
+}
+
+/// A put as one transaction action.
+pub fn tx_put(
+    p: aws_sdk_dynamodb::types::builders::PutBuilder,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
+    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
+        .put(p.build().map_err(ApiError::internal)?)
+        .build())
+}
+
+/// An update as one transaction action.
+pub fn tx_update(
+    u: aws_sdk_dynamodb::types::builders::UpdateBuilder,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
+    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
+        .update(u.build().map_err(ApiError::internal)?)
+        .build())
+}
+
+/// A delete as one transaction action.
+pub fn tx_delete(
+    d: aws_sdk_dynamodb::types::builders::DeleteBuilder,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
+    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
+        .delete(d.build().map_err(ApiError::internal)?)
+        .build())
+}
+
+/// A condition check as one transaction action.
+pub fn tx_check(
+    c: aws_sdk_dynamodb::types::builders::ConditionCheckBuilder,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
+    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
+        .condition_check(c.build().map_err(ApiError::internal)?)
+        .build())
 }
 
 /// A stored item lacks an attribute or has the wrong type: data corruption, a 500.
@@ -201,11 +237,46 @@ pub async fn run_guarded(
     }
 }
 
+/// The failed condition of an optimistic version: someone else changed the record since it was
+/// read. One answer for every record kind.
+pub const CHANGED_MEANWHILE: Guard = Guard::new(
+    "version_conflict",
+    "The record was changed by someone else; read it again and retry.",
+);
+
+/// The same, for an operation that reads afresh and tries again by itself (a consumer, a job).
+pub const MOVED_MEANWHILE: Guard = Guard::retryable(
+    "version_conflict",
+    "The record was changed by someone else; read it again and retry.",
+);
+
+/// Runs `attempt` again (up to `retries` more times, with jittered backoff) while it fails on a
+/// retryable guard: another writer took the number or version it read, and reading afresh
+/// will do. Any other outcome is returned as it is.
+pub async fn retrying<T, F, Fut>(retries: u32, mut attempt: F) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let mut tries = 0u32;
+    loop {
+        match attempt().await {
+            Err(ApiError::Guarded(g)) if g.retry && tries < retries => {
+                tries += 1;
+                let jitter = u64::from(crate::crypto::random_bytes::<1>()[0]) % 25;
+                let base = 5 * u64::from(tries.min(10));
+                tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A transaction under construction, remembering which actions' conditions mean what.
 #[derive(Default)]
 pub struct Tx {
     items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
-    guards: Vec<(usize, fn() -> ApiError)>,
+    guards: Vec<(usize, Guard)>,
 }
 
 impl Tx {
@@ -213,20 +284,16 @@ impl Tx {
         self.items.push(item);
     }
 
-    /// Adds an action whose failed condition answers `on_failure()`.
-    pub fn guard(
-        &mut self,
-        item: aws_sdk_dynamodb::types::TransactWriteItem,
-        on_failure: fn() -> ApiError,
-    ) {
-        self.guards.push((self.items.len(), on_failure));
+    /// Adds an action whose failed condition answers `guard`.
+    pub fn guard(&mut self, item: aws_sdk_dynamodb::types::TransactWriteItem, guard: Guard) {
+        self.guards.push((self.items.len(), guard));
         self.items.push(item);
     }
 
     pub fn append(&mut self, other: Tx) {
         let base = self.items.len();
         self.guards
-            .extend(other.guards.into_iter().map(|(i, f)| (base + i, f)));
+            .extend(other.guards.into_iter().map(|(i, g)| (base + i, g)));
         self.items.extend(other.items);
     }
 
@@ -238,7 +305,7 @@ impl Tx {
         self.items.len()
     }
 
-    /// Commits all actions or none; a failed guarded condition becomes its error.
+    /// Commits all actions or none; a failed guarded condition becomes its guard's error.
     pub async fn commit(self, table: &Table) -> Result<(), ApiError> {
         let watch: Vec<usize> = self.guards.iter().map(|(i, _)| *i).collect();
         match run_guarded(table, self.items, &watch).await? {
@@ -247,7 +314,7 @@ impl Tx {
                 .guards
                 .iter()
                 .find(|(g, _)| *g == i)
-                .map(|(_, f)| f())
+                .map(|(_, g)| ApiError::from(*g))
                 .unwrap_or_else(|| ApiError::internal("unknown guarded action"))),
         }
     }

@@ -37,6 +37,61 @@ type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// 401 codes that mean "the bearer token you sent was refused".
 const TOKEN_ERRORS: &[&str] = &["invalid_token", "token_expired", "session_revoked"];
 
+/// A storage condition whose failure means something to the caller: its 409 code and message,
+/// and whether running the operation again (reading afresh) may succeed. Declared as constants
+/// beside the operations that guard with them, and matched by value, never by code string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guard {
+    pub code: &'static str,
+    pub detail: &'static str,
+    /// Another writer took what was read (a number, a version): read again and retry.
+    pub retry: bool,
+    /// The condition checks what a request field names (a plan that must exist): its failure
+    /// is a 422 on that field rather than a 409.
+    pub field: Option<&'static str>,
+}
+
+impl Guard {
+    /// A guard whose failure is the answer.
+    pub const fn new(code: &'static str, detail: &'static str) -> Self {
+        Self {
+            code,
+            detail,
+            retry: false,
+            field: None,
+        }
+    }
+
+    /// A guard on what request field `field` names: its failure is a 422 on that field.
+    pub const fn on_field(field: &'static str, code: &'static str, detail: &'static str) -> Self {
+        Self {
+            code,
+            detail,
+            retry: false,
+            field: Some(field),
+        }
+    }
+
+    /// A guard whose failure [`crate::db::retrying`] runs the operation again for.
+    pub const fn retryable(code: &'static str, detail: &'static str) -> Self {
+        Self {
+            code,
+            detail,
+            retry: true,
+            field: None,
+        }
+    }
+}
+
+impl From<Guard> for ApiError {
+    fn from(g: Guard) -> Self {
+        match g.field {
+            Some(field) => ApiError::Validation(vec![FieldError::new(field, g.code, g.detail)]),
+            None => ApiError::Guarded(g),
+        }
+    }
+}
+
 /// Every way a request can fail. Each variant's doc says the status it becomes.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -76,6 +131,9 @@ pub enum ApiError {
         code: &'static str,
         detail: Cow<'static, str>,
     },
+    /// 409: a guarded storage condition failed (a race lost, a version moved, a unit used up).
+    #[error("conflict: {}", .0.code)]
+    Guarded(Guard),
     /// 409: a status change the record's state machine does not allow from its current status.
     #[error("illegal transition: {action} from {current}")]
     IllegalTransition {
@@ -149,7 +207,9 @@ impl ApiError {
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict { .. } | ApiError::IllegalTransition { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict { .. }
+            | ApiError::Guarded(_)
+            | ApiError::IllegalTransition { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Locked { .. } => StatusCode::LOCKED,
@@ -165,6 +225,7 @@ impl ApiError {
             | ApiError::Unauthorized { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::Locked { code, .. } => code,
+            ApiError::Guarded(g) => g.code,
             ApiError::Validation(_) => "validation_failed",
             ApiError::IllegalTransition { .. } => "illegal_transition",
             ApiError::Forbidden => "forbidden",
@@ -183,6 +244,7 @@ impl ApiError {
             | ApiError::Unauthorized { detail, .. }
             | ApiError::Conflict { detail, .. }
             | ApiError::Locked { detail, .. } => detail.clone(),
+            ApiError::Guarded(g) => g.detail.into(),
             ApiError::Validation(_) => "One or more fields are invalid.".into(),
             ApiError::IllegalTransition {
                 current, action, ..

@@ -1,23 +1,28 @@
 //! Platform code shared by every function: configuration, errors, HTTP plumbing, tokens,
 //! storage helpers, envelope encryption, the outbox and idempotency. No business rules.
 
+pub mod app;
 pub mod authn;
 pub mod aws;
 pub mod clock;
 pub mod config;
+pub mod contracts;
 pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod identity;
 pub mod ids;
 pub mod jwt;
 pub mod keys;
+pub mod lambda;
 pub mod outbox;
 pub mod platform;
 pub mod policy;
 pub mod secrets;
 pub mod telemetry;
+pub mod tenancy;
 pub mod types;
 
 #[cfg(feature = "provision")]

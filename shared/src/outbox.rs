@@ -133,9 +133,9 @@ impl EventEnvelope {
         self.clinic_id.as_deref().and_then(ClinicId::parse)
     }
 
-    /// A string member of the event's data.
-    pub fn data_str(&self, key: &str) -> Option<&str> {
-        self.data.get(key).and_then(|v| v.as_str())
+    /// The event's data as its contract type (see [`crate::contracts`]).
+    pub fn data_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(&self.data)
     }
 
     /// The envelope inside an SQS message that an EventBridge rule delivered (its `detail`).

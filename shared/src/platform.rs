@@ -11,6 +11,7 @@ use crate::{
     crypto::{BlindIndex, Envelope, KeyCacheLimits},
     db::{CursorCodec, Table},
     idempotency::IdempotencyStore,
+    identity::Identities,
     jwt::KeySet,
     secrets::PlatformSecrets,
 };
@@ -24,6 +25,8 @@ pub struct Platform {
     pub clock: Arc<dyn Clock>,
     pub idempotency: IdempotencyStore,
     pub cursors: CursorCodec,
+    /// People: email and phone lookups, profiles, memberships.
+    pub identities: Identities,
 }
 
 impl std::fmt::Debug for Platform {
@@ -65,10 +68,17 @@ impl Platform {
             clock: clock.clone(),
             keys: keys.clone(),
         };
+        let blind = BlindIndex::new(&secrets.blind_index_key);
+        let identities = Identities {
+            table: table.clone(),
+            envelope: envelope.clone(),
+            blind: blind.clone(),
+        };
         Ok(Self {
             table,
             envelope,
-            blind: BlindIndex::new(&secrets.blind_index_key),
+            blind,
+            identities,
             keys,
             authn,
             clock,

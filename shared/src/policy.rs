@@ -581,6 +581,74 @@ pub fn allowed(
         .any(|g| scope_reaches(g.scope, actor, subject) && limit_admits(g.limit, subject))
 }
 
+/// What the table knows about roles besides grants: who treats patients, who sees the free
+/// text of a record the table lets them read. Handlers ask [`has_facet`]; they keep no role
+/// lists of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Facet {
+    /// Treats patients: can be booked, holds a care relation ("assigned" patients).
+    Clinician,
+    /// Sees an appointment's reason, symptoms and notes (besides its patient): the people who
+    /// care for the patient or run the front desk. Finance, support staff and platform
+    /// operators see times and statuses only.
+    ReadsAppointmentText,
+}
+
+const FACETS: &[(Facet, &[Role])] = &[
+    (
+        Facet::Clinician,
+        &[
+            Role::Doctor,
+            Role::AssistantDoctor,
+            Role::Therapist,
+            Role::Counselor,
+        ],
+    ),
+    (
+        Facet::ReadsAppointmentText,
+        &[
+            Role::ClinicAdmin,
+            Role::ClinicLocationHead,
+            Role::Doctor,
+            Role::AssistantDoctor,
+            Role::Therapist,
+            Role::Counselor,
+            Role::Nurse,
+            Role::Receptionist,
+        ],
+    ),
+];
+
+/// Whether `role` has `facet`.
+pub fn has_facet(role: Role, facet: Facet) -> bool {
+    FACETS
+        .iter()
+        .any(|(f, roles)| *f == facet && roles.contains(&role))
+}
+
+/// The widest scope of a role's grant for `action` on `resource`, if any.
+pub fn widest_scope(role: Role, resource: Resource, action: Action) -> Option<Scope> {
+    authorize(role, resource, action).first().map(|g| g.scope)
+}
+
+/// Whether a role's rights on `resource` reach "assigned" subjects for any action (so the
+/// care relation matters to it).
+pub fn reaches_assigned(role: Role, resource: Resource) -> bool {
+    [
+        Action::Read,
+        Action::Create,
+        Action::Update,
+        Action::Delete,
+        Action::Manage,
+    ]
+    .iter()
+    .any(|a| {
+        authorize(role, resource, *a)
+            .iter()
+            .any(|g| g.scope == Scope::Assigned)
+    })
+}
+
 /// Whether the role may do `action` on `resource` at all (some subject could be allowed).
 pub fn may_ever(role: Role, resource: Resource, action: Action) -> bool {
     !authorize(role, resource, action).is_empty()

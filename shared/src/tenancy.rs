@@ -1,38 +1,16 @@
-//! DynamoDB adapter for clinics, locations and members. A location counts its members in the
-//! same transactions that assign them, so "delete only an empty location" is a condition.
+//! Tenancy: clinic, location and member records and the reads every context makes of them.
+//! A location counts its members in the same transactions that assign them, so "delete only
+//! an empty location" is a condition.
 
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
-use shared::{
+
+use crate::{
     ApiError,
-    db::{Item, Table, get_n, get_opt_n, get_opt_s, get_s, n, s},
+    db::{Item, Table, get_n, get_opt_n, get_opt_s, get_s, n, s, tx_delete, tx_put, tx_update},
     ids::{ClinicId, LocationId, UserId},
     keys,
     policy::Role,
 };
-
-pub fn tx_put(
-    p: aws_sdk_dynamodb::types::builders::PutBuilder,
-) -> Result<TransactWriteItem, ApiError> {
-    Ok(TransactWriteItem::builder()
-        .put(p.build().map_err(ApiError::internal)?)
-        .build())
-}
-
-pub fn tx_update(
-    u: aws_sdk_dynamodb::types::builders::UpdateBuilder,
-) -> Result<TransactWriteItem, ApiError> {
-    Ok(TransactWriteItem::builder()
-        .update(u.build().map_err(ApiError::internal)?)
-        .build())
-}
-
-pub fn tx_delete(
-    d: aws_sdk_dynamodb::types::builders::DeleteBuilder,
-) -> Result<TransactWriteItem, ApiError> {
-    Ok(TransactWriteItem::builder()
-        .delete(d.build().map_err(ApiError::internal)?)
-        .build())
-}
 
 #[derive(Debug, Clone)]
 pub struct ClinicRecord {
@@ -214,7 +192,7 @@ pub async fn clinic_ids(table: &Table) -> Result<Vec<ClinicId>, ApiError> {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(shared::db::internal)?;
+            .map_err(crate::db::internal)?;
         out.extend(
             page.items()
                 .iter()

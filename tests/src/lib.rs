@@ -194,7 +194,7 @@ pub async fn person(
     } else {
         None
     };
-    let identity = auth::identity::NewIdentity {
+    let identity = shared::identity::NewIdentity {
         user: user.clone(),
         email: Email::parse(&email).expect("person"),
         given_name: "Given".into(),
@@ -202,7 +202,7 @@ pub async fn person(
         phone: None,
         birth_date: None,
         password_hash: hash,
-        membership: clinic.map(|c| auth::store::NewMembership {
+        membership: clinic.map(|c| shared::identity::NewMembership {
             clinic: c.clone(),
             role,
             location: location.cloned(),
@@ -222,7 +222,7 @@ pub async fn person(
     );
     stack
         .auth
-        .identities()
+        .identities
         .create(identity, &event, jiff::Timestamp::now().as_second())
         .await
         .expect("person");

@@ -14,15 +14,19 @@ use shared::{
     ApiError, FieldError,
     authn::ClinicAccess,
     crypto::Phi,
-    db::{self, Tx, VersionedUpdate, s},
+    db::{self, CHANGED_MEANWHILE, Tx, VersionedUpdate, s},
+    error::Guard,
     http::{Json, OptionalJson, Query, json_response, parse_json},
     ids::{AppointmentId, ClinicId, LocationId, SubscriptionId, UserId},
     keys,
-    policy::{Action, Limit, Resource, Role, Scope, Subject, authorize},
+    policy::{
+        Action, Facet, Limit, Resource, Role, Scope, Subject, has_facet, reaches_assigned,
+        widest_scope,
+    },
 };
 
 use crate::{
-    AppState, Who, appointment_event, changed_meanwhile, clinic_zone,
+    AppState, Who, appointment_event, clinic_zone,
     lifecycle::{self, Input, illegal},
     phi_field,
     rules::{
@@ -52,45 +56,9 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-fn is_clinician(role: Role) -> bool {
-    matches!(
-        role,
-        Role::Doctor | Role::AssistantDoctor | Role::Therapist | Role::Counselor
-    )
-}
-
-/// Whether a role's appointment rights reach "assigned" patients (so the care relation matters).
-fn has_assigned_scope(role: Role) -> bool {
-    [Action::Read, Action::Create, Action::Update, Action::Manage]
-        .iter()
-        .any(|a| {
-            authorize(role, Resource::Appointment, *a)
-                .iter()
-                .any(|g| g.scope == Scope::Assigned)
-        })
-}
-
-/// The widest scope of a role's grant for `action` on `resource`, if any.
-fn widest(role: Role, resource: Resource, action: Action) -> Option<Scope> {
-    authorize(role, resource, action).first().map(|g| g.scope)
-}
-
-/// Roles that see an appointment's reasons, symptoms and notes (besides the patient): the
-/// people who care for the patient or run the front desk. Finance, support staff and platform
-/// operators see times and statuses only.
+/// Whether the caller sees the appointment's reason, symptoms and notes.
 fn sees_phi(access: &ClinicAccess, a: &AppointmentRecord) -> bool {
-    a.patient == access.caller.user_id
-        || matches!(
-            access.role,
-            Role::ClinicAdmin
-                | Role::ClinicLocationHead
-                | Role::Doctor
-                | Role::AssistantDoctor
-                | Role::Therapist
-                | Role::Counselor
-                | Role::Nurse
-                | Role::Receptionist
-        )
+    a.patient == access.caller.user_id || has_facet(access.role, Facet::ReadsAppointmentText)
 }
 
 /// What the policy needs to know about an appointment.
@@ -123,7 +91,7 @@ async fn assigned(
     if access.caller.user_id == *doctor {
         return Ok(true);
     }
-    if !has_assigned_scope(access.role) {
+    if !reaches_assigned(access.role, Resource::Appointment) {
         return Ok(false);
     }
     store::is_assigned(
@@ -386,10 +354,10 @@ async fn clinician(
     state: &AppState,
     clinic: &ClinicId,
     user: &UserId,
-) -> Result<Option<clinics::store::MemberRecord>, ApiError> {
-    Ok(clinics::store::get_member(&state.table, clinic, user)
+) -> Result<Option<shared::tenancy::MemberRecord>, ApiError> {
+    Ok(shared::tenancy::get_member(&state.table, clinic, user)
         .await?
-        .filter(|m| is_clinician(m.role) && m.status == "ACTIVE"))
+        .filter(|m| has_facet(m.role, Facet::Clinician) && m.status == "ACTIVE"))
 }
 
 async fn location_exists(
@@ -397,9 +365,11 @@ async fn location_exists(
     clinic: &ClinicId,
     location: &LocationId,
 ) -> Result<bool, ApiError> {
-    Ok(clinics::store::get_location(&state.table, clinic, location)
-        .await?
-        .is_some())
+    Ok(
+        shared::tenancy::get_location(&state.table, clinic, location)
+            .await?
+            .is_some(),
+    )
 }
 
 /// The doctor in the path, or 404.
@@ -407,7 +377,7 @@ async fn path_doctor(
     state: &AppState,
     access: &ClinicAccess,
     doctor: &str,
-) -> Result<(UserId, clinics::store::MemberRecord), ApiError> {
+) -> Result<(UserId, shared::tenancy::MemberRecord), ApiError> {
     let id = UserId::parse(doctor).ok_or(ApiError::NotFound)?;
     let m = clinician(state, &access.clinic, &id)
         .await?
@@ -432,7 +402,7 @@ async fn schedule_access(
     Ok(id)
 }
 
-fn schedule_subject<'a>(doctor: &'a str, m: &'a clinics::store::MemberRecord) -> Subject<'a> {
+fn schedule_subject<'a>(doctor: &'a str, m: &'a shared::tenancy::MemberRecord) -> Subject<'a> {
     Subject {
         owner: Some(doctor),
         location: m.location.as_ref().map(LocationId::as_str),
@@ -716,21 +686,13 @@ pub async fn put_availability(
     let current = store::get_schedule(&state.table, &access.clinic, &id).await?;
     let expected = current.as_ref().map(|c| c.version).unwrap_or(0);
     if body.version.is_some_and(|v| v != expected) {
-        return Err(ApiError::conflict(
-            "version_conflict",
-            "The availability was changed by someone else; read it again and retry.",
-        ));
+        return Err(CHANGED_MEANWHILE.into());
     }
     let now = state.clock.now().as_second();
     let mut tx = Tx::default();
     tx.guard(
         store::put_schedule(&state.table, &access.clinic, &id, &av, expected, now)?,
-        || {
-            ApiError::conflict(
-                "version_conflict",
-                "The availability was changed by someone else; read it again and retry.",
-            )
-        },
+        CHANGED_MEANWHILE,
     );
     tx.commit(&state.table).await?;
     let rec = store::ScheduleRecord {
@@ -1015,7 +977,7 @@ pub async fn book(
             "No such doctor in this clinic.",
         ));
     }
-    let patient_ok = clinics::store::get_member(&state.table, &access.clinic, &patient)
+    let patient_ok = shared::tenancy::get_member(&state.table, &access.clinic, &patient)
         .await?
         .is_some_and(|m| m.role == Role::Patient && m.status == "ACTIVE");
     if !patient_ok {
@@ -1101,7 +1063,7 @@ pub async fn book(
         billing: None,
     };
     let who = Who::member(&access.caller.user_id, access.role);
-    a = billing::invoices::retry_numbering(|| {
+    a = db::retrying(billing::coverage::NUMBERING_RETRIES, || {
         let (state, who, subscription, tz, mut a) = (&state, &who, &subscription, &tz, a.clone());
         async move {
             let mut tx = Tx::default();
@@ -1167,7 +1129,7 @@ pub async fn list_appointments(
     access: ClinicAccess,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let Some(scope) = widest(access.role, Resource::Appointment, Action::Read) else {
+    let Some(scope) = widest_scope(access.role, Resource::Appointment, Action::Read) else {
         return Err(ApiError::Forbidden);
     };
     let mut doctor = opt_id(q.doctor_id.as_deref(), "doctorId", UserId::parse)?;
@@ -1382,7 +1344,7 @@ pub async fn update_appointment(
         access.require(Resource::Queue, Action::Manage, &f.subject(None))?;
     }
     if body.version.is_some_and(|v| v != a.version) {
-        return Err(changed_meanwhile());
+        return Err(CHANGED_MEANWHILE.into());
     }
     let mut errors = Vec::new();
     for (name, v) in texts {
@@ -1432,7 +1394,7 @@ pub async fn update_appointment(
         let mut tx = Tx::default();
         tx.guard(
             a.update(&state.table, u, now.as_second())?,
-            changed_meanwhile,
+            CHANGED_MEANWHILE,
         );
         tx.push(
             appointment_event(
@@ -1487,12 +1449,10 @@ async fn reorder(
                     e.rank,
                     rank,
                 )?,
-                || {
-                    ApiError::conflict(
-                        "queue_changed",
-                        "The queue changed meanwhile; read it again.",
-                    )
-                },
+                Guard::new(
+                    "queue_changed",
+                    "The queue changed meanwhile; read it again.",
+                ),
             );
         }
     }
@@ -1704,12 +1664,12 @@ pub async fn act(
     // lose the period's last unit to another booking: then it is booked again, as a paid visit.
     let mut tries = 0;
     let (b, follow_up) = loop {
-        let attempt = billing::invoices::retry_numbering(|| {
+        let attempt = db::retrying(billing::coverage::NUMBERING_RETRIES, || {
             lifecycle::apply(&state, &who, &a, action, input.clone(), &tz)
         })
         .await;
         match attempt {
-            Err(e) if e.code() == "quota_exhausted" && tries < 3 => tries += 1,
+            Err(ApiError::Guarded(billing::coverage::QUOTA_EXHAUSTED)) if tries < 3 => tries += 1,
             other => break other?,
         }
     };

@@ -4,6 +4,8 @@
 use jiff::Timestamp;
 use shared::{
     ApiError,
+    contracts::InvoiceData,
+    db::CHANGED_MEANWHILE,
     ids::{AppointmentId, ClinicId},
     outbox::{EventEnvelope, Who},
 };
@@ -23,14 +25,12 @@ pub async fn handle(state: &AppState, e: &EventEnvelope, _now: Timestamp) -> Res
     if e.event_type != "billing.invoice.paid" {
         return Ok(());
     }
-    let appointment = e.data_str("appointmentId").and_then(AppointmentId::parse);
-    let invoice = e.data_str("invoiceId");
-    let (Some(clinic), Some(appointment), Some(invoice)) = (e.clinic(), appointment, invoice)
-    else {
+    let data: InvoiceData = e.data_as().map_err(ApiError::internal)?;
+    let (Some(clinic), Some(appointment)) = (e.clinic(), data.appointment_id) else {
         // Invoices that pay for no appointment (subscriptions, manual invoices).
         return Ok(());
     };
-    confirm_paid(state, &clinic, &appointment, invoice).await
+    confirm_paid(state, &clinic, &appointment, data.invoice_id.as_str()).await
 }
 
 /// Paying a visit's invoice confirms the visit: a PENDING appointment whose pay-per-visit
@@ -67,7 +67,7 @@ pub async fn confirm_paid(
     {
         Ok(_) => Ok(()),
         // Changed meanwhile (confirmed by reception, cancelled): nothing left to do.
-        Err(e) if e.code() == "version_conflict" || e.code() == "illegal_transition" => Ok(()),
+        Err(ApiError::Guarded(CHANGED_MEANWHILE) | ApiError::IllegalTransition { .. }) => Ok(()),
         Err(e) => Err(e),
     }
 }

@@ -10,8 +10,6 @@ pub mod rules;
 pub mod store;
 pub mod sweep;
 
-use std::{ops::Deref, sync::Arc};
-
 use axum::{
     Router, middleware,
     routing::{get, post},
@@ -19,15 +17,12 @@ use axum::{
 use jiff::{Timestamp, tz::TimeZone};
 use shared::{
     ApiError,
-    authn::{Authenticator, HasAuthenticator},
-    aws::Clients,
-    clock::{Clock, SystemClock},
-    config::PlatformConfig,
+    contracts::AppointmentData,
     crypto::{FieldContext, Phi},
+    error::Guard,
     idempotency::idempotent,
     ids::{AppointmentId, ClinicId},
     outbox::{EventEnvelope, Subject},
-    platform::Platform,
 };
 
 use store::AppointmentRecord;
@@ -56,37 +51,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/clinics/{clinicId}/queue"),
 ];
 
-#[derive(Clone)]
-pub struct AppState(Arc<Platform>);
-
-impl Deref for AppState {
-    type Target = Platform;
-    fn deref(&self) -> &Platform {
-        &self.0
-    }
-}
-
-impl HasAuthenticator for AppState {
-    fn authenticator(&self) -> &Authenticator {
-        &self.authn
-    }
-}
-
-impl AppState {
-    pub async fn new(
-        clients: &Clients,
-        cfg: &PlatformConfig,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(Self(Arc::new(Platform::new(clients, cfg, clock).await?)))
-    }
-
-    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let cfg = PlatformConfig::from_env()?;
-        let clients = Clients::from_env().await;
-        Self::new(&clients, &cfg, Arc::new(SystemClock)).await
-    }
-}
+/// Handlers' state: the platform alone.
+pub type AppState = shared::app::AppState;
 
 pub fn router(state: AppState) -> Router {
     shared::http::platform(routes(state))
@@ -157,19 +123,20 @@ pub fn appointment_event(
     now: Timestamp,
     extra: serde_json::Value,
 ) -> EventEnvelope {
-    let mut data = serde_json::json!({
-        "appointmentId": a.id,
-        "doctorId": a.doctor,
-        "patientId": a.patient,
-        "locationId": a.location,
-        "kind": store::kind_str(a.kind),
-        "status": a.status.as_str(),
-        "startsAt": store::iso(a.starts_at),
-        "endsAt": store::iso(a.ends_at()),
-    });
-    if let (Some(d), serde_json::Value::Object(x)) = (data.as_object_mut(), extra) {
-        d.extend(x);
-    }
+    let data = AppointmentData {
+        appointment_id: a.id.clone(),
+        doctor_id: a.doctor.clone(),
+        patient_id: a.patient.clone(),
+        location_id: a.location.clone(),
+        kind: store::kind_str(a.kind).to_string(),
+        status: a.status.as_str().to_string(),
+        starts_at: store::iso(a.starts_at),
+        ends_at: store::iso(a.ends_at()),
+        extra: match extra {
+            serde_json::Value::Object(x) => x,
+            _ => serde_json::Map::new(),
+        },
+    };
     EventEnvelope::new(
         kind,
         Some(&a.clinic),
@@ -178,35 +145,26 @@ pub fn appointment_event(
             kind: "appointment".into(),
             id: a.id.to_string(),
         },
-        data,
+        serde_json::to_value(data).unwrap_or_default(),
         now,
     )
 }
 
-pub fn slot_taken() -> ApiError {
-    ApiError::conflict(
-        "slot_taken",
-        "The doctor already has an appointment at this time.",
-    )
-}
+/// A cell of the requested time is claimed by another appointment.
+pub const SLOT_TAKEN: Guard = Guard::new(
+    "slot_taken",
+    "The doctor already has an appointment at this time.",
+);
 
-pub fn changed_meanwhile() -> ApiError {
-    ApiError::conflict(
-        "version_conflict",
-        "The appointment was changed by someone else; read it again and retry.",
-    )
-}
-
-pub fn claims_lost() -> ApiError {
-    ApiError::conflict(
-        "slot_not_held",
-        "The appointment no longer holds its time; reschedule it.",
-    )
-}
+/// The appointment's own claims are gone (its time was released meanwhile).
+pub const CLAIMS_LOST: Guard = Guard::new(
+    "slot_not_held",
+    "The appointment no longer holds its time; reschedule it.",
+);
 
 /// The clinic's time zone (calendar dates, the day's queue).
 pub async fn clinic_zone(state: &AppState, clinic: &ClinicId) -> Result<TimeZone, ApiError> {
-    let c = clinics::store::get_clinic(&state.table, clinic)
+    let c = shared::tenancy::get_clinic(&state.table, clinic)
         .await?
         .ok_or(ApiError::NotFound)?;
     TimeZone::get(&c.time_zone).map_err(ApiError::internal)

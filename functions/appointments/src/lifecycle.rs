@@ -6,15 +6,15 @@ use jiff::{Timestamp, civil::Date, tz::TimeZone};
 use shared::{
     ApiError,
     crypto::Phi,
-    db::{Tx, VersionedUpdate, n, s},
+    db::{CHANGED_MEANWHILE, Tx, VersionedUpdate, n, s},
     ids::{AppointmentId, LocationId, SubscriptionId},
     keys,
 };
 
 use crate::{
-    AppState, Who, appointment_event, changed_meanwhile, claims_lost,
+    AppState, CLAIMS_LOST, SLOT_TAKEN, Who, appointment_event,
     rules::{self, Kind, RescheduleRefusal, Status, Transition},
-    seal, slot_taken,
+    seal,
     store::{self, AppointmentRecord, Cells},
 };
 
@@ -74,7 +74,7 @@ pub async fn add_booking(
         &no_cells(),
         &store::cells(a.starts_at, a.minutes),
     )? {
-        tx.guard(item, slot_taken);
+        tx.guard(item, SLOT_TAKEN);
     }
     tx.push(store::care_add(table, &a.clinic, &a.doctor, &a.patient, 1)?);
     let extra = match &a.follow_up_of {
@@ -122,7 +122,7 @@ pub async fn apply(
     match (action, input) {
         (Transition::Confirm, _) => {
             for item in store::claims_held(table, &a.clinic, &a.doctor, &a.id, &held)? {
-                tx.guard(item, claims_lost);
+                tx.guard(item, CLAIMS_LOST);
             }
         }
         (
@@ -149,7 +149,7 @@ pub async fn apply(
             )?;
             let new = store::cells(starts_at, minutes);
             for item in store::move_claims(table, &a.clinic, &a.doctor, &a.id, &held, &new)? {
-                tx.guard(item, slot_taken);
+                tx.guard(item, SLOT_TAKEN);
             }
             b.starts_at = starts_at;
             b.minutes = minutes;
@@ -271,7 +271,7 @@ pub async fn apply(
         }
         _ => return Err(ApiError::internal("action input does not match the action")),
     }
-    tx.guard(a.update(table, u, now_s)?, changed_meanwhile);
+    tx.guard(a.update(table, u, now_s)?, CHANGED_MEANWHILE);
     let event_type = match action {
         Transition::Confirm => "appointment.confirmed",
         Transition::Reschedule => "appointment.rescheduled",

@@ -1,8 +1,6 @@
 //! Lambda entry point of the `appointments` function (HTTP).
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    shared::telemetry::init();
-    let state = appointments::AppState::from_env().await?;
-    lambda_http::run(appointments::router(state)).await
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::run_http(appointments::AppState::from_env(), appointments::router).await
 }

@@ -20,7 +20,7 @@ use shared::{
 
 use crate::rules::{Availability, Kind, Status, claim_buckets};
 
-pub use clinics::store::{tx_delete, tx_put, tx_update};
+pub use shared::db::{tx_delete, tx_put, tx_update};
 
 /// Encrypted appointment fields (PHI). Never logged, never in events.
 pub const PHI_FIELDS: [&str; 4] = ["reason", "symptoms", "notes", "cancellationReason"];

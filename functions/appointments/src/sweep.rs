@@ -39,7 +39,7 @@ pub struct SweepReport {
 /// Sweeps every clinic.
 pub async fn run(state: &AppState) -> Result<SweepReport, ApiError> {
     let mut report = SweepReport::default();
-    for clinic in clinics::store::clinic_ids(&state.table).await? {
+    for clinic in shared::tenancy::clinic_ids(&state.table).await? {
         let r = sweep_clinic(state, &clinic).await?;
         report.clinics += 1;
         report.expired += r.expired;

@@ -2,10 +2,11 @@
 //! plus the platform routes (health, JWKS, OpenAPI). `router` serves the full public paths,
 //! on Lambda and unchanged inside the local gateway.
 
-pub mod identity;
 pub mod rules;
 pub mod service;
 pub mod store;
+
+pub use service::Auth;
 
 use axum::{
     Router,
@@ -18,20 +19,15 @@ use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use shared::{
     ApiError,
-    authn::{Authenticator, Caller, HasAuthenticator},
-    aws::Clients,
-    clock::{Clock, SystemClock},
-    config::{self, PlatformConfig},
+    authn::Caller,
     crypto::Phi,
     http::{Json, OptionalJson, json_response},
     idempotency::idempotent,
     ids::SessionId,
-    platform::Platform,
     policy::Role,
 };
-use std::{ops::Deref, sync::Arc};
 
-use crate::identity::{Identities, PasswordLinks};
+use shared::identity::{LinksConfig, PasswordLinks};
 
 /// The OpenAPI document of the whole API, served at `/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
@@ -52,89 +48,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/auth/password/reset"),
 ];
 
-/// Everything a handler needs, built once per container.
-pub struct Inner {
-    pub platform: Platform,
-    pub identities: Identities,
-    pub links: PasswordLinks,
-}
+/// Handlers' state: the platform and the set-password links.
+pub type AppState = shared::app::AppState<PasswordLinks>;
 
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
+/// Settings of this function beyond the platform's: where password-reset jobs go and the web
+/// app that shows the reset-password page.
+pub type AuthConfig = LinksConfig;
 
-impl Deref for AppState {
-    type Target = Platform;
-    fn deref(&self) -> &Platform {
-        &self.0.platform
-    }
-}
-
-impl AppState {
-    pub fn identities(&self) -> &Identities {
-        &self.0.identities
-    }
-
-    pub fn links(&self) -> &PasswordLinks {
-        &self.0.links
-    }
-}
-
-impl HasAuthenticator for AppState {
-    fn authenticator(&self) -> &Authenticator {
-        &self.authn
-    }
-}
-
-/// Settings of this function beyond the platform's.
-#[derive(Debug, Clone)]
-pub struct AuthConfig {
-    pub platform: PlatformConfig,
-    /// `NOTIFICATIONS_QUEUE_URL`: where password-reset jobs go.
-    pub notifications_queue_url: String,
-    /// `APP_URL`: the web app that shows the reset-password page.
-    pub app_url: String,
-}
-
-impl AuthConfig {
-    pub fn from_env() -> Result<Self, config::ConfigError> {
-        Ok(Self {
-            platform: PlatformConfig::from_env()?,
-            notifications_queue_url: config::required("NOTIFICATIONS_QUEUE_URL")?,
-            app_url: config::optional("APP_URL", "http://127.0.0.1:3000"),
-        })
-    }
-}
-
-impl AppState {
-    /// Opens the platform secrets (one KMS call) and wires the services.
-    pub async fn new(
-        clients: &Clients,
-        cfg: AuthConfig,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let platform = Platform::new(clients, &cfg.platform, clock).await?;
-        let identities = Identities::from_platform(&platform);
-        let links = PasswordLinks::new(
-            platform.table.clone(),
-            clients.sqs.clone(),
-            cfg.notifications_queue_url,
-            &cfg.app_url,
-        );
-        Ok(AppState(Arc::new(Inner {
-            platform,
-            identities,
-            links,
-        })))
-    }
-
-    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let cfg = AuthConfig::from_env()?;
-        let clients = Clients::from_env().await;
-        Self::new(&clients, cfg, Arc::new(SystemClock)).await
-    }
-}
-
-/// The function's routes with the platform layers applied: what Lambda runs.
 pub fn router(state: AppState) -> Router {
     shared::http::platform(routes(state))
 }
@@ -187,7 +107,7 @@ async fn register(
     State(state): State<AppState>,
     Json(req): Json<service::RegisterRequest>,
 ) -> Result<Response, ApiError> {
-    let user = state.register(req, Role::Patient).await?;
+    let user = Auth(&state).register(req, Role::Patient).await?;
     Ok(json_response(
         StatusCode::CREATED,
         &serde_json::json!({ "user": user }),
@@ -205,7 +125,7 @@ async fn login(
     State(state): State<AppState>,
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let pair = state.login(&req.email, &req.password).await?;
+    let pair = Auth(&state).login(&req.email, &req.password).await?;
     Ok(no_store(json_response(StatusCode::OK, &pair)))
 }
 
@@ -219,7 +139,7 @@ async fn refresh(
     State(state): State<AppState>,
     Json(req): Json<RefreshRequest>,
 ) -> Result<Response, ApiError> {
-    let pair = state.refresh(&req.refresh_token).await?;
+    let pair = Auth(&state).refresh(&req.refresh_token).await?;
     Ok(no_store(json_response(StatusCode::OK, &pair)))
 }
 
@@ -235,14 +155,16 @@ async fn logout(
     caller: Caller,
     OptionalJson(req): OptionalJson<LogoutRequest>,
 ) -> Result<Response, ApiError> {
-    state
+    Auth(&state)
         .logout(&caller.user_id, &caller.session_id, req.all_devices)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn sessions(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    let items = state.sessions(&caller.user_id, &caller.session_id).await?;
+    let items = Auth(&state)
+        .sessions(&caller.user_id, &caller.session_id)
+        .await?;
     Ok(json_response(
         StatusCode::OK,
         &serde_json::json!({ "items": items }),
@@ -255,7 +177,9 @@ async fn revoke_session(
     Path(session): Path<String>,
 ) -> Result<Response, ApiError> {
     let session = SessionId::parse(&session).ok_or(ApiError::NotFound)?;
-    state.revoke_session(&caller.user_id, &session).await?;
+    Auth(&state)
+        .revoke_session(&caller.user_id, &session)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -271,7 +195,7 @@ async fn change_password(
     caller: Caller,
     Json(req): Json<ChangePasswordRequest>,
 ) -> Result<Response, ApiError> {
-    state
+    Auth(&state)
         .change_password(
             &caller.user_id,
             &caller.session_id,
@@ -292,7 +216,7 @@ async fn forgot_password(
     State(state): State<AppState>,
     Json(req): Json<ForgotPasswordRequest>,
 ) -> Result<Response, ApiError> {
-    state.forgot_password(&req.email).await?;
+    Auth(&state).forgot_password(&req.email).await?;
     Ok(json_response(
         StatusCode::ACCEPTED,
         &serde_json::json!({ "status": "accepted", "detail": "If the address belongs to an account, a reset link is on its way." }),
@@ -310,7 +234,9 @@ async fn reset_password(
     State(state): State<AppState>,
     Json(req): Json<ResetPasswordRequest>,
 ) -> Result<Response, ApiError> {
-    state.reset_password(&req.token, &req.new_password).await?;
+    Auth(&state)
+        .reset_password(&req.token, &req.new_password)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -1,8 +1,6 @@
-//! Lambda entry point of the `auth` function.
+//! Lambda entry point of the `auth` function (HTTP).
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    shared::telemetry::init();
-    let state = auth::AppState::from_env().await?;
-    lambda_http::run(auth::router(state)).await
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::run_http(auth::AppState::from_env(), auth::router).await
 }

@@ -11,9 +11,6 @@ pub const LOCK_SECONDS: i64 = 20 * 60;
 pub const REFRESH_TOKEN_SECONDS: i64 = 7 * 24 * 60 * 60;
 /// A session cannot be refreshed past this age, whatever the rotations.
 pub const SESSION_MAX_SECONDS: i64 = 30 * 24 * 60 * 60;
-pub const RESET_TOKEN_SECONDS: i64 = 15 * 60;
-/// A staff-added member has a week to choose a first password.
-pub const INVITATION_SECONDS: i64 = 7 * 24 * 60 * 60;
 pub const MAX_LIVE_SESSIONS: usize = 10;
 
 /// The commonest passwords of ten or more characters (shorter ones fail the length rule).
@@ -127,21 +124,7 @@ pub fn check_password(password: &str, email: Option<&str>) -> Result<(), Passwor
     Ok(())
 }
 
-/// A birth date in strict `YYYY-MM-DD` form, from 1900 up to `today`.
-pub fn valid_birth_date(raw: &str, today: jiff::civil::Date) -> bool {
-    let shape_ok = raw.len() == 10
-        && raw.bytes().enumerate().all(|(i, b)| {
-            if i == 4 || i == 7 {
-                b == b'-'
-            } else {
-                b.is_ascii_digit()
-            }
-        });
-    shape_ok
-        && raw
-            .parse::<jiff::civil::Date>()
-            .is_ok_and(|d| d <= today && d.year() >= 1900)
-}
+pub use shared::identity::valid_birth_date;
 
 /// Seconds left on a lock, if the account is locked at `now`.
 pub fn lock_remaining(locked_until: Option<i64>, now: i64) -> Option<i64> {

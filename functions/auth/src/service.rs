@@ -12,10 +12,11 @@ use shared::{
     types::{Email, PhoneE164},
 };
 
+use shared::identity::{NewIdentity, NewMembership, PasswordLink, field, store::NO_PASSWORD};
+
 use crate::AppState;
-use crate::identity::{NewIdentity, PasswordLink, field};
 use crate::rules::{self, RefreshCheck, RefreshToken};
-use crate::store::{self, NewMembership};
+use crate::store;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -102,7 +103,17 @@ fn actor(user: &UserId) -> Actor {
     }
 }
 
-impl AppState {
+/// The authentication operations over the function's state.
+pub struct Auth<'a>(pub &'a AppState);
+
+impl std::ops::Deref for Auth<'_> {
+    type Target = AppState;
+    fn deref(&self) -> &AppState {
+        self.0
+    }
+}
+
+impl Auth<'_> {
     fn event(
         &self,
         kind: &str,
@@ -127,7 +138,7 @@ impl AppState {
     async fn verify_password(&self, password: &Phi<String>, hash: &str) -> Result<bool, ApiError> {
         let pw = password.clone();
         // An invited user has no password yet: spend the same time, then refuse.
-        let (hash, real) = if hash == store::NO_PASSWORD {
+        let (hash, real) = if hash == NO_PASSWORD {
             (DUMMY_PASSWORD_HASH.to_string(), false)
         } else {
             (hash.to_string(), true)
@@ -248,7 +259,7 @@ impl AppState {
                 role: role.as_str().to_string(),
             }],
         };
-        self.identities()
+        self.identities
             .create(identity, &event, self.clock.epoch())
             .await?;
         tracing::info!(user_id = %user, clinic_id = %clinic, "user registered");
@@ -261,8 +272,8 @@ impl AppState {
         user: &UserId,
         item: &shared::db::Item,
     ) -> Result<UserView, ApiError> {
-        let profile = self.identities().decrypt_profile(user, item).await?;
-        let memberships = store::memberships(&self.table, user)
+        let profile = self.identities.decrypt_profile(user, item).await?;
+        let memberships = shared::identity::store::memberships(&self.table, user)
             .await?
             .into_iter()
             .map(|(clinic_id, role)| MembershipView { clinic_id, role })
@@ -302,7 +313,7 @@ impl AppState {
         }
         let now = self.clock.epoch();
         let user = match Email::parse(email.expose()) {
-            Some(e) => self.identities().user_by_email(&e).await?,
+            Some(e) => self.identities.user_by_email(&e).await?,
             None => None,
         };
         let record = match &user {
@@ -662,10 +673,10 @@ impl AppState {
         let Some(email) = Email::parse(email.expose()) else {
             return Ok(());
         };
-        let Some(user) = self.identities().user_by_email(&email).await? else {
+        let Some(user) = self.identities.user_by_email(&email).await? else {
             return Ok(());
         };
-        self.links()
+        self.ext()
             .send_password_link(&user, PasswordLink::Reset, self.clock.epoch())
             .await?;
         tracing::info!(user_id = %user, "password reset requested");
@@ -689,7 +700,7 @@ impl AppState {
         }
         let now = self.clock.epoch();
         let hash_of_token = token_hash(token.expose());
-        let user = store::reset_token_user(&self.table, &hash_of_token, now)
+        let user = shared::identity::store::reset_token_user(&self.table, &hash_of_token, now)
             .await?
             .ok_or_else(invalid)?;
         let record = store::get_user(&self.table, &user)
@@ -723,7 +734,7 @@ impl AppState {
             serde_json::json!({ "userId": user, "sessionsRevoked": sessions.len() }),
         );
         let mut items = vec![
-            store::consume_reset(&self.table, &hash_of_token, now)?,
+            shared::identity::store::consume_reset(&self.table, &hash_of_token, now)?,
             store::password_update(&self.table, &user, &hash, record.version, now)?,
         ];
         for s in &sessions {

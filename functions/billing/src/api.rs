@@ -12,8 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use shared::{
     ApiError,
     authn::ClinicAccess,
-    db::{Tx, VersionedUpdate, b, n, s},
-    error::FieldError,
+    db::{CHANGED_MEANWHILE, Tx, VersionedUpdate, b, n, s},
+    error::{FieldError, Guard},
     http::{Json, OptionalJson, Query, json_response},
     ids::{LocationId, PlanId, SubscriptionId},
     keys,
@@ -23,7 +23,7 @@ use shared::{
 
 use crate::{
     AppState, Who, clinic_settings, event,
-    invoices::{self, Draft, known_location, known_patient, retry_numbering, version_conflict},
+    invoices::{self, Draft, known_location, known_patient, retry_numbering},
     iso,
     rules::{self, APPOINTMENT_TYPES, Cadence, Decision, Interval, Line, SubStatus},
     store::{self, PlanRecord, Record, SubscriptionRecord},
@@ -420,7 +420,7 @@ pub async fn update_plan(
     }
     errors(e)?;
     if body.version.is_some_and(|v| v != p.version) {
-        return Err(version_conflict());
+        return Err(ApiError::from(CHANGED_MEANWHILE));
     }
     if u.is_empty() {
         return Ok(json_response(StatusCode::OK, &plan_view(&p)));
@@ -439,7 +439,7 @@ pub async fn update_plan(
             p.version,
             now_s,
         )?,
-        version_conflict,
+        CHANGED_MEANWHILE,
     );
     tx.push(outbox(
         &state,
@@ -484,24 +484,22 @@ pub async fn delete_plan(
 ) -> Result<Response, ApiError> {
     let p = load_plan(&state, &access, &id).await?;
     access.require(Resource::Plan, Action::Delete, &Subject::default())?;
-    let in_use = || {
-        ApiError::conflict(
+    if p.live_subscriptions > 0 {
+        return Err(ApiError::conflict(
             "plan_in_use",
             "The plan has live subscriptions; deactivate it instead.",
-        )
-    };
-    if p.live_subscriptions > 0 {
-        return Err(in_use());
+        ));
     }
     let now = state.clock.now();
     let who = Who::member(&access.caller.user_id, access.role);
     let mut tx = Tx::default();
-    tx.guard(store::plan_delete(&state.table, &p)?, || {
-        ApiError::conflict(
+    tx.guard(
+        store::plan_delete(&state.table, &p)?,
+        Guard::new(
             "plan_in_use",
             "The plan changed or gained subscriptions meanwhile; deactivate it instead.",
-        )
-    });
+        ),
+    );
     tx.push(outbox(
         &state,
         plan_ev("billing.plan.deleted", &p, &who, now),
@@ -622,12 +620,14 @@ pub struct SubscribeBody {
     location_id: Option<String>,
 }
 
+const UNKNOWN_PLAN: Guard = Guard::on_field(
+    "planId",
+    "unknown_plan",
+    "No such active plan in this clinic.",
+);
+
 fn unknown_plan() -> ApiError {
-    ApiError::invalid_field(
-        "planId",
-        "unknown_plan",
-        "No such active plan in this clinic.",
-    )
+    UNKNOWN_PLAN.into()
 }
 
 /// The invoice for one period of a subscription.
@@ -815,15 +815,16 @@ async fn add_subscription(
         invoice = Some(inv.id);
     }
     tx.push(x.put(&state.table)?);
-    tx.guard(store::live_guard_put(&state.table, &x)?, || {
-        ApiError::conflict(
+    tx.guard(
+        store::live_guard_put(&state.table, &x)?,
+        Guard::new(
             "already_subscribed",
             "The patient already has a live subscription to this plan.",
-        )
-    });
+        ),
+    );
     tx.guard(
         store::plan_live_count(&state.table, &plan.clinic, &plan.id, 1)?,
-        unknown_plan,
+        UNKNOWN_PLAN,
     );
     tx.push(subscription_event(
         state,
@@ -935,7 +936,7 @@ pub async fn subscription_action(
                 &subscription_subject(&x),
             )?;
             if body.version.is_some_and(|v| v != x.version) {
-                return Err(version_conflict());
+                return Err(ApiError::from(CHANGED_MEANWHILE));
             }
             // An unpaid first period has nothing to run out: it ends at once.
             let at_end = body.at_period_end.unwrap_or(true) && x.status != SubStatus::Incomplete;
@@ -955,7 +956,7 @@ pub async fn subscription_action(
                 ));
             }
             if body.version.is_some_and(|v| v != x.version) {
-                return Err(version_conflict());
+                return Err(ApiError::from(CHANGED_MEANWHILE));
             }
             renew(&state, &x, &who, now).await?
         }
@@ -990,7 +991,7 @@ pub async fn cancel(
     } else {
         end_now(state, &mut tx, &mut u, x, &mut after, now_s)?;
     }
-    tx.guard(x.update(&state.table, u, now_s)?, version_conflict);
+    tx.guard(x.update(&state.table, u, now_s)?, CHANGED_MEANWHILE);
     tx.push(subscription_event(
         state,
         "billing.subscription.cancelled",
@@ -1046,7 +1047,7 @@ pub async fn renew(
         after.version += 1;
         after.updated_at = now_s;
         let mut tx = Tx::default();
-        tx.guard(x.update(&state.table, u, now_s)?, version_conflict);
+        tx.guard(x.update(&state.table, u, now_s)?, CHANGED_MEANWHILE);
         tx.push(subscription_event(
             state,
             "billing.subscription.renewed",
@@ -1084,7 +1085,7 @@ pub async fn advance(
     let mut tx = Tx::default();
     if x.cancel_at_period_end {
         end_now(state, &mut tx, &mut u, x, &mut after, now_s)?;
-        tx.guard(x.update(&state.table, u, now_s)?, version_conflict);
+        tx.guard(x.update(&state.table, u, now_s)?, CHANGED_MEANWHILE);
         tx.push(subscription_event(
             state,
             "billing.subscription.ended",
@@ -1132,7 +1133,7 @@ pub async fn advance(
         after.latest_invoice = Some(inv.id.clone());
         invoice = Some(inv.id);
     }
-    tx.guard(x.update(&state.table, u, now_s)?, version_conflict);
+    tx.guard(x.update(&state.table, u, now_s)?, CHANGED_MEANWHILE);
     tx.push(subscription_event(
         state,
         "billing.subscription.renewed",

@@ -6,6 +6,7 @@ use jiff::{Timestamp, tz::TimeZone};
 use shared::{
     ApiError,
     db::Tx,
+    error::Guard,
     ids::{AppointmentId, ClinicId, InvoiceId, LocationId, SubscriptionId, UserId},
     platform::Platform,
 };
@@ -49,12 +50,15 @@ pub enum Outcome {
     },
 }
 
-pub fn quota_exhausted() -> ApiError {
-    ApiError::conflict(
-        "quota_exhausted",
-        "The subscription's appointments for this period were used up meanwhile; check coverage and book again.",
-    )
-}
+/// The period's last unit went to another booking between the read and the commit.
+pub const QUOTA_EXHAUSTED: Guard = Guard::new(
+    "quota_exhausted",
+    "The subscription's appointments for this period were used up meanwhile; check coverage and book again.",
+);
+
+/// How many times a booking transaction that issues an invoice is run again when another
+/// invoice takes its number meanwhile (see [`shared::db::retrying`]).
+pub const NUMBERING_RETRIES: u32 = invoices::NUMBERING_ATTEMPTS;
 
 fn unknown_subscription() -> ApiError {
     ApiError::invalid_field(
@@ -67,7 +71,8 @@ fn unknown_subscription() -> ApiError {
 /// Adds coverage for `b` to the booking transaction `tx`: when covered, the guarded quota
 /// decrement (never below zero), the link and `billing.appointment.booked`; when not, an OPEN
 /// invoice for the visit. The caller commits `tx` with the appointment (and retries with
-/// [`invoices::retry_numbering`], since an invoice number may be taken meanwhile).
+/// [`shared::db::retrying`] and [`NUMBERING_RETRIES`], since an invoice number may be taken
+/// meanwhile).
 pub async fn for_booking(
     state: &Platform,
     tx: &mut Tx,
@@ -89,7 +94,7 @@ pub async fn for_booking(
         now,
     ) {
         Decision::Covered { remaining } => {
-            tx.guard(store::quota_take(&state.table, &sub)?, quota_exhausted);
+            tx.guard(store::quota_take(&state.table, &sub)?, QUOTA_EXHAUSTED);
             let link = CoverageLink {
                 appointment: b.appointment.clone(),
                 subscription: sub.id.clone(),
@@ -173,7 +178,7 @@ pub async fn restore(
         let mut tx = Tx::default();
         tx.guard(
             store::link_take(&state.table, clinic, appointment)?,
-            already_restored,
+            ALREADY_RESTORED,
         );
         if same_period {
             tx.guard(
@@ -183,7 +188,7 @@ pub async fn restore(
                     &link.subscription,
                     link.period_start,
                 )?,
-                period_moved,
+                PERIOD_MOVED,
             );
         }
         let now_s = now.as_second();
@@ -204,8 +209,8 @@ pub async fn restore(
         );
         match tx.commit(&state.table).await {
             Ok(()) => return Ok(same_period),
-            Err(e) if e.code() == "already_restored" => return Ok(false),
-            Err(e) if e.code() == "period_moved" => continue,
+            Err(ApiError::Guarded(ALREADY_RESTORED)) => return Ok(false),
+            Err(ApiError::Guarded(PERIOD_MOVED)) => continue,
             Err(e) => return Err(e),
         }
     }
@@ -215,13 +220,9 @@ pub async fn restore(
     ))
 }
 
-fn already_restored() -> ApiError {
-    ApiError::conflict("already_restored", "The unit was already given back.")
-}
+const ALREADY_RESTORED: Guard = Guard::new("already_restored", "The unit was already given back.");
 
-fn period_moved() -> ApiError {
-    ApiError::conflict(
-        "period_moved",
-        "The subscription's period changed meanwhile.",
-    )
-}
+const PERIOD_MOVED: Guard = Guard::new(
+    "period_moved",
+    "The subscription's period changed meanwhile.",
+);

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use shared::{
     ApiError,
     authn::ClinicAccess,
-    db::{Tx, VersionedUpdate, n, s},
-    error::FieldError,
+    contracts::InvoiceData,
+    db::{self, CHANGED_MEANWHILE, Tx, VersionedUpdate, n, s},
+    error::{FieldError, Guard},
     http::{Json, OptionalJson, Query, json_response},
     ids::{AppointmentId, ClinicId, InvoiceId, LocationId, SubscriptionId, UserId},
     keys,
@@ -33,34 +34,22 @@ use crate::{
 
 /// How many times issuing re-reads the counter before giving up (each try is one read and one
 /// transaction; a hundred concurrent issuers in one clinic settle well within this).
-const NUMBERING_ATTEMPTS: u32 = 200;
+pub(crate) const NUMBERING_ATTEMPTS: u32 = 200;
 
-fn counter_moved() -> ApiError {
-    ApiError::conflict(
-        "invoice_number_taken",
-        "Another invoice took this number; try again.",
-    )
-}
+/// Another invoice took the number the counter read: read it again and retry.
+const NUMBER_TAKEN: Guard = Guard::retryable(
+    "invoice_number_taken",
+    "Another invoice took this number; try again.",
+);
 
-/// Runs `attempt` until it does not fail because another invoice took the number it read,
-/// backing off with jitter in between.
-pub async fn retry_numbering<T, F, Fut>(mut attempt: F) -> Result<T, ApiError>
+/// Runs `attempt` until it does not fail because another invoice took the number it read
+/// (or another retryable guard failed), backing off with jitter in between.
+pub async fn retry_numbering<T, F, Fut>(attempt: F) -> Result<T, ApiError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ApiError>>,
 {
-    let mut tries = 0u32;
-    loop {
-        match attempt().await {
-            Err(e) if e.code() == "invoice_number_taken" && tries < NUMBERING_ATTEMPTS => {
-                tries += 1;
-                let jitter = u64::from(shared::crypto::random_bytes::<1>()[0]) % 25;
-                let base = 5 * u64::from(tries.min(10));
-                tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
-            }
-            other => return other,
-        }
-    }
+    db::retrying(NUMBERING_ATTEMPTS, attempt).await
 }
 
 /// What an invoice is for, before it has a number.
@@ -142,7 +131,7 @@ async fn take_number(
     let last = store::invoice_counter(&state.table, clinic, year).await?;
     tx.guard(
         store::invoice_counter_next(&state.table, clinic, year, last)?,
-        counter_moved,
+        NUMBER_TAKEN,
     );
     Ok(rules::invoice_number(year, last + 1))
 }
@@ -172,24 +161,25 @@ pub(crate) fn invoice_event(
     now: Timestamp,
     extra: serde_json::Value,
 ) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
-    let data = crate::merged(
-        serde_json::json!({
-            "invoiceId": inv.id,
-            "number": inv.number,
-            "patientId": inv.patient,
-            "subscriptionId": inv.subscription,
-            "appointmentId": inv.appointment,
-            "total": inv.totals.total,
-            "currency": inv.currency,
-        }),
-        extra,
-    );
+    let data = InvoiceData {
+        invoice_id: inv.id.clone(),
+        number: inv.number.clone(),
+        patient_id: inv.patient.clone(),
+        subscription_id: inv.subscription.clone(),
+        appointment_id: inv.appointment.clone(),
+        total: inv.totals.total,
+        currency: inv.currency.clone(),
+        extra: match extra {
+            serde_json::Value::Object(x) => x,
+            _ => serde_json::Map::new(),
+        },
+    };
     event(
         kind,
         &inv.clinic,
         who,
         ("invoice", inv.id.as_str()),
-        data,
+        serde_json::to_value(data).map_err(ApiError::internal)?,
         now,
     )
     .outbox_write(&state.table.name, now.as_second())
@@ -373,7 +363,7 @@ pub async fn known_patient(
         )
     };
     let user = UserId::parse(id).ok_or_else(unknown)?;
-    let ok = clinics::store::get_member(&state.table, clinic, &user)
+    let ok = shared::tenancy::get_member(&state.table, clinic, &user)
         .await?
         .is_some_and(|m| m.role == Role::Patient && m.status == "ACTIVE");
     if ok { Ok(user) } else { Err(unknown()) }
@@ -583,7 +573,7 @@ pub async fn act(
     let inv = load_visible(&state, &access, &id).await?;
     access.require(Resource::Invoice, Action::Manage, &subject(&inv))?;
     if body.version.is_some_and(|v| v != inv.version) {
-        return Err(version_conflict());
+        return Err(ApiError::from(CHANGED_MEANWHILE));
     }
     let to = inv
         .status
@@ -620,7 +610,7 @@ pub async fn act(
             "billing.invoice.uncollectible"
         };
         let mut tx = Tx::default();
-        tx.guard(inv.update(&state.table, u, now_s)?, version_conflict);
+        tx.guard(inv.update(&state.table, u, now_s)?, CHANGED_MEANWHILE);
         tx.push(invoice_event(
             &state,
             kind,
@@ -675,7 +665,7 @@ async fn finalize(
         .set("number", s(&number))
         .set("issuedAt", n(now_s))
         .set("dueAt", n(due_after(now)));
-    tx.guard(inv.update(&state.table, u, now_s)?, version_conflict);
+    tx.guard(inv.update(&state.table, u, now_s)?, CHANGED_MEANWHILE);
     let mut after = inv.clone();
     after.status = InvoiceStatus::Open;
     after.number = Some(number);
@@ -698,11 +688,4 @@ fn descending(number: &str) -> String {
             None => c,
         })
         .collect()
-}
-
-pub fn version_conflict() -> ApiError {
-    ApiError::conflict(
-        "version_conflict",
-        "The record was changed by someone else; read it again and retry.",
-    )
 }

@@ -13,7 +13,7 @@ pub mod rules;
 pub mod store;
 pub mod sweep;
 
-use std::{ops::Deref, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Router, middleware,
@@ -22,7 +22,7 @@ use axum::{
 use jiff::{Timestamp, tz::TimeZone};
 use shared::{
     ApiError,
-    authn::{Authenticator, HasAuthenticator},
+    app::BoxError,
     aws::Clients,
     clock::{Clock, SystemClock},
     config::PlatformConfig,
@@ -67,54 +67,27 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/webhooks/payments/{provider}"),
 ];
 
-pub struct Inner {
-    pub platform: Platform,
-    /// The payment providers (cash desk, signed-webhook gateway).
-    providers: providers::Providers,
+/// Handlers' state: the platform and the payment providers (cash desk, signed-webhook
+/// gateway).
+pub type AppState = shared::app::AppState<providers::Providers>;
+
+pub async fn state(
+    clients: &Clients,
+    cfg: &PlatformConfig,
+    webhook_secret: &str,
+    clock: Arc<dyn Clock>,
+) -> Result<AppState, BoxError> {
+    let providers = providers::Providers::new(webhook_secret)
+        .map_err(|_| "the payment webhook secret must have at least 16 characters")?;
+    AppState::open(clients, cfg, clock, providers).await
 }
 
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-impl Deref for AppState {
-    type Target = Platform;
-    fn deref(&self) -> &Platform {
-        &self.0.platform
-    }
-}
-
-impl HasAuthenticator for AppState {
-    fn authenticator(&self) -> &Authenticator {
-        &self.authn
-    }
-}
-
-impl AppState {
-    pub async fn new(
-        clients: &Clients,
-        cfg: &PlatformConfig,
-        webhook_secret: &str,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let providers = providers::Providers::new(webhook_secret)
-            .map_err(|_| "the payment webhook secret must have at least 16 characters")?;
-        let platform = Platform::new(clients, cfg, clock).await?;
-        Ok(Self(Arc::new(Inner {
-            platform,
-            providers,
-        })))
-    }
-
-    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let cfg = PlatformConfig::from_env()?;
-        let secret = shared::config::required("PAYMENT_WEBHOOK_SECRET")?;
-        let clients = Clients::from_env().await;
-        Self::new(&clients, &cfg, &secret, Arc::new(SystemClock)).await
-    }
-
-    pub fn providers(&self) -> &providers::Providers {
-        &self.0.providers
-    }
+/// [`state`] from the environment.
+pub async fn state_from_env() -> Result<AppState, BoxError> {
+    let cfg = PlatformConfig::from_env()?;
+    let secret = shared::config::required("PAYMENT_WEBHOOK_SECRET")?;
+    let clients = Clients::from_env().await;
+    state(&clients, &cfg, &secret, Arc::new(SystemClock)).await
 }
 
 pub fn router(state: AppState) -> Router {
@@ -219,7 +192,7 @@ pub async fn clinic_settings(
     state: &Platform,
     clinic: &ClinicId,
 ) -> Result<(TimeZone, String), ApiError> {
-    let c = clinics::store::get_clinic(&state.table, clinic)
+    let c = shared::tenancy::get_clinic(&state.table, clinic)
         .await?
         .ok_or(ApiError::NotFound)?;
     let tz = TimeZone::get(&c.time_zone).map_err(ApiError::internal)?;

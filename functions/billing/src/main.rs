@@ -1,8 +1,6 @@
 //! Lambda entry point of the `billing` function (HTTP).
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    shared::telemetry::init();
-    let state = billing::AppState::from_env().await?;
-    lambda_http::run(billing::router(state)).await
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::run_http(billing::state_from_env(), billing::router).await
 }

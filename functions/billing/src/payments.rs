@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use shared::{
     ApiError,
     authn::ClinicAccess,
-    db::{Tx, VersionedUpdate, n, s},
+    db::{CHANGED_MEANWHILE, MOVED_MEANWHILE, Tx, VersionedUpdate, n, s},
     http::{Json, OptionalJson, Query, json_response},
     ids::{InvoiceId, LocationId, PaymentId},
     keys,
@@ -24,7 +24,7 @@ use shared::{
 
 use crate::{
     AppState, Who, event,
-    invoices::{self, invoice_event, version_conflict},
+    invoices::{self, invoice_event},
     iso,
     providers::{Charge, Started},
     rules::{self, InvoiceStatus, Method, PaymentStatus, RefundProblem, SubStatus},
@@ -154,7 +154,7 @@ pub async fn create(
         },
     )?;
     let provider = state
-        .providers()
+        .ext()
         .for_method(method)
         .ok_or_else(|| ApiError::internal("no provider takes this method"))?;
     let id = PaymentId::generate();
@@ -277,7 +277,7 @@ pub async fn complete(
         let mut u = VersionedUpdate::new();
         u.set("status", s(PaymentStatus::Completed.as_str()))
             .set("completedAt", n(now_s));
-        tx.guard(p.update(&state.table, u, now_s)?, changed);
+        tx.guard(p.update(&state.table, u, now_s)?, MOVED_MEANWHILE);
         let mut done = p.clone();
         done.status = PaymentStatus::Completed;
         done.completed_at = Some(now_s);
@@ -312,7 +312,7 @@ pub async fn complete(
             // A part payment: the invoice owes less and stays as it is.
             let mut iu = VersionedUpdate::new();
             iu.set("amountPaid", n(paid));
-            tx.guard(inv.update(&state.table, iu, now_s)?, changed);
+            tx.guard(inv.update(&state.table, iu, now_s)?, MOVED_MEANWHILE);
             tx.push(
                 invoice_event(state, "billing.invoice.partially_paid", &inv, who, now, serde_json::json!({ "paymentId": p.id, "amountPaid": paid, "amountDue": inv.totals.total - paid }))?,
             );
@@ -321,7 +321,7 @@ pub async fn complete(
             iu.set("status", s(InvoiceStatus::Paid.as_str()))
                 .set("amountPaid", n(paid))
                 .set("paidAt", n(now_s));
-            tx.guard(inv.update(&state.table, iu, now_s)?, changed);
+            tx.guard(inv.update(&state.table, iu, now_s)?, MOVED_MEANWHILE);
             tx.push(invoice_event(
                 state,
                 "billing.invoice.paid",
@@ -335,7 +335,7 @@ pub async fn complete(
                     if matches!(x.status, SubStatus::Incomplete | SubStatus::PastDue) {
                         let mut su = VersionedUpdate::new();
                         su.set("status", s(SubStatus::Active.as_str()));
-                        tx.guard(x.update(&state.table, su, now_s)?, changed);
+                        tx.guard(x.update(&state.table, su, now_s)?, MOVED_MEANWHILE);
                         let mut active = x.clone();
                         active.status = SubStatus::Active;
                         tx.push(crate::api::subscription_event(
@@ -355,7 +355,7 @@ pub async fn complete(
         }
         match tx.commit(&state.table).await {
             Ok(()) => return Ok(Some(done)),
-            Err(e) if e.code() == "changed_meanwhile" => {
+            Err(ApiError::Guarded(MOVED_MEANWHILE)) => {
                 p = store::get_payment(&state.table, &p.clinic, &p.id)
                     .await?
                     .ok_or_else(|| ApiError::internal("payment vanished"))?;
@@ -367,10 +367,6 @@ pub async fn complete(
         "concurrent_request",
         "The invoice kept changing; try again.",
     ))
-}
-
-fn changed() -> ApiError {
-    ApiError::conflict("changed_meanwhile", "Changed meanwhile.")
 }
 
 async fn load_visible(
@@ -515,7 +511,7 @@ pub async fn refund(
     }
     let who = Who::member(&access.caller.user_id, access.role);
     let mut tx = Tx::default();
-    tx.guard(p.update(&state.table, u, now_s)?, version_conflict);
+    tx.guard(p.update(&state.table, u, now_s)?, CHANGED_MEANWHILE);
     tx.push(r.put(&state.table)?);
     tx.push(payment_event(
         &state,
@@ -545,10 +541,7 @@ pub async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let provider = state
-        .providers()
-        .named(&provider)
-        .ok_or(ApiError::NotFound)?;
+    let provider = state.ext().named(&provider).ok_or(ApiError::NotFound)?;
     let now = state.clock.now();
     let w = provider.notification(&headers, &body, now)?;
     let Some((clinic, id)) =
@@ -592,7 +585,7 @@ async fn fail(
     let mut u = VersionedUpdate::new();
     u.set("status", s(PaymentStatus::Failed.as_str()));
     let mut tx = Tx::default();
-    tx.guard(p.update(&state.table, u, now_s)?, changed);
+    tx.guard(p.update(&state.table, u, now_s)?, MOVED_MEANWHILE);
     let mut f = p.clone();
     f.status = PaymentStatus::Failed;
     tx.push(payment_event(
@@ -605,7 +598,7 @@ async fn fail(
     )?);
     match tx.commit(&state.table).await {
         Ok(()) => Ok(true),
-        Err(e) if e.code() == "changed_meanwhile" => Ok(false),
+        Err(ApiError::Guarded(MOVED_MEANWHILE)) => Ok(false),
         Err(e) => Err(e),
     }
 }

@@ -19,7 +19,7 @@ use crate::rules::{
     Cadence, Interval, InvoiceStatus, Line, Method, PaymentStatus, SubStatus, Terms, Totals,
 };
 
-pub use clinics::store::{tx_delete, tx_put, tx_update};
+pub use shared::db::{tx_delete, tx_put, tx_update};
 
 fn bad(what: &'static str) -> ApiError {
     ApiError::internal(shared::db::AttributeError(what))

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use shared::{
     ApiError,
-    db::{Tx, VersionedUpdate, s},
+    db::{CHANGED_MEANWHILE, Tx, VersionedUpdate, s},
     ids::ClinicId,
     keys,
     platform::Platform,
@@ -17,7 +17,7 @@ use shared::{
 
 use crate::{
     Who, api,
-    invoices::{invoice_event, retry_numbering, version_conflict},
+    invoices::{invoice_event, retry_numbering},
     iso,
     rules::{self, InvoiceStatus, SubStatus},
     store::{self, InvoiceRecord, Record, SubscriptionRecord},
@@ -42,7 +42,7 @@ pub struct SweepReport {
 /// Runs the job over every clinic.
 pub async fn run(state: &Platform) -> Result<SweepReport, ApiError> {
     let mut report = SweepReport::default();
-    for clinic in clinics::store::clinic_ids(&state.table).await? {
+    for clinic in shared::tenancy::clinic_ids(&state.table).await? {
         let r = sweep_clinic(state, &clinic, state.clock.now()).await?;
         report.clinics += 1;
         report.renewed += r.renewed;
@@ -121,7 +121,7 @@ pub(crate) fn end_unstarted(
     let mut after = x.clone();
     after.version += 1;
     api::end_now(state, tx, &mut su, x, &mut after, now_s)?;
-    tx.guard(x.update(&state.table, su, now_s)?, version_conflict);
+    tx.guard(x.update(&state.table, su, now_s)?, CHANGED_MEANWHILE);
     tx.push(api::subscription_event(
         state,
         "billing.subscription.ended",
@@ -167,7 +167,7 @@ async fn mark_overdue(
         let mut u = VersionedUpdate::new();
         u.set("status", s(InvoiceStatus::Void.as_str()))
             .set("voidedAt", shared::db::n(now_s));
-        tx.guard(inv.update(&state.table, u, now_s)?, version_conflict);
+        tx.guard(inv.update(&state.table, u, now_s)?, CHANGED_MEANWHILE);
         let extra = serde_json::json!({
             "previousStatus": inv.status.as_str(),
             "reason": "subscription_expired",
@@ -186,7 +186,7 @@ async fn mark_overdue(
     }
     let mut u = VersionedUpdate::new();
     u.set("status", s(InvoiceStatus::Overdue.as_str()));
-    tx.guard(inv.update(&state.table, u, now_s)?, version_conflict);
+    tx.guard(inv.update(&state.table, u, now_s)?, CHANGED_MEANWHILE);
     tx.push(invoice_event(
         state,
         "billing.invoice.overdue",
@@ -199,7 +199,7 @@ async fn mark_overdue(
     if let Some(x) = billed.filter(|x| x.status == SubStatus::Active) {
         let mut su = VersionedUpdate::new();
         su.set("status", s(SubStatus::PastDue.as_str()));
-        tx.guard(x.update(&state.table, su, now_s)?, version_conflict);
+        tx.guard(x.update(&state.table, su, now_s)?, CHANGED_MEANWHILE);
         let mut after = x.clone();
         after.status = SubStatus::PastDue;
         tx.push(api::subscription_event(

@@ -2,8 +2,6 @@
 //! against the policy table. A caller who is not a member of the clinic in the path gets 404
 //! for anything inside it, exactly like a clinic that does not exist.
 
-pub mod store;
-
 use axum::{
     Router,
     extract::{Path, State},
@@ -15,9 +13,8 @@ use http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 use shared::{
     ApiError, FieldError,
-    authn::{Authenticator, Caller, ClinicAccess, HasAuthenticator},
-    aws::Clients,
-    clock::{Clock, SystemClock, rfc3339},
+    authn::{Caller, ClinicAccess},
+    clock::rfc3339,
     crypto::Phi,
     db::{self, VersionedUpdate, get_opt_s, n, s},
     http::{Json, Query, json_response},
@@ -25,15 +22,16 @@ use shared::{
     ids::{ClinicId, LocationId, UserId},
     keys,
     outbox::{Actor, EventEnvelope, Subject},
-    platform::Platform,
     policy::{Action, Resource, Role, Subject as Target},
     types::{Currency, Email, PhoneE164, TimeZoneName},
 };
-use std::{ops::Deref, sync::Arc};
 
-use auth::identity::{Identities, NewIdentity, PasswordLink, PasswordLinks};
-use auth::store::{NewMembership, Together, member_put};
-use store::{ClinicRecord, LocationRecord, MemberRecord, count_members, tx_put};
+use shared::db::tx_put;
+use shared::identity::{
+    LinksConfig, NewIdentity, NewMembership, PasswordLink, PasswordLinks, Together,
+    store::member_put,
+};
+use shared::tenancy::{self as store, ClinicRecord, LocationRecord, MemberRecord, count_members};
 
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/clinics"),
@@ -52,91 +50,37 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/clinics/{clinicId}/members/{userId}"),
 ];
 
-pub struct Inner {
-    pub platform: Platform,
-    pub identities: Identities,
-    pub links: PasswordLinks,
-}
-
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-impl Deref for AppState {
-    type Target = Platform;
-    fn deref(&self) -> &Platform {
-        &self.0.platform
-    }
-}
-
-impl HasAuthenticator for AppState {
-    fn authenticator(&self) -> &Authenticator {
-        &self.authn
-    }
-}
+/// Handlers' state: the platform and the set-password links (invitations).
+pub type AppState = shared::app::AppState<PasswordLinks>;
 
 /// The same settings as the auth function: platform, the notifications queue (invitations)
 /// and the app URL (set-password links).
-pub type ClinicsConfig = auth::AuthConfig;
+pub type ClinicsConfig = LinksConfig;
 
-impl AppState {
-    pub async fn new(
-        clients: &Clients,
-        cfg: ClinicsConfig,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let platform = Platform::new(clients, &cfg.platform, clock).await?;
-        let identities = Identities::from_platform(&platform);
-        let links = PasswordLinks::new(
-            platform.table.clone(),
-            clients.sqs.clone(),
-            cfg.notifications_queue_url,
-            &cfg.app_url,
-        );
-        Ok(Self(Arc::new(Inner {
-            platform,
-            identities,
-            links,
-        })))
-    }
-
-    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let cfg = ClinicsConfig::from_env()?;
-        let clients = Clients::from_env().await;
-        Self::new(&clients, cfg, Arc::new(SystemClock)).await
-    }
-
-    fn event(
-        &self,
-        kind: &str,
-        clinic: &ClinicId,
-        actor: &Caller,
-        role: Role,
-        subject: (&str, String),
-        data: serde_json::Value,
-    ) -> EventEnvelope {
-        EventEnvelope::new(
-            kind,
-            Some(clinic),
-            Actor {
-                user_id: Some(actor.user_id.to_string()),
-                role: Some(role.as_str().to_string()),
-            },
-            Subject {
-                kind: subject.0.into(),
-                id: subject.1,
-            },
-            data,
-            self.clock.now(),
-        )
-    }
-
-    async fn transact(
-        &self,
-        items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
-        watch: &[usize],
-    ) -> Result<Option<usize>, ApiError> {
-        auth::store::run_guarded(&self.table, items, watch).await
-    }
+/// An event of this context, caused by `actor` acting as `role`.
+fn event(
+    state: &AppState,
+    kind: &str,
+    clinic: &ClinicId,
+    actor: &Caller,
+    role: Role,
+    subject: (&str, String),
+    data: serde_json::Value,
+) -> EventEnvelope {
+    EventEnvelope::new(
+        kind,
+        Some(clinic),
+        Actor {
+            user_id: Some(actor.user_id.to_string()),
+            role: Some(role.as_str().to_string()),
+        },
+        Subject {
+            kind: subject.0.into(),
+            id: subject.1,
+        },
+        data,
+        state.clock.now(),
+    )
 }
 
 pub fn router(state: AppState) -> Router {
@@ -305,8 +249,7 @@ fn person_errors(p: &NewPerson, prefix: &str) -> (Vec<FieldError>, Option<Email>
 /// "forgot password", which works for invited users too.
 async fn invite(state: &AppState, user: &UserId, now: i64) {
     if let Err(e) = state
-        .0
-        .links
+        .ext()
         .send_password_link(user, PasswordLink::Invitation, now)
         .await
     {
@@ -346,7 +289,8 @@ async fn create_clinic(
         version: 1,
         created_at: now,
     };
-    let created = state.event(
+    let created = event(
+        &state,
         "clinic.created",
         &clinic.id,
         &caller,
@@ -354,14 +298,15 @@ async fn create_clinic(
         ("clinic", clinic.id.to_string()),
         serde_json::json!({ "clinicId": clinic.id }),
     );
-    let existing = state.0.identities.user_by_email(&email).await?;
+    let existing = state.identities.user_by_email(&email).await?;
     let admin = existing.clone().unwrap_or_else(UserId::generate);
     let membership = NewMembership {
         clinic: clinic.id.clone(),
         role: Role::ClinicAdmin,
         location: None,
     };
-    let added = state.event(
+    let added = event(
+        &state,
         "clinic.member_added",
         &clinic.id,
         &caller,
@@ -377,7 +322,7 @@ async fn create_clinic(
     if existing.is_some() {
         items.push(member_put(&state.table, &admin, &membership, now)?);
         items.push(added.outbox_write(&state.table.name, now)?);
-        state.transact(items, &[]).await?;
+        db::run_guarded(&state.table, items, &[]).await?;
     } else {
         let identity = NewIdentity {
             user: admin.clone(),
@@ -395,7 +340,6 @@ async fn create_clinic(
             creates_clinic: true,
         };
         state
-            .0
             .identities
             .create_with(identity, &added, now, together)
             .await?;
@@ -454,7 +398,7 @@ async fn list_clinics(
             .map(|k| state.cursors.seal("platform", "clinics", k));
         (ids, next)
     } else {
-        let ids = auth::store::memberships(&state.table, &caller.user_id)
+        let ids = shared::identity::store::memberships(&state.table, &caller.user_id)
             .await?
             .into_iter()
             .filter_map(|(c, _)| ClinicId::parse(&c))
@@ -538,7 +482,8 @@ async fn update_clinic(
         update.set(k, s(v));
     }
     let fields: Vec<&str> = changes.iter().map(|(k, _)| *k).collect();
-    let event = state.event(
+    let event = event(
+        &state,
         "clinic.updated",
         &access.clinic,
         &access.caller,
@@ -556,11 +501,8 @@ async fn update_clinic(
         )?,
         event.outbox_write(&state.table.name, now)?,
     ];
-    if state.transact(items, &[0]).await?.is_some() {
-        return Err(ApiError::conflict(
-            "version_conflict",
-            "The clinic changed meanwhile; read it again and retry.",
-        ));
+    if db::run_guarded(&state.table, items, &[0]).await?.is_some() {
+        return Err(db::CHANGED_MEANWHILE.into());
     }
     let clinic = load_clinic(&state, &access).await?;
     Ok(json_response(StatusCode::OK, &ClinicView::from(&clinic)))
@@ -711,7 +653,8 @@ async fn create_location(
     {
         put = put.item("phone", s(p.expose()));
     }
-    let event = state.event(
+    let event = event(
+        &state,
         "clinic.location.created",
         &access.clinic,
         &access.caller,
@@ -719,12 +662,12 @@ async fn create_location(
         ("location", id.to_string()),
         serde_json::json!({ "clinicId": access.clinic, "locationId": id }),
     );
-    state
-        .transact(
-            vec![tx_put(put)?, event.outbox_write(&state.table.name, now)?],
-            &[],
-        )
-        .await?;
+    db::run_guarded(
+        &state.table,
+        vec![tx_put(put)?, event.outbox_write(&state.table.name, now)?],
+        &[],
+    )
+    .await?;
     let loc = load_location(&state, &access, &id).await?;
     Ok(json_response(
         StatusCode::CREATED,
@@ -811,7 +754,8 @@ async fn update_location(
             "The body changes nothing.",
         ));
     }
-    let event = state.event(
+    let event = event(
+        &state,
         "clinic.location.updated",
         &access.clinic,
         &access.caller,
@@ -819,27 +763,24 @@ async fn update_location(
         ("location", id.to_string()),
         serde_json::json!({ "clinicId": access.clinic, "locationId": id, "fields": fields }),
     );
-    if state
-        .transact(
-            vec![
-                update.build(
-                    &state.table,
-                    keys::clinic_pk(&access.clinic),
-                    keys::location_sk(&id),
-                    current.version,
-                    now,
-                )?,
-                event.outbox_write(&state.table.name, now)?,
-            ],
-            &[0],
-        )
-        .await?
-        .is_some()
+    if db::run_guarded(
+        &state.table,
+        vec![
+            update.build(
+                &state.table,
+                keys::clinic_pk(&access.clinic),
+                keys::location_sk(&id),
+                current.version,
+                now,
+            )?,
+            event.outbox_write(&state.table.name, now)?,
+        ],
+        &[0],
+    )
+    .await?
+    .is_some()
     {
-        return Err(ApiError::conflict(
-            "version_conflict",
-            "The location changed meanwhile; read it again and retry.",
-        ));
+        return Err(db::CHANGED_MEANWHILE.into());
     }
     let loc = load_location(&state, &access, &id).await?;
     Ok(json_response(StatusCode::OK, &LocationView::from(&loc)))
@@ -862,7 +803,7 @@ async fn delete_location(
         },
     )?;
     let now = state.clock.epoch();
-    let delete = store::tx_delete(
+    let delete = db::tx_delete(
         aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&state.table.name)
             .key(keys::PK, s(keys::clinic_pk(&access.clinic)))
@@ -870,7 +811,8 @@ async fn delete_location(
             .condition_expression("attribute_exists(pk) AND (attribute_not_exists(memberCount) OR memberCount <= :zero)")
             .expression_attribute_values(":zero", n(0)),
     )?;
-    let event = state.event(
+    let event = event(
+        &state,
         "clinic.location.deleted",
         &access.clinic,
         &access.caller,
@@ -878,13 +820,13 @@ async fn delete_location(
         ("location", id.to_string()),
         serde_json::json!({ "clinicId": access.clinic, "locationId": id }),
     );
-    if state
-        .transact(
-            vec![delete, event.outbox_write(&state.table.name, now)?],
-            &[0],
-        )
-        .await?
-        .is_some()
+    if db::run_guarded(
+        &state.table,
+        vec![delete, event.outbox_write(&state.table.name, now)?],
+        &[0],
+    )
+    .await?
+    .is_some()
     {
         return Err(ApiError::conflict(
             "location_in_use",
@@ -931,19 +873,14 @@ async fn member_view(
     access: &ClinicAccess,
     m: &MemberRecord,
 ) -> Result<MemberView, ApiError> {
-    let profile = state
-        .0
-        .identities
-        .profile(&m.user)
-        .await?
-        .unwrap_or_default();
+    let profile = state.identities.profile(&m.user).await?.unwrap_or_default();
     Ok(view_of(access, m, &profile))
 }
 
 fn view_of(
     access: &ClinicAccess,
     m: &MemberRecord,
-    profile: &auth::identity::Profile,
+    profile: &shared::identity::Profile,
 ) -> MemberView {
     MemberView {
         user_id: m.user.to_string(),
@@ -1003,13 +940,13 @@ async fn list_members(
             let email = Email::parse(e).ok_or_else(|| {
                 ApiError::invalid_field("email", "invalid_email", "Not a valid email address.")
             })?;
-            users.extend(state.0.identities.user_by_email(&email).await?);
+            users.extend(state.identities.user_by_email(&email).await?);
         }
         if let Some(p) = &q.phone {
             let phone = PhoneE164::parse(p).ok_or_else(|| {
                 ApiError::invalid_field("phone", "invalid_phone", "Use international E.164 form.")
             })?;
-            users.extend(state.0.identities.users_by_phone(&phone).await?);
+            users.extend(state.identities.users_by_phone(&phone).await?);
         }
         users.sort();
         users.dedup();
@@ -1057,7 +994,7 @@ async fn list_members(
         .collect();
     // One batched read for the page's profiles instead of one read per member.
     let users: Vec<UserId> = visible.iter().map(|m| m.user.clone()).collect();
-    let profiles = state.0.identities.profiles(&users).await?;
+    let profiles = state.identities.profiles(&users).await?;
     let items: Vec<MemberView> = visible
         .iter()
         .map(|m| {
@@ -1066,7 +1003,7 @@ async fn list_members(
                 m,
                 profiles
                     .get(&m.user)
-                    .unwrap_or(&auth::identity::Profile::default()),
+                    .unwrap_or(&shared::identity::Profile::default()),
             )
         })
         .collect();
@@ -1151,14 +1088,15 @@ async fn add_member(
         },
     )?;
     let now = state.clock.epoch();
-    let existing = state.0.identities.user_by_email(&email).await?;
+    let existing = state.identities.user_by_email(&email).await?;
     let user = existing.clone().unwrap_or_else(UserId::generate);
     let membership = NewMembership {
         clinic: access.clinic.clone(),
         role,
         location: location.clone(),
     };
-    let event = state.event(
+    let event = event(
+        &state,
         "clinic.member_added",
         &access.clinic,
         &access.caller,
@@ -1174,7 +1112,7 @@ async fn add_member(
         items.push(member_put(&state.table, &user, &membership, now)?);
         items.push(event.outbox_write(&state.table.name, now)?);
         let member_at = items.len() - 2;
-        match state.transact(items, &[0, member_at]).await? {
+        match db::run_guarded(&state.table, items, &[0, member_at]).await? {
             None => {}
             Some(i) if i == member_at => {
                 return Err(ApiError::conflict(
@@ -1193,8 +1131,7 @@ async fn add_member(
     } else {
         if let Some(l) = &location {
             // Claim the location slot first; the identity transaction cannot include it.
-            if state
-                .transact(std::mem::take(&mut items), &[0])
+            if db::run_guarded(&state.table, std::mem::take(&mut items), &[0])
                 .await?
                 .is_some()
             {
@@ -1217,14 +1154,14 @@ async fn add_member(
             membership: Some(membership),
             platform_role: None,
         };
-        if let Err(e) = state.0.identities.create(identity, &event, now).await {
+        if let Err(e) = state.identities.create(identity, &event, now).await {
             if let Some(l) = &location {
-                let _ = state
-                    .transact(
-                        vec![count_members(&state.table, &access.clinic, l, -1)?],
-                        &[],
-                    )
-                    .await;
+                let _ = db::run_guarded(
+                    &state.table,
+                    vec![count_members(&state.table, &access.clinic, l, -1)?],
+                    &[],
+                )
+                .await;
             }
             return Err(e);
         }
@@ -1411,7 +1348,8 @@ async fn update_member(
     } else {
         "clinic.member_updated"
     };
-    let event = state.event(
+    let event = event(
+        &state,
         kind,
         &access.clinic,
         &access.caller,
@@ -1421,13 +1359,10 @@ async fn update_member(
     );
     items.push(event.outbox_write(&state.table.name, now)?);
     let watch: Vec<usize> = (0..=member_at).collect();
-    match state.transact(items, &watch).await? {
+    match db::run_guarded(&state.table, items, &watch).await? {
         None => {}
         Some(i) if i == member_at => {
-            return Err(ApiError::conflict(
-                "version_conflict",
-                "The member changed meanwhile; read it again and retry.",
-            ));
+            return Err(db::CHANGED_MEANWHILE.into());
         }
         Some(_) => {
             return Err(ApiError::invalid_field(
@@ -1465,7 +1400,8 @@ async fn remove_member(
     if let Some(l) = &m.location {
         items.push(count_members(&state.table, &access.clinic, l, -1)?);
     }
-    let event = state.event(
+    let event = event(
+        &state,
         "clinic.member_removed",
         &access.clinic,
         &access.caller,
@@ -1474,11 +1410,8 @@ async fn remove_member(
         serde_json::json!({ "clinicId": access.clinic, "userId": m.user, "role": m.role }),
     );
     items.push(event.outbox_write(&state.table.name, now)?);
-    if state.transact(items, &[0]).await?.is_some() {
-        return Err(ApiError::conflict(
-            "version_conflict",
-            "The member changed meanwhile; read it again and retry.",
-        ));
+    if db::run_guarded(&state.table, items, &[0]).await?.is_some() {
+        return Err(db::CHANGED_MEANWHILE.into());
     }
     state.authn.forget_membership(&access.clinic, &m.user);
     tracing::info!(clinic_id = %access.clinic, user_id = %m.user, "member removed");

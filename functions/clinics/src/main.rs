@@ -1,8 +1,6 @@
-//! Lambda entry point of the `clinics` function.
+//! Lambda entry point of the `clinics` function (HTTP).
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    shared::telemetry::init();
-    let state = clinics::AppState::from_env().await?;
-    lambda_http::run(clinics::router(state)).await
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::run_http(clinics::AppState::from_env(), clinics::router).await
 }

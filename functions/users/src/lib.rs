@@ -6,22 +6,17 @@ use http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 use shared::{
     ApiError, FieldError,
-    authn::{Authenticator, Caller, HasAuthenticator},
-    aws::Clients,
-    clock::{Clock, SystemClock},
-    config::PlatformConfig,
+    authn::Caller,
     crypto::Phi,
     db::{self, VersionedUpdate, get_opt_s, s},
     http::{Json, json_response},
     ids::UserId,
     keys,
     outbox::{Actor, EventEnvelope, Subject},
-    platform::Platform,
     types::PhoneE164,
 };
-use std::{ops::Deref, sync::Arc};
 
-use auth::identity::{Identities, field};
+use shared::identity::field;
 
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/users/me"),
@@ -29,47 +24,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/users/me/memberships"),
 ];
 
-pub struct Inner {
-    pub platform: Platform,
-    pub identities: Identities,
-}
-
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-impl Deref for AppState {
-    type Target = Platform;
-    fn deref(&self) -> &Platform {
-        &self.0.platform
-    }
-}
-
-impl HasAuthenticator for AppState {
-    fn authenticator(&self) -> &Authenticator {
-        &self.authn
-    }
-}
-
-impl AppState {
-    pub async fn new(
-        clients: &Clients,
-        cfg: &PlatformConfig,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let platform = Platform::new(clients, cfg, clock).await?;
-        let identities = Identities::from_platform(&platform);
-        Ok(Self(Arc::new(Inner {
-            platform,
-            identities,
-        })))
-    }
-
-    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let cfg = PlatformConfig::from_env()?;
-        let clients = Clients::from_env().await;
-        Self::new(&clients, &cfg, Arc::new(SystemClock)).await
-    }
-}
+/// Handlers' state: the platform alone.
+pub type AppState = shared::app::AppState;
 
 pub fn router(state: AppState) -> Router {
     shared::http::platform(routes(state))
@@ -185,7 +141,7 @@ impl ProfilePatch {
             None => {}
         }
         match self.birth_date {
-            Some(Some(b)) if auth::rules::valid_birth_date(b.expose(), today) => {
+            Some(Some(b)) if shared::identity::valid_birth_date(b.expose(), today) => {
                 out.push(("birthDate", Some(b.expose().clone())))
             }
             Some(Some(_)) => errors.push(FieldError::new(
@@ -266,7 +222,6 @@ impl ProfilePatch {
 
 async fn profile_view(state: &AppState, user: &UserId) -> Result<serde_json::Value, ApiError> {
     let profile = state
-        .0
         .identities
         .profile(user)
         .await?
@@ -302,7 +257,6 @@ async fn update_me(
     let changes = patch.validate(now.to_zoned(jiff::tz::TimeZone::UTC).date())?;
     let user = &caller.user_id;
     let current = state
-        .0
         .identities
         .profile(user)
         .await?
@@ -330,7 +284,7 @@ async fn update_me(
             let new_index = value
                 .as_deref()
                 .and_then(PhoneE164::parse)
-                .map(|p| state.0.identities.phone_index(&p));
+                .map(|p| state.identities.phone_index(&p));
             if new_index != current.phone_index {
                 if let Some(old) = &current.phone_index {
                     extra.push(db_delete(&state, keys::phone_pk(old), keys::user_pk(user))?);
@@ -338,7 +292,7 @@ async fn update_me(
                 match &new_index {
                     Some(idx) => {
                         update.set("phoneIndex", s(idx));
-                        extra.push(auth::store::phone_put(&state.table, idx, user)?);
+                        extra.push(shared::identity::store::phone_put(&state.table, idx, user)?);
                     }
                     None => {
                         update.remove("phoneIndex");
@@ -372,14 +326,11 @@ async fn update_me(
     let mut items = vec![update];
     items.extend(extra);
     items.push(event.outbox_write(&state.table.name, epoch)?);
-    if auth::store::run_guarded(&state.table, items, &[0])
+    if shared::db::run_guarded(&state.table, items, &[0])
         .await?
         .is_some()
     {
-        return Err(ApiError::conflict(
-            "version_conflict",
-            "The profile changed meanwhile; read it again and retry.",
-        ));
+        return Err(db::CHANGED_MEANWHILE.into());
     }
     tracing::info!(user_id = %user, fields = fields.len(), "profile updated");
     Ok(json_response(

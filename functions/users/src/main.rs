@@ -1,8 +1,6 @@
-//! Lambda entry point of the `users` function.
+//! Lambda entry point of the `users` function (HTTP).
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    shared::telemetry::init();
-    let state = users::AppState::from_env().await?;
-    lambda_http::run(users::router(state)).await
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::run_http(users::AppState::from_env(), users::router).await
 }

@@ -1,10 +1,13 @@
 //! Identities: creating a person (email lookup, encrypted profile, optional membership or
-//! platform role, phone index) and reading their profile back. Used by registration here and
-//! by the users and clinics functions.
+//! platform role, phone index), reading their profile back, memberships and set-password
+//! links. Used by registration (auth), profiles (users) and members (clinics).
 
-use shared::{
+pub mod store;
+
+use crate::{
     ApiError,
     clock::rfc3339,
+    contracts::NotificationJob,
     crypto::{BlindIndex, Envelope, FieldContext, PLATFORM_TENANT, Phi, random_token, token_hash},
     db::{Table, get_opt_s},
     ids::UserId,
@@ -15,7 +18,28 @@ use shared::{
 };
 use std::sync::Arc;
 
-use crate::store::{self, CreateUserError, NewMembership, NewUser, Together};
+pub use store::{CreateUserError, NewMembership, NewUser, Together};
+
+/// A password-reset link is valid this long.
+pub const RESET_TOKEN_SECONDS: i64 = 15 * 60;
+/// An invitation's set-password link is valid this long.
+pub const INVITATION_SECONDS: i64 = 7 * 24 * 60 * 60;
+
+/// A birth date in strict `YYYY-MM-DD` form, from 1900 up to `today`.
+pub fn valid_birth_date(raw: &str, today: jiff::civil::Date) -> bool {
+    let shape_ok = raw.len() == 10
+        && raw.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    shape_ok
+        && raw
+            .parse::<jiff::civil::Date>()
+            .is_ok_and(|d| d <= today && d.year() >= 1900)
+}
 
 /// Blind-index purposes.
 pub const EMAIL_INDEX: &str = "email";
@@ -91,8 +115,8 @@ impl PasswordLink {
 
     fn valid_seconds(self) -> i64 {
         match self {
-            PasswordLink::Reset => crate::rules::RESET_TOKEN_SECONDS,
-            PasswordLink::Invitation => crate::rules::INVITATION_SECONDS,
+            PasswordLink::Reset => RESET_TOKEN_SECONDS,
+            PasswordLink::Invitation => INVITATION_SECONDS,
         }
     }
 }
@@ -102,6 +126,53 @@ pub struct Identities {
     pub table: Table,
     pub envelope: Arc<Envelope>,
     pub blind: BlindIndex,
+}
+
+/// The platform's settings plus where set-password links go: what the functions that send
+/// them (auth, clinics) read from the environment.
+#[derive(Debug, Clone)]
+pub struct LinksConfig {
+    pub platform: crate::config::PlatformConfig,
+    /// `NOTIFICATIONS_QUEUE_URL`: where reset and invitation jobs go.
+    pub notifications_queue_url: String,
+    /// `APP_URL`: the web app that shows the set-password page.
+    pub app_url: String,
+}
+
+impl LinksConfig {
+    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        Ok(Self {
+            platform: crate::config::PlatformConfig::from_env()?,
+            notifications_queue_url: crate::config::required("NOTIFICATIONS_QUEUE_URL")?,
+            app_url: crate::config::optional("APP_URL", "http://127.0.0.1:3000"),
+        })
+    }
+}
+
+/// The state of a function that sends set-password links (auth, clinics).
+impl crate::app::AppState<PasswordLinks> {
+    /// Opens the platform secrets (one KMS call) and wires the links.
+    pub async fn with_links(
+        clients: &crate::aws::Clients,
+        cfg: LinksConfig,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Result<Self, crate::app::BoxError> {
+        let platform = crate::platform::Platform::new(clients, &cfg.platform, clock).await?;
+        let links = PasswordLinks::new(
+            platform.table.clone(),
+            clients.sqs.clone(),
+            cfg.notifications_queue_url,
+            &cfg.app_url,
+        );
+        Ok(Self::new(platform, links))
+    }
+
+    /// [`Self::with_links`] from the environment.
+    pub async fn from_env() -> Result<Self, crate::app::BoxError> {
+        let cfg = LinksConfig::from_env()?;
+        let clients = crate::aws::Clients::from_env().await;
+        Self::with_links(&clients, cfg, Arc::new(crate::clock::SystemClock)).await
+    }
 }
 
 /// Sends set-password links (reset, invitation) through the notifications queue.
@@ -116,14 +187,6 @@ pub struct PasswordLinks {
 }
 
 impl Identities {
-    pub fn from_platform(p: &shared::platform::Platform) -> Self {
-        Self {
-            table: p.table.clone(),
-            envelope: p.envelope.clone(),
-            blind: p.blind.clone(),
-        }
-    }
-
     pub fn email_index(&self, email: &Email) -> String {
         self.blind.compute(EMAIL_INDEX, email.expose())
     }
@@ -206,11 +269,11 @@ impl Identities {
             .key_condition_expression("pk = :p")
             .expression_attribute_values(
                 ":p",
-                shared::db::s(keys::phone_pk(&self.phone_index(phone))),
+                crate::db::s(keys::phone_pk(&self.phone_index(phone))),
             )
             .send()
             .await
-            .map_err(shared::db::internal)?;
+            .map_err(crate::db::internal)?;
         Ok(out
             .items()
             .iter()
@@ -240,7 +303,7 @@ impl Identities {
         for chunk in users.chunks(100) {
             let keys: Vec<_> = chunk
                 .iter()
-                .map(|u| shared::db::key(keys::user_pk(u), keys::PROFILE_SK))
+                .map(|u| crate::db::key(keys::user_pk(u), keys::PROFILE_SK))
                 .collect();
             let mut request = Some(
                 KeysAndAttributes::builder()
@@ -258,7 +321,7 @@ impl Identities {
                     .request_items(&self.table.name, req)
                     .send()
                     .await
-                    .map_err(shared::db::internal)?;
+                    .map_err(crate::db::internal)?;
                 for item in resp
                     .responses()
                     .and_then(|r| r.get(&self.table.name))
@@ -285,7 +348,7 @@ impl Identities {
     pub async fn decrypt_profile(
         &self,
         user: &UserId,
-        item: &shared::db::Item,
+        item: &crate::db::Item,
     ) -> Result<Profile, ApiError> {
         let mut fields = Vec::new();
         for name in PHI_FIELDS {
@@ -299,7 +362,7 @@ impl Identities {
         Ok(Profile {
             user: Some(user.clone()),
             fields,
-            version: shared::db::get_opt_n(item, "version").unwrap_or(1),
+            version: crate::db::get_opt_n(item, "version").unwrap_or(1),
             phone_index: get_opt_s(item, "phoneIndex").map(str::to_string),
         })
     }
@@ -327,23 +390,28 @@ impl PasswordLinks {
         let token = random_token();
         let expires = now + link.valid_seconds();
         store::create_reset_token(&self.table, &token_hash(&token), user, expires).await?;
-        let job = serde_json::json!({
-            "jobId": uuid::Uuid::new_v4(),
-            "kind": link.kind(),
-            "channel": "email",
-            "userId": user,
-            "template": link.kind().replace('_', "-"),
-            "params": {
-                "resetUrl": format!("{}/reset-password?token={token}", self.app_url),
-                "expiresAt": rfc3339(expires),
-            },
-            "correlationId": shared::http::current_correlation_id(),
-            "createdAt": rfc3339(now),
-        });
+        let job = NotificationJob {
+            job_id: uuid::Uuid::new_v4().to_string(),
+            kind: link.kind().to_string(),
+            channel: "email".into(),
+            user_id: user.clone(),
+            template: link.kind().replace('_', "-"),
+            params: [
+                (
+                    "resetUrl".to_string(),
+                    format!("{}/reset-password?token={token}", self.app_url),
+                ),
+                ("expiresAt".to_string(), rfc3339(expires)),
+            ]
+            .into(),
+            correlation_id: crate::http::current_correlation_id(),
+            created_at: rfc3339(now),
+        };
+        let body = serde_json::to_string(&job).map_err(ApiError::internal)?;
         self.sqs
             .send_message()
             .queue_url(&self.notifications_queue_url)
-            .message_body(job.to_string())
+            .message_body(body)
             .send()
             .await
             .map_err(|e| {

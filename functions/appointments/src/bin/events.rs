@@ -1,20 +1,13 @@
 //! Lambda entry point of `appointments-events`: the appointments queue of bus events (SQS):
 //! a paid pay-per-visit invoice confirms its appointment.
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::{LambdaEvent, service_fn};
-
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::telemetry::init();
-    let state = appointments::AppState::from_env().await?;
-    let state = &state;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let response = billing::events::handle_batch(event.payload, |e| async move {
-            appointments::events::handle(state, &e, state.clock.now()).await
-        })
-        .await;
-        Ok::<_, lambda_runtime::Error>(response)
-    }))
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::run_events(
+        appointments::AppState::from_env(),
+        |state: appointments::AppState, e| async move {
+            appointments::events::handle(&state, &e, state.clock.now()).await
+        },
+    )
     .await
 }

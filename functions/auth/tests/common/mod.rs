@@ -64,7 +64,7 @@ pub async fn spawn() -> TestApp {
         notifications_queue_url: res.notifications_high_url.clone(),
         app_url: "https://app.test".into(),
     };
-    let state = AppState::new(&clients, cfg, clock.clone())
+    let state = AppState::with_links(&clients, cfg, clock.clone())
         .await
         .expect("state");
     TestApp {
@@ -207,7 +207,7 @@ pub async fn second_container(app: &TestApp) -> TestApp {
         notifications_queue_url: app.res.notifications_high_url.clone(),
         app_url: "https://app.test".into(),
     };
-    let state = AppState::new(&app.clients, cfg, app.clock.clone())
+    let state = AppState::with_links(&app.clients, cfg, app.clock.clone())
         .await
         .unwrap();
     TestApp {

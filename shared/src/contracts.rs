@@ -1,0 +1,92 @@
+//! Typed payloads that cross contexts: the `data` of events another context consumes, and the
+//! notification job. Producer and consumer use the same struct, so a renamed field breaks the
+//! build rather than a queue consumer at run time. Ids, codes and times only, never PHI.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AppointmentId, InvoiceId, LocationId, SubscriptionId, UserId};
+
+/// The `data` of every `appointment.*` event (billing gives a unit back on
+/// `appointment.cancelled`). `extra` holds what one event type adds (e.g. `previousStatus`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppointmentData {
+    pub appointment_id: AppointmentId,
+    pub doctor_id: UserId,
+    pub patient_id: UserId,
+    pub location_id: Option<LocationId>,
+    /// `IN_PERSON`, `VIDEO_CALL`, `HOME_VISIT`.
+    pub kind: String,
+    pub status: String,
+    pub starts_at: String,
+    pub ends_at: String,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The `data` of every `billing.invoice.*` event (a paid visit invoice confirms its
+/// appointment on `billing.invoice.paid`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceData {
+    pub invoice_id: InvoiceId,
+    /// `INV-<year>-<6 digits>`; `None` for a draft.
+    pub number: Option<String>,
+    pub patient_id: UserId,
+    pub subscription_id: Option<SubscriptionId>,
+    pub appointment_id: Option<AppointmentId>,
+    /// Minor units of `currency`.
+    pub total: i64,
+    pub currency: String,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A message for one person, queued for the notification worker. It names the user, never
+/// an address: the worker resolves the address at send time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationJob {
+    pub job_id: String,
+    /// What it is about, e.g. `password_reset`, `invitation`.
+    pub kind: String,
+    pub channel: String,
+    pub user_id: UserId,
+    pub template: String,
+    /// The template's variables.
+    pub params: BTreeMap<String, String>,
+    pub correlation_id: String,
+    pub created_at: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_data_keeps_its_wire_names_and_extras() {
+        // GIVEN the data of an appointment event as the bus carries it
+        let wire = serde_json::json!({
+            "appointmentId": "1b4e28ba-2fa1-41d2-883f-0016d3cca427",
+            "doctorId": "2b4e28ba-2fa1-41d2-883f-0016d3cca427",
+            "patientId": "3b4e28ba-2fa1-41d2-883f-0016d3cca427",
+            "locationId": null,
+            "kind": "VIDEO_CALL",
+            "status": "CANCELLED",
+            "startsAt": "2026-12-01T09:00:00Z",
+            "endsAt": "2026-12-01T09:30:00Z",
+            "previousStatus": "CONFIRMED",
+        });
+        // WHEN it is read and written again
+        let data: AppointmentData = serde_json::from_value(wire.clone()).expect("reads");
+        // THEN nothing is lost, the extras included
+        assert_eq!(data.extra["previousStatus"], "CONFIRMED");
+        assert_eq!(serde_json::to_value(&data).expect("writes"), wire);
+        // AND an id that is not an id is refused
+        let mut bad = wire;
+        bad["appointmentId"] = "nope".into();
+        assert!(serde_json::from_value::<AppointmentData>(bad).is_err());
+    }
+}

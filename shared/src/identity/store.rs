@@ -1,0 +1,281 @@
+//! DynamoDB adapter for identities: one user per email (lookup item), phone lookups,
+//! memberships and single-use reset tokens.
+
+use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem};
+
+use crate::{
+    ApiError,
+    db::{
+        self, Table, cancellation_reasons, condition_failed_at, get_opt_n, get_opt_s, n, s, tx_put,
+    },
+    ids::{ClinicId, LocationId, UserId},
+    keys,
+    outbox::EventEnvelope,
+    policy::Role,
+};
+
+/// What a new registration writes.
+#[derive(Debug)]
+pub struct NewUser {
+    pub user: UserId,
+    /// The clinic membership created with the identity, if any.
+    pub membership: Option<NewMembership>,
+    /// A platform-wide role (SUPER_ADMIN), if any.
+    pub platform_role: Option<Role>,
+    pub email_index: String,
+    pub phone_index: Option<String>,
+    /// Encrypted attributes by name (`email`, `givenName`, ...).
+    pub sealed: Vec<(&'static str, String)>,
+    /// `None` for an invited user who has not chosen a password yet.
+    pub password_hash: Option<String>,
+}
+
+/// A membership of a user in a clinic.
+#[derive(Debug, Clone)]
+pub struct NewMembership {
+    pub clinic: ClinicId,
+    pub role: Role,
+    pub location: Option<LocationId>,
+}
+
+/// Stored instead of a hash for invited users: no password verifies against it.
+pub const NO_PASSWORD: &str = "!";
+
+/// The put of a membership item; fails if the user is already a member.
+pub fn member_put(
+    table: &Table,
+    user: &UserId,
+    m: &NewMembership,
+    now: i64,
+) -> Result<TransactWriteItem, ApiError> {
+    let mut put = Put::builder()
+        .table_name(&table.name)
+        .item(keys::PK, s(keys::clinic_pk(&m.clinic)))
+        .item(keys::SK, s(keys::member_sk(user)))
+        .item(keys::ENTITY, s("MEMBER"))
+        .item(keys::GSI1PK, s(keys::user_pk(user)))
+        .item(keys::GSI1SK, s(keys::membership_gsi1sk(&m.clinic)))
+        .item("userId", s(user.as_str()))
+        .item("clinicId", s(m.clinic.as_str()))
+        .item("role", s(m.role.as_str()))
+        .item("status", s("ACTIVE"))
+        .item("createdAt", n(now))
+        .item("updatedAt", n(now))
+        .item("version", n(1))
+        .condition_expression("attribute_not_exists(pk)");
+    if let Some(l) = &m.location {
+        put = put.item("locationId", s(l.as_str()));
+    }
+    tx_put(put)
+}
+
+/// The put of a phone lookup item (phones are not unique: one item per user).
+pub fn phone_put(
+    table: &Table,
+    phone_index: &str,
+    user: &UserId,
+) -> Result<TransactWriteItem, ApiError> {
+    tx_put(
+        Put::builder()
+            .table_name(&table.name)
+            .item(keys::PK, s(keys::phone_pk(phone_index)))
+            .item(keys::SK, s(keys::user_pk(user)))
+            .item(keys::ENTITY, s("PHONE_LOOKUP"))
+            .item("userId", s(user.as_str())),
+    )
+}
+
+#[derive(Debug)]
+pub enum CreateUserError {
+    EmailTaken,
+    ClinicNotFound,
+    Store(ApiError),
+}
+
+/// Registration: clinic must exist, email must be new; user, email lookup, membership and
+/// event are written together or not at all.
+/// Writes to commit in the same transaction as a new identity.
+#[derive(Debug, Default)]
+pub struct Together {
+    /// Extra actions, after the identity's own.
+    pub actions: Vec<TransactWriteItem>,
+    /// The actions create the membership's clinic, so it cannot be checked for (one item
+    /// may appear only once in a transaction).
+    pub creates_clinic: bool,
+}
+
+pub async fn create_user(
+    table: &Table,
+    u: &NewUser,
+    event: &EventEnvelope,
+    now: i64,
+    together: Together,
+) -> Result<(), CreateUserError> {
+    let store = CreateUserError::Store;
+    let email = Put::builder()
+        .table_name(&table.name)
+        .item(keys::PK, s(keys::email_pk(&u.email_index)))
+        .item(keys::SK, s(keys::EMAIL_SK))
+        .item(keys::ENTITY, s("EMAIL_LOOKUP"))
+        .item("userId", s(u.user.as_str()))
+        .condition_expression("attribute_not_exists(pk)");
+    let mut user = Put::builder()
+        .table_name(&table.name)
+        .item(keys::PK, s(keys::user_pk(&u.user)))
+        .item(keys::SK, s(keys::PROFILE_SK))
+        .item(keys::ENTITY, s("USER"))
+        .item("userId", s(u.user.as_str()))
+        .item("emailIndex", s(&u.email_index))
+        .item(
+            "passwordHash",
+            s(u.password_hash.as_deref().unwrap_or(NO_PASSWORD)),
+        )
+        .item("status", s("ACTIVE"))
+        .item("failedLogins", n(0))
+        .item("createdAt", n(now))
+        .item("updatedAt", n(now))
+        .item("version", n(1))
+        .condition_expression("attribute_not_exists(pk)");
+    for (name, value) in &u.sealed {
+        user = user.item(*name, s(value));
+    }
+    if let Some(p) = &u.phone_index {
+        user = user.item("phoneIndex", s(p));
+    }
+    if let Some(r) = u.platform_role {
+        user = user.item("platformRole", s(r.as_str()));
+    }
+    // Index 0 is the email lookup, 1 the clinic check when there is a membership.
+    let mut items = vec![tx_put(email).map_err(store)?];
+    let checks_clinic = u.membership.is_some() && !together.creates_clinic;
+    if let Some(m) = u.membership.as_ref().filter(|_| checks_clinic) {
+        let check_clinic = ConditionCheck::builder()
+            .table_name(&table.name)
+            .key(keys::PK, s(keys::clinic_pk(&m.clinic)))
+            .key(keys::SK, s(keys::CLINIC_SK))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(|e| store(ApiError::internal(e)))?;
+        items.push(
+            TransactWriteItem::builder()
+                .condition_check(check_clinic)
+                .build(),
+        );
+    }
+    if let Some(m) = &u.membership {
+        items.push(member_put(table, &u.user, m, now).map_err(store)?);
+    }
+    items.push(tx_put(user).map_err(store)?);
+    if let Some(p) = &u.phone_index {
+        items.push(phone_put(table, p, &u.user).map_err(store)?);
+    }
+    items.push(event.outbox_write(&table.name, now).map_err(store)?);
+    items.extend(together.actions);
+    match db::transact(&table.client, items).await {
+        Ok(()) => Ok(()),
+        Err(e) => match cancellation_reasons(&e) {
+            Some(r) if condition_failed_at(&r, 0) => Err(CreateUserError::EmailTaken),
+            Some(r) if checks_clinic && condition_failed_at(&r, 1) => {
+                Err(CreateUserError::ClinicNotFound)
+            }
+            // Still conflicting after retries: another registration for this email (or a
+            // write to the clinic) is in flight; the client may retry.
+            Some(r) if r.iter().flatten().any(|c| c == "TransactionConflict") => {
+                Err(store(ApiError::conflict(
+                    "concurrent_request",
+                    "Another request changed the same records; try again.",
+                )))
+            }
+            _ => Err(store(db::internal(e))),
+        },
+    }
+}
+
+pub async fn user_id_by_email(
+    table: &Table,
+    email_index: &str,
+) -> Result<Option<UserId>, ApiError> {
+    let item = table
+        .get(keys::email_pk(email_index), keys::EMAIL_SK)
+        .await?;
+    Ok(item.and_then(|i| get_opt_s(&i, "userId").and_then(UserId::parse)))
+}
+
+pub async fn memberships(table: &Table, user: &UserId) -> Result<Vec<(String, String)>, ApiError> {
+    let out = table
+        .client
+        .query()
+        .table_name(&table.name)
+        .index_name(keys::GSI1)
+        .key_condition_expression("gsi1pk = :u AND begins_with(gsi1sk, :p)")
+        .expression_attribute_values(":u", s(keys::user_pk(user)))
+        .expression_attribute_values(":p", s(keys::MEMBERSHIP_GSI1_PREFIX))
+        .send()
+        .await
+        .map_err(db::internal)?;
+    Ok(out
+        .items()
+        .iter()
+        .filter(|i| get_opt_s(i, "status") == Some("ACTIVE"))
+        .filter_map(|i| {
+            Some((
+                get_opt_s(i, "clinicId")?.to_string(),
+                get_opt_s(i, "role")?.to_string(),
+            ))
+        })
+        .collect())
+}
+
+pub async fn create_reset_token(
+    table: &Table,
+    token_hash: &str,
+    user: &UserId,
+    expires_at: i64,
+) -> Result<(), ApiError> {
+    table
+        .client
+        .put_item()
+        .table_name(&table.name)
+        .item(keys::PK, s(keys::reset_pk(token_hash)))
+        .item(keys::SK, s(keys::RESET_SK))
+        .item(keys::ENTITY, s("PASSWORD_RESET"))
+        .item("userId", s(user.as_str()))
+        .item("expiresAt", n(expires_at))
+        .item(keys::TTL, n(expires_at + 60 * 60))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await
+        .map_err(db::internal)?;
+    Ok(())
+}
+
+/// The user a live reset token belongs to.
+pub async fn reset_token_user(
+    table: &Table,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<UserId>, ApiError> {
+    let item = table
+        .get(keys::reset_pk(token_hash), keys::RESET_SK)
+        .await?;
+    Ok(item
+        .filter(|i| get_opt_n(i, "expiresAt").is_some_and(|e| e > now))
+        .and_then(|i| get_opt_s(&i, "userId").and_then(UserId::parse)))
+}
+
+/// The action that consumes a reset token: it must still exist and be unexpired.
+pub fn consume_reset(
+    table: &Table,
+    token_hash: &str,
+    now: i64,
+) -> Result<TransactWriteItem, ApiError> {
+    let d = Delete::builder()
+        .table_name(&table.name)
+        .key(keys::PK, s(keys::reset_pk(token_hash)))
+        .key(keys::SK, s(keys::RESET_SK))
+        .condition_expression("attribute_exists(pk) AND expiresAt > :now")
+        .expression_attribute_values(":now", n(now))
+        .build()
+        .map_err(ApiError::internal)?;
+    Ok(TransactWriteItem::builder().delete(d).build())
+}

@@ -1,0 +1,162 @@
+//! One runner each for the three kinds of Lambda entry point: HTTP behind API Gateway, bus
+//! events from an SQS queue (reporting partial batch failures), and scheduled jobs. Each
+//! function's `main.rs` names its state and its handler; nothing else.
+
+use std::future::Future;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_runtime::{LambdaEvent, service_fn};
+
+use crate::{ApiError, app::BoxError, outbox::EventEnvelope};
+
+pub use lambda_runtime::Error;
+
+/// Serves `router(state)` on Lambda (API Gateway HTTP API payloads).
+pub async fn run_http<S>(
+    state: impl Future<Output = Result<S, BoxError>>,
+    router: impl FnOnce(S) -> axum::Router,
+) -> Result<(), Error> {
+    crate::telemetry::init();
+    let state = state.await?;
+    lambda_http::run(router(state)).await
+}
+
+/// Runs `handle` for each bus event of every SQS batch, reporting the failed messages so only
+/// those are retried (and reach the dead-letter queue after their receives).
+pub async fn run_events<S, H, Fut>(
+    state: impl Future<Output = Result<S, BoxError>>,
+    handle: H,
+) -> Result<(), Error>
+where
+    S: Clone + Send + Sync + 'static,
+    H: Fn(S, EventEnvelope) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), ApiError>> + Send,
+{
+    crate::telemetry::init();
+    let state = state.await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let (state, handle) = (state.clone(), handle.clone());
+        async move {
+            let response = handle_batch(event.payload, |e| handle(state.clone(), e)).await;
+            Ok::<_, Error>(response)
+        }
+    }))
+    .await
+}
+
+/// Runs `job` on every scheduled invocation and answers its report.
+pub async fn run_job<S, J, Fut, R>(
+    state: impl Future<Output = Result<S, BoxError>>,
+    job: J,
+) -> Result<(), Error>
+where
+    S: Clone + Send + Sync + 'static,
+    J: Fn(S) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, ApiError>> + Send,
+    R: serde::Serialize,
+{
+    crate::telemetry::init();
+    let state = state.await?;
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
+        let (state, job) = (state.clone(), job.clone());
+        async move {
+            let report = job(state).await?;
+            Ok::<_, Error>(serde_json::to_value(report)?)
+        }
+    }))
+    .await
+}
+
+/// Handles one SQS batch of bus events with `handle`, reporting the messages that failed (or
+/// could not be read) so only those are retried.
+pub async fn handle_batch<F, Fut>(event: SqsEvent, handle: F) -> SqsBatchResponse
+where
+    F: Fn(EventEnvelope) -> Fut,
+    Fut: Future<Output = Result<(), ApiError>>,
+{
+    let mut response = SqsBatchResponse::default();
+    for m in event.records {
+        let id = m.message_id.clone().unwrap_or_default();
+        let ok = match m.body.as_deref().map(EventEnvelope::from_bus_message) {
+            Some(Ok(e)) => {
+                let event_id = e.event_id.clone();
+                handle(e)
+                    .await
+                    .map_err(|err| tracing::error!(%event_id, error = %err, "event failed"))
+                    .is_ok()
+            }
+            _ => {
+                tracing::error!(message_id = %id, "undecodable message");
+                false
+            }
+        };
+        if !ok {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            response.batch_item_failures.push(f);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::event::sqs::SqsMessage;
+
+    fn message(id: &str, body: Option<String>) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.into());
+        m.body = body;
+        m
+    }
+
+    fn bus_message(kind: &str) -> String {
+        let e = EventEnvelope::new(
+            kind,
+            None,
+            crate::outbox::Actor::default(),
+            crate::outbox::Subject {
+                kind: "test".into(),
+                id: "1".into(),
+            },
+            serde_json::json!({}),
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        serde_json::json!({ "detail-type": kind, "detail": e }).to_string()
+    }
+
+    #[tokio::test]
+    async fn only_failed_and_unreadable_messages_are_reported() {
+        // GIVEN a batch: one event that succeeds, one whose handler fails, one unreadable body
+        // and one with no body at all
+        let mut batch = SqsEvent::default();
+        batch.records = vec![
+            message("ok", Some(bus_message("x.ok"))),
+            message("fails", Some(bus_message("x.fail"))),
+            message("garbage", Some("not json".into())),
+            message("empty", None),
+        ];
+        // WHEN it is handled
+        let seen = std::sync::Mutex::new(Vec::new());
+        let response = handle_batch(batch, |e| {
+            seen.lock().expect("lock").push(e.event_type.clone());
+            async move {
+                if e.event_type == "x.fail" {
+                    Err(ApiError::internal("boom"))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        // THEN every readable event was handled, and exactly the three bad ones are retried
+        assert_eq!(*seen.lock().expect("lock"), ["x.ok", "x.fail"]);
+        let failed: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["fails", "garbage", "empty"]);
+    }
+}
