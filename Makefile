@@ -15,7 +15,7 @@ help:
 	@echo "make lint    formatting, clippy and cfn-lint only"
 	@echo "make build   arm64 Lambda binaries with cargo-lambda (into target/lambda/)"
 	@echo "make deploy  sam build && sam deploy --guided"
-	@echo "make bench   binary sizes, cold starts vs hello-world, AWS calls per operation"
+	@echo "make bench   binary sizes, cold starts vs two hello-world floors, AWS calls and depth per operation"
 
 $(VENV)/.installed: infra/requirements.txt
 	python3 -m venv $(VENV)
@@ -58,7 +58,7 @@ deploy: $(VENV)/.build-installed
 
 bench: setup
 	cargo build --release $(addprefix -p ,$(FUNCTIONS)) -p local-stack --bins
-	infra/with-moto.sh target/release/local-stack bench target/release/hello-lambda $(addprefix target/release/,$(FUNCTIONS)) target/release/appointments-sweep target/release/appointments-events target/release/billing-sweep target/release/billing-events
+	infra/with-moto.sh target/release/local-stack bench target/release/hello-lambda target/release/hello-kms $(addprefix target/release/,$(FUNCTIONS)) target/release/appointments-sweep target/release/appointments-events target/release/billing-sweep target/release/billing-events
 
 fmt:
 	cargo fmt --all

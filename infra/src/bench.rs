@@ -1,6 +1,7 @@
 //! Benchmarks for `make bench`: release binary sizes; cold start (process start until the
 //! runtime asks for its first event from a local Lambda runtime API) of each function against
-//! a hello-world `lambda_runtime` binary built in the same run; AWS calls per operation.
+//! two hello-world `lambda_runtime` floors built in the same run (bare, and with the one KMS
+//! decrypt of the secrets); AWS calls and sequential depth per operation.
 
 use axum::{
     Router,
@@ -118,10 +119,12 @@ pub async fn run(binaries: &[String]) -> Result<(), BoxError> {
     }
 
     let mut report = String::from(
-        "## Release binaries\n\n| binary | size (MiB) | cold start median (ms) | p90 (ms) | min (ms) | vs hello-world |\n|---|---|---|---|---|---|\n",
+        "## Release binaries\n\n| binary | size (MiB) | cold start median (ms) | p90 (ms) | min (ms) | vs hello-world | vs hello-kms |\n|---|---|---|---|---|---|---|\n",
     );
     let mut rows = Vec::new();
-    let mut baseline = None;
+    // Two floors: a bare runtime, and one that loads the AWS config and makes the one KMS
+    // decrypt every function with secrets needs.
+    let (mut bare, mut with_kms) = (None, None);
     for b in binaries {
         let path = Path::new(b);
         let size = std::fs::metadata(path)?.len();
@@ -136,17 +139,21 @@ pub async fn run(binaries: &[String]) -> Result<(), BoxError> {
             .and_then(|n| n.to_str())
             .unwrap_or(b)
             .to_string();
-        if name.starts_with("hello") {
-            baseline = Some(median);
+        match name.as_str() {
+            "hello-lambda" => bare = Some(median),
+            "hello-kms" => with_kms = Some(median),
+            _ => {}
         }
         rows.push((name, size, median, percentile(&samples, 0.9), samples[0]));
     }
     for (name, size, median, p90, min) in &rows {
-        let ratio = baseline
-            .map(|b| format!("{:.1}x", ms(*median) / ms(b)))
-            .unwrap_or_else(|| "n/a".into());
+        let ratio = |base: Option<Duration>| {
+            base.map(|b| format!("{:.1}x", ms(*median) / ms(b)))
+                .unwrap_or_else(|| "n/a".into())
+        };
+        let (ratio, ratio_kms) = (ratio(bare), ratio(with_kms));
         report.push_str(&format!(
-            "| {name} | {:.2} | {:.1} | {:.1} | {:.1} | {ratio} |\n",
+            "| {name} | {:.2} | {:.1} | {:.1} | {:.1} | {ratio} | {ratio_kms} |\n",
             *size as f64 / (1024.0 * 1024.0),
             ms(*median),
             ms(*p90),
@@ -156,9 +163,13 @@ pub async fn run(binaries: &[String]) -> Result<(), BoxError> {
     report.push_str(&format!("\n{runs} runs each; cold start = process spawn until the first `GET /runtime/invocation/next`; \
         functions that need secrets decrypt them through the emulated KMS during init.\n"));
 
-    report.push_str("\n## AWS calls per operation (through the gateway router, against the emulator)\n\n| operation | AWS calls |\n|---|---|\n");
-    for (op, calls) in calls_per_operation(&stack).await? {
-        report.push_str(&format!("| {op} | {calls} |\n"));
+    report.push_str(
+        "\n## AWS calls per operation (through the gateway router, against the emulator)\n\n\
+        Depth: sequential round trips (calls made concurrently count once).\n\n\
+        | operation | AWS calls | depth |\n|---|---|---|\n",
+    );
+    for (op, calls, depth) in calls_per_operation(&stack).await? {
+        report.push_str(&format!("| {op} | {calls} | {depth} |\n"));
     }
     println!("{report}");
     std::fs::create_dir_all("target/bench")?;
@@ -206,16 +217,21 @@ fn ensure(status: StatusCode) -> Result<(), BoxError> {
     }
 }
 
-async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxError> {
+async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64, u64)>, BoxError> {
     let clinic = stack.seed_demo().await?;
     let router = stack.gateway();
     let counter = &stack.clients.calls;
     let mut out = Vec::new();
-    let mut measure =
-        |name: &str, before: u64| out.push((name.to_string(), counter.get() - before));
+    let mut measure = |name: &str, (calls, depth): (u64, u64)| {
+        out.push((
+            name.to_string(),
+            counter.get() - calls,
+            counter.depth() - depth,
+        ))
+    };
 
     let reg = |email: &str| json!({"clinicId": clinic, "email": email, "password": DEMO_PASSWORD, "givenName": "Bea", "familyName": "Bench", "phone": "+4930123456", "birthDate": "1980-01-01"});
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     call(
         &router,
         Method::POST,
@@ -225,7 +241,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     )
     .await?;
     measure("register (5 PHI fields, warm key cache)", b);
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     let (status, login) = call(
         &router,
         Method::POST,
@@ -246,7 +262,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     call(
         &router,
         Method::POST,
@@ -256,7 +272,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     )
     .await?;
     measure("login (wrong password)", b);
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     call(
         &router,
         Method::POST,
@@ -266,7 +282,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     )
     .await?;
     measure("refresh", b);
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     call(
         &router,
         Method::GET,
@@ -276,7 +292,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     )
     .await?;
     measure("list sessions (first call: session check + query)", b);
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     call(
         &router,
         Method::GET,
@@ -286,7 +302,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     )
     .await?;
     measure("list sessions (session check cached)", b);
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     call(
         &router,
         Method::GET,
@@ -296,7 +312,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     )
     .await?;
     measure("any route with an invalid token", b);
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     call(
         &router,
         Method::POST,
@@ -306,7 +322,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     )
     .await?;
     measure("forgot password (known email)", b);
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     call(
         &router,
         Method::POST,
@@ -331,16 +347,16 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
         .unwrap_or_default()
         .to_string();
     let clinic_path = format!("/v1/clinics/{clinic}");
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     call(&router, Method::GET, &clinic_path, None, Some(&admin)).await?;
     measure(
         "get clinic (first call: session + membership checks + read)",
         b,
     );
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     call(&router, Method::GET, &clinic_path, None, Some(&admin)).await?;
     measure("get clinic (checks cached)", b);
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     call(
         &router,
         Method::GET,
@@ -350,7 +366,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     )
     .await?;
     measure("list members (7 members, names decrypted)", b);
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     call(
         &router,
         Method::POST,
@@ -360,10 +376,10 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     )
     .await?;
     measure("create location", b);
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     call(&router, Method::POST, &format!("{clinic_path}/members"), Some(json!({"email": "bench.nurse@example.org", "givenName": "B", "familyName": "N", "role": "NURSE"})), Some(&admin)).await?;
     measure("add member (new person, invited)", b);
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     call(
         &router,
         Method::PATCH,
@@ -393,7 +409,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
         .with_time_zone(jiff::tz::TimeZone::get("Europe/Berlin")?)
         .date()
         .tomorrow()?;
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     let (_, slots) = call(
         &router,
         Method::GET,
@@ -409,7 +425,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
             .unwrap_or_default()
             .to_string()
     };
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     let (_, booked) = call(
         &router,
         Method::POST,
@@ -423,7 +439,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
         "{clinic_path}/appointments/{}",
         booked["id"].as_str().unwrap_or_default()
     );
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     call(
         &router,
         Method::POST,
@@ -433,7 +449,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     )
     .await?;
     measure("confirm an appointment", b);
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     call(
         &router,
         Method::POST,
@@ -443,7 +459,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     )
     .await?;
     measure("reschedule an appointment", b);
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     call(
         &router,
         Method::POST,
@@ -453,7 +469,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     )
     .await?;
     measure("cancel an appointment", b);
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     call(
         &router,
         Method::GET,
@@ -465,7 +481,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     measure("list a day's appointments", b);
 
     // Billing: the subscription booking flow on the demo plan.
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     let (status, sub) = call(
         &router,
         Method::POST,
@@ -476,7 +492,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     .await?;
     ensure(status)?;
     measure("subscribe (first invoice numbered and issued)", b);
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     let (status, _) = call(
         &router,
         Method::POST,
@@ -491,7 +507,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
         b,
     );
     let sub_id = sub["id"].as_str().unwrap_or_default();
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     let (status, _) = call(
         &router,
         Method::GET,
@@ -502,7 +518,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     .await?;
     ensure(status)?;
     measure("coverage of a visit type", b);
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     let (status, covered) = call(
         &router,
         Method::POST,
@@ -513,7 +529,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     .await?;
     ensure(status)?;
     measure("book covered by a subscription (quota taken)", b);
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     let (status, _) = call(
         &router,
         Method::POST,
@@ -541,7 +557,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
         json!({ "appointmentId": covered["id"] }),
         jiff::Timestamp::now(),
     );
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     billing::events::handle(&stack.billing, &cancelled, jiff::Timestamp::now()).await?;
     measure("give the unit back (billing-events handler, one event)", b);
     let (status, again) = call(
@@ -556,7 +572,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
     if again["quota"]["used"] != 0 {
         return Err("the cancelled visit's unit did not come back".into());
     }
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     let (status, inv) = call(
         &router,
         Method::POST,
@@ -584,7 +600,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64)>, BoxErr
         jiff::Timestamp::now().as_second(),
         body.as_bytes(),
     );
-    let b = counter.get();
+    let b = (counter.get(), counter.depth());
     let resp = router
         .clone()
         .oneshot(

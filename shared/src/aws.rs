@@ -4,19 +4,36 @@
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counts every request attempt sent to AWS by the clients it is attached to.
+/// Counts every request attempt sent to AWS by the clients it is attached to, and the
+/// sequential depth: how many times a call started while none was in flight. Calls made
+/// concurrently (a `join`, one batch) add one to the depth; calls made one after another add
+/// one each. Measured one operation at a time, depth is the operation's chain of round trips.
 #[derive(Debug, Clone, Default)]
-pub struct CallCounter(Arc<AtomicU64>);
+pub struct CallCounter(Arc<Counts>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    calls: AtomicU64,
+    in_flight: AtomicU64,
+    depth: AtomicU64,
+}
 
 impl CallCounter {
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.calls.load(Ordering::Relaxed)
+    }
+
+    /// Rounds of calls so far (see the type's doc).
+    pub fn depth(&self) -> u64 {
+        self.0.depth.load(Ordering::Relaxed)
     }
 }
 
@@ -25,13 +42,35 @@ impl Intercept for CallCounter {
         "CallCounter"
     }
 
+    fn read_before_attempt(
+        &self,
+        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if self.0.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.0.depth.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
     fn read_before_transmit(
         &self,
         _ctx: &BeforeTransmitInterceptorContextRef<'_>,
         _rc: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.calls.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        _ctx: &FinalizerInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
         Ok(())
     }
 }
