@@ -44,6 +44,42 @@ impl Table {
             .map_err(internal)?;
         Ok(out.item)
     }
+
+    /// Strongly consistent reads of many items by key: one `BatchGetItem` per hundred keys,
+    /// unprocessed keys retried (up to five rounds). Missing items are simply absent.
+    pub async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, ApiError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.to_vec()))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(ApiError::internal)?,
+            );
+            let mut rounds = 0;
+            while let Some(req) = request.take() {
+                let resp = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.name, req)
+                    .send()
+                    .await
+                    .map_err(internal)?;
+                if let Some(items) = resp.responses().and_then(|r| r.get(&self.name)) {
+                    out.extend(items.iter().cloned());
+                }
+                rounds += 1;
+                request = resp
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.name))
+                    .cloned()
+                    .filter(|_| rounds < 5);
+            }
+        }
+        Ok(out)
+    }
 }
 
 pub fn s(v: impl Into<String>) -> AttributeValue {
@@ -405,6 +441,58 @@ impl VersionedUpdate {
             .update(update)
             .build())
     }
+}
+
+/// A sort-key part that orders later instants (epoch seconds) first.
+pub fn newest_first(t: i64) -> String {
+    format!("{:020}", i64::MAX.saturating_sub(t))
+}
+
+/// One partition of an index, read a page at a time in sort-key order, optionally narrowed by
+/// attributes that must equal given values.
+#[derive(Debug, Clone)]
+pub struct IndexQuery<'a> {
+    /// `gsi1`, `gsi2`, `gsi3`.
+    pub index: &'a str,
+    /// The index's partition attribute (`gsi1pk`, ...) and the partition.
+    pub pk_attr: &'a str,
+    pub pk: String,
+    /// `(attribute, value)` pairs an item must match to be returned.
+    pub equal: Vec<(&'a str, AttributeValue)>,
+}
+
+/// One page of `q`: at most `limit` items read (filters narrow the page, they never widen
+/// the read, so a page may hold fewer and still have more after it), and the key to continue
+/// after when the partition holds more.
+pub async fn index_page(
+    table: &Table,
+    q: IndexQuery<'_>,
+    limit: i32,
+    start: Option<Item>,
+) -> Result<(Vec<Item>, Option<Item>), ApiError> {
+    let mut query = table
+        .client
+        .query()
+        .table_name(&table.name)
+        .index_name(q.index)
+        .key_condition_expression("#pk = :pk")
+        .expression_attribute_names("#pk", q.pk_attr)
+        .expression_attribute_values(":pk", s(q.pk))
+        .limit(limit)
+        .set_exclusive_start_key(start);
+    let mut filters = Vec::new();
+    for (i, (attr, value)) in q.equal.into_iter().enumerate() {
+        filters.push(format!("#f{i} = :f{i}"));
+        query = query
+            .expression_attribute_names(format!("#f{i}"), attr)
+            .expression_attribute_values(format!(":f{i}"), value);
+    }
+    if !filters.is_empty() {
+        query = query.filter_expression(filters.join(" AND "));
+    }
+    let out = query.send().await.map_err(internal)?;
+    let last = out.last_evaluated_key.filter(|k| !k.is_empty());
+    Ok((out.items.unwrap_or_default(), last))
 }
 
 /// A page size from a `limit` query parameter: 1 to 100, 50 when absent.

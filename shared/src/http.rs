@@ -239,8 +239,65 @@ pub fn json_response<T: serde::Serialize>(status: http::StatusCode, value: &T) -
     }
 }
 
+/// 200 with a JSON body.
+pub fn present<T: serde::Serialize>(value: &T) -> Response {
+    json_response(http::StatusCode::OK, value)
+}
+
+/// 201 with a JSON body and, when given, the new resource's `Location`.
+pub fn created<T: serde::Serialize>(value: &T, location: Option<&str>) -> Response {
+    let mut resp = json_response(http::StatusCode::CREATED, value);
+    if let Some(loc) = location.and_then(|l| HeaderValue::from_str(l).ok()) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    resp
+}
+
+/// 200 with one page of a list: `{"items": [...], "nextCursor": ...}` (`null` on the last page).
+pub fn page<T: serde::Serialize>(items: &[T], next_cursor: Option<String>) -> Response {
+    present(&serde_json::json!({ "items": items, "nextCursor": next_cursor }))
+}
+
+/// A `PATCH` field's three states for serde's `deserialize_with`: absent stays as it is
+/// (`None`, with `#[serde(default)]`), `null` clears (`Some(None)`), a value sets it.
+pub fn patch_field<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// Marks a response as never to be stored by a cache (tokens, PHI).
+pub fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
 #[cfg(test)]
 mod tests {
+    #[derive(Debug, serde::Deserialize)]
+    struct Patch {
+        #[serde(default, deserialize_with = "patch_field")]
+        address: Option<Option<String>>,
+    }
+
+    #[test]
+    fn a_patch_field_is_absent_cleared_or_set() {
+        for (body, expected) in [
+            ("{}", None),
+            (r#"{"address":null}"#, Some(None)),
+            (
+                r#"{"address":"Main St 1"}"#,
+                Some(Some("Main St 1".to_string())),
+            ),
+        ] {
+            let patch: Patch = serde_json::from_str(body).unwrap();
+            assert_eq!(patch.address, expected, "{body}");
+        }
+    }
+
     use super::*;
     use axum::routing::post;
     use http_body_util::BodyExt;

@@ -170,6 +170,51 @@ pub fn invoice_sk(invoice: &InvoiceId) -> String {
 }
 pub const INVOICE_PREFIX: &str = "INV#";
 
+/// GSI1 partition: a clinic's invoices, in list order (see the invoice's list key).
+pub fn clinic_invoices_pk(clinic: &ClinicId) -> String {
+    format!("CLINIC#{clinic}#INVOICES")
+}
+
+/// GSI2 partition: one patient's invoices, in list order.
+pub fn patient_invoices_pk(clinic: &ClinicId, patient: &UserId) -> String {
+    format!("CLINIC#{clinic}#PATIENT#{patient}#INVOICES")
+}
+
+/// GSI3 partition: the invoices of one subscription, in list order.
+pub fn subscription_invoices_pk(clinic: &ClinicId, subscription: &SubscriptionId) -> String {
+    format!("CLINIC#{clinic}#SUB#{subscription}#INVOICES")
+}
+
+/// GSI1 partition: a clinic's payments and refunds, newest first.
+pub fn clinic_payments_pk(clinic: &ClinicId) -> String {
+    format!("CLINIC#{clinic}#PAYMENTS")
+}
+
+/// GSI2 partition: one patient's payments and refunds, newest first.
+pub fn patient_payments_pk(clinic: &ClinicId, patient: &UserId) -> String {
+    format!("CLINIC#{clinic}#PATIENT#{patient}#PAYMENTS")
+}
+
+/// GSI3 partition: the payments and refunds of one invoice, newest first.
+pub fn invoice_payments_pk(clinic: &ClinicId, invoice: &InvoiceId) -> String {
+    format!("CLINIC#{clinic}#INV#{invoice}#PAYMENTS")
+}
+
+/// GSI1 partition: a clinic's subscriptions, newest first.
+pub fn clinic_subscriptions_pk(clinic: &ClinicId) -> String {
+    format!("CLINIC#{clinic}#SUBS")
+}
+
+/// GSI2 partition: one patient's subscriptions, newest first.
+pub fn patient_subscriptions_pk(clinic: &ClinicId, patient: &UserId) -> String {
+    format!("CLINIC#{clinic}#PATIENT#{patient}#SUBS")
+}
+
+/// GSI3 partition: the subscriptions of one plan, newest first.
+pub fn plan_subscriptions_pk(clinic: &ClinicId, plan: &PlanId) -> String {
+    format!("CLINIC#{clinic}#PLAN#{plan}#SUBS")
+}
+
 /// A clinic's invoice counter for one calendar year: the last number issued.
 pub fn invoice_counter_sk(year: i16) -> String {
     format!("INVSEQ#{year}")

@@ -20,6 +20,7 @@ pub mod lambda;
 pub mod outbox;
 pub mod platform;
 pub mod policy;
+pub mod record;
 pub mod secrets;
 pub mod telemetry;
 pub mod tenancy;

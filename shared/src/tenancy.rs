@@ -62,6 +62,23 @@ impl ClinicRecord {
     }
 }
 
+/// Several clinics with one batched read; ids that name no clinic are absent.
+pub async fn get_clinics(
+    table: &Table,
+    clinics: &[ClinicId],
+) -> Result<std::collections::HashMap<ClinicId, ClinicRecord>, ApiError> {
+    let keys = clinics
+        .iter()
+        .map(|c| crate::db::key(keys::clinic_pk(c), keys::CLINIC_SK))
+        .collect();
+    table
+        .batch_get(keys)
+        .await?
+        .iter()
+        .map(|i| ClinicRecord::from_item(i).map(|c| (c.id.clone(), c)))
+        .collect()
+}
+
 pub async fn get_clinic(
     table: &Table,
     clinic: &ClinicId,

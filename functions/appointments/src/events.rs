@@ -11,7 +11,8 @@ use shared::{
 };
 
 use crate::{
-    AppState, clinic_zone,
+    AppState,
+    common::clinic_zone,
     lifecycle::{self, Input},
     rules::{Status, Transition},
     store,

@@ -1,20 +1,23 @@
 //! Writing appointments: a new booking, and every status change, each as one transaction that
 //! carries the appointment (under its version), its slot claims, the care relation, the queue
-//! entry, coverage and the outbox event together.
+//! entry, coverage and the outbox event together. Booking, the actions, the paid-invoice
+//! consumer and the sweep all write through here.
 
 use jiff::{Timestamp, civil::Date, tz::TimeZone};
+use shared::record::Record;
 use shared::{
     ApiError,
     crypto::Phi,
     db::{CHANGED_MEANWHILE, Tx, VersionedUpdate, n, s},
     ids::{AppointmentId, LocationId, SubscriptionId},
     keys,
+    outbox::Who,
 };
 
 use crate::{
-    AppState, CLAIMS_LOST, SLOT_TAKEN, Who, appointment_event,
+    AppState,
+    common::{CLAIMS_LOST, SLOT_TAKEN, appointment_event, seal},
     rules::{self, Kind, RescheduleRefusal, Status, Transition},
-    seal,
     store::{self, AppointmentRecord, Cells},
 };
 
@@ -86,6 +89,54 @@ pub async fn add_booking(
             .outbox_write(&table.name, now.as_second())?,
     );
     Ok(())
+}
+
+/// Adds the subscription's coverage of `a` to the booking transaction.
+pub async fn cover(
+    state: &AppState,
+    tx: &mut Tx,
+    a: &AppointmentRecord,
+    subscription: &SubscriptionId,
+    tz: &TimeZone,
+    who: &Who,
+    now: Timestamp,
+) -> Result<store::Billing, ApiError> {
+    use billing::coverage::{Booking, Outcome};
+    let booking = Booking {
+        clinic: &a.clinic,
+        subscription,
+        patient: &a.patient,
+        appointment: &a.id,
+        location: a.location.as_ref(),
+        kind: store::kind_str(a.kind),
+        tz,
+    };
+    let outcome = billing::coverage::for_booking(state, tx, &booking, who, now).await?;
+    Ok(match outcome {
+        Outcome::Covered { currency, .. } => store::Billing {
+            subscription_id: subscription.to_string(),
+            covered: true,
+            reason: None,
+            amount_due: 0,
+            currency,
+            invoice_id: None,
+            invoice_number: None,
+        },
+        Outcome::Uncovered {
+            reason,
+            amount,
+            currency,
+            invoice,
+        } => store::Billing {
+            subscription_id: subscription.to_string(),
+            covered: false,
+            reason: Some(reason.as_str().to_string()),
+            amount_due: amount,
+            currency,
+            invoice_id: invoice.as_ref().map(|(id, _)| id.to_string()),
+            invoice_number: invoice.map(|(_, n)| n),
+        },
+    })
 }
 
 /// Applies `action` to `a` (already authorised and validated) and returns the appointment as
@@ -252,8 +303,7 @@ pub async fn apply(
                     .as_ref()
                     .and_then(|x| SubscriptionId::parse(&x.subscription_id));
                 if let Some(sub) = subscription {
-                    next.billing =
-                        Some(crate::api::cover(state, &mut tx, &next, &sub, tz, who, now).await?);
+                    next.billing = Some(cover(state, &mut tx, &next, &sub, tz, who, now).await?);
                 }
                 add_booking(state, &mut tx, &next, who, now).await?;
                 u.set("followUpId", s(next.id.as_str()));

@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem, Up
 use jiff::{Timestamp, civil::Date};
 use shared::{
     ApiError,
-    db::{self, Item, Table, VersionedUpdate, get_n, get_opt_n, get_opt_s, get_s, n, s},
+    db::{self, Item, Table, get_n, get_opt_n, get_opt_s, get_s, n, s},
     ids::{AppointmentId, ClinicId, LocationId, UserId},
     keys,
 };
@@ -21,6 +21,7 @@ use shared::{
 use crate::rules::{Availability, Kind, Status, claim_buckets};
 
 pub use shared::db::{tx_delete, tx_put, tx_update};
+pub use shared::record::Record;
 
 /// Encrypted appointment fields (PHI). Never logged, never in events.
 pub const PHI_FIELDS: [&str; 4] = ["reason", "symptoms", "notes", "cancellationReason"];
@@ -150,11 +151,8 @@ impl AppointmentRecord {
     /// Writes a new appointment with its three index entries; fails if the id exists.
     pub fn put(&self, table: &Table) -> Result<TransactWriteItem, ApiError> {
         let sk = keys::appointment_time_sk(&iso(self.starts_at), &self.id);
-        let mut p = Put::builder()
-            .table_name(&table.name)
-            .item(keys::PK, s(keys::clinic_pk(&self.clinic)))
-            .item(keys::SK, s(keys::appointment_sk(&self.id)))
-            .item(keys::ENTITY, s("APPOINTMENT"))
+        let mut p = self
+            .new_put(table, "APPOINTMENT")
             .item(
                 keys::GSI1PK,
                 s(keys::doctor_appointments_pk(&self.clinic, &self.doctor)),
@@ -167,19 +165,13 @@ impl AppointmentRecord {
             .item(keys::GSI2SK, s(&sk))
             .item(keys::GSI3PK, s(keys::clinic_appointments_pk(&self.clinic)))
             .item(keys::GSI3SK, s(&sk))
-            .item("appointmentId", s(self.id.as_str()))
-            .item("clinicId", s(self.clinic.as_str()))
             .item("doctorId", s(self.doctor.as_str()))
             .item("patientId", s(self.patient.as_str()))
             .item("kind", s(kind_str(self.kind)))
             .item("status", s(self.status.as_str()))
             .item("startsAt", n(self.starts_at.as_second()))
             .item("durationMinutes", n(self.minutes))
-            .item("reschedules", n(i64::from(self.reschedules)))
-            .item("version", n(self.version))
-            .item("createdAt", n(self.created_at))
-            .item("updatedAt", n(self.updated_at))
-            .condition_expression("attribute_not_exists(pk)");
+            .item("reschedules", n(i64::from(self.reschedules)));
         if let Some(l) = &self.location {
             p = p.item("locationId", s(l.as_str()));
         }
@@ -200,34 +192,18 @@ impl AppointmentRecord {
         }
         tx_put(p)
     }
-
-    /// A versioned update of this appointment (fails if anyone changed it since it was read).
-    pub fn update(
-        &self,
-        table: &Table,
-        u: VersionedUpdate,
-        now: i64,
-    ) -> Result<TransactWriteItem, ApiError> {
-        u.build(
-            table,
-            keys::clinic_pk(&self.clinic),
-            keys::appointment_sk(&self.id),
-            self.version,
-            now,
-        )
-    }
 }
+
+// Reads by key, the new-item put and versioned updates (which fail if anyone changed the
+// appointment since it was read) come from the one record abstraction.
+shared::record!(AppointmentRecord, keys::appointment_sk, "appointmentId");
 
 pub async fn get_appointment(
     table: &Table,
     clinic: &ClinicId,
     id: &AppointmentId,
 ) -> Result<Option<AppointmentRecord>, ApiError> {
-    table
-        .get(keys::clinic_pk(clinic), keys::appointment_sk(id))
-        .await?
-        .map(|i| AppointmentRecord::from_item(&i))
-        .transpose()
+    shared::record::get(table, clinic, keys::appointment_sk(id)).await
 }
 
 // ---------------------------------------------------------------- claims

@@ -13,7 +13,8 @@ use shared::{
 };
 
 use crate::{
-    AppState, Who, clinic_zone,
+    AppState, Who,
+    common::clinic_zone,
     lifecycle::{self, Input},
     rules::{self, Status},
     store::{self, AppointmentRecord},

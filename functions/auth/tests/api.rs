@@ -1029,3 +1029,44 @@ async fn sample_api_gateway_events_route_through_the_lambda_adapter() {
         (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body"))
     );
 }
+
+#[tokio::test]
+async fn a_token_and_a_clinic_are_checked_without_an_http_request() {
+    // GIVEN a registered patient of the test clinic, logged in (as a WebSocket `$connect` or a
+    // queue consumer would see them: a token string and ids, no request parts)
+    let app = spawn().await;
+    let login = app.registered_login("socket@example.org").await;
+    let access = s(&login.body, "accessToken");
+    let authn = &app.state.authn;
+    // WHEN the token is verified on its own
+    let caller = authn.authenticate_token(&access).await.expect("caller");
+    // THEN it names the session's user, and their clinic gives their role
+    assert_eq!(caller.session_id.as_str(), s(&login.body, "sessionId"));
+    let access_to = authn
+        .clinic_access(caller.clone(), app.clinic.clone())
+        .await
+        .expect("member");
+    assert_eq!(access_to.role, shared::policy::Role::Patient);
+    // AND another clinic is not found, like one that does not exist
+    let other = authn.clinic_access(caller, ClinicId::generate()).await;
+    assert!(matches!(other, Err(shared::ApiError::NotFound)));
+    // AND a forged token or one of an ended session is refused
+    let forged = format!("{}x", &access[..access.len() - 1]);
+    assert!(authn.authenticate_token(&forged).await.is_err());
+    let out = app
+        .call(
+            Method::POST,
+            "/v1/auth/logout",
+            Some(json!({})),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.body);
+    assert!(matches!(
+        authn.authenticate_token(&access).await,
+        Err(shared::ApiError::Unauthorized {
+            code: "session_revoked",
+            ..
+        })
+    ));
+}

@@ -1,23 +1,21 @@
-//! Billing analytics for admins, finance and location heads: revenue (completed payments less
-//! refunds) by period, method and plan; subscriptions by status; quota utilisation.
+//! Billing analytics: revenue by period, method and plan, subscriptions by status, quota use.
+//!
+//! Revenue is completed payments less refunds. What a caller may see is decided by the route
+//! and handed in as `visible`, so a location head's report only counts their location.
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::{extract::State, response::Response};
-use http::StatusCode;
 use jiff::{Timestamp, civil::Date, tz::TimeZone};
 use serde::{Deserialize, Serialize};
 use shared::{
     ApiError,
-    authn::ClinicAccess,
-    http::{Query, json_response},
-    ids::LocationId,
+    ids::{ClinicId, LocationId},
     keys,
-    policy::{Action, Limit, Resource, Subject},
+    platform::Platform,
 };
 
 use crate::{
-    AppState, clinic_settings,
+    common::clinic_settings,
     rules::{PaymentStatus, SubStatus},
     store::{self, InvoiceRecord, PaymentRecord, SubscriptionRecord},
 };
@@ -107,25 +105,21 @@ fn period_key(t: Timestamp, tz: &TimeZone, group: &str) -> String {
     }
 }
 
-pub async fn get(
-    State(state): State<AppState>,
-    access: ClinicAccess,
-    Query(q): Query<AnalyticsQuery>,
-) -> Result<Response, ApiError> {
-    // Billing analytics: admins and finance for the clinic, a location head for their location.
-    let scope_probe = Subject {
-        location: access.location.as_deref(),
-        facet: Some(Limit::Billing),
-        ..Default::default()
-    };
-    access.require(Resource::Analytics, Action::Read, &scope_probe)?;
+/// The clinic's billing report for the range and grouping `q` asks for, counting only the
+/// payments and subscriptions whose location is `visible`.
+pub async fn report(
+    state: &Platform,
+    clinic: &ClinicId,
+    q: &AnalyticsQuery,
+    visible: impl Fn(Option<&LocationId>) -> bool,
+) -> Result<Analytics, ApiError> {
     let group: &'static str = match q.group_by.as_deref() {
         None | Some("month") => "month",
         Some("week") => "week",
         Some("day") => "day",
         Some(_) => return Err(bad_query("groupBy", "Use day, week or month.")),
     };
-    let (tz, currency) = clinic_settings(&state, &access.clinic).await?;
+    let (tz, currency) = clinic_settings(state, clinic).await?;
     let now = state.clock.now();
     let parse = |v: &str, field| {
         v.parse::<Date>()
@@ -156,27 +150,16 @@ pub async fn get(
         .map_err(ApiError::internal)?
         .timestamp()
         .as_second();
-    let visible = |loc: Option<&LocationId>| {
-        access.allows(Resource::Analytics, Action::Read, &billing_facet(loc))
-    };
-    fn billing_facet(location: Option<&LocationId>) -> Subject<'_> {
-        Subject {
-            location: location.map(LocationId::as_str),
-            facet: Some(Limit::Billing),
-            ..Default::default()
-        }
-    }
-
     let subs: Vec<SubscriptionRecord> =
-        store::all(&state.table, &access.clinic, keys::SUBSCRIPTION_PREFIX).await?;
+        store::all(&state.table, clinic, keys::SUBSCRIPTION_PREFIX).await?;
     let invoices: HashMap<String, InvoiceRecord> =
-        store::all::<InvoiceRecord>(&state.table, &access.clinic, keys::INVOICE_PREFIX)
+        store::all::<InvoiceRecord>(&state.table, clinic, keys::INVOICE_PREFIX)
             .await?
             .into_iter()
             .map(|r| (r.id.to_string(), r))
             .collect();
     let payments: Vec<PaymentRecord> =
-        store::all(&state.table, &access.clinic, keys::PAYMENT_PREFIX).await?;
+        store::all(&state.table, clinic, keys::PAYMENT_PREFIX).await?;
     let sub_plan: HashMap<String, (String, String)> = subs
         .iter()
         .map(|x| (x.id.to_string(), (x.plan.to_string(), x.plan_name.clone())))
@@ -249,16 +232,13 @@ pub async fn get(
         }
     }
     quota.utilisation = (quota.included > 0).then(|| quota.used as f64 / quota.included as f64);
-    Ok(json_response(
-        StatusCode::OK,
-        &Analytics {
-            from: from.to_string(),
-            to: to.to_string(),
-            group_by: group,
-            currency,
-            revenue,
-            subscriptions: s,
-            quota,
-        },
-    ))
+    Ok(Analytics {
+        from: from.to_string(),
+        to: to.to_string(),
+        group_by: group,
+        currency,
+        revenue,
+        subscriptions: s,
+        quota,
+    })
 }

@@ -1,6 +1,7 @@
-//! Coverage of bookings by a subscription: what the booking transaction adds (the quota unit
-//! and the link, or a pay-per-visit invoice) and giving the unit back when a covered
-//! appointment is cancelled.
+//! Coverage of bookings by a subscription: the facade the booking transaction calls.
+//!
+//! What the booking transaction adds (the quota unit and the link, or a pay-per-visit invoice)
+//! and giving the unit back when a covered appointment is cancelled.
 
 use jiff::{Timestamp, tz::TimeZone};
 use shared::{
@@ -8,12 +9,13 @@ use shared::{
     db::Tx,
     error::Guard,
     ids::{AppointmentId, ClinicId, InvoiceId, LocationId, SubscriptionId, UserId},
+    outbox::Who,
     platform::Platform,
 };
 
 use crate::{
-    Who, event,
-    invoices::{self, Draft},
+    common::event,
+    issuing::{self, Draft},
     rules::{self, Decision, Line, NotCovered},
     store::{self, CoverageLink},
 };
@@ -58,7 +60,7 @@ pub const QUOTA_EXHAUSTED: Guard = Guard::new(
 
 /// How many times a booking transaction that issues an invoice is run again when another
 /// invoice takes its number meanwhile (see [`shared::db::retrying`]).
-pub const NUMBERING_RETRIES: u32 = invoices::NUMBERING_ATTEMPTS;
+pub const NUMBERING_RETRIES: u32 = issuing::NUMBERING_ATTEMPTS;
 
 fn unknown_subscription() -> ApiError {
     ApiError::invalid_field(
@@ -141,7 +143,7 @@ pub async fn for_booking(
                     tax: 0,
                     discount: 0,
                 };
-                let inv = invoices::issue(state, tx, &draft, b.tz, who, now).await?;
+                let inv = issuing::issue(state, tx, &draft, b.tz, who, now).await?;
                 Some((inv.id, inv.number.unwrap_or_default()))
             } else {
                 None

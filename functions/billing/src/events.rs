@@ -1,5 +1,7 @@
-//! What billing does with other contexts' events. They arrive from the bus through billing's
-//! own queue (at least once, possibly out of order), so every handler is idempotent.
+//! What billing does with other contexts' events.
+//!
+//! They arrive from the bus through billing's own queue (at least once, possibly out of
+//! order), so every handler is idempotent.
 
 use jiff::Timestamp;
 use shared::{ApiError, contracts::AppointmentData, outbox::EventEnvelope, platform::Platform};

@@ -1,97 +1,55 @@
-//! Payments: recorded at the cash desk (cash, insurance) or started through the payment
+//! Payment operations: take, complete, fail and refund payments against invoices.
+//!
+//! Payments are recorded at the cash desk (cash, insurance) or started through the payment
 //! provider port (card, UPI, net banking, wallet) and completed by the provider's signed
 //! webhook. A payment may pay part of what an invoice owes; the one that settles it marks the
 //! invoice PAID and activates what it pays for.
 
-use axum::{
-    body::Bytes,
-    extract::{Path, State},
-    response::Response,
-};
-use http::{HeaderMap, StatusCode};
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 use shared::{
     ApiError,
-    authn::ClinicAccess,
     db::{CHANGED_MEANWHILE, MOVED_MEANWHILE, Tx, VersionedUpdate, n, s},
-    http::{Json, OptionalJson, Query, json_response},
-    ids::{InvoiceId, LocationId, PaymentId},
-    keys,
+    ids::{ClinicId, InvoiceId, PaymentId, UserId},
+    outbox::Who,
     platform::Platform,
-    policy::{Action, Resource, Role, Subject, may_ever},
 };
 
 use crate::{
-    AppState, Who, event,
-    invoices::{self, invoice_event},
-    iso,
-    providers::{Charge, Started},
+    common::{event, merged},
+    issuing::invoice_event,
+    providers::{Charge, Notification, Providers, Started},
     rules::{self, InvoiceStatus, Method, PaymentStatus, RefundProblem, SubStatus},
-    store::{self, PaymentRecord, Record},
+    store::{self, InvoiceRecord, PaymentList, PaymentRecord, Record},
+    subscriptions::subscription_event,
 };
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PaymentView {
-    id: String,
-    clinic_id: String,
-    invoice_id: String,
-    patient_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    location_id: Option<String>,
-    method: &'static str,
-    provider: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    provider_reference: Option<String>,
-    status: &'static str,
-    amount: i64,
-    refunded: i64,
-    currency: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    refund_of: Option<String>,
-    created_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    completed_at: Option<String>,
-    version: i64,
+/// The payment method `raw` names (422 `invalid_method` otherwise).
+pub fn method(raw: &str) -> Result<Method, ApiError> {
+    Method::parse(raw).ok_or_else(|| {
+        ApiError::invalid_field(
+            "method",
+            "invalid_method",
+            "Use CASH, CARD, UPI, NET_BANKING, WALLET or INSURANCE.",
+        )
+    })
 }
 
-pub fn view(p: &PaymentRecord) -> PaymentView {
-    PaymentView {
-        id: p.id.to_string(),
-        clinic_id: p.clinic.to_string(),
-        invoice_id: p.invoice.to_string(),
-        patient_id: p.patient.to_string(),
-        location_id: p.location.as_ref().map(ToString::to_string),
-        method: p.method.as_str(),
-        provider: p.provider.clone(),
-        provider_reference: p.provider_ref.clone(),
-        status: p.status.as_str(),
-        amount: p.amount,
-        refunded: p.refunded,
-        currency: p.currency.clone(),
-        refund_of: p.refund_of.as_ref().map(ToString::to_string),
-        created_at: iso(p.created_at),
-        completed_at: p.completed_at.map(iso),
-        version: p.version,
-    }
+/// 422 `unknown_invoice`: also the answer for an invoice the caller may not see, so the two
+/// cannot be told apart.
+pub fn unknown_invoice() -> ApiError {
+    ApiError::invalid_field("invoiceId", "unknown_invoice", "No such invoice.")
 }
 
-fn subject(p: &PaymentRecord) -> Subject<'_> {
-    Subject {
-        owner: Some(p.patient.as_str()),
-        location: p.location.as_ref().map(LocationId::as_str),
-        ..Default::default()
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct CreateBody {
-    invoice_id: String,
-    method: String,
-    /// A part payment; defaults to everything the invoice still owes.
-    amount: Option<i64>,
+/// The invoice a new payment names; [`unknown_invoice`] when the id is malformed or unknown.
+pub async fn invoice_to_pay(
+    state: &Platform,
+    clinic: &ClinicId,
+    id: &str,
+) -> Result<InvoiceRecord, ApiError> {
+    let id = InvoiceId::parse(id).ok_or_else(unknown_invoice)?;
+    store::get_invoice(&state.table, clinic, &id)
+        .await?
+        .ok_or_else(unknown_invoice)
 }
 
 fn not_payable() -> ApiError {
@@ -101,46 +59,22 @@ fn not_payable() -> ApiError {
     )
 }
 
-/// Takes a payment against an invoice. Desk methods complete at once; card-like methods start
-/// a PENDING payment with the provider and complete when its signed webhook arrives.
-pub async fn create(
-    State(state): State<AppState>,
-    access: ClinicAccess,
-    Json(body): Json<CreateBody>,
-) -> Result<Response, ApiError> {
-    let method = Method::parse(&body.method).ok_or_else(|| {
-        ApiError::invalid_field(
-            "method",
-            "invalid_method",
-            "Use CASH, CARD, UPI, NET_BANKING, WALLET or INSURANCE.",
-        )
-    })?;
-    let unknown = || ApiError::invalid_field("invoiceId", "unknown_invoice", "No such invoice.");
-    let id = InvoiceId::parse(&body.invoice_id).ok_or_else(unknown)?;
-    let inv = store::get_invoice(&state.table, &access.clinic, &id)
-        .await?
-        .ok_or_else(unknown)?;
-    if !invoices::readable(&access, &inv) {
-        return Err(unknown());
-    }
-    let pre = Subject {
-        owner: Some(inv.patient.as_str()),
-        location: inv.location.as_ref().map(LocationId::as_str),
-        ..Default::default()
-    };
-    access.require(Resource::Payment, Action::Create, &pre)?;
-    if access.role == Role::Patient && !method.via_provider() {
-        return Err(ApiError::invalid_field(
-            "method",
-            "desk_only",
-            "Cash and insurance payments are recorded at the clinic's desk.",
-        ));
-    }
+/// Takes a payment of `amount` (by default everything still owed) against `inv`. Desk methods
+/// complete at once; card-like methods start a PENDING payment with the provider and complete
+/// when its signed webhook arrives.
+pub async fn take(
+    state: &Platform,
+    providers: &Providers,
+    inv: &InvoiceRecord,
+    method: Method,
+    amount: Option<i64>,
+    who: &Who,
+) -> Result<PaymentRecord, ApiError> {
     if !inv.status.payable() {
         return Err(not_payable());
     }
-    let amount = rules::payment_amount(inv.totals.total - inv.amount_paid, body.amount).map_err(
-        |p| match p {
+    let amount =
+        rules::payment_amount(inv.totals.total - inv.amount_paid, amount).map_err(|p| match p {
             rules::PaymentAmountProblem::NotPositive => ApiError::invalid_field(
                 "amount",
                 "invalid_amount",
@@ -151,10 +85,8 @@ pub async fn create(
                 "exceeds_due",
                 "A payment cannot exceed what the invoice still owes.",
             ),
-        },
-    )?;
-    let provider = state
-        .ext()
+        })?;
+    let provider = providers
         .for_method(method)
         .ok_or_else(|| ApiError::internal("no provider takes this method"))?;
     let id = PaymentId::generate();
@@ -191,7 +123,6 @@ pub async fn create(
         updated_at: now_s,
         completed_at: None,
     };
-    let who = Who::member(&access.caller.user_id, access.role);
     let mut tx = Tx::default();
     tx.push(p.put(&state.table)?);
     if let Some(r) = &reference {
@@ -203,25 +134,18 @@ pub async fn create(
         )?);
     }
     tx.push(payment_event(
-        &state,
+        state,
         "billing.payment.created",
         &p,
-        &who,
+        who,
         now,
         serde_json::json!({}),
     )?);
     tx.commit(&state.table).await?;
-    let p = match started {
+    Ok(match started {
         Started::Pending { .. } => p,
-        Started::Settled => complete(&state, &p, &who, now).await?.unwrap_or(p),
-    };
-    let mut resp = json_response(StatusCode::CREATED, &view(&p));
-    if let Ok(loc) =
-        http::HeaderValue::from_str(&format!("/v1/clinics/{}/payments/{}", p.clinic, p.id))
-    {
-        resp.headers_mut().insert(http::header::LOCATION, loc);
-    }
-    Ok(resp)
+        Started::Settled => complete(state, &p, who, now).await?.unwrap_or(p),
+    })
 }
 
 fn payment_event(
@@ -237,7 +161,7 @@ fn payment_event(
         &p.clinic,
         who,
         ("payment", p.id.as_str()),
-        crate::merged(
+        merged(
             serde_json::json!({
                 "paymentId": p.id,
                 "invoiceId": p.invoice,
@@ -313,9 +237,18 @@ pub async fn complete(
             let mut iu = VersionedUpdate::new();
             iu.set("amountPaid", n(paid));
             tx.guard(inv.update(&state.table, iu, now_s)?, MOVED_MEANWHILE);
-            tx.push(
-                invoice_event(state, "billing.invoice.partially_paid", &inv, who, now, serde_json::json!({ "paymentId": p.id, "amountPaid": paid, "amountDue": inv.totals.total - paid }))?,
-            );
+            tx.push(invoice_event(
+                state,
+                "billing.invoice.partially_paid",
+                &inv,
+                who,
+                now,
+                serde_json::json!({
+                    "paymentId": p.id,
+                    "amountPaid": paid,
+                    "amountDue": inv.totals.total - paid,
+                }),
+            )?);
         } else if inv.status.payable() {
             let mut iu = VersionedUpdate::new();
             iu.set("status", s(InvoiceStatus::Paid.as_str()))
@@ -338,7 +271,7 @@ pub async fn complete(
                         tx.guard(x.update(&state.table, su, now_s)?, MOVED_MEANWHILE);
                         let mut active = x.clone();
                         active.status = SubStatus::Active;
-                        tx.push(crate::api::subscription_event(
+                        tx.push(subscription_event(
                             state,
                             "billing.subscription.activated",
                             &active,
@@ -369,110 +302,91 @@ pub async fn complete(
     ))
 }
 
-async fn load_visible(
-    state: &AppState,
-    access: &ClinicAccess,
+/// The payment `id` names in the clinic; 404 when the id is malformed or unknown.
+pub async fn find(
+    state: &Platform,
+    clinic: &ClinicId,
     id: &str,
 ) -> Result<PaymentRecord, ApiError> {
     let id = PaymentId::parse(id).ok_or(ApiError::NotFound)?;
-    let p = store::get_payment(&state.table, &access.clinic, &id)
+    store::get_payment(&state.table, clinic, &id)
         .await?
-        .ok_or(ApiError::NotFound)?;
-    if !access.allows(Resource::Payment, Action::Read, &subject(&p)) {
-        return Err(ApiError::NotFound);
-    }
-    Ok(p)
+        .ok_or(ApiError::NotFound)
 }
 
-pub async fn get(
-    State(state): State<AppState>,
-    access: ClinicAccess,
-    Path((_, id)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let p = load_visible(&state, &access, &id).await?;
-    Ok(json_response(StatusCode::OK, &view(&p)))
+/// What a list of payments is narrowed to; `None` keeps everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Filter<'a> {
+    pub invoice: Option<&'a str>,
+    pub patient: Option<&'a str>,
+    pub status: Option<PaymentStatus>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ListQuery {
-    invoice_id: Option<String>,
-    patient_id: Option<String>,
-    status: Option<String>,
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
-
+/// One page of the clinic's payments and refunds that pass `f`, newest first, cut by DynamoDB
+/// from the index that fits the filter: the invoice's, the patient's, or the clinic's. Reads
+/// at most one page, whatever the clinic's size; the cursor is sealed to clinic and filter.
 pub async fn list(
-    State(state): State<AppState>,
-    access: ClinicAccess,
-    Query(q): Query<ListQuery>,
-) -> Result<Response, ApiError> {
-    let status = crate::status_filter(
-        q.status.as_deref(),
-        PaymentStatus::parse,
-        "Unknown payment status.",
-    )?;
-    if !may_ever(access.role, Resource::Payment, Action::Read) {
-        return Err(ApiError::Forbidden);
-    }
-    let mut out = Vec::new();
-    for p in store::all::<PaymentRecord>(&state.table, &access.clinic, keys::PAYMENT_PREFIX).await?
-    {
-        let keep = access.allows(Resource::Payment, Action::Read, &subject(&p))
-            && q.invoice_id
-                .as_deref()
-                .is_none_or(|x| p.invoice.as_str() == x)
-            && q.patient_id
-                .as_deref()
-                .is_none_or(|x| p.patient.as_str() == x)
-            && status.is_none_or(|st| p.status == st);
-        if keep {
-            out.push(p);
-        }
-    }
-    crate::page(
-        &state,
-        &access.clinic,
-        format!(
-            "payments?invoice={:?}&patient={:?}&status={:?}",
-            q.invoice_id, q.patient_id, q.status
-        ),
-        out,
-        |p| format!("{}{}", crate::newest_first(p.created_at), p.id),
-        q.limit,
-        q.cursor.as_deref(),
-        view,
+    state: &Platform,
+    clinic: &ClinicId,
+    f: Filter<'_>,
+    limit: Option<u32>,
+    cursor: Option<&str>,
+) -> Result<(Vec<PaymentRecord>, Option<String>), ApiError> {
+    let limit = shared::db::page_limit(limit)?;
+    let query = format!(
+        "payments?invoice={:?}&patient={:?}&status={:?}",
+        f.invoice,
+        f.patient,
+        f.status.map(|s| s.as_str())
+    );
+    let start = cursor
+        .map(|c| state.cursors.open(clinic.as_str(), &query, c))
+        .transpose()?;
+    // An id that is not an id names nothing: an empty list, like any unknown id.
+    let patient = match f.patient.map(UserId::parse) {
+        Some(None) => return Ok((Vec::new(), None)),
+        p => p.flatten(),
+    };
+    let invoice = match f.invoice.map(InvoiceId::parse) {
+        Some(None) => return Ok((Vec::new(), None)),
+        i => i.flatten(),
+    };
+    let (list, patient_filter) = match (&invoice, &patient) {
+        (Some(i), p) => (PaymentList::Invoice(i), p.as_ref()),
+        (None, Some(p)) => (PaymentList::Patient(p), None),
+        (None, None) => (PaymentList::Clinic, None),
+    };
+    let (items, last) = store::payment_page(
+        &state.table,
+        clinic,
+        list,
+        patient_filter,
+        f.status,
+        limit,
+        start,
     )
+    .await?;
+    let next = last.map(|k| state.cursors.seal(clinic.as_str(), &query, &k));
+    Ok((items, next))
 }
 
-// ---------------------------------------------------------------- refunds
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RefundBody {
-    /// Defaults to everything not yet refunded.
-    amount: Option<i64>,
-}
-
-/// Gives money back from a completed payment: partial or full, never more than was paid. The
-/// refund is its own record (`refundOf`); the payment counts what was refunded and becomes
-/// REFUNDED when all of it was. Both change in one transaction under the payment's version.
+/// Gives money back from a completed payment: partial or full (the default), never more than
+/// was paid. The refund is its own record (`refundOf`); the payment counts what was refunded
+/// and becomes REFUNDED when all of it was. Both change in one transaction under the
+/// payment's version.
 pub async fn refund(
-    State(state): State<AppState>,
-    access: ClinicAccess,
-    Path((_, id)): Path<(String, String)>,
-    OptionalJson(body): OptionalJson<RefundBody>,
-) -> Result<Response, ApiError> {
-    let p = load_visible(&state, &access, &id).await?;
-    access.require(Resource::Payment, Action::Manage, &subject(&p))?;
+    state: &Platform,
+    p: &PaymentRecord,
+    amount: Option<i64>,
+    who: &Who,
+) -> Result<PaymentRecord, ApiError> {
     if p.refund_of.is_some() {
         return Err(ApiError::conflict(
             "not_refundable",
             "A refund cannot itself be refunded.",
         ));
     }
-    let amount = body.amount.unwrap_or(p.amount - p.refunded);
+    let amount = amount.unwrap_or(p.amount - p.refunded);
     let full = rules::refund(p.status, p.amount, p.refunded, amount).map_err(|e| match e {
         RefundProblem::NotCompleted => ApiError::conflict(
             "not_refundable",
@@ -509,43 +423,32 @@ pub async fn refund(
     if full {
         u.set("status", s(PaymentStatus::Refunded.as_str()));
     }
-    let who = Who::member(&access.caller.user_id, access.role);
     let mut tx = Tx::default();
     tx.guard(p.update(&state.table, u, now_s)?, CHANGED_MEANWHILE);
     tx.push(r.put(&state.table)?);
     tx.push(payment_event(
-        &state,
+        state,
         "billing.payment.refunded",
         &r,
-        &who,
+        who,
         now,
         serde_json::json!({}),
     )?);
     tx.commit(&state.table).await?;
-    let mut resp = json_response(StatusCode::CREATED, &view(&r));
-    if let Ok(loc) =
-        http::HeaderValue::from_str(&format!("/v1/clinics/{}/payments/{}", r.clinic, r.id))
-    {
-        resp.headers_mut().insert(http::header::LOCATION, loc);
-    }
-    Ok(resp)
+    Ok(r)
 }
 
-// ---------------------------------------------------------------- provider webhook
-
-/// `POST /v1/webhooks/payments/{provider}`: public, authenticated by the signature alone.
-/// Redeliveries are harmless: a payment completes once, and later deliveries answer 200.
-pub async fn webhook(
-    State(state): State<AppState>,
-    Path(provider): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let provider = state.ext().named(&provider).ok_or(ApiError::NotFound)?;
-    let now = state.clock.now();
-    let w = provider.notification(&headers, &body, now)?;
+/// Applies a verified notification from `provider` to the payment it names: completed or
+/// FAILED. Returns whether it changed anything; a redelivery changes nothing, since a payment
+/// leaves PENDING once.
+pub async fn apply_notification(
+    state: &Platform,
+    provider: &str,
+    w: &Notification,
+    now: Timestamp,
+) -> Result<bool, ApiError> {
     let Some((clinic, id)) =
-        store::resolve_provider_ref(&state.table, provider.name(), &w.reference).await?
+        store::resolve_provider_ref(&state.table, provider, &w.reference).await?
     else {
         return Err(ApiError::NotFound);
     };
@@ -560,15 +463,11 @@ pub async fn webhook(
         ));
     }
     let who = Who::system();
-    let outcome = if w.succeeded {
-        complete(&state, &p, &who, now).await?.is_some()
+    if w.succeeded {
+        Ok(complete(state, &p, &who, now).await?.is_some())
     } else {
-        fail(&state, &p, &who, now).await?
-    };
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({ "received": true, "applied": outcome }),
-    ))
+        fail(state, &p, &who, now).await
+    }
 }
 
 /// Marks a PENDING payment FAILED (the invoice stays open). Returns whether it changed.

@@ -62,60 +62,7 @@ pub async fn query_prefix(
     }
 }
 
-/// A billing record: one item in its clinic's partition, changed under its version.
-pub trait Record: Sized {
-    fn parse(item: &Item) -> Result<Self, ApiError>;
-    /// Its clinic, sort key and version.
-    fn key(&self) -> (&ClinicId, String, i64);
-    /// Its id attribute and value, and when it was created and last updated.
-    fn identity(&self) -> (&'static str, &str, i64, i64);
-
-    /// A put of this record as a new item (only if its key is free) with its keys, `entity`,
-    /// ids, version and times; the caller adds the rest of its attributes.
-    fn new_put(
-        &self,
-        table: &Table,
-        entity: &str,
-    ) -> aws_sdk_dynamodb::types::builders::PutBuilder {
-        let (clinic, sk, version) = self.key();
-        let (id_attr, id, created, updated) = self.identity();
-        Put::builder()
-            .table_name(&table.name)
-            .item(keys::PK, s(keys::clinic_pk(clinic)))
-            .item(keys::SK, s(sk))
-            .item(keys::ENTITY, s(entity))
-            .item(id_attr, s(id))
-            .item("clinicId", s(clinic.as_str()))
-            .item("version", n(version))
-            .item("createdAt", n(created))
-            .item("updatedAt", n(updated))
-            .condition_expression("attribute_not_exists(pk)")
-    }
-
-    /// A versioned update of this record.
-    fn update(
-        &self,
-        table: &Table,
-        u: shared::db::VersionedUpdate,
-        now: i64,
-    ) -> Result<TransactWriteItem, ApiError> {
-        let (clinic, sk, version) = self.key();
-        u.build(table, keys::clinic_pk(clinic), sk, version, now)
-    }
-}
-
-/// One record by sort key (strongly consistent).
-pub async fn get<R: Record>(
-    table: &Table,
-    clinic: &ClinicId,
-    sk: String,
-) -> Result<Option<R>, ApiError> {
-    table
-        .get(keys::clinic_pk(clinic), sk)
-        .await?
-        .map(|i| R::parse(&i))
-        .transpose()
-}
+pub use shared::record::{Record, get};
 
 /// Every record of one kind in a clinic (by sort-key prefix).
 pub async fn all<R: Record>(
@@ -130,26 +77,10 @@ pub async fn all<R: Record>(
         .collect()
 }
 
-macro_rules! record {
-    ($t:ty, $sk:path, $id_attr:literal) => {
-        impl Record for $t {
-            fn parse(item: &Item) -> Result<Self, ApiError> {
-                Self::from_item(item)
-            }
-            fn key(&self) -> (&ClinicId, String, i64) {
-                (&self.clinic, $sk(&self.id), self.version)
-            }
-            fn identity(&self) -> (&'static str, &str, i64, i64) {
-                ($id_attr, self.id.as_str(), self.created_at, self.updated_at)
-            }
-        }
-    };
-}
-
-record!(PlanRecord, keys::plan_sk, "planId");
-record!(SubscriptionRecord, keys::subscription_sk, "subscriptionId");
-record!(InvoiceRecord, keys::invoice_sk, "invoiceId");
-record!(PaymentRecord, keys::payment_sk, "paymentId");
+shared::record!(PlanRecord, keys::plan_sk, "planId");
+shared::record!(SubscriptionRecord, keys::subscription_sk, "subscriptionId");
+shared::record!(InvoiceRecord, keys::invoice_sk, "invoiceId");
+shared::record!(PaymentRecord, keys::payment_sk, "paymentId");
 
 // ---------------------------------------------------------------- plans
 
@@ -350,8 +281,22 @@ impl SubscriptionRecord {
     }
 
     pub fn put(&self, table: &Table) -> Result<TransactWriteItem, ApiError> {
+        // Newest first in the clinic's, the patient's and the plan's lists (A34d).
+        let key = format!("{}{}", shared::db::newest_first(self.created_at), self.id);
         let mut p = self
             .new_put(table, "SUBSCRIPTION")
+            .item(keys::GSI1PK, s(keys::clinic_subscriptions_pk(&self.clinic)))
+            .item(keys::GSI1SK, s(&key))
+            .item(
+                keys::GSI2PK,
+                s(keys::patient_subscriptions_pk(&self.clinic, &self.patient)),
+            )
+            .item(keys::GSI2SK, s(&key))
+            .item(
+                keys::GSI3PK,
+                s(keys::plan_subscriptions_pk(&self.clinic, &self.plan)),
+            )
+            .item(keys::GSI3SK, s(&key))
             .item("patientId", s(self.patient.as_str()))
             .item("planId", s(self.plan.as_str()))
             .item("planName", s(&self.plan_name))
@@ -623,6 +568,47 @@ impl InvoiceRecord {
         })
     }
 
+    /// Where the invoice sorts in its lists: drafts first (newest first), then issued invoices
+    /// by number, highest first; the id makes the key unique.
+    pub fn list_key(&self) -> String {
+        match &self.number {
+            None => format!("0{}{}", shared::db::newest_first(self.created_at), self.id),
+            Some(number) => format!("1{}{}", descending(number), self.id),
+        }
+    }
+
+    /// The list indexes the invoice is in: the clinic's (gsi1), its patient's (gsi2) and its
+    /// subscription's (gsi3), each sorted by [`Self::list_key`].
+    fn list_index(&self) -> Vec<(&'static str, String)> {
+        let key = self.list_key();
+        let mut out = vec![
+            (keys::GSI1PK, keys::clinic_invoices_pk(&self.clinic)),
+            (keys::GSI1SK, key.clone()),
+            (
+                keys::GSI2PK,
+                keys::patient_invoices_pk(&self.clinic, &self.patient),
+            ),
+            (keys::GSI2SK, key.clone()),
+        ];
+        if let Some(sub) = &self.subscription {
+            out.push((
+                keys::GSI3PK,
+                keys::subscription_invoices_pk(&self.clinic, sub),
+            ));
+            out.push((keys::GSI3SK, key));
+        }
+        out
+    }
+
+    /// Moves the invoice within its lists after a change of `list_key` (a draft numbered).
+    pub fn reindex(&self, u: &mut shared::db::VersionedUpdate) {
+        for (name, value) in self.list_index() {
+            if name == keys::GSI1SK || name == keys::GSI2SK || name == keys::GSI3SK {
+                u.set(name, s(value));
+            }
+        }
+    }
+
     pub fn put(&self, table: &Table) -> Result<TransactWriteItem, ApiError> {
         let mut p = self
             .new_put(table, "INVOICE")
@@ -649,8 +635,186 @@ impl InvoiceRecord {
         if let Some(x) = &self.location {
             p = p.item("locationId", s(x.as_str()));
         }
+        for (name, value) in self.list_index() {
+            p = p.item(name, s(value));
+        }
         tx_put(p)
     }
+}
+
+/// A string that sorts in the reverse order of `number` (`INV-<year>-<sequence>`, fixed width):
+/// every digit d becomes 9 - d.
+fn descending(number: &str) -> String {
+    number
+        .chars()
+        .map(|c| match c.to_digit(10) {
+            Some(d) => char::from_digit(9 - d, 10).unwrap_or(c),
+            None => c,
+        })
+        .collect()
+}
+
+/// Which invoice list a page is cut from.
+#[derive(Debug, Clone, Copy)]
+pub enum InvoiceList<'a> {
+    Clinic,
+    Patient(&'a UserId),
+    Subscription(&'a SubscriptionId),
+}
+
+/// One page of an invoice list from its index, in list order (see
+/// [`shared::db::index_page`]), optionally narrowed to a patient and a status.
+pub async fn invoice_page(
+    table: &Table,
+    clinic: &ClinicId,
+    list: InvoiceList<'_>,
+    patient: Option<&UserId>,
+    status: Option<InvoiceStatus>,
+    limit: i32,
+    start: Option<Item>,
+) -> Result<(Vec<InvoiceRecord>, Option<Item>), ApiError> {
+    let (index, pk_attr, pk) = match list {
+        InvoiceList::Clinic => (keys::GSI1, keys::GSI1PK, keys::clinic_invoices_pk(clinic)),
+        InvoiceList::Patient(p) => (
+            keys::GSI2,
+            keys::GSI2PK,
+            keys::patient_invoices_pk(clinic, p),
+        ),
+        InvoiceList::Subscription(x) => (
+            keys::GSI3,
+            keys::GSI3PK,
+            keys::subscription_invoices_pk(clinic, x),
+        ),
+    };
+    let mut equal = Vec::new();
+    if let Some(st) = status {
+        equal.push(("status", s(st.as_str())));
+    }
+    if let Some(p) = patient {
+        equal.push(("patientId", s(p.as_str())));
+    }
+    let q = shared::db::IndexQuery {
+        index,
+        pk_attr,
+        pk,
+        equal,
+    };
+    let (items, last) = shared::db::index_page(table, q, limit, start).await?;
+    let items = items
+        .iter()
+        .map(InvoiceRecord::from_item)
+        .collect::<Result<_, _>>()?;
+    Ok((items, last))
+}
+
+/// Which subscription list a page is cut from.
+#[derive(Debug, Clone, Copy)]
+pub enum SubscriptionList<'a> {
+    Clinic,
+    Patient(&'a UserId),
+    Plan(&'a PlanId),
+}
+
+/// One page of a subscription list from its index, newest first, optionally narrowed to a
+/// patient and a status.
+pub async fn subscription_page(
+    table: &Table,
+    clinic: &ClinicId,
+    list: SubscriptionList<'_>,
+    patient: Option<&UserId>,
+    status: Option<SubStatus>,
+    limit: i32,
+    start: Option<Item>,
+) -> Result<(Vec<SubscriptionRecord>, Option<Item>), ApiError> {
+    let (index, pk_attr, pk) = match list {
+        SubscriptionList::Clinic => (
+            keys::GSI1,
+            keys::GSI1PK,
+            keys::clinic_subscriptions_pk(clinic),
+        ),
+        SubscriptionList::Patient(p) => (
+            keys::GSI2,
+            keys::GSI2PK,
+            keys::patient_subscriptions_pk(clinic, p),
+        ),
+        SubscriptionList::Plan(x) => (
+            keys::GSI3,
+            keys::GSI3PK,
+            keys::plan_subscriptions_pk(clinic, x),
+        ),
+    };
+    let mut equal = Vec::new();
+    if let Some(st) = status {
+        equal.push(("status", s(st.as_str())));
+    }
+    if let Some(p) = patient {
+        equal.push(("patientId", s(p.as_str())));
+    }
+    let q = shared::db::IndexQuery {
+        index,
+        pk_attr,
+        pk,
+        equal,
+    };
+    let (items, last) = shared::db::index_page(table, q, limit, start).await?;
+    let items = items
+        .iter()
+        .map(SubscriptionRecord::from_item)
+        .collect::<Result<_, _>>()?;
+    Ok((items, last))
+}
+
+/// Which payment list a page is cut from.
+#[derive(Debug, Clone, Copy)]
+pub enum PaymentList<'a> {
+    Clinic,
+    Patient(&'a UserId),
+    Invoice(&'a InvoiceId),
+}
+
+/// One page of a payment list from its index, newest first, optionally narrowed to a patient
+/// and a status.
+pub async fn payment_page(
+    table: &Table,
+    clinic: &ClinicId,
+    list: PaymentList<'_>,
+    patient: Option<&UserId>,
+    status: Option<PaymentStatus>,
+    limit: i32,
+    start: Option<Item>,
+) -> Result<(Vec<PaymentRecord>, Option<Item>), ApiError> {
+    let (index, pk_attr, pk) = match list {
+        PaymentList::Clinic => (keys::GSI1, keys::GSI1PK, keys::clinic_payments_pk(clinic)),
+        PaymentList::Patient(p) => (
+            keys::GSI2,
+            keys::GSI2PK,
+            keys::patient_payments_pk(clinic, p),
+        ),
+        PaymentList::Invoice(i) => (
+            keys::GSI3,
+            keys::GSI3PK,
+            keys::invoice_payments_pk(clinic, i),
+        ),
+    };
+    let mut equal = Vec::new();
+    if let Some(st) = status {
+        equal.push(("status", s(st.as_str())));
+    }
+    if let Some(p) = patient {
+        equal.push(("patientId", s(p.as_str())));
+    }
+    let q = shared::db::IndexQuery {
+        index,
+        pk_attr,
+        pk,
+        equal,
+    };
+    let (items, last) = shared::db::index_page(table, q, limit, start).await?;
+    let items = items
+        .iter()
+        .map(PaymentRecord::from_item)
+        .collect::<Result<_, _>>()?;
+    Ok((items, last))
 }
 
 pub async fn get_invoice(
@@ -743,7 +907,13 @@ impl PaymentRecord {
         })
     }
 
+    /// Where the payment sorts in its lists: newest first, the id making the key unique.
+    pub fn list_key(&self) -> String {
+        format!("{}{}", shared::db::newest_first(self.created_at), self.id)
+    }
+
     pub fn put(&self, table: &Table) -> Result<TransactWriteItem, ApiError> {
+        let key = self.list_key();
         let entity = if self.refund_of.is_some() {
             "REFUND"
         } else {
@@ -758,7 +928,20 @@ impl PaymentRecord {
             .item("status", s(self.status.as_str()))
             .item("amount", n(self.amount))
             .item("refunded", n(self.refunded))
-            .item("currency", s(&self.currency));
+            .item("currency", s(&self.currency))
+            // The lists: the clinic's, the patient's and the invoice's (data model A34c).
+            .item(keys::GSI1PK, s(keys::clinic_payments_pk(&self.clinic)))
+            .item(keys::GSI1SK, s(&key))
+            .item(
+                keys::GSI2PK,
+                s(keys::patient_payments_pk(&self.clinic, &self.patient)),
+            )
+            .item(keys::GSI2SK, s(&key))
+            .item(
+                keys::GSI3PK,
+                s(keys::invoice_payments_pk(&self.clinic, &self.invoice)),
+            )
+            .item(keys::GSI3SK, s(&key));
         if let Some(x) = &self.location {
             p = p.item("locationId", s(x.as_str()));
         }

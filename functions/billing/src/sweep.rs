@@ -1,9 +1,11 @@
-//! The scheduled billing job: subscriptions whose period has ended move on (a trial ends, a
-//! cancel-at-period-end takes effect, or the next period starts with its quota reset and its
-//! invoice issued), and open invoices past their due date become OVERDUE, putting the
-//! subscription they bill PAST_DUE. A subscription whose first invoice is never paid expires
-//! instead: it ends and that invoice is voided. Every change goes through the same code as the routes, under
-//! the version read, so a run racing a request (or another run) changes nothing twice.
+//! The scheduled billing job: subscriptions move into their next period, unpaid invoices lapse.
+//!
+//! Subscriptions whose period has ended move on (a trial ends, a cancel-at-period-end takes
+//! effect, or the next period starts with its quota reset and its invoice issued), and open
+//! invoices past their due date become OVERDUE, putting the subscription they bill PAST_DUE. A
+//! subscription whose first invoice is never paid expires instead: it ends and that invoice is
+//! voided. Every change goes through the same operations as the routes, under the version
+//! read, so a run racing a request (or another run) changes nothing twice.
 
 use jiff::Timestamp;
 use serde::Serialize;
@@ -12,15 +14,16 @@ use shared::{
     db::{CHANGED_MEANWHILE, Tx, VersionedUpdate, s},
     ids::ClinicId,
     keys,
+    outbox::Who,
     platform::Platform,
 };
 
 use crate::{
-    Who, api,
-    invoices::{invoice_event, retry_numbering},
-    iso,
+    common::iso,
+    issuing::{invoice_event, retry_numbering},
     rules::{self, InvoiceStatus, SubStatus},
     store::{self, InvoiceRecord, Record, SubscriptionRecord},
+    subscriptions::{self, end_unstarted, subscription_event},
 };
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,7 +77,7 @@ pub async fn sweep_clinic(
         if !due {
             continue;
         }
-        match retry_numbering(|| api::advance(state, &x, &who, now)).await {
+        match retry_numbering(|| subscriptions::advance(state, &x, &who, now)).await {
             Ok(after) if after.status == SubStatus::Cancelled => report.ended += 1,
             Ok(_) => report.renewed += 1,
             Err(e) => {
@@ -102,35 +105,6 @@ pub async fn sweep_clinic(
         }
     }
     Ok(report)
-}
-
-/// Ends `x`, an INCOMPLETE subscription whose first invoice `inv` is being voided: CANCELLED,
-/// its plan slot freed, `billing.subscription.ended` with `reason`. Added to `tx`, under the
-/// subscription's version.
-pub(crate) fn end_unstarted(
-    state: &Platform,
-    tx: &mut Tx,
-    x: &SubscriptionRecord,
-    inv: &InvoiceRecord,
-    reason: &str,
-    who: &Who,
-    now: Timestamp,
-) -> Result<(), ApiError> {
-    let now_s = now.as_second();
-    let mut su = VersionedUpdate::new();
-    let mut after = x.clone();
-    after.version += 1;
-    api::end_now(state, tx, &mut su, x, &mut after, now_s)?;
-    tx.guard(x.update(&state.table, su, now_s)?, CHANGED_MEANWHILE);
-    tx.push(api::subscription_event(
-        state,
-        "billing.subscription.ended",
-        &after,
-        who,
-        now,
-        serde_json::json!({ "reason": reason, "invoiceId": inv.id }),
-    )?);
-    Ok(())
 }
 
 /// What became of an invoice left unpaid past its due date.
@@ -202,7 +176,7 @@ async fn mark_overdue(
         tx.guard(x.update(&state.table, su, now_s)?, CHANGED_MEANWHILE);
         let mut after = x.clone();
         after.status = SubStatus::PastDue;
-        tx.push(api::subscription_event(
+        tx.push(subscription_event(
             state,
             "billing.subscription.past_due",
             &after,

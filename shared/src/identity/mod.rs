@@ -298,47 +298,15 @@ impl Identities {
         &self,
         users: &[UserId],
     ) -> Result<std::collections::HashMap<UserId, Profile>, ApiError> {
-        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let keys = users
+            .iter()
+            .map(|u| crate::db::key(keys::user_pk(u), keys::PROFILE_SK))
+            .collect();
         let mut out = std::collections::HashMap::new();
-        for chunk in users.chunks(100) {
-            let keys: Vec<_> = chunk
-                .iter()
-                .map(|u| crate::db::key(keys::user_pk(u), keys::PROFILE_SK))
-                .collect();
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(ApiError::internal)?,
-            );
-            let mut attempts = 0;
-            while let Some(req) = request.take() {
-                let resp = self
-                    .table
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table.name, req)
-                    .send()
-                    .await
-                    .map_err(crate::db::internal)?;
-                for item in resp
-                    .responses()
-                    .and_then(|r| r.get(&self.table.name))
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(user) = get_opt_s(item, "userId").and_then(UserId::parse) {
-                        let profile = self.decrypt_profile(&user, item).await?;
-                        out.insert(user, profile);
-                    }
-                }
-                attempts += 1;
-                request = resp
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table.name))
-                    .cloned()
-                    .filter(|_| attempts < 5);
+        for item in self.table.batch_get(keys).await? {
+            if let Some(user) = get_opt_s(&item, "userId").and_then(UserId::parse) {
+                let profile = self.decrypt_profile(&user, &item).await?;
+                out.insert(user, profile);
             }
         }
         Ok(out)

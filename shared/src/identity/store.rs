@@ -201,6 +201,32 @@ pub async fn user_id_by_email(
     Ok(item.and_then(|i| get_opt_s(&i, "userId").and_then(UserId::parse)))
 }
 
+/// A user's active memberships, each with its clinic: one query of the user's index.
+pub async fn active_memberships(
+    table: &Table,
+    user: &UserId,
+) -> Result<Vec<(ClinicId, crate::tenancy::MemberRecord)>, ApiError> {
+    let out = table
+        .client
+        .query()
+        .table_name(&table.name)
+        .index_name(keys::GSI1)
+        .key_condition_expression("gsi1pk = :u AND begins_with(gsi1sk, :p)")
+        .expression_attribute_values(":u", s(keys::user_pk(user)))
+        .expression_attribute_values(":p", s(keys::MEMBERSHIP_GSI1_PREFIX))
+        .send()
+        .await
+        .map_err(db::internal)?;
+    out.items()
+        .iter()
+        .filter(|i| get_opt_s(i, "status") == Some("ACTIVE"))
+        .filter_map(|i| {
+            let clinic = get_opt_s(i, "clinicId").and_then(ClinicId::parse)?;
+            Some(crate::tenancy::MemberRecord::from_item(i).map(|m| (clinic, m)))
+        })
+        .collect()
+}
+
 pub async fn memberships(table: &Table, user: &UserId) -> Result<Vec<(String, String)>, ApiError> {
     let out = table
         .client

@@ -1,0 +1,242 @@
+//! Booking an appointment: the request validated in the order callers are told about it, the
+//! doctor's hours checked, and the appointment written with its claims, coverage and event.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use shared::{
+    ApiError,
+    authn::ClinicAccess,
+    crypto::Phi,
+    db::{self, Tx},
+    ids::{AppointmentId, LocationId, SubscriptionId, UserId},
+    policy::{Action, Resource, Role},
+};
+
+use crate::{
+    AppState,
+    access::{Facts, assigned},
+    common::{clinic_zone, clinician, location_exists, seal, who},
+    input::{booking_errors, err, parse_kind_field, text_ok, timing, validation},
+    lifecycle,
+    rules::{self, Availability, Status},
+    store::{self, AppointmentRecord},
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BookBody {
+    doctor_id: String,
+    #[serde(default)]
+    patient_id: Option<String>,
+    #[serde(default)]
+    location_id: Option<String>,
+    kind: String,
+    starts_at: String,
+    #[serde(default)]
+    duration_minutes: Option<i64>,
+    #[serde(default)]
+    ends_at: Option<String>,
+    #[serde(default)]
+    reason: Option<Phi<String>>,
+    #[serde(default)]
+    symptoms: Option<Phi<String>>,
+    #[serde(default)]
+    notes: Option<Phi<String>>,
+    /// Book under this subscription of the patient: covered (one unit of quota) or, when not
+    /// covered, PENDING with a pay-per-visit invoice.
+    #[serde(default)]
+    subscription_id: Option<String>,
+}
+
+/// Books `body` for the caller. Authorisation happens here, between checking the request's
+/// shape (422) and looking up the doctor, patient and location it names, because it depends on
+/// who the patient is.
+pub async fn book(
+    state: &AppState,
+    access: &ClinicAccess,
+    body: BookBody,
+) -> Result<AppointmentRecord, ApiError> {
+    let mut errors = Vec::new();
+    let doctor = UserId::parse(&body.doctor_id);
+    if doctor.is_none() {
+        errors.push(err(
+            "doctorId",
+            "unknown_doctor",
+            "No such doctor in this clinic.",
+        ));
+    }
+    let patient = match &body.patient_id {
+        Some(p) => {
+            let id = UserId::parse(p);
+            if id.is_none() {
+                errors.push(err(
+                    "patientId",
+                    "unknown_patient",
+                    "No such patient in this clinic.",
+                ));
+            }
+            id
+        }
+        None if access.role == Role::Patient => Some(access.caller.user_id.clone()),
+        None => {
+            errors.push(err("patientId", "required", "Name the patient."));
+            None
+        }
+    };
+    let location = match &body.location_id {
+        Some(l) => {
+            let id = LocationId::parse(l);
+            if id.is_none() {
+                errors.push(err(
+                    "locationId",
+                    "unknown_location",
+                    "No such location in this clinic.",
+                ));
+            }
+            id
+        }
+        None => None,
+    };
+    let kind = parse_kind_field(&body.kind, "kind", &mut errors);
+    let subscription = match &body.subscription_id {
+        Some(v) => {
+            let id = SubscriptionId::parse(v);
+            if id.is_none() {
+                errors.push(err(
+                    "subscriptionId",
+                    "unknown_subscription",
+                    "No such subscription for this patient.",
+                ));
+            }
+            id
+        }
+        None => None,
+    };
+    for (name, v) in [
+        ("reason", &body.reason),
+        ("symptoms", &body.symptoms),
+        ("notes", &body.notes),
+    ] {
+        if v.as_ref().is_some_and(|v| !text_ok(v)) {
+            errors.push(err(name, "invalid_length", "Use 1 to 4000 characters."));
+        }
+    }
+    validation(std::mem::take(&mut errors))?;
+    let (Some(doctor), Some(patient), Some(kind)) = (doctor, patient, kind) else {
+        return Err(ApiError::internal("validated fields missing"));
+    };
+    // Authorise before looking anything up, so a refused caller learns nothing about others.
+    let f = Facts {
+        patient: patient.to_string(),
+        location: location.as_ref().map(ToString::to_string),
+        assigned: assigned(state, access, &doctor, &patient).await?,
+    };
+    access.require(Resource::Appointment, Action::Create, &f.subject(None))?;
+    if clinician(state, &access.clinic, &doctor).await?.is_none() {
+        errors.push(err(
+            "doctorId",
+            "unknown_doctor",
+            "No such doctor in this clinic.",
+        ));
+    }
+    let patient_ok = shared::tenancy::get_member(&state.table, &access.clinic, &patient)
+        .await?
+        .is_some_and(|m| m.role == Role::Patient && m.status == "ACTIVE");
+    if !patient_ok {
+        errors.push(err(
+            "patientId",
+            "unknown_patient",
+            "No such patient in this clinic.",
+        ));
+    }
+    if let Some(l) = &location {
+        if !location_exists(state, &access.clinic, l).await? {
+            errors.push(err(
+                "locationId",
+                "unknown_location",
+                "No such location in this clinic.",
+            ));
+        }
+    }
+    validation(std::mem::take(&mut errors))?;
+    let tz = clinic_zone(state, &access.clinic).await?;
+    let schedule = store::get_schedule(&state.table, &access.clinic, &doctor).await?;
+    let av = schedule.map(|s| s.availability);
+    let default_minutes = av
+        .as_ref()
+        .map(|a| a.slot_minutes)
+        .unwrap_or(lifecycle::DEFAULT_MINUTES);
+    let Some((starts_at, minutes)) = timing(
+        "",
+        &body.starts_at,
+        body.duration_minutes,
+        body.ends_at.as_deref(),
+        default_minutes,
+        &mut errors,
+    ) else {
+        return Err(ApiError::Validation(errors));
+    };
+    validation(std::mem::take(&mut errors))?;
+    let now = state.clock.now();
+    let closed = Availability::closed(default_minutes);
+    let problems = rules::check_booking(
+        kind,
+        location.as_ref().map(LocationId::as_str),
+        starts_at,
+        minutes,
+        now,
+        av.as_ref().unwrap_or(&closed),
+        &tz,
+    );
+    validation(booking_errors("", &problems))?;
+    let id = AppointmentId::generate();
+    let mut sealed = BTreeMap::new();
+    for (name, v) in [
+        ("reason", &body.reason),
+        ("symptoms", &body.symptoms),
+        ("notes", &body.notes),
+    ] {
+        if let Some(v) = v {
+            sealed.insert(name, seal(state, &access.clinic, &id, name, v).await?);
+        }
+    }
+    let a = AppointmentRecord {
+        id,
+        clinic: access.clinic.clone(),
+        doctor,
+        patient,
+        location,
+        kind,
+        status: Status::Pending,
+        starts_at,
+        minutes,
+        reschedules: 0,
+        version: 1,
+        created_at: now.as_second(),
+        updated_at: now.as_second(),
+        created_by: Some(access.caller.user_id.to_string()),
+        follow_up_of: None,
+        follow_up_id: None,
+        checked_in_at: None,
+        started_at: None,
+        completed_at: None,
+        cancelled_at: None,
+        sealed,
+        billing: None,
+    };
+    let who = who(access);
+    db::retrying(billing::coverage::NUMBERING_RETRIES, || {
+        let (who, subscription, tz, mut a) = (&who, &subscription, &tz, a.clone());
+        async move {
+            let mut tx = Tx::default();
+            if let Some(sub) = subscription {
+                a.billing = Some(lifecycle::cover(state, &mut tx, &a, sub, tz, who, now).await?);
+            }
+            lifecycle::add_booking(state, &mut tx, &a, who, now).await?;
+            tx.commit(&state.table).await?;
+            Ok(a)
+        }
+    })
+    .await
+}

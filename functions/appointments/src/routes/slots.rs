@@ -1,0 +1,60 @@
+//! Slot routes: a doctor's free time on one local date.
+
+use axum::{
+    Router,
+    extract::{Path, State},
+    response::Response,
+    routing::get,
+};
+use serde::Serialize;
+use shared::{
+    ApiError,
+    authn::ClinicAccess,
+    http::{Query, present},
+    policy::Action,
+};
+
+use crate::{
+    AppState,
+    access::schedule_access,
+    availability::{self, SlotQuery},
+    store,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/clinics/{clinicId}/doctors/{doctorId}/slots", get(list))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SlotView {
+    starts_at: String,
+    ends_at: String,
+    location_id: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Path((_, doctor)): Path<(String, String)>,
+    Query(q): Query<SlotQuery>,
+) -> Result<Response, ApiError> {
+    let id = schedule_access(&state, &access, &doctor, Action::Read).await?;
+    let free = availability::slots(&state, &access.clinic, &id, &q).await?;
+    let slots: Vec<SlotView> = free
+        .slots
+        .into_iter()
+        .map(|s| SlotView {
+            starts_at: store::iso(s.start),
+            ends_at: store::iso(s.end),
+            location_id: s.location_id,
+        })
+        .collect();
+    Ok(present(&serde_json::json!({
+        "doctorId": id,
+        "date": free.date.to_string(),
+        "timeZone": free.tz.iana_name(),
+        "slotMinutes": free.slot_minutes,
+        "slots": slots,
+    })))
+}

@@ -1,0 +1,186 @@
+//! Passwords: change (other sessions end), forgotten (a single-use reset link) and reset.
+
+use shared::identity::{PasswordLink, field};
+use shared::{
+    ApiError, FieldError,
+    crypto::{Phi, token_hash},
+    ids::{SessionId, UserId},
+    types::Email,
+};
+
+use crate::rules::{self};
+use crate::service::{Auth, hash_password};
+use crate::store;
+
+impl Auth<'_> {
+    /// Changes the password and ends every other session.
+    pub async fn change_password(
+        &self,
+        user: &UserId,
+        current: &SessionId,
+        old: &Phi<String>,
+        new: &Phi<String>,
+    ) -> Result<(), ApiError> {
+        let now = self.clock.epoch();
+        let record = store::get_user(&self.table, user)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        let email = self
+            .envelope
+            .decrypt_str(
+                &field(user, "email"),
+                shared::db::get_s(&record.item, "email")?,
+            )
+            .await?;
+        if let Err(p) = rules::check_password(new.expose(), Some(email.expose())) {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "newPassword",
+                p.code(),
+                p.message(),
+            )]));
+        }
+        if !self.verify_password(old, &record.password_hash).await? {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "currentPassword",
+                "wrong_password",
+                "The current password is wrong.",
+            )]));
+        }
+        let hash = hash_password(new).await?;
+        let others: Vec<SessionId> = store::live_sessions(&self.table, user, now)
+            .await?
+            .into_iter()
+            .map(|s| s.session)
+            .filter(|s| s != current)
+            .collect();
+        let event = self.event(
+            "auth.password_changed",
+            None,
+            user,
+            ("user", user.as_str()),
+            serde_json::json!({ "userId": user, "sessionsRevoked": others.len() }),
+        );
+        let update = store::password_update(&self.table, user, &hash, record.version, now)?;
+        let mut items = vec![update];
+        for s in &others {
+            items.push(store::revoke_action(
+                &self.table,
+                user,
+                s,
+                "password_changed",
+                now,
+            )?);
+        }
+        items.push(event.outbox_write(&self.table.name, now)?);
+        if store::run_guarded(&self.table, items, &[0])
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::conflict(
+                "concurrent_update",
+                "The account changed meanwhile; try again.",
+            ));
+        }
+        for s in &others {
+            self.authn.forget(s);
+        }
+        Ok(())
+    }
+
+    /// Starts a reset: a single-use token valid 15 minutes, handed to the notification queue.
+    /// Answers the same whether or not the email is known.
+    pub async fn forgot_password(&self, email: &Phi<String>) -> Result<(), ApiError> {
+        let Some(email) = Email::parse(email.expose()) else {
+            return Ok(());
+        };
+        let Some(user) = self.identities.user_by_email(&email).await? else {
+            return Ok(());
+        };
+        self.ext()
+            .send_password_link(&user, PasswordLink::Reset, self.clock.epoch())
+            .await?;
+        tracing::info!(user_id = %user, "password reset requested");
+        Ok(())
+    }
+
+    /// Completes a reset: consumes the token, sets the password, ends every session.
+    pub async fn reset_password(
+        &self,
+        token: &Phi<String>,
+        new: &Phi<String>,
+    ) -> Result<(), ApiError> {
+        let invalid = || {
+            ApiError::bad_request(
+                "invalid_reset_token",
+                "The reset link is invalid or has expired.",
+            )
+        };
+        if token.expose().len() != 43 {
+            return Err(invalid());
+        }
+        let now = self.clock.epoch();
+        let hash_of_token = token_hash(token.expose());
+        let user = shared::identity::store::reset_token_user(&self.table, &hash_of_token, now)
+            .await?
+            .ok_or_else(invalid)?;
+        let record = store::get_user(&self.table, &user)
+            .await?
+            .ok_or_else(invalid)?;
+        let email = self
+            .envelope
+            .decrypt_str(
+                &field(&user, "email"),
+                shared::db::get_s(&record.item, "email")?,
+            )
+            .await?;
+        if let Err(p) = rules::check_password(new.expose(), Some(email.expose())) {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "newPassword",
+                p.code(),
+                p.message(),
+            )]));
+        }
+        let hash = hash_password(new).await?;
+        let sessions: Vec<SessionId> = store::live_sessions(&self.table, &user, now)
+            .await?
+            .into_iter()
+            .map(|s| s.session)
+            .collect();
+        let event = self.event(
+            "auth.password_reset",
+            None,
+            &user,
+            ("user", user.as_str()),
+            serde_json::json!({ "userId": user, "sessionsRevoked": sessions.len() }),
+        );
+        let mut items = vec![
+            shared::identity::store::consume_reset(&self.table, &hash_of_token, now)?,
+            store::password_update(&self.table, &user, &hash, record.version, now)?,
+        ];
+        for s in &sessions {
+            items.push(store::revoke_action(
+                &self.table,
+                &user,
+                s,
+                "password_reset",
+                now,
+            )?);
+        }
+        items.push(event.outbox_write(&self.table.name, now)?);
+        match store::run_guarded(&self.table, items, &[0, 1]).await? {
+            None => {}
+            Some(0) => return Err(invalid()),
+            Some(_) => {
+                return Err(ApiError::conflict(
+                    "concurrent_update",
+                    "The account changed meanwhile; try again.",
+                ));
+            }
+        }
+        for s in &sessions {
+            self.authn.forget(s);
+        }
+        tracing::info!(user_id = %user, "password reset completed");
+        Ok(())
+    }
+}

@@ -1,0 +1,6 @@
+//! The auth function's resources, each owning its part of the router.
+
+pub mod passwords;
+pub mod platform;
+pub mod registration;
+pub mod sessions;

@@ -1,0 +1,42 @@
+//! Platform routes every client needs before it has a token: health, the signing keys, the
+//! OpenAPI document.
+
+use axum::{
+    Router,
+    extract::State,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use http::{HeaderValue, StatusCode, header};
+use shared::http::present;
+
+use crate::{AppState, OPENAPI};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/v1/openapi.json", get(openapi))
+}
+
+async fn health() -> Response {
+    present(&serde_json::json!({ "status": "ok" }))
+}
+
+async fn jwks(State(state): State<AppState>) -> Response {
+    let mut resp = present(&state.keys.jwks());
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
+}
+
+async fn openapi() -> Response {
+    let mut resp = (StatusCode::OK, OPENAPI).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}

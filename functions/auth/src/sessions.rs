@@ -1,0 +1,321 @@
+//! Sessions: login with lockout, refresh-token rotation with reuse detection, logout,
+//! listing and revoking sessions.
+
+use shared::{
+    ApiError,
+    clock::rfc3339,
+    crypto::{Phi, random_token, token_hash},
+    ids::{SessionId, UserId},
+    outbox::EventEnvelope,
+    policy::Role,
+    types::Email,
+};
+
+use crate::rules::{self, RefreshCheck, RefreshToken};
+use crate::service::{Auth, DUMMY_PASSWORD_HASH, SessionView, TokenPair};
+use crate::store;
+
+impl Auth<'_> {
+    fn invalid_credentials() -> ApiError {
+        ApiError::unauthorized("invalid_credentials", "The email or password is wrong.")
+    }
+
+    fn locked(remaining: i64) -> ApiError {
+        ApiError::Locked {
+            code: "account_locked",
+            detail: "Too many failed logins. Try again later or reset your password.".into(),
+            retry_after_seconds: remaining,
+        }
+    }
+
+    /// Checks credentials; unknown email and wrong password answer alike (and take as long).
+    pub async fn login(
+        &self,
+        email: &Phi<String>,
+        password: &Phi<String>,
+    ) -> Result<TokenPair, ApiError> {
+        if password.expose().chars().count() > rules::MAX_PASSWORD_CHARS {
+            return Err(Self::invalid_credentials());
+        }
+        let now = self.clock.epoch();
+        let user = match Email::parse(email.expose()) {
+            Some(e) => self.identities.user_by_email(&e).await?,
+            None => None,
+        };
+        let record = match &user {
+            Some(u) => store::get_user(&self.table, u).await?,
+            None => None,
+        };
+        let Some(record) = record.filter(|r| r.status == "ACTIVE") else {
+            let _ = self.verify_password(password, DUMMY_PASSWORD_HASH).await?;
+            return Err(Self::invalid_credentials());
+        };
+        if let Some(remaining) = rules::lock_remaining(record.locked_until, now) {
+            let _ = self.verify_password(password, DUMMY_PASSWORD_HASH).await?;
+            return Err(Self::locked(remaining));
+        }
+        if !self
+            .verify_password(password, &record.password_hash)
+            .await?
+        {
+            let failures = store::record_failed_login(&self.table, &record.user, now).await?;
+            tracing::info!(user_id = %record.user, failures, "login failed");
+            if rules::failure_locks(failures) {
+                let until = now + rules::LOCK_SECONDS;
+                let event = self.event(
+                    "auth.account_locked",
+                    None,
+                    &record.user,
+                    ("user", record.user.as_str()),
+                    serde_json::json!({ "userId": record.user, "lockedUntil": rfc3339(until), "failedLogins": failures }),
+                );
+                if store::lock_account(&self.table, &record.user, failures, until, &event, now)
+                    .await?
+                {
+                    tracing::warn!(user_id = %record.user, "account locked");
+                }
+                return Err(Self::locked(rules::LOCK_SECONDS));
+            }
+            return Err(Self::invalid_credentials());
+        }
+        let session = SessionId::generate();
+        let mut pair = self
+            .start_session(&record.user, &session, record.platform_role, now)
+            .await?;
+        pair.user = Some(self.user_view_from(&record.user, &record.item).await?);
+        self.evict_excess_sessions(&record.user, now).await?;
+        Ok(pair)
+    }
+
+    pub(crate) async fn start_session(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+        platform_role: Option<Role>,
+        now: i64,
+    ) -> Result<TokenPair, ApiError> {
+        let refresh = RefreshToken {
+            user: user.clone(),
+            session: session.clone(),
+            secret: random_token(),
+        };
+        let refresh_expires_at = rules::refresh_expiry(now, now);
+        let event = self.event(
+            "auth.login_succeeded",
+            None,
+            user,
+            ("session", session.as_str()),
+            serde_json::json!({ "userId": user, "sessionId": session }),
+        );
+        let new = store::NewSession {
+            user,
+            session,
+            token_hash: &token_hash(&refresh.secret),
+            refresh_expires_at,
+            platform_role,
+        };
+        store::create_session(&self.table, new, &event, now).await?;
+        tracing::info!(user_id = %user, session_id = %session, "session started");
+        Ok(self.pair(user, session, &refresh, refresh_expires_at, now))
+    }
+
+    fn pair(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+        refresh: &RefreshToken,
+        refresh_expires_at: i64,
+        now: i64,
+    ) -> TokenPair {
+        let access = self.keys.issue(user, session, now);
+        TokenPair {
+            access_token: access.token,
+            token_type: "Bearer",
+            expires_in: access.expires_at - now,
+            expires_at: rfc3339(access.expires_at),
+            refresh_token: refresh.format(),
+            refresh_expires_at: rfc3339(refresh_expires_at),
+            session_id: session.to_string(),
+            user: None,
+        }
+    }
+
+    /// Keeps at most ten live sessions: the oldest beyond that are revoked.
+    async fn evict_excess_sessions(&self, user: &UserId, now: i64) -> Result<(), ApiError> {
+        let live = store::live_sessions(&self.table, user, now).await?;
+        let evict = rules::sessions_to_evict(
+            live.into_iter()
+                .map(|s| (s.created_at, s.session))
+                .collect(),
+        );
+        if evict.is_empty() {
+            return Ok(());
+        }
+        let event = self.event(
+            "auth.sessions_revoked",
+            None,
+            user,
+            ("user", user.as_str()),
+            serde_json::json!({ "userId": user, "sessionIds": evict, "reason": "session_limit" }),
+        );
+        self.end_sessions(user, &evict, "session_limit", &event, now)
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes sessions with their event, and forgets them in this container at once.
+    pub(crate) async fn end_sessions(
+        &self,
+        user: &UserId,
+        sessions: &[SessionId],
+        reason: &str,
+        event: &EventEnvelope,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        store::revoke_sessions(&self.table, user, sessions, reason, event, now).await?;
+        for s in sessions {
+            self.authn.forget(s);
+        }
+        Ok(())
+    }
+
+    /// Rotates a refresh token. A superseded token revokes its whole session.
+    pub async fn refresh(&self, raw: &Phi<String>) -> Result<TokenPair, ApiError> {
+        let invalid =
+            || ApiError::unauthorized("invalid_refresh_token", "The refresh token is not valid.");
+        let token = RefreshToken::parse(raw.expose()).ok_or_else(invalid)?;
+        let now = self.clock.epoch();
+        let session = store::get_session(&self.table, &token.user, &token.session)
+            .await?
+            .filter(|s| s.status == "ACTIVE")
+            .ok_or_else(invalid)?;
+        let presented = token_hash(&token.secret);
+        match rules::classify_refresh(&presented, &session.token_hash, &session.used) {
+            RefreshCheck::Current => {}
+            RefreshCheck::Reused => {
+                let event = self.event(
+                    "auth.refresh_token_reused",
+                    None,
+                    &token.user,
+                    ("session", token.session.as_str()),
+                    serde_json::json!({ "userId": token.user, "sessionId": token.session }),
+                );
+                self.end_sessions(
+                    &token.user,
+                    std::slice::from_ref(&token.session),
+                    "refresh_token_reuse",
+                    &event,
+                    now,
+                )
+                .await?;
+                tracing::warn!(user_id = %token.user, session_id = %token.session, "refresh token reuse: session revoked");
+                return Err(ApiError::unauthorized(
+                    "refresh_token_reused",
+                    "This refresh token was already used; the session has been ended.",
+                ));
+            }
+            RefreshCheck::Unknown => return Err(invalid()),
+        }
+        if session.refresh_expires_at <= now {
+            return Err(ApiError::unauthorized(
+                "refresh_token_expired",
+                "The refresh token has expired. Log in again.",
+            ));
+        }
+        let next = RefreshToken {
+            secret: random_token(),
+            ..token.clone()
+        };
+        let expires = rules::refresh_expiry(session.created_at, now);
+        let new_hash = token_hash(&next.secret);
+        let marker = rules::used_hash_marker(&presented);
+        let rotation = store::Rotation {
+            old_hash: &presented,
+            new_hash: &new_hash,
+            old_marker: &marker,
+            refresh_expires_at: expires,
+        };
+        let won =
+            store::rotate_refresh(&self.table, &token.user, &token.session, rotation, now).await?;
+        if !won {
+            return Err(ApiError::unauthorized(
+                "refresh_token_superseded",
+                "This refresh token was just used by another request.",
+            ));
+        }
+        Ok(self.pair(&token.user, &token.session, &next, expires, now))
+    }
+
+    pub async fn logout(
+        &self,
+        user: &UserId,
+        current: &SessionId,
+        all_devices: bool,
+    ) -> Result<usize, ApiError> {
+        let now = self.clock.epoch();
+        let sessions: Vec<SessionId> = if all_devices {
+            store::live_sessions(&self.table, user, now)
+                .await?
+                .into_iter()
+                .map(|s| s.session)
+                .collect()
+        } else {
+            vec![current.clone()]
+        };
+        let event = self.event(
+            "auth.logged_out",
+            None,
+            user,
+            ("session", current.as_str()),
+            serde_json::json!({ "userId": user, "sessionIds": sessions, "allDevices": all_devices }),
+        );
+        self.end_sessions(user, &sessions, "logout", &event, now)
+            .await?;
+        Ok(sessions.len())
+    }
+
+    pub async fn sessions(
+        &self,
+        user: &UserId,
+        current: &SessionId,
+    ) -> Result<Vec<SessionView>, ApiError> {
+        let mut live = store::live_sessions(&self.table, user, self.clock.epoch()).await?;
+        live.sort_by_key(|s| std::cmp::Reverse(s.last_used_at));
+        Ok(live
+            .into_iter()
+            .map(|s| SessionView {
+                current: &s.session == current,
+                session_id: s.session.to_string(),
+                created_at: rfc3339(s.created_at),
+                last_used_at: rfc3339(s.last_used_at),
+                expires_at: rfc3339(s.refresh_expires_at),
+            })
+            .collect())
+    }
+
+    /// Revokes one of the caller's own sessions; anyone else's is "not found".
+    pub async fn revoke_session(&self, user: &UserId, target: &SessionId) -> Result<(), ApiError> {
+        let now = self.clock.epoch();
+        let live = store::get_session(&self.table, user, target)
+            .await?
+            .is_some_and(|s| s.status == "ACTIVE" && s.refresh_expires_at > now);
+        if !live {
+            return Err(ApiError::NotFound);
+        }
+        let event = self.event(
+            "auth.sessions_revoked",
+            None,
+            user,
+            ("session", target.as_str()),
+            serde_json::json!({ "userId": user, "sessionIds": [target], "reason": "revoked_by_user" }),
+        );
+        self.end_sessions(
+            user,
+            std::slice::from_ref(target),
+            "revoked_by_user",
+            &event,
+            now,
+        )
+        .await
+    }
+}

@@ -1,0 +1,554 @@
+//! A clinic's members: their directory (contact details only for those who manage them),
+//! adding a person with a role, changing a member's role, location or status, and removing
+//! them. A location counts its members in the same transactions that assign them.
+
+use serde::{Deserialize, Serialize};
+use shared::{
+    ApiError, FieldError,
+    authn::ClinicAccess,
+    crypto::Phi,
+    db::{self, Tx, VersionedUpdate, s},
+    error::Guard,
+    identity::{NewMembership, Profile, store::member_put},
+    ids::{LocationId, UserId},
+    keys,
+    policy::{Action, Resource, Role, Subject as Target},
+    tenancy::{self, MemberRecord, count_members},
+    types::{Email, PhoneE164},
+};
+
+use crate::{
+    AppState,
+    events::event,
+    people::{NewPerson, invite},
+    store,
+};
+
+/// The membership put's condition failed: the person is in the clinic already.
+const ALREADY_MEMBER: Guard = Guard::new(
+    "already_member",
+    "This person is already a member of the clinic.",
+);
+
+/// A member count's condition failed: the location named is not in this clinic.
+const UNKNOWN_LOCATION: Guard = Guard::on_field(
+    "locationId",
+    "unknown_location",
+    "No such location in this clinic.",
+);
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    user_id: String,
+    role: Role,
+    status: String,
+    location_id: Option<String>,
+    given_name: Option<Phi<String>>,
+    family_name: Option<Phi<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<Phi<String>>,
+    version: i64,
+}
+
+/// The member as the policy sees them.
+pub(crate) fn target(m: &MemberRecord) -> Target<'_> {
+    Target {
+        owner: Some(m.user.as_str()),
+        location: m.location.as_ref().map(LocationId::as_str),
+        member_role: Some(m.role),
+        ..Default::default()
+    }
+}
+
+/// Whether the caller may see contact details (they manage members, not just read a directory).
+fn sees_contacts(access: &ClinicAccess, m: &MemberRecord) -> bool {
+    m.user == access.caller.user_id
+        || access.allows(Resource::Member, Action::Create, &target(m))
+        || access.allows(Resource::Member, Action::Manage, &target(m))
+}
+
+/// The member with their profile, as this caller may see them.
+pub async fn view(
+    state: &AppState,
+    access: &ClinicAccess,
+    m: &MemberRecord,
+) -> Result<MemberView, ApiError> {
+    let profile = state.identities.profile(&m.user).await?.unwrap_or_default();
+    Ok(view_of(access, m, &profile))
+}
+
+fn view_of(access: &ClinicAccess, m: &MemberRecord, profile: &Profile) -> MemberView {
+    MemberView {
+        user_id: m.user.to_string(),
+        role: m.role,
+        status: m.status.clone(),
+        location_id: m.location.as_ref().map(ToString::to_string),
+        given_name: profile.get("givenName").cloned(),
+        family_name: profile.get("familyName").cloned(),
+        email: if sees_contacts(access, m) {
+            profile.get("email").cloned()
+        } else {
+            None
+        },
+        version: m.version,
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MemberQuery {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// One page of the members the caller may see, filtered by role, or the members found by
+/// exact email or phone (blind indexes). Cursors are bound to the clinic and the filter.
+pub async fn list(
+    state: &AppState,
+    access: &ClinicAccess,
+    q: MemberQuery,
+) -> Result<(Vec<MemberView>, Option<String>), ApiError> {
+    let role = q
+        .role
+        .as_deref()
+        .map(|r| {
+            Role::parse(r)
+                .ok_or_else(|| ApiError::invalid_field("role", "invalid_role", "Not a role."))
+        })
+        .transpose()?;
+    let limit = db::page_limit(q.limit)?;
+    let (records, next) = if q.email.is_some() || q.phone.is_some() {
+        let mut users = Vec::new();
+        if let Some(e) = &q.email {
+            let email = Email::parse(e).ok_or_else(|| {
+                ApiError::invalid_field("email", "invalid_email", "Not a valid email address.")
+            })?;
+            users.extend(state.identities.user_by_email(&email).await?);
+        }
+        if let Some(p) = &q.phone {
+            let phone = PhoneE164::parse(p).ok_or_else(|| {
+                ApiError::invalid_field("phone", "invalid_phone", "Use international E.164 form.")
+            })?;
+            users.extend(state.identities.users_by_phone(&phone).await?);
+        }
+        users.sort();
+        users.dedup();
+        let mut records = Vec::new();
+        for u in users {
+            if let Some(m) = tenancy::get_member(&state.table, &access.clinic, &u).await? {
+                records.push(m);
+            }
+        }
+        (records, None)
+    } else {
+        let query_key = format!("members?role={}", role.map(Role::as_str).unwrap_or(""));
+        let start = q
+            .cursor
+            .as_deref()
+            .map(|c| state.cursors.open(access.clinic.as_str(), &query_key, c))
+            .transpose()?;
+        let (records, last) =
+            store::member_page(&state.table, &access.clinic, role, limit, start).await?;
+        let next = last.map(|k| state.cursors.seal(access.clinic.as_str(), &query_key, &k));
+        (records, next)
+    };
+    let visible: Vec<&MemberRecord> = records
+        .iter()
+        .filter(|m| role.is_none_or(|r| m.role == r))
+        .filter(|m| access.allows(Resource::Member, Action::Read, &target(m)))
+        .collect();
+    // One batched read for the page's profiles instead of one read per member.
+    let users: Vec<UserId> = visible.iter().map(|m| m.user.clone()).collect();
+    let profiles = state.identities.profiles(&users).await?;
+    let items = visible
+        .iter()
+        .map(|m| {
+            view_of(
+                access,
+                m,
+                profiles.get(&m.user).unwrap_or(&Profile::default()),
+            )
+        })
+        .collect();
+    Ok((items, next))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AddMember {
+    email: Phi<String>,
+    given_name: Phi<String>,
+    family_name: Phi<String>,
+    role: String,
+    #[serde(default)]
+    location_id: Option<String>,
+    #[serde(default)]
+    phone: Option<Phi<String>>,
+}
+
+/// A person to add, every field checked.
+pub struct NewMember {
+    person: NewPerson,
+    email: Email,
+    pub(crate) role: Role,
+    pub(crate) location: Option<LocationId>,
+    phone: Option<PhoneE164>,
+}
+
+impl AddMember {
+    /// Every problem at once (422), before the policy sees the role and location asked for.
+    pub fn validate(self) -> Result<NewMember, ApiError> {
+        let person = NewPerson {
+            email: self.email,
+            given_name: self.given_name,
+            family_name: self.family_name,
+        };
+        let (mut errors, email) = person.errors("");
+        let role = Role::parse(&self.role).filter(|r| *r != Role::SuperAdmin);
+        if role.is_none() {
+            errors.push(FieldError::new(
+                "role",
+                "invalid_role",
+                "Not a clinic role.",
+            ));
+        }
+        let location = match &self.location_id {
+            Some(l) => match LocationId::parse(l) {
+                Some(l) => Some(l),
+                None => {
+                    errors.push(FieldError::new(
+                        "locationId",
+                        "invalid_id",
+                        "Not a location id.",
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        let phone = match &self.phone {
+            Some(p) => match PhoneE164::parse(p.expose()) {
+                Some(p) => Some(p),
+                None => {
+                    errors.push(FieldError::new(
+                        "phone",
+                        "invalid_phone",
+                        "Use international E.164 form.",
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        let (Some(email), Some(role), true) = (email, role, errors.is_empty()) else {
+            return Err(ApiError::Validation(errors));
+        };
+        Ok(NewMember {
+            person,
+            email,
+            role,
+            location,
+            phone,
+        })
+    }
+}
+
+impl NewMember {
+    /// The membership about to exist, as the policy sees it.
+    pub fn target(&self) -> Target<'_> {
+        Target {
+            member_role: Some(self.role),
+            location: self.location.as_ref().map(LocationId::as_str),
+            ..Default::default()
+        }
+    }
+}
+
+/// Adds the person to the clinic: an existing identity (found by email) or a new one, invited
+/// to choose a password. Returns the member and whether they were invited.
+pub async fn add(
+    state: &AppState,
+    access: &ClinicAccess,
+    new: NewMember,
+) -> Result<(MemberView, bool), ApiError> {
+    let NewMember {
+        person,
+        email,
+        role,
+        location,
+        phone,
+    } = new;
+    let now = state.clock.epoch();
+    let existing = state.identities.user_by_email(&email).await?;
+    let user = existing.clone().unwrap_or_else(UserId::generate);
+    let membership = NewMembership {
+        clinic: access.clinic.clone(),
+        role,
+        location: location.clone(),
+    };
+    let event = event(
+        state,
+        "clinic.member_added",
+        &access.clinic,
+        &access.caller,
+        access.role,
+        ("member", user.to_string()),
+        serde_json::json!({ "clinicId": access.clinic, "userId": user, "role": role, "locationId": location }),
+    );
+    let mut tx = Tx::default();
+    if let Some(l) = &location {
+        tx.guard(
+            count_members(&state.table, &access.clinic, l, 1)?,
+            UNKNOWN_LOCATION,
+        );
+    }
+    if existing.is_some() {
+        tx.guard(
+            member_put(&state.table, &user, &membership, now)?,
+            ALREADY_MEMBER,
+        );
+        tx.push(event.outbox_write(&state.table.name, now)?);
+        tx.commit(&state.table).await?;
+    } else {
+        if location.is_some() {
+            // Claim the location slot first; the identity transaction cannot include it.
+            tx.commit(&state.table).await?;
+        }
+        let identity = person.identity(user.clone(), email, phone, membership);
+        if let Err(e) = state.identities.create(identity, &event, now).await {
+            if let Some(l) = &location {
+                let mut undo = Tx::default();
+                undo.push(count_members(&state.table, &access.clinic, l, -1)?);
+                let _ = undo.commit(&state.table).await;
+            }
+            return Err(e);
+        }
+        invite(state, &user, now).await;
+    }
+    tracing::info!(clinic_id = %access.clinic, user_id = %user, role = %role, "member added");
+    let m = tenancy::get_member(&state.table, &access.clinic, &user)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok((view(state, access, &m).await?, existing.is_none()))
+}
+
+/// The member, if it exists and the caller may know about it; otherwise 404.
+pub async fn visible(
+    state: &AppState,
+    access: &ClinicAccess,
+    user: &UserId,
+) -> Result<MemberRecord, ApiError> {
+    let m = tenancy::get_member(&state.table, &access.clinic, user)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if access.allows(Resource::Member, Action::Read, &target(&m)) || m.user == access.caller.user_id
+    {
+        Ok(m)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// Nobody changes or removes their own membership (an admin could lock the clinic out);
+/// another admin or a super admin does it.
+pub fn refuse_own_membership(access: &ClinicAccess, m: &MemberRecord) -> Result<(), ApiError> {
+    if m.user == access.caller.user_id && access.role != Role::SuperAdmin {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdateMember {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default, deserialize_with = "shared::http::patch_field")]
+    location_id: Option<Option<String>>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// A change of a membership, every field checked; `None` leaves a field as it is, and a
+/// location of `Some(None)` unassigns the member.
+pub struct MemberChange {
+    pub(crate) role: Option<Role>,
+    pub(crate) location: Option<Option<LocationId>>,
+    pub(crate) status: Option<String>,
+}
+
+impl UpdateMember {
+    /// Every problem at once (422), and a body that changes nothing is refused (422).
+    pub fn validate(self) -> Result<MemberChange, ApiError> {
+        let mut errors = Vec::new();
+        let role = match &self.role {
+            Some(r) => match Role::parse(r).filter(|r| *r != Role::SuperAdmin) {
+                Some(r) => Some(r),
+                None => {
+                    errors.push(FieldError::new(
+                        "role",
+                        "invalid_role",
+                        "Not a clinic role.",
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        let location: Option<Option<LocationId>> = match &self.location_id {
+            Some(Some(l)) => match LocationId::parse(l) {
+                Some(l) => Some(Some(l)),
+                None => {
+                    errors.push(FieldError::new(
+                        "locationId",
+                        "invalid_id",
+                        "Not a location id.",
+                    ));
+                    None
+                }
+            },
+            Some(None) => Some(None),
+            None => None,
+        };
+        if let Some(st) = &self.status {
+            if st != "ACTIVE" && st != "INACTIVE" {
+                errors.push(FieldError::new(
+                    "status",
+                    "invalid_status",
+                    "Use ACTIVE or INACTIVE.",
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+        if role.is_none() && location.is_none() && self.status.is_none() {
+            return Err(ApiError::unprocessable(
+                "empty_update",
+                "The body changes nothing.",
+            ));
+        }
+        Ok(MemberChange {
+            role,
+            location,
+            status: self.status,
+        })
+    }
+}
+
+/// Applies the change to `m` if its version has not moved since it was read, moving the
+/// member counts of the locations it leaves and joins in the same transaction.
+pub async fn update(
+    state: &AppState,
+    access: &ClinicAccess,
+    m: MemberRecord,
+    change: MemberChange,
+) -> Result<MemberView, ApiError> {
+    let MemberChange {
+        role: new_role,
+        location: new_location,
+        status,
+    } = change;
+    let now = state.clock.epoch();
+    let mut update = VersionedUpdate::new();
+    let mut tx = Tx::default();
+    if let Some(r) = new_role {
+        update.set("role", s(r.as_str()));
+    }
+    if let Some(st) = &status {
+        update.set("status", s(st));
+    }
+    if let Some(l) = &new_location {
+        if l != &m.location {
+            if let Some(old) = &m.location {
+                tx.guard(
+                    count_members(&state.table, &access.clinic, old, -1)?,
+                    UNKNOWN_LOCATION,
+                );
+            }
+            match l {
+                Some(new) => {
+                    tx.guard(
+                        count_members(&state.table, &access.clinic, new, 1)?,
+                        UNKNOWN_LOCATION,
+                    );
+                    update.set("locationId", s(new.as_str()));
+                }
+                None => {
+                    update.remove("locationId");
+                }
+            }
+        }
+    }
+    tx.guard(
+        update.build(
+            &state.table,
+            keys::clinic_pk(&access.clinic),
+            keys::member_sk(&m.user),
+            m.version,
+            now,
+        )?,
+        db::CHANGED_MEANWHILE,
+    );
+    let kind = if new_role.is_some_and(|r| r != m.role) {
+        "clinic.member_role_changed"
+    } else {
+        "clinic.member_updated"
+    };
+    let event = event(
+        state,
+        kind,
+        &access.clinic,
+        &access.caller,
+        access.role,
+        ("member", m.user.to_string()),
+        serde_json::json!({ "clinicId": access.clinic, "userId": m.user, "role": new_role.unwrap_or(m.role), "previousRole": m.role, "status": status, "locationId": new_location.clone().unwrap_or(m.location.clone()) }),
+    );
+    tx.push(event.outbox_write(&state.table.name, now)?);
+    tx.commit(&state.table).await?;
+    state.authn.forget_membership(&access.clinic, &m.user);
+    let m = tenancy::get_member(&state.table, &access.clinic, &m.user)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    view(state, access, &m).await
+}
+
+/// Removes the membership if its version has not moved, and frees its location's slot.
+pub async fn remove(
+    state: &AppState,
+    access: &ClinicAccess,
+    m: MemberRecord,
+) -> Result<(), ApiError> {
+    let now = state.clock.epoch();
+    let mut tx = Tx::default();
+    tx.guard(
+        tenancy::delete_member(&state.table, &access.clinic, &m.user, m.version)?,
+        db::CHANGED_MEANWHILE,
+    );
+    if let Some(l) = &m.location {
+        tx.push(count_members(&state.table, &access.clinic, l, -1)?);
+    }
+    let event = event(
+        state,
+        "clinic.member_removed",
+        &access.clinic,
+        &access.caller,
+        access.role,
+        ("member", m.user.to_string()),
+        serde_json::json!({ "clinicId": access.clinic, "userId": m.user, "role": m.role }),
+    );
+    tx.push(event.outbox_write(&state.table.name, now)?);
+    tx.commit(&state.table).await?;
+    state.authn.forget_membership(&access.clinic, &m.user);
+    tracing::info!(clinic_id = %access.clinic, user_id = %m.user, "member removed");
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! A person's clinic memberships, with each clinic's name.
+
+use serde::Serialize;
+use shared::{ApiError, identity::store::active_memberships, ids::UserId, tenancy::get_clinics};
+
+use crate::AppState;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MembershipView {
+    clinic_id: String,
+    clinic_name: Option<String>,
+    role: String,
+    location_id: Option<String>,
+}
+
+/// One query of the user's memberships and one batched read of their clinics.
+pub async fn list(state: &AppState, user: &UserId) -> Result<Vec<MembershipView>, ApiError> {
+    let memberships = active_memberships(&state.table, user).await?;
+    let ids: Vec<_> = memberships.iter().map(|(c, _)| c.clone()).collect();
+    let clinics = get_clinics(&state.table, &ids).await?;
+    Ok(memberships
+        .into_iter()
+        .map(|(clinic, m)| MembershipView {
+            clinic_name: clinics.get(&clinic).map(|c| c.name.clone()),
+            clinic_id: clinic.to_string(),
+            role: m.role.as_str().to_string(),
+            location_id: m.location.map(|l| l.to_string()),
+        })
+        .collect())
+}
