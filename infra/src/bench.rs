@@ -554,7 +554,17 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64, u64)>, B
             kind: "appointment".into(),
             id: covered["id"].as_str().unwrap_or_default().into(),
         },
-        json!({ "appointmentId": covered["id"] }),
+        // The data every appointment event carries (shared::contracts::AppointmentData).
+        json!({
+            "appointmentId": covered["id"],
+            "doctorId": covered["doctorId"],
+            "patientId": covered["patientId"],
+            "locationId": covered["locationId"],
+            "kind": covered["kind"],
+            "status": "CANCELLED",
+            "startsAt": covered["startsAt"],
+            "endsAt": covered["endsAt"],
+        }),
         jiff::Timestamp::now(),
     );
     let b = (counter.get(), counter.depth());

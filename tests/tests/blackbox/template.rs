@@ -1,7 +1,7 @@
 //! `template.yaml` is the deployable truth: every route the code serves is routed there, and
 //! every environment variable a function reads is set there.
 
-const TEMPLATE: &str = include_str!("../../template.yaml");
+const TEMPLATE: &str = include_str!("../../../template.yaml");
 
 /// (method, path) pairs of the template's HttpApi events: a `Method:` line followed by `Path:`.
 fn template_routes() -> Vec<(String, String)> {

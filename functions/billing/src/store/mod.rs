@@ -1,0 +1,88 @@
+//! DynamoDB adapter for billing: plans, subscriptions (with the one-live-per-plan guard and
+//! the quota counter), coverage links, invoices (with the per-clinic, per-year counter) and
+//! payments. Every item lives in the clinic's partition except the provider-reference lookup.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+use jiff::{Timestamp, Zoned, tz::TimeZone};
+use shared::{
+    ApiError,
+    db::{Item, Table, get_n, get_opt_n, get_opt_s, get_s, n, s},
+    ids::{
+        AppointmentId, ClinicId, InvoiceId, LocationId, PaymentId, PlanId, SubscriptionId, UserId,
+    },
+    keys,
+};
+
+use crate::rules::{
+    Cadence, Interval, InvoiceStatus, Line, Method, PaymentStatus, SubStatus, Terms, Totals,
+};
+
+pub use shared::db::{tx_delete, tx_put, tx_update};
+
+mod invoices;
+mod payments;
+mod plans;
+mod subscriptions;
+
+pub use invoices::*;
+pub use payments::*;
+pub use plans::*;
+pub use subscriptions::*;
+
+fn bad(what: &'static str) -> ApiError {
+    ApiError::internal(shared::db::AttributeError(what))
+}
+
+fn json_attr<T: serde::de::DeserializeOwned>(i: &Item, name: &'static str) -> Result<T, ApiError> {
+    serde_json::from_str(get_s(i, name)?).map_err(|_| bad(name))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, ApiError> {
+    serde_json::to_string(v).map_err(ApiError::internal)
+}
+
+/// Queries one kind of item in a clinic's partition (by sort-key prefix), all pages.
+pub async fn query_prefix(
+    table: &Table,
+    clinic: &ClinicId,
+    prefix: &str,
+) -> Result<Vec<Item>, ApiError> {
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let resp = table
+            .client
+            .query()
+            .table_name(&table.name)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+            .expression_attribute_values(":pk", s(keys::clinic_pk(clinic)))
+            .expression_attribute_values(":p", s(prefix))
+            .set_exclusive_start_key(start)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(shared::db::internal)?;
+        out.extend(resp.items.unwrap_or_default());
+        match resp.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => return Ok(out),
+        }
+    }
+}
+
+pub use shared::record::{Record, get};
+
+/// Every record of one kind in a clinic (by sort-key prefix).
+pub async fn all<R: Record>(
+    table: &Table,
+    clinic: &ClinicId,
+    prefix: &str,
+) -> Result<Vec<R>, ApiError> {
+    query_prefix(table, clinic, prefix)
+        .await?
+        .iter()
+        .map(R::parse)
+        .collect()
+}

@@ -1,0 +1,8 @@
+//! The black-box suite: one test binary, each module a group of HTTP scenarios against the
+//! local stack (started in-process per test) or a deployed `API_URL`.
+
+mod billing;
+mod client;
+mod scheduling;
+mod template;
+mod tenancy;
