@@ -5,7 +5,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use std::borrow::Cow;
 
-use crate::http::current_correlation_id;
+use crate::correlation::current_correlation_id;
 
 /// A problem with one field of a request body, listed in a validation error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -17,23 +17,7 @@ use crate::error::ApiError;
 /// Largest request body any route accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-pub const CORRELATION_HEADER: &str = "x-correlation-id";
-
-tokio::task_local! {
-    static CORRELATION_ID: String;
-}
-
-/// The correlation id of the request being served, or `"none"` outside one.
-pub fn current_correlation_id() -> String {
-    CORRELATION_ID
-        .try_with(|id| id.clone())
-        .unwrap_or_else(|_| "none".to_string())
-}
-
-/// Runs `fut` with the given correlation id in scope (for background work and tests).
-pub async fn with_correlation_id<F: std::future::Future>(id: String, fut: F) -> F::Output {
-    CORRELATION_ID.scope(id, fut).await
-}
+pub use crate::correlation::{CORRELATION_HEADER, current_correlation_id, with_correlation_id};
 
 /// Accepts a caller's id only if it is short and plain, so it is safe to log and echo.
 fn acceptable_correlation_id(v: &HeaderValue) -> Option<String> {
@@ -55,9 +39,7 @@ async fn correlation(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let span = tracing::info_span!("request", correlation_id = %id, method = %method);
     let started = std::time::Instant::now();
-    let mut resp = CORRELATION_ID
-        .scope(id.clone(), next.run(req).instrument(span.clone()))
-        .await;
+    let mut resp = with_correlation_id(id.clone(), next.run(req).instrument(span.clone())).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(CORRELATION_HEADER, v);
     }

@@ -7,6 +7,7 @@ pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod contracts;
+pub mod correlation;
 pub mod crypto;
 pub mod db;
 pub mod error;
