@@ -14,6 +14,7 @@ use crate::{
     identity::Identities,
     jwt::KeySet,
     secrets::PlatformSecrets,
+    tenancy::ClinicSettings,
 };
 
 pub struct Platform {
@@ -27,6 +28,8 @@ pub struct Platform {
     pub cursors: CursorCodec,
     /// People: email and phone lookups, profiles, memberships.
     pub identities: Identities,
+    /// Clinic settings (zone, currency), cached briefly.
+    pub clinics: ClinicSettings,
 }
 
 impl std::fmt::Debug for Platform {
@@ -74,11 +77,13 @@ impl Platform {
             envelope: envelope.clone(),
             blind: blind.clone(),
         };
+        let clinics = ClinicSettings::new(table.clone(), clock.clone());
         Ok(Self {
             table,
             envelope,
             blind,
             identities,
+            clinics,
             keys,
             authn,
             clock,

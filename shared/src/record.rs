@@ -66,6 +66,29 @@ pub async fn get<R: Record>(
         .transpose()
 }
 
+/// One page of records from an index partition (see [`crate::db::index_page`]): `limit` from
+/// the query string (1-100, default 50), the cursor opened and the next one sealed for the
+/// clinic and `query` (the list and its filters), so a cursor continues only what it was made
+/// for. Reads one page whatever the partition's size.
+pub async fn page<R: Record>(
+    table: &Table,
+    cursors: &crate::db::CursorCodec,
+    clinic: &ClinicId,
+    query: &str,
+    q: crate::db::IndexQuery<'_>,
+    limit: Option<u32>,
+    cursor: Option<&str>,
+) -> Result<(Vec<R>, Option<String>), ApiError> {
+    let limit = crate::db::page_limit(limit)?;
+    let start = cursor
+        .map(|c| cursors.open(clinic.as_str(), query, c))
+        .transpose()?;
+    let (items, last) = crate::db::index_page(table, q, limit, start).await?;
+    let items = items.iter().map(R::parse).collect::<Result<_, _>>()?;
+    let next = last.map(|k| cursors.seal(clinic.as_str(), query, &k));
+    Ok((items, next))
+}
+
 /// Implements [`Record`] for a type with `id`, `clinic`, `version`, `created_at` and
 /// `updated_at` fields and a `from_item` parser: `record!(PlanRecord, keys::plan_sk, "planId")`.
 #[macro_export]

@@ -62,6 +62,47 @@ impl ClinicRecord {
     }
 }
 
+/// How long a container trusts a clinic's settings (name, zone, currency, locale) it read.
+/// A change made in another container shows within this time; every write that depends on
+/// them is still checked by its own transaction.
+pub const SETTINGS_CACHE_SECONDS: i64 = 30;
+
+/// Clinic settings read through a short-lived cache: most requests of a clinic need its zone
+/// or currency, and it rarely changes.
+pub struct ClinicSettings {
+    table: Table,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+    cache: crate::cache::TtlCache<ClinicId, ClinicRecord>,
+}
+
+impl ClinicSettings {
+    pub fn new(table: Table, clock: std::sync::Arc<dyn crate::clock::Clock>) -> Self {
+        Self {
+            table,
+            clock,
+            cache: crate::cache::TtlCache::new(SETTINGS_CACHE_SECONDS, 10_000),
+        }
+    }
+
+    /// The clinic, from the cache when read less than [`SETTINGS_CACHE_SECONDS`] ago.
+    pub async fn get(&self, clinic: &ClinicId) -> Result<Option<ClinicRecord>, ApiError> {
+        let now = self.clock.epoch();
+        if let Some(c) = self.cache.get(clinic, now) {
+            return Ok(Some(c));
+        }
+        let c = get_clinic(&self.table, clinic).await?;
+        if let Some(c) = &c {
+            self.cache.put(clinic.clone(), c.clone(), now);
+        }
+        Ok(c)
+    }
+
+    /// Drops the cached settings (this container changed them).
+    pub fn forget(&self, clinic: &ClinicId) {
+        self.cache.forget(clinic);
+    }
+}
+
 /// Several clinics with one batched read; ids that name no clinic are absent.
 pub async fn get_clinics(
     table: &Table,

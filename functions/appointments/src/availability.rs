@@ -374,8 +374,12 @@ pub async fn slots(
         .and_then(parse_date)
         .ok_or_else(|| ApiError::invalid_field("date", "invalid_date", "Use YYYY-MM-DD."))?;
     let location = opt_id(q.location_id.as_deref(), "locationId", LocationId::parse)?;
-    let tz = clinic_zone(state, clinic).await?;
-    let rec = store::get_schedule(&state.table, clinic, doctor).await?;
+    // Independent reads go together: the zone (usually cached) and the schedule.
+    let (tz, rec) = tokio::join!(
+        clinic_zone(state, clinic),
+        store::get_schedule(&state.table, clinic, doctor)
+    );
+    let (tz, rec) = (tz?, rec?);
     let slots = match &rec {
         Some(r) => free_slots(state, clinic, doctor, &r.availability, date, &tz).await?,
         None => Vec::new(),

@@ -133,16 +133,29 @@ pub async fn book(
         assigned: assigned(state, access, &doctor, &patient).await?,
     };
     access.require(Resource::Appointment, Action::Create, &f.subject(None))?;
-    if clinician(state, &access.clinic, &doctor).await?.is_none() {
+    // Everything else the booking needs is read together, in one round trip.
+    let location_check = async {
+        match &location {
+            Some(l) => location_exists(state, &access.clinic, l).await,
+            None => Ok(true),
+        }
+    };
+    let (doctor_member, patient_member, location_ok, tz, schedule) = tokio::join!(
+        clinician(state, &access.clinic, &doctor),
+        shared::tenancy::get_member(&state.table, &access.clinic, &patient),
+        location_check,
+        clinic_zone(state, &access.clinic),
+        store::get_schedule(&state.table, &access.clinic, &doctor),
+    );
+    if doctor_member?.is_none() {
         errors.push(err(
             "doctorId",
             "unknown_doctor",
             "No such doctor in this clinic.",
         ));
     }
-    let patient_ok = shared::tenancy::get_member(&state.table, &access.clinic, &patient)
-        .await?
-        .is_some_and(|m| m.role == Role::Patient && m.status == "ACTIVE");
+    let patient_ok =
+        patient_member?.is_some_and(|m| m.role == Role::Patient && m.status == "ACTIVE");
     if !patient_ok {
         errors.push(err(
             "patientId",
@@ -150,18 +163,15 @@ pub async fn book(
             "No such patient in this clinic.",
         ));
     }
-    if let Some(l) = &location {
-        if !location_exists(state, &access.clinic, l).await? {
-            errors.push(err(
-                "locationId",
-                "unknown_location",
-                "No such location in this clinic.",
-            ));
-        }
+    if !location_ok? {
+        errors.push(err(
+            "locationId",
+            "unknown_location",
+            "No such location in this clinic.",
+        ));
     }
     validation(std::mem::take(&mut errors))?;
-    let tz = clinic_zone(state, &access.clinic).await?;
-    let schedule = store::get_schedule(&state.table, &access.clinic, &doctor).await?;
+    let (tz, schedule) = (tz?, schedule?);
     let av = schedule.map(|s| s.availability);
     let default_minutes = av
         .as_ref()

@@ -38,9 +38,7 @@ pub fn who(access: &ClinicAccess) -> Who {
 
 /// The clinic's time zone (calendar dates, the day's queue).
 pub async fn clinic_zone(state: &AppState, clinic: &ClinicId) -> Result<TimeZone, ApiError> {
-    let c = shared::tenancy::get_clinic(&state.table, clinic)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let c = state.clinics.get(clinic).await?.ok_or(ApiError::NotFound)?;
     TimeZone::get(&c.time_zone).map_err(ApiError::internal)
 }
 

@@ -14,6 +14,19 @@ use shared::{
     policy::Role,
 };
 
+/// A list filter that is not an id: it names nothing, so the list is empty (like any unknown
+/// id).
+#[derive(Debug)]
+pub struct NamesNothing;
+
+/// A list's id filter: absent, an id, or [`NamesNothing`].
+pub fn id_filter<T>(
+    raw: Option<&str>,
+    parse: fn(&str) -> Option<T>,
+) -> Result<Option<T>, NamesNothing> {
+    raw.map(|r| parse(r).ok_or(NamesNothing)).transpose()
+}
+
 /// A billing event: ids, codes, amounts and times only.
 pub fn event(
     kind: &str,
@@ -49,9 +62,7 @@ pub async fn clinic_settings(
     state: &Platform,
     clinic: &ClinicId,
 ) -> Result<(TimeZone, String), ApiError> {
-    let c = shared::tenancy::get_clinic(&state.table, clinic)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let c = state.clinics.get(clinic).await?.ok_or(ApiError::NotFound)?;
     let tz = TimeZone::get(&c.time_zone).map_err(ApiError::internal)?;
     Ok((tz, c.currency))
 }

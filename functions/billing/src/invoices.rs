@@ -15,7 +15,7 @@ use shared::{
 };
 
 use crate::{
-    common::{clinic_settings, expect_version, known_location, known_patient},
+    common::{clinic_settings, expect_version, id_filter, known_location, known_patient},
     issuing::{
         self, Draft, due_after, invoice_event, issued_event, retry_numbering, take_number,
         totals_error,
@@ -169,42 +169,34 @@ pub async fn list(
     limit: Option<u32>,
     cursor: Option<&str>,
 ) -> Result<(Vec<InvoiceRecord>, Option<String>), ApiError> {
-    let limit = shared::db::page_limit(limit)?;
     let query = format!(
         "invoices?patient={:?}&status={:?}&subscription={:?}",
         f.patient,
         f.status.map(|s| s.as_str()),
         f.subscription
     );
-    let start = cursor
-        .map(|c| state.cursors.open(clinic.as_str(), &query, c))
-        .transpose()?;
-    // An id that is not an id names no invoice: an empty list, like any unknown id.
-    let patient = match f.patient.map(UserId::parse) {
-        Some(None) => return Ok((Vec::new(), None)),
-        p => p.flatten(),
+    let (Ok(patient), Ok(subscription)) = (
+        id_filter(f.patient, UserId::parse),
+        id_filter(f.subscription, SubscriptionId::parse),
+    ) else {
+        return Ok((Vec::new(), None));
     };
-    let subscription = match f.subscription.map(SubscriptionId::parse) {
-        Some(None) => return Ok((Vec::new(), None)),
-        x => x.flatten(),
+    let status = f.status.map(|s| s.as_str());
+    let q = match (&subscription, &patient) {
+        (Some(x), p) => InvoiceList::Subscription(x).query(clinic, p.as_ref(), status),
+        (None, Some(p)) => InvoiceList::Patient(p).query(clinic, None, status),
+        (None, None) => InvoiceList::Clinic.query(clinic, None, status),
     };
-    let (list, patient_filter) = match (&subscription, &patient) {
-        (Some(x), p) => (InvoiceList::Subscription(x), p.as_ref()),
-        (None, Some(p)) => (InvoiceList::Patient(p), None),
-        (None, None) => (InvoiceList::Clinic, None),
-    };
-    let (items, last) = store::invoice_page(
+    shared::record::page(
         &state.table,
+        &state.cursors,
         clinic,
-        list,
-        patient_filter,
-        f.status,
+        &query,
+        q,
         limit,
-        start,
+        cursor,
     )
-    .await?;
-    let next = last.map(|k| state.cursors.seal(clinic.as_str(), &query, &k));
-    Ok((items, next))
+    .await
 }
 
 /// `finalize` numbers a DRAFT and opens it, `void` voids an unpaid invoice,

@@ -15,7 +15,7 @@ use shared::{
 };
 
 use crate::{
-    common::{event, merged},
+    common::{event, id_filter, merged},
     issuing::invoice_event,
     providers::{Charge, Notification, Providers, Started},
     rules::{self, InvoiceStatus, Method, PaymentStatus, RefundProblem, SubStatus},
@@ -332,42 +332,34 @@ pub async fn list(
     limit: Option<u32>,
     cursor: Option<&str>,
 ) -> Result<(Vec<PaymentRecord>, Option<String>), ApiError> {
-    let limit = shared::db::page_limit(limit)?;
     let query = format!(
         "payments?invoice={:?}&patient={:?}&status={:?}",
         f.invoice,
         f.patient,
         f.status.map(|s| s.as_str())
     );
-    let start = cursor
-        .map(|c| state.cursors.open(clinic.as_str(), &query, c))
-        .transpose()?;
-    // An id that is not an id names nothing: an empty list, like any unknown id.
-    let patient = match f.patient.map(UserId::parse) {
-        Some(None) => return Ok((Vec::new(), None)),
-        p => p.flatten(),
+    let (Ok(patient), Ok(invoice)) = (
+        id_filter(f.patient, UserId::parse),
+        id_filter(f.invoice, InvoiceId::parse),
+    ) else {
+        return Ok((Vec::new(), None));
     };
-    let invoice = match f.invoice.map(InvoiceId::parse) {
-        Some(None) => return Ok((Vec::new(), None)),
-        i => i.flatten(),
+    let status = f.status.map(|s| s.as_str());
+    let q = match (&invoice, &patient) {
+        (Some(i), p) => PaymentList::Invoice(i).query(clinic, p.as_ref(), status),
+        (None, Some(p)) => PaymentList::Patient(p).query(clinic, None, status),
+        (None, None) => PaymentList::Clinic.query(clinic, None, status),
     };
-    let (list, patient_filter) = match (&invoice, &patient) {
-        (Some(i), p) => (PaymentList::Invoice(i), p.as_ref()),
-        (None, Some(p)) => (PaymentList::Patient(p), None),
-        (None, None) => (PaymentList::Clinic, None),
-    };
-    let (items, last) = store::payment_page(
+    shared::record::page(
         &state.table,
+        &state.cursors,
         clinic,
-        list,
-        patient_filter,
-        f.status,
+        &query,
+        q,
         limit,
-        start,
+        cursor,
     )
-    .await?;
-    let next = last.map(|k| state.cursors.seal(clinic.as_str(), &query, &k));
-    Ok((items, next))
+    .await
 }
 
 /// Gives money back from a completed payment: partial or full (the default), never more than

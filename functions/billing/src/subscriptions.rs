@@ -15,7 +15,10 @@ use shared::{
 };
 
 use crate::{
-    common::{clinic_settings, event, expect_version, iso, known_location, known_patient, merged},
+    common::{
+        clinic_settings, event, expect_version, id_filter, iso, known_location, known_patient,
+        merged,
+    },
     issuing::{self, Draft, retry_numbering},
     rules::{self, APPOINTMENT_TYPES, Decision, Line, SubStatus},
     store::{self, InvoiceRecord, PlanRecord, Record, SubscriptionList, SubscriptionRecord},
@@ -61,42 +64,34 @@ pub async fn list(
     limit: Option<u32>,
     cursor: Option<&str>,
 ) -> Result<(Vec<SubscriptionRecord>, Option<String>), ApiError> {
-    let limit = shared::db::page_limit(limit)?;
     let query = format!(
         "subscriptions?patient={:?}&plan={:?}&status={:?}",
         f.patient,
         f.plan,
         f.status.map(|s| s.as_str())
     );
-    let start = cursor
-        .map(|c| state.cursors.open(clinic.as_str(), &query, c))
-        .transpose()?;
-    // An id that is not an id names nothing: an empty list, like any unknown id.
-    let patient = match f.patient.map(UserId::parse) {
-        Some(None) => return Ok((Vec::new(), None)),
-        p => p.flatten(),
+    let (Ok(patient), Ok(plan)) = (
+        id_filter(f.patient, UserId::parse),
+        id_filter(f.plan, PlanId::parse),
+    ) else {
+        return Ok((Vec::new(), None));
     };
-    let plan = match f.plan.map(PlanId::parse) {
-        Some(None) => return Ok((Vec::new(), None)),
-        x => x.flatten(),
+    let status = f.status.map(|s| s.as_str());
+    let q = match (&plan, &patient) {
+        (Some(x), p) => SubscriptionList::Plan(x).query(clinic, p.as_ref(), status),
+        (None, Some(p)) => SubscriptionList::Patient(p).query(clinic, None, status),
+        (None, None) => SubscriptionList::Clinic.query(clinic, None, status),
     };
-    let (list, patient_filter) = match (&plan, &patient) {
-        (Some(x), p) => (SubscriptionList::Plan(x), p.as_ref()),
-        (None, Some(p)) => (SubscriptionList::Patient(p), None),
-        (None, None) => (SubscriptionList::Clinic, None),
-    };
-    let (items, last) = store::subscription_page(
+    shared::record::page(
         &state.table,
+        &state.cursors,
         clinic,
-        list,
-        patient_filter,
-        f.status,
+        &query,
+        q,
         limit,
-        start,
+        cursor,
     )
-    .await?;
-    let next = last.map(|k| state.cursors.seal(clinic.as_str(), &query, &k));
-    Ok((items, next))
+    .await
 }
 
 /// The invoice for one period of a subscription.

@@ -313,5 +313,6 @@ pub async fn update(
     );
     tx.push(event.outbox_write(&state.table.name, now)?);
     tx.commit(&state.table).await?;
+    state.clinics.forget(&access.clinic);
     get(state, &access.clinic).await
 }

@@ -11,6 +11,7 @@ use shared::{
     ApiError,
     authn::ClinicAccess,
     http::{Query, present},
+    ids::UserId,
     policy::Action,
 };
 
@@ -39,8 +40,17 @@ async fn list(
     Path((_, doctor)): Path<(String, String)>,
     Query(q): Query<SlotQuery>,
 ) -> Result<Response, ApiError> {
-    let id = schedule_access(&state, &access, &doctor, Action::Read).await?;
-    let free = availability::slots(&state, &access.clinic, &id, &q).await?;
+    // The doctor's membership (for the policy) and their free time are read together; the
+    // policy's answer still comes first, so nothing is shown to a caller it refuses.
+    let Some(path_id) = UserId::parse(&doctor) else {
+        return Err(ApiError::NotFound);
+    };
+    let (allowed, free) = tokio::join!(
+        schedule_access(&state, &access, &doctor, Action::Read),
+        availability::slots(&state, &access.clinic, &path_id, &q)
+    );
+    let id = allowed?;
+    let free = free?;
     let slots: Vec<SlotView> = free
         .slots
         .into_iter()

@@ -13,10 +13,10 @@ use shared::{
     http::page as page_of,
     http::{Json, OptionalJson, Query},
     ids::LocationId,
-    policy::{Action, Resource, Role, Scope, Subject, may_ever, widest_scope},
+    policy::{Action, Resource, Role, Subject, may_ever},
 };
 
-use super::{created, idempotent_post, status_filter, who};
+use super::{created, idempotent_post, listed_patient, status_filter, who};
 use crate::{
     AppState,
     common::iso,
@@ -178,15 +178,12 @@ async fn list(
     if !may_ever(access.role, Resource::Invoice, Action::Read) {
         return Err(ApiError::Forbidden);
     }
-    // A caller who may read only their own invoices lists their own: the patient's index,
-    // never the clinic's filtered down.
+    // A caller who may read only their own lists their own: the patient's index, never the
+    // clinic's filtered down.
     let own = access.caller.user_id.to_string();
-    let patient = match widest_scope(access.role, Resource::Invoice, Action::Read) {
-        Some(Scope::Own) if q.patient_id.as_deref().is_some_and(|p| p != own) => {
-            return Ok(page_of::<InvoiceView>(&[], None));
-        }
-        Some(Scope::Own) => Some(own.as_str()),
-        _ => q.patient_id.as_deref(),
+    let Some(patient) = listed_patient(&access, Resource::Invoice, q.patient_id.as_deref(), &own)
+    else {
+        return Ok(page_of::<InvoiceView>(&[], None));
     };
     let filter = Filter {
         patient,

@@ -34,6 +34,23 @@ where
     ))
 }
 
+/// The patient a list of `resource` is narrowed to. A caller whose grant reaches only their
+/// own records lists their own partition whatever they ask; asking for someone else's is
+/// `None`: an empty list.
+pub fn listed_patient<'a>(
+    access: &ClinicAccess,
+    resource: shared::policy::Resource,
+    asked: Option<&'a str>,
+    own: &'a str,
+) -> Option<Option<&'a str>> {
+    use shared::policy::{Action, Scope, widest_scope};
+    match widest_scope(access.role, resource, Action::Read) {
+        Some(Scope::Own) if asked.is_some_and(|p| p != own) => None,
+        Some(Scope::Own) => Some(Some(own)),
+        _ => Some(asked),
+    }
+}
+
 /// The caller, as events record them.
 pub fn who(access: &ClinicAccess) -> Who {
     Who::member(&access.caller.user_id, access.role)

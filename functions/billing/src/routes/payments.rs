@@ -12,10 +12,10 @@ use shared::{
     authn::ClinicAccess,
     http::{Json, OptionalJson, Query, page as page_of},
     ids::LocationId,
-    policy::{Action, Resource, Role, Scope, Subject, may_ever, widest_scope},
+    policy::{Action, Resource, Role, Subject, may_ever},
 };
 
-use super::{created, idempotent_post, invoices::readable, status_filter, who};
+use super::{created, idempotent_post, invoices::readable, listed_patient, status_filter, who};
 use crate::{
     AppState,
     common::iso,
@@ -183,15 +183,12 @@ async fn list(
     if !may_ever(access.role, Resource::Payment, Action::Read) {
         return Err(ApiError::Forbidden);
     }
-    // A caller who may read only their own payments lists their own: the patient's index,
-    // never the clinic's filtered down.
+    // A caller who may read only their own lists their own: the patient's index, never the
+    // clinic's filtered down.
     let own = access.caller.user_id.to_string();
-    let patient = match widest_scope(access.role, Resource::Payment, Action::Read) {
-        Some(Scope::Own) if q.patient_id.as_deref().is_some_and(|p| p != own) => {
-            return Ok(page_of::<PaymentView>(&[], None));
-        }
-        Some(Scope::Own) => Some(own.as_str()),
-        _ => q.patient_id.as_deref(),
+    let Some(patient) = listed_patient(&access, Resource::Payment, q.patient_id.as_deref(), &own)
+    else {
+        return Ok(page_of::<PaymentView>(&[], None));
     };
     let filter = Filter {
         invoice: q.invoice_id.as_deref(),

@@ -14,10 +14,10 @@ use shared::{
     authn::ClinicAccess,
     http::{Json, OptionalJson, Query, page as page_of},
     ids::LocationId,
-    policy::{Action, Resource, Role, Scope, Subject, may_ever, widest_scope},
+    policy::{Action, Resource, Role, Subject, may_ever},
 };
 
-use super::{created, idempotent_post, status_filter, who};
+use super::{created, idempotent_post, listed_patient, status_filter, who};
 use crate::{
     AppState,
     common::iso,
@@ -209,15 +209,16 @@ async fn list(
     if !may_ever(access.role, Resource::Subscription, Action::Read) {
         return Err(ApiError::Forbidden);
     }
-    // A caller who may read only their own subscriptions lists their own: the patient's
-    // index, never the clinic's filtered down.
+    // A caller who may read only their own lists their own: the patient's index, never the
+    // clinic's filtered down.
     let own = access.caller.user_id.to_string();
-    let patient = match widest_scope(access.role, Resource::Subscription, Action::Read) {
-        Some(Scope::Own) if q.patient_id.as_deref().is_some_and(|p| p != own) => {
-            return Ok(page_of::<SubscriptionView>(&[], None));
-        }
-        Some(Scope::Own) => Some(own.as_str()),
-        _ => q.patient_id.as_deref(),
+    let Some(patient) = listed_patient(
+        &access,
+        Resource::Subscription,
+        q.patient_id.as_deref(),
+        &own,
+    ) else {
+        return Ok(page_of::<SubscriptionView>(&[], None));
     };
     let filter = Filter {
         patient,

@@ -170,49 +170,29 @@ pub enum InvoiceList<'a> {
     Subscription(&'a SubscriptionId),
 }
 
-/// One page of an invoice list from its index, in list order (see
-/// [`shared::db::index_page`]), optionally narrowed to a patient and a status.
-pub async fn invoice_page(
-    table: &Table,
-    clinic: &ClinicId,
-    list: InvoiceList<'_>,
-    patient: Option<&UserId>,
-    status: Option<InvoiceStatus>,
-    limit: i32,
-    start: Option<Item>,
-) -> Result<(Vec<InvoiceRecord>, Option<Item>), ApiError> {
-    let (index, pk_attr, pk) = match list {
-        InvoiceList::Clinic => (keys::GSI1, keys::GSI1PK, keys::clinic_invoices_pk(clinic)),
-        InvoiceList::Patient(p) => (
-            keys::GSI2,
-            keys::GSI2PK,
-            keys::patient_invoices_pk(clinic, p),
-        ),
-        InvoiceList::Subscription(x) => (
-            keys::GSI3,
-            keys::GSI3PK,
-            keys::subscription_invoices_pk(clinic, x),
-        ),
-    };
-    let mut equal = Vec::new();
-    if let Some(st) = status {
-        equal.push(("status", s(st.as_str())));
+impl InvoiceList<'_> {
+    /// The index query of this list in `clinic`, narrowed to a patient and a status.
+    pub fn query(
+        self,
+        clinic: &ClinicId,
+        patient: Option<&UserId>,
+        status: Option<&'static str>,
+    ) -> shared::db::IndexQuery<'static> {
+        let partition = match self {
+            Self::Clinic => (keys::GSI1, keys::GSI1PK, keys::clinic_invoices_pk(clinic)),
+            Self::Patient(p) => (
+                keys::GSI2,
+                keys::GSI2PK,
+                keys::patient_invoices_pk(clinic, p),
+            ),
+            Self::Subscription(x) => (
+                keys::GSI3,
+                keys::GSI3PK,
+                keys::subscription_invoices_pk(clinic, x),
+            ),
+        };
+        list_query(partition, patient, status)
     }
-    if let Some(p) = patient {
-        equal.push(("patientId", s(p.as_str())));
-    }
-    let q = shared::db::IndexQuery {
-        index,
-        pk_attr,
-        pk,
-        equal,
-    };
-    let (items, last) = shared::db::index_page(table, q, limit, start).await?;
-    let items = items
-        .iter()
-        .map(InvoiceRecord::from_item)
-        .collect::<Result<_, _>>()?;
-    Ok((items, last))
 }
 
 pub async fn get_invoice(

@@ -74,6 +74,27 @@ pub async fn query_prefix(
 
 pub use shared::record::{Record, get};
 
+/// A list's index partition, narrowed to a patient and a status when given.
+fn list_query(
+    (index, pk_attr, pk): (&'static str, &'static str, String),
+    patient: Option<&UserId>,
+    status: Option<&'static str>,
+) -> shared::db::IndexQuery<'static> {
+    let mut equal = Vec::new();
+    if let Some(st) = status {
+        equal.push(("status", s(st)));
+    }
+    if let Some(p) = patient {
+        equal.push(("patientId", s(p.as_str())));
+    }
+    shared::db::IndexQuery {
+        index,
+        pk_attr,
+        pk,
+        equal,
+    }
+}
+
 /// Every record of one kind in a clinic (by sort-key prefix).
 pub async fn all<R: Record>(
     table: &Table,

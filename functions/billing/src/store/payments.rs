@@ -12,49 +12,29 @@ pub enum PaymentList<'a> {
     Invoice(&'a InvoiceId),
 }
 
-/// One page of a payment list from its index, newest first, optionally narrowed to a patient
-/// and a status.
-pub async fn payment_page(
-    table: &Table,
-    clinic: &ClinicId,
-    list: PaymentList<'_>,
-    patient: Option<&UserId>,
-    status: Option<PaymentStatus>,
-    limit: i32,
-    start: Option<Item>,
-) -> Result<(Vec<PaymentRecord>, Option<Item>), ApiError> {
-    let (index, pk_attr, pk) = match list {
-        PaymentList::Clinic => (keys::GSI1, keys::GSI1PK, keys::clinic_payments_pk(clinic)),
-        PaymentList::Patient(p) => (
-            keys::GSI2,
-            keys::GSI2PK,
-            keys::patient_payments_pk(clinic, p),
-        ),
-        PaymentList::Invoice(i) => (
-            keys::GSI3,
-            keys::GSI3PK,
-            keys::invoice_payments_pk(clinic, i),
-        ),
-    };
-    let mut equal = Vec::new();
-    if let Some(st) = status {
-        equal.push(("status", s(st.as_str())));
+impl PaymentList<'_> {
+    /// The index query of this list in `clinic`, narrowed to a patient and a status.
+    pub fn query(
+        self,
+        clinic: &ClinicId,
+        patient: Option<&UserId>,
+        status: Option<&'static str>,
+    ) -> shared::db::IndexQuery<'static> {
+        let partition = match self {
+            Self::Clinic => (keys::GSI1, keys::GSI1PK, keys::clinic_payments_pk(clinic)),
+            Self::Patient(p) => (
+                keys::GSI2,
+                keys::GSI2PK,
+                keys::patient_payments_pk(clinic, p),
+            ),
+            Self::Invoice(i) => (
+                keys::GSI3,
+                keys::GSI3PK,
+                keys::invoice_payments_pk(clinic, i),
+            ),
+        };
+        list_query(partition, patient, status)
     }
-    if let Some(p) = patient {
-        equal.push(("patientId", s(p.as_str())));
-    }
-    let q = shared::db::IndexQuery {
-        index,
-        pk_attr,
-        pk,
-        equal,
-    };
-    let (items, last) = shared::db::index_page(table, q, limit, start).await?;
-    let items = items
-        .iter()
-        .map(PaymentRecord::from_item)
-        .collect::<Result<_, _>>()?;
-    Ok((items, last))
 }
 
 #[derive(Debug, Clone)]

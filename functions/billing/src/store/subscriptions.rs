@@ -297,51 +297,31 @@ pub enum SubscriptionList<'a> {
     Plan(&'a PlanId),
 }
 
-/// One page of a subscription list from its index, newest first, optionally narrowed to a
-/// patient and a status.
-pub async fn subscription_page(
-    table: &Table,
-    clinic: &ClinicId,
-    list: SubscriptionList<'_>,
-    patient: Option<&UserId>,
-    status: Option<SubStatus>,
-    limit: i32,
-    start: Option<Item>,
-) -> Result<(Vec<SubscriptionRecord>, Option<Item>), ApiError> {
-    let (index, pk_attr, pk) = match list {
-        SubscriptionList::Clinic => (
-            keys::GSI1,
-            keys::GSI1PK,
-            keys::clinic_subscriptions_pk(clinic),
-        ),
-        SubscriptionList::Patient(p) => (
-            keys::GSI2,
-            keys::GSI2PK,
-            keys::patient_subscriptions_pk(clinic, p),
-        ),
-        SubscriptionList::Plan(x) => (
-            keys::GSI3,
-            keys::GSI3PK,
-            keys::plan_subscriptions_pk(clinic, x),
-        ),
-    };
-    let mut equal = Vec::new();
-    if let Some(st) = status {
-        equal.push(("status", s(st.as_str())));
+impl SubscriptionList<'_> {
+    /// The index query of this list in `clinic`, narrowed to a patient and a status.
+    pub fn query(
+        self,
+        clinic: &ClinicId,
+        patient: Option<&UserId>,
+        status: Option<&'static str>,
+    ) -> shared::db::IndexQuery<'static> {
+        let partition = match self {
+            Self::Clinic => (
+                keys::GSI1,
+                keys::GSI1PK,
+                keys::clinic_subscriptions_pk(clinic),
+            ),
+            Self::Patient(p) => (
+                keys::GSI2,
+                keys::GSI2PK,
+                keys::patient_subscriptions_pk(clinic, p),
+            ),
+            Self::Plan(x) => (
+                keys::GSI3,
+                keys::GSI3PK,
+                keys::plan_subscriptions_pk(clinic, x),
+            ),
+        };
+        list_query(partition, patient, status)
     }
-    if let Some(p) = patient {
-        equal.push(("patientId", s(p.as_str())));
-    }
-    let q = shared::db::IndexQuery {
-        index,
-        pk_attr,
-        pk,
-        equal,
-    };
-    let (items, last) = shared::db::index_page(table, q, limit, start).await?;
-    let items = items
-        .iter()
-        .map(SubscriptionRecord::from_item)
-        .collect::<Result<_, _>>()?;
-    Ok((items, last))
 }
