@@ -149,37 +149,33 @@ impl Stack {
                 if let Err(e) = drain_appointments_events(&stack).await {
                     tracing::warn!(error = %e, "appointments queue poll failed");
                 }
+                if let Err(e) = drain_sweeps(&stack).await {
+                    tracing::warn!(error = %e, "job work queue poll failed");
+                }
                 tokio::time::sleep(every).await;
             }
         })
     }
 
-    /// Runs the appointment sweep every `every`, as the EventBridge schedule does on AWS.
+    /// Fans the appointment sweep out every `every`, as the EventBridge schedule does on AWS;
+    /// [`Stack::spawn_consumers`] then sweeps each clinic from the work queue.
     pub fn spawn_sweep(&self, every: Duration) -> tokio::task::JoinHandle<()> {
-        let state = self.appointments.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                if let Err(e) = appointments::sweep::run(&state).await {
-                    tracing::error!(error = %e, "appointment sweep failed");
-                }
-            }
-        })
+        spawn_fan_out(
+            self.appointments.clone(),
+            self.resources.appointments_sweep_url.clone(),
+            appointments::sweep::JOB,
+            every,
+        )
     }
 
-    /// Runs the billing job every `every`, as the hourly EventBridge schedule does on AWS.
+    /// Fans the billing job out every `every`, as the hourly EventBridge schedule does on AWS.
     pub fn spawn_billing_sweep(&self, every: Duration) -> tokio::task::JoinHandle<()> {
-        let state = self.billing.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                if let Err(e) = billing::sweep::run(&state).await {
-                    tracing::error!(error = %e, "billing job failed");
-                }
-            }
-        })
+        spawn_fan_out(
+            self.billing.clone(),
+            self.resources.billing_sweep_url.clone(),
+            billing::sweep::JOB,
+            every,
+        )
     }
 
     /// The demo clinic (with a location and one user per main role), a second clinic for
@@ -351,6 +347,29 @@ where
     F: Fn(EventEnvelope) -> Fut,
     Fut: std::future::Future<Output = Result<(), shared::ApiError>>,
 {
+    drain_messages(
+        sqs,
+        url,
+        |body| EventEnvelope::from_bus_message(body).ok(),
+        handle,
+    )
+    .await
+}
+
+/// One receive of up to ten messages from `url`: each that `read` understands is handled, and
+/// deleted when that succeeds (one that fails or cannot be read stays and comes back after its
+/// visibility timeout, reaching the dead-letter queue after five receives, as on AWS).
+async fn drain_messages<T, R, F, Fut, O>(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    read: R,
+    handle: F,
+) -> Result<usize, BoxError>
+where
+    R: Fn(&str) -> Option<T>,
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = Result<O, shared::ApiError>>,
+{
     let out = sqs
         .receive_message()
         .queue_url(url)
@@ -360,9 +379,15 @@ where
         .await?;
     let mut handled = 0;
     for m in out.messages.unwrap_or_default() {
-        let Some(body) = m.body() else { continue };
-        match handle(EventEnvelope::from_bus_message(body)?).await {
-            Ok(()) => {
+        let Some(message) = m.body().and_then(&read) else {
+            tracing::error!(
+                queue = url,
+                "undecodable message left for the dead-letter queue"
+            );
+            continue;
+        };
+        match handle(message).await {
+            Ok(_) => {
                 if let Some(h) = m.receipt_handle() {
                     sqs.delete_message()
                         .queue_url(url)
@@ -372,10 +397,73 @@ where
                 }
                 handled += 1;
             }
-            Err(e) => tracing::warn!(error = %e, "event failed; it will be retried"),
+            Err(e) => tracing::warn!(queue = url, error = %e, "message failed; it will be retried"),
         }
     }
     Ok(handled)
+}
+
+/// A scheduled job's fan-out every `every`: one work message per clinic.
+fn spawn_fan_out<S>(
+    platform: S,
+    url: String,
+    job: &'static str,
+    every: Duration,
+) -> tokio::task::JoinHandle<()>
+where
+    S: std::ops::Deref<Target = shared::platform::Platform> + Send + Sync + 'static,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if let Err(e) = shared::jobs::fan_out(&platform, &url, job).await {
+                tracing::error!(job, error = %e, "job fan-out failed");
+            }
+        }
+    })
+}
+
+/// Runs every clinic's work waiting on a job's queue with `run` (see [`drain_messages`]).
+pub async fn drain_work<F, Fut, R>(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    job: &str,
+    run: F,
+) -> Result<usize, BoxError>
+where
+    F: Fn(ClinicId) -> Fut,
+    Fut: std::future::Future<Output = Result<R, shared::ApiError>>,
+{
+    drain_messages(
+        sqs,
+        url,
+        |body| shared::jobs::read_work(body, job),
+        |w| run(w.clinic_id),
+    )
+    .await
+}
+
+/// Both scheduled jobs' work queues.
+pub async fn drain_sweeps(stack: &Stack) -> Result<usize, BoxError> {
+    let (appointments, billing) = (&stack.appointments, &stack.billing);
+    let swept = drain_work(
+        &stack.clients.sqs,
+        &stack.resources.appointments_sweep_url,
+        appointments::sweep::JOB,
+        |clinic| async move { appointments::sweep::sweep_clinic(appointments, &clinic).await },
+    )
+    .await?;
+    let billed = drain_work(
+        &stack.clients.sqs,
+        &stack.resources.billing_sweep_url,
+        billing::sweep::JOB,
+        |clinic| async move {
+            billing::sweep::sweep_clinic(billing, &clinic, billing.clock.now()).await
+        },
+    )
+    .await?;
+    Ok(swept + billed)
 }
 
 /// Billing's queue: cancelled covered appointments give their unit back.

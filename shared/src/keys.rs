@@ -20,6 +20,16 @@ pub const GSI2SK: &str = "gsi2sk";
 pub const GSI3: &str = "gsi3";
 pub const GSI3PK: &str = "gsi3pk";
 pub const GSI3SK: &str = "gsi3sk";
+/// Lists by location (appointments of one location, over time).
+pub const GSI4: &str = "gsi4";
+pub const GSI4PK: &str = "gsi4pk";
+pub const GSI4SK: &str = "gsi4sk";
+/// Lists by status and the jobs' work lists: appointments of one status over time, and the
+/// sparse partitions of subscriptions and invoices that a scheduled job will have to act on,
+/// sorted by when.
+pub const GSI5: &str = "gsi5";
+pub const GSI5PK: &str = "gsi5pk";
+pub const GSI5SK: &str = "gsi5sk";
 /// TTL attribute (epoch seconds); DynamoDB deletes the item some time after it.
 pub const TTL: &str = "ttl";
 /// Item kind, also used by the stream filter (`OUTBOX`).
@@ -50,6 +60,12 @@ pub fn clinic_pk(clinic: &ClinicId) -> String {
 
 pub fn member_sk(user: &UserId) -> String {
     format!("{MEMBER_PREFIX}{user}")
+}
+
+/// GSI2 partition of a clinic's members with one role (sort key: the member's `sk`), so a
+/// list by role reads only that role's members.
+pub fn role_members_pk(clinic: &ClinicId, role: &str) -> String {
+    format!("CLINIC#{clinic}#ROLE#{role}")
 }
 
 pub const LOCATION_PREFIX: &str = "LOCATION#";
@@ -118,6 +134,17 @@ pub fn clinic_appointments_pk(clinic: &ClinicId) -> String {
     format!("CLINIC#{clinic}#APPTS")
 }
 
+/// GSI4 partition: the appointments at one of a clinic's locations, sorted by start.
+pub fn location_appointments_pk(clinic: &ClinicId, location: &LocationId) -> String {
+    format!("CLINIC#{clinic}#LOCATION#{location}#APPTS")
+}
+
+/// GSI5 partition: a clinic's appointments in one status, sorted by start. The sweep reads
+/// the PENDING and CONFIRMED ones that have started; reminders the CONFIRMED ones ahead.
+pub fn status_appointments_pk(clinic: &ClinicId, status: &str) -> String {
+    format!("CLINIC#{clinic}#STATUS#{status}#APPTS")
+}
+
 /// Sort key of an appointment in its GSI partitions: start (RFC 3339, UTC, seconds) then id.
 pub fn appointment_time_sk(starts_at: &str, appointment: &AppointmentId) -> String {
     format!("{starts_at}#{appointment}")
@@ -139,8 +166,22 @@ pub fn queue_pk(clinic: &ClinicId, local_date: &str) -> String {
     format!("CLINIC#{clinic}#QUEUE#{local_date}")
 }
 
-/// How far the appointment sweep has looked in a clinic.
-pub const SWEEP_SK: &str = "SWEEP";
+/// GSI5 partition: the clinic's subscriptions a billing job will move on (trialing, active or
+/// past due), sorted by period end. Sparse: others have no entry.
+pub fn due_subscriptions_pk(clinic: &ClinicId) -> String {
+    format!("CLINIC#{clinic}#DUE#SUBSCRIPTIONS")
+}
+
+/// GSI5 partition: the clinic's open invoices, sorted by due date. Sparse: others have no entry.
+pub fn due_invoices_pk(clinic: &ClinicId) -> String {
+    format!("CLINIC#{clinic}#DUE#INVOICES")
+}
+
+/// Sort key in a work list: when (epoch seconds, zero-padded so text order is time order), then
+/// the record's id.
+pub fn due_sk(at: i64, id: &str) -> String {
+    format!("{:012}#{id}", at.max(0))
+}
 
 /// A clinic's subscription plan, under the clinic.
 pub fn plan_sk(plan: &PlanId) -> String {

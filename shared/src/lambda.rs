@@ -1,6 +1,7 @@
 //! One runner each for the three kinds of Lambda entry point: HTTP behind API Gateway, bus
-//! events from an SQS queue (reporting partial batch failures), and scheduled jobs. Each
-//! function's `main.rs` names its state and its handler; nothing else.
+//! events from an SQS queue (reporting partial batch failures), and scheduled jobs (fanned
+//! out one clinic per message). Each function's `main.rs` names its state and its handler;
+//! nothing else.
 
 use std::future::Future;
 
@@ -44,24 +45,35 @@ where
     .await
 }
 
-/// Runs `job` on every scheduled invocation and answers its report.
-pub async fn run_job<S, J, Fut, R>(
+/// A scheduled job run one clinic at a time (see [`crate::jobs`]). The schedule's invocation
+/// fans out to the work queue named by `WORK_QUEUE_URL`; that queue's batches (the same
+/// function's SQS event source) run `run` for each clinic, reporting the failed ones.
+pub async fn run_clinic_job<S, J, Fut, R>(
     state: impl Future<Output = Result<S, BoxError>>,
-    job: J,
+    job: &'static str,
+    run: J,
 ) -> Result<(), Error>
 where
-    S: Clone + Send + Sync + 'static,
-    J: Fn(S) -> Fut + Clone + Send + Sync + 'static,
+    S: std::ops::Deref<Target = crate::platform::Platform> + Clone + Send + Sync + 'static,
+    J: Fn(S, crate::ids::ClinicId) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<R, ApiError>> + Send,
     R: serde::Serialize,
 {
     crate::telemetry::init();
+    let queue = crate::config::required("WORK_QUEUE_URL")?;
     let state = state.await?;
-    lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
-        let (state, job) = (state.clone(), job.clone());
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let (state, run, queue) = (state.clone(), run.clone(), queue.clone());
         async move {
-            let report = job(state).await?;
-            Ok::<_, Error>(serde_json::to_value(report)?)
+            if event.payload.get("Records").is_some() {
+                let batch: SqsEvent = serde_json::from_value(event.payload)?;
+                let response =
+                    crate::jobs::handle_work(batch, job, |c| run(state.clone(), c)).await;
+                Ok::<_, Error>(serde_json::to_value(response)?)
+            } else {
+                let clinics = crate::jobs::fan_out(&state, &queue, job).await?;
+                Ok(serde_json::json!({ "clinics": clinics }))
+            }
         }
     }))
     .await
@@ -74,18 +86,35 @@ where
     F: Fn(EventEnvelope) -> Fut,
     Fut: Future<Output = Result<(), ApiError>>,
 {
+    handle_messages(
+        event,
+        |body| EventEnvelope::from_bus_message(body).ok(),
+        |e| {
+            let event_id = e.event_id.clone();
+            let done = handle(e);
+            async move {
+                done.await
+                    .map_err(|err| tracing::error!(%event_id, error = %err, "event failed"))
+            }
+        },
+    )
+    .await
+}
+
+/// Handles every message of one SQS batch that `read` understands with `handle`, and reports
+/// the ones that failed or could not be read, so only those are retried.
+pub async fn handle_messages<T, R, F, Fut>(event: SqsEvent, read: R, handle: F) -> SqsBatchResponse
+where
+    R: Fn(&str) -> Option<T>,
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = Result<(), ()>>,
+{
     let mut response = SqsBatchResponse::default();
     for m in event.records {
         let id = m.message_id.clone().unwrap_or_default();
-        let ok = match m.body.as_deref().map(EventEnvelope::from_bus_message) {
-            Some(Ok(e)) => {
-                let event_id = e.event_id.clone();
-                handle(e)
-                    .await
-                    .map_err(|err| tracing::error!(%event_id, error = %err, "event failed"))
-                    .is_ok()
-            }
-            _ => {
+        let ok = match m.body.as_deref().and_then(&read) {
+            Some(message) => handle(message).await.is_ok(),
+            None => {
                 tracing::error!(message_id = %id, "undecodable message");
                 false
             }

@@ -16,6 +16,7 @@ pub mod http;
 pub mod idempotency;
 pub mod identity;
 pub mod ids;
+pub mod jobs;
 pub mod jwt;
 pub mod keys;
 pub mod lambda;

@@ -30,6 +30,8 @@ pub struct Platform {
     pub identities: Identities,
     /// Clinic settings (zone, currency), cached briefly.
     pub clinics: ClinicSettings,
+    /// Queues: notification jobs and the scheduled jobs' per-clinic work.
+    pub sqs: aws_sdk_sqs::Client,
 }
 
 impl std::fmt::Debug for Platform {
@@ -89,6 +91,7 @@ impl Platform {
             clock,
             idempotency,
             cursors: CursorCodec::new(&secrets.cursor_key),
+            sqs: clients.sqs.clone(),
         })
     }
 }

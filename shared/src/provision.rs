@@ -50,6 +50,9 @@ pub struct Resources {
     pub billing_events_url: String,
     /// The appointments queue of bus events (paid visit invoices), with a dead-letter queue.
     pub appointments_events_url: String,
+    /// The scheduled jobs' per-clinic work queues, each with a dead-letter queue.
+    pub appointments_sweep_url: String,
+    pub billing_sweep_url: String,
     pub secrets_ciphertext: String,
 }
 
@@ -132,6 +135,10 @@ pub async fn create_table(clients: &Clients, name: &str) -> Result<(), BoxError>
         .attribute_definitions(attr(keys::GSI2SK)?)
         .attribute_definitions(attr(keys::GSI3PK)?)
         .attribute_definitions(attr(keys::GSI3SK)?)
+        .attribute_definitions(attr(keys::GSI4PK)?)
+        .attribute_definitions(attr(keys::GSI4SK)?)
+        .attribute_definitions(attr(keys::GSI5PK)?)
+        .attribute_definitions(attr(keys::GSI5SK)?)
         .key_schema(key(keys::PK, KeyType::Hash)?)
         .key_schema(key(keys::SK, KeyType::Range)?)
         .set_global_secondary_indexes(Some(
@@ -139,6 +146,8 @@ pub async fn create_table(clients: &Clients, name: &str) -> Result<(), BoxError>
                 (keys::GSI1, keys::GSI1PK, keys::GSI1SK),
                 (keys::GSI2, keys::GSI2PK, keys::GSI2SK),
                 (keys::GSI3, keys::GSI3PK, keys::GSI3SK),
+                (keys::GSI4, keys::GSI4PK, keys::GSI4SK),
+                (keys::GSI5, keys::GSI5PK, keys::GSI5SK),
             ]
             .into_iter()
             .map(|(index, pk, sk)| {
@@ -319,6 +328,23 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
     )
     .await?;
 
+    let (_, sweep_dlq) =
+        create_queue(clients, &format!("{prefix}-appointments-sweep-dlq"), None).await?;
+    let (appointments_sweep, _) = create_queue(
+        clients,
+        &format!("{prefix}-appointments-sweep"),
+        Some(&sweep_dlq),
+    )
+    .await?;
+    let (_, billing_dlq) =
+        create_queue(clients, &format!("{prefix}-billing-sweep-dlq"), None).await?;
+    let (billing_sweep, _) = create_queue(
+        clients,
+        &format!("{prefix}-billing-sweep"),
+        Some(&billing_dlq),
+    )
+    .await?;
+
     let secrets_ciphertext = PlatformSecrets::generate()
         .seal(&clients.kms, &kms_key_id)
         .await?;
@@ -331,6 +357,8 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
         events_tap_url: tap,
         billing_events_url: billing_events,
         appointments_events_url: appointments_events,
+        appointments_sweep_url: appointments_sweep,
+        billing_sweep_url: billing_sweep,
         secrets_ciphertext,
     })
 }

@@ -235,30 +235,26 @@ pub fn delete_member(
     )
 }
 
-/// Every clinic's id (the platform's clinic index), for scheduled jobs that visit each clinic.
-pub async fn clinic_ids(table: &Table) -> Result<Vec<ClinicId>, ApiError> {
-    let mut out = Vec::new();
-    let mut start = None;
-    loop {
-        let page = table
-            .client
-            .query()
-            .table_name(&table.name)
-            .index_name(keys::GSI1)
-            .key_condition_expression("gsi1pk = :p")
-            .expression_attribute_values(":p", s(keys::CLINICS_GSI1PK))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(crate::db::internal)?;
-        out.extend(
-            page.items()
-                .iter()
-                .filter_map(|i| get_s(i, "clinicId").ok().and_then(ClinicId::parse)),
-        );
-        start = page.last_evaluated_key.filter(|k| !k.is_empty());
-        if start.is_none() {
-            return Ok(out);
-        }
-    }
+/// One page of every clinic's id (the super admin's partition), and the key to go on from.
+pub async fn clinic_id_page(
+    table: &Table,
+    start: Option<crate::db::Item>,
+) -> Result<(Vec<ClinicId>, Option<crate::db::Item>), ApiError> {
+    let page = table
+        .client
+        .query()
+        .table_name(&table.name)
+        .index_name(keys::GSI1)
+        .key_condition_expression("gsi1pk = :p")
+        .expression_attribute_values(":p", s(keys::CLINICS_GSI1PK))
+        .set_exclusive_start_key(start)
+        .send()
+        .await
+        .map_err(crate::db::internal)?;
+    let ids = page
+        .items()
+        .iter()
+        .filter_map(|i| get_s(i, "clinicId").ok().and_then(ClinicId::parse))
+        .collect();
+    Ok((ids, page.last_evaluated_key.filter(|k| !k.is_empty())))
 }

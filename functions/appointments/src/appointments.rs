@@ -10,7 +10,6 @@ use shared::{
     db::{self, CHANGED_MEANWHILE, Tx, VersionedUpdate, s},
     http::patch_field,
     ids::{LocationId, UserId},
-    keys,
     policy::{Action, Resource, Scope, widest_scope},
     record::Record,
 };
@@ -137,26 +136,6 @@ pub async fn list(
         }
     }
     let limit = db::page_limit(q.limit)?;
-    let (index, pk_name, sk_name, pk) = match (&patient, &doctor) {
-        (Some(p), _) => (
-            keys::GSI2,
-            keys::GSI2PK,
-            keys::GSI2SK,
-            keys::patient_appointments_pk(&access.clinic, p),
-        ),
-        (None, Some(d)) => (
-            keys::GSI1,
-            keys::GSI1PK,
-            keys::GSI1SK,
-            keys::doctor_appointments_pk(&access.clinic, d),
-        ),
-        (None, None) => (
-            keys::GSI3,
-            keys::GSI3PK,
-            keys::GSI3SK,
-            keys::clinic_appointments_pk(&access.clinic),
-        ),
-    };
     let query_key = format!(
         "appointments?d={:?}&p={:?}&l={:?}&s={:?}&f={:?}&t={:?}",
         doctor.as_ref().map(UserId::as_str),
@@ -174,42 +153,22 @@ pub async fn list(
     let lo = from.map(store::iso).unwrap_or_else(|| "0".into());
     // Sort keys are "<start>#<id>": "~" sorts after every such key with the same start prefix.
     let hi = to.map(store::iso).unwrap_or_else(|| "~".into());
-    let mut req = state
-        .table
-        .client
-        .query()
-        .table_name(&state.table.name)
-        .index_name(index)
-        .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
-        .expression_attribute_names("#pk", pk_name)
-        .expression_attribute_names("#sk", sk_name)
-        .expression_attribute_values(":pk", s(pk))
-        .expression_attribute_values(":lo", s(lo))
-        .expression_attribute_values(":hi", s(hi))
-        .limit(limit)
-        .set_exclusive_start_key(start);
-    let mut filters = Vec::new();
-    if let (Some(d), Some(_)) = (&doctor, &patient) {
-        filters.push("doctorId = :d");
-        req = req.expression_attribute_values(":d", s(d.as_str()));
-    }
-    if let Some(l) = &location {
-        filters.push("locationId = :l");
-        req = req.expression_attribute_values(":l", s(l.as_str()));
-    }
-    if let Some(st) = status {
-        filters.push("#status = :s");
-        req = req
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":s", s(st.as_str()));
-    }
-    if !filters.is_empty() {
-        req = req.filter_expression(filters.join(" AND "));
-    }
-    let out = req.send().await.map_err(db::internal)?;
+    let (page, last) = store::appointment_page(
+        &state.table,
+        &access.clinic,
+        store::Narrowing {
+            patient: patient.as_ref(),
+            doctor: doctor.as_ref(),
+            location: location.as_ref(),
+            status,
+        },
+        (lo, hi),
+        limit,
+        start,
+    )
+    .await?;
     let mut items = Vec::new();
-    for i in out.items() {
-        let a = AppointmentRecord::from_item(i)?;
+    for a in page {
         // Defence in depth: every row passes the policy on its own.
         let f = Facts {
             patient: a.patient.to_string(),
@@ -220,10 +179,7 @@ pub async fn list(
             items.push(a);
         }
     }
-    let next = out
-        .last_evaluated_key()
-        .filter(|k| !k.is_empty())
-        .map(|k| state.cursors.seal(access.clinic.as_str(), &query_key, k));
+    let next = last.map(|k| state.cursors.seal(access.clinic.as_str(), &query_key, &k));
     Ok((items, next))
 }
 

@@ -164,7 +164,10 @@ pub async fn apply(
     b.version += 1;
     b.updated_at = now_s;
     let mut u = VersionedUpdate::new();
-    u.set("status", s(to.as_str()));
+    u.set("status", s(to.as_str())).set(
+        keys::GSI5PK,
+        s(keys::status_appointments_pk(&a.clinic, to.as_str())),
+    );
     let mut tx = Tx::default();
     let mut extra = serde_json::json!({});
     let mut follow_up = None;
@@ -214,10 +217,20 @@ pub async fn apply(
                 .set("reschedules", n(i64::from(b.reschedules)))
                 .set(keys::GSI1SK, s(&sk))
                 .set(keys::GSI2SK, s(&sk))
-                .set(keys::GSI3SK, s(&sk));
+                .set(keys::GSI3SK, s(&sk))
+                .set(keys::GSI5SK, s(&sk));
             match &b.location {
-                Some(l) => u.set("locationId", s(l.as_str())),
-                None => u.remove("locationId"),
+                Some(l) => u
+                    .set("locationId", s(l.as_str()))
+                    .set(
+                        keys::GSI4PK,
+                        s(keys::location_appointments_pk(&a.clinic, l)),
+                    )
+                    .set(keys::GSI4SK, s(&sk)),
+                None => u
+                    .remove("locationId")
+                    .remove(keys::GSI4PK)
+                    .remove(keys::GSI4SK),
             };
             extra = serde_json::json!({
                 "previousStartsAt": store::iso(a.starts_at),

@@ -165,6 +165,14 @@ impl AppointmentRecord {
             .item(keys::GSI2SK, s(&sk))
             .item(keys::GSI3PK, s(keys::clinic_appointments_pk(&self.clinic)))
             .item(keys::GSI3SK, s(&sk))
+            .item(
+                keys::GSI5PK,
+                s(keys::status_appointments_pk(
+                    &self.clinic,
+                    self.status.as_str(),
+                )),
+            )
+            .item(keys::GSI5SK, s(&sk))
             .item("doctorId", s(self.doctor.as_str()))
             .item("patientId", s(self.patient.as_str()))
             .item("kind", s(kind_str(self.kind)))
@@ -173,7 +181,13 @@ impl AppointmentRecord {
             .item("durationMinutes", n(self.minutes))
             .item("reschedules", n(i64::from(self.reschedules)));
         if let Some(l) = &self.location {
-            p = p.item("locationId", s(l.as_str()));
+            p = p
+                .item("locationId", s(l.as_str()))
+                .item(
+                    keys::GSI4PK,
+                    s(keys::location_appointments_pk(&self.clinic, l)),
+                )
+                .item(keys::GSI4SK, s(&sk));
         }
         if let Some(c) = &self.created_by {
             p = p.item("createdBy", s(c));
@@ -192,6 +206,131 @@ impl AppointmentRecord {
         }
         tx_put(p)
     }
+}
+
+/// What a list of appointments is narrowed to. The narrowest given (patient, then doctor,
+/// then location, then status) picks the index partition read; the rest are filters on it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Narrowing<'a> {
+    pub patient: Option<&'a UserId>,
+    pub doctor: Option<&'a UserId>,
+    pub location: Option<&'a LocationId>,
+    pub status: Option<Status>,
+}
+
+/// One page (at most `limit` items read) of the clinic's appointments starting in
+/// `[lo, hi]` (sort-key bounds), narrowed as asked, and the key to continue after it.
+pub async fn appointment_page(
+    table: &Table,
+    clinic: &ClinicId,
+    by: Narrowing<'_>,
+    (lo, hi): (String, String),
+    limit: i32,
+    start: Option<Item>,
+) -> Result<(Vec<AppointmentRecord>, Option<Item>), ApiError> {
+    let (index, pk_name, sk_name, pk) = match by {
+        Narrowing {
+            patient: Some(p), ..
+        } => (
+            keys::GSI2,
+            keys::GSI2PK,
+            keys::GSI2SK,
+            keys::patient_appointments_pk(clinic, p),
+        ),
+        Narrowing {
+            doctor: Some(d), ..
+        } => (
+            keys::GSI1,
+            keys::GSI1PK,
+            keys::GSI1SK,
+            keys::doctor_appointments_pk(clinic, d),
+        ),
+        Narrowing {
+            location: Some(l), ..
+        } => (
+            keys::GSI4,
+            keys::GSI4PK,
+            keys::GSI4SK,
+            keys::location_appointments_pk(clinic, l),
+        ),
+        Narrowing {
+            status: Some(st), ..
+        } => (
+            keys::GSI5,
+            keys::GSI5PK,
+            keys::GSI5SK,
+            keys::status_appointments_pk(clinic, st.as_str()),
+        ),
+        _ => (
+            keys::GSI3,
+            keys::GSI3PK,
+            keys::GSI3SK,
+            keys::clinic_appointments_pk(clinic),
+        ),
+    };
+    let mut req = table
+        .client
+        .query()
+        .table_name(&table.name)
+        .index_name(index)
+        .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
+        .expression_attribute_names("#pk", pk_name)
+        .expression_attribute_names("#sk", sk_name)
+        .expression_attribute_values(":pk", s(pk))
+        .expression_attribute_values(":lo", s(lo))
+        .expression_attribute_values(":hi", s(hi))
+        .limit(limit)
+        .set_exclusive_start_key(start);
+    // Whatever the partition does not imply is filtered within it.
+    let mut filters = Vec::new();
+    if let (Some(d), Some(_)) = (by.doctor, by.patient) {
+        filters.push("doctorId = :d");
+        req = req.expression_attribute_values(":d", s(d.as_str()));
+    }
+    if let Some(l) = by.location.filter(|_| index != keys::GSI4) {
+        filters.push("locationId = :l");
+        req = req.expression_attribute_values(":l", s(l.as_str()));
+    }
+    if let Some(st) = by.status.filter(|_| index != keys::GSI5) {
+        filters.push("#status = :s");
+        req = req
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":s", s(st.as_str()));
+    }
+    if !filters.is_empty() {
+        req = req.filter_expression(filters.join(" AND "));
+    }
+    let out = req.send().await.map_err(db::internal)?;
+    let items = out
+        .items()
+        .iter()
+        .map(AppointmentRecord::from_item)
+        .collect::<Result<_, _>>()?;
+    Ok((items, out.last_evaluated_key.filter(|k| !k.is_empty())))
+}
+
+/// The clinic's appointments in `status` that started at or before `until`, oldest first:
+/// the sweep's work list, which does not grow with the clinic's history (an appointment
+/// leaves it when its status changes).
+pub async fn started_in_status(
+    table: &Table,
+    clinic: &ClinicId,
+    status: Status,
+    until: Timestamp,
+    start: Option<Item>,
+) -> Result<(Vec<AppointmentRecord>, Option<Item>), ApiError> {
+    appointment_page(
+        table,
+        clinic,
+        Narrowing {
+            status: Some(status),
+            ..Narrowing::default()
+        },
+        ("0".into(), iso(until) + "~"),
+        100,
+        start,
+    )
+    .await
 }
 
 // Reads by key, the new-item put and versioned updates (which fail if anyone changed the

@@ -243,6 +243,7 @@ pub async fn act(
     } else {
         "billing.invoice.uncollectible"
     };
+    store::index_due(&mut u, after.due_key());
     let mut tx = Tx::default();
     tx.guard(inv.update(&state.table, u, now_s)?, CHANGED_MEANWHILE);
     tx.push(invoice_event(
@@ -301,9 +302,10 @@ async fn finalize(
     after.number = Some(number);
     // Numbered, it moves from the drafts to its place by number in every list.
     after.reindex(&mut u);
-    tx.guard(inv.update(&state.table, u, now_s)?, CHANGED_MEANWHILE);
     after.issued_at = now_s;
     after.due_at = due_after(now);
+    store::index_due(&mut u, after.due_key());
+    tx.guard(inv.update(&state.table, u, now_s)?, CHANGED_MEANWHILE);
     after.version += 1;
     after.updated_at = now_s;
     tx.push(issued_event(state, &after, who, now)?);

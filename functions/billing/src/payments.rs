@@ -254,6 +254,7 @@ pub async fn complete(
             iu.set("status", s(InvoiceStatus::Paid.as_str()))
                 .set("amountPaid", n(paid))
                 .set("paidAt", n(now_s));
+            store::index_due(&mut iu, None);
             tx.guard(inv.update(&state.table, iu, now_s)?, MOVED_MEANWHILE);
             tx.push(invoice_event(
                 state,
@@ -268,9 +269,10 @@ pub async fn complete(
                     if matches!(x.status, SubStatus::Incomplete | SubStatus::PastDue) {
                         let mut su = VersionedUpdate::new();
                         su.set("status", s(SubStatus::Active.as_str()));
-                        tx.guard(x.update(&state.table, su, now_s)?, MOVED_MEANWHILE);
                         let mut active = x.clone();
                         active.status = SubStatus::Active;
+                        store::index_due(&mut su, active.due_key());
+                        tx.guard(x.update(&state.table, su, now_s)?, MOVED_MEANWHILE);
                         tx.push(subscription_event(
                             state,
                             "billing.subscription.activated",

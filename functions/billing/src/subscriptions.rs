@@ -346,6 +346,7 @@ fn end_now(
 ) -> Result<(), ApiError> {
     u.set("status", s(SubStatus::Cancelled.as_str()))
         .set("cancelledAt", n(now_s));
+    store::index_due(u, None);
     after.status = SubStatus::Cancelled;
     after.cancelled_at = Some(now_s);
     tx.push(store::live_guard_delete(&state.table, x)?);
@@ -479,6 +480,7 @@ pub async fn advance(
         after.status = SubStatus::Active;
         u.set("status", s(SubStatus::Active.as_str()));
     }
+    store::index_due(&mut u, after.due_key());
     let mut invoice = None;
     if x.price > 0 {
         let tz = anchor.time_zone().clone();

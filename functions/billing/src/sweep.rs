@@ -42,21 +42,8 @@ pub struct SweepReport {
     pub failed: usize,
 }
 
-/// Runs the job over every clinic.
-pub async fn run(state: &Platform) -> Result<SweepReport, ApiError> {
-    let mut report = SweepReport::default();
-    for clinic in shared::tenancy::clinic_ids(&state.table).await? {
-        let r = sweep_clinic(state, &clinic, state.clock.now()).await?;
-        report.clinics += 1;
-        report.renewed += r.renewed;
-        report.ended += r.ended;
-        report.overdue += r.overdue;
-        report.past_due += r.past_due;
-        report.expired += r.expired;
-        report.failed += r.failed;
-    }
-    Ok(report)
-}
+/// The job's name on its work queue.
+pub const JOB: &str = "billing.sweep";
 
 /// Runs the job over one clinic at `now`.
 pub async fn sweep_clinic(
@@ -64,44 +51,76 @@ pub async fn sweep_clinic(
     clinic: &ClinicId,
     now: Timestamp,
 ) -> Result<SweepReport, ApiError> {
-    let mut report = SweepReport::default();
+    let mut report = SweepReport {
+        clinics: 1,
+        ..SweepReport::default()
+    };
     let who = Who::system();
-    for x in
-        store::all::<SubscriptionRecord>(&state.table, clinic, keys::SUBSCRIPTION_PREFIX).await?
-    {
-        // An unpaid first period waits for its payment; a cancelled one is over.
-        let due = matches!(
-            x.status,
-            SubStatus::Trialing | SubStatus::Active | SubStatus::PastDue
-        ) && x.period_end <= now.as_second();
-        if !due {
-            continue;
-        }
-        match retry_numbering(|| subscriptions::advance(state, &x, &who, now)).await {
-            Ok(after) if after.status == SubStatus::Cancelled => report.ended += 1,
-            Ok(_) => report.renewed += 1,
-            Err(e) => {
-                tracing::warn!(subscription = %x.id, error = %e, "subscription not moved on");
-                report.failed += 1;
+    // Each work list holds only what is due or soon due, so a page at a time never reads the
+    // clinic's history. What fails stays listed and is tried again on the next run.
+    let until = now.as_second();
+    let mut start = None;
+    loop {
+        let (due, next) = store::due_page::<SubscriptionRecord>(
+            &state.table,
+            keys::due_subscriptions_pk(clinic),
+            until,
+            start,
+        )
+        .await?;
+        for x in due {
+            // An unpaid first period waits for its payment; a cancelled one is over.
+            let due = matches!(
+                x.status,
+                SubStatus::Trialing | SubStatus::Active | SubStatus::PastDue
+            ) && x.period_end <= now.as_second();
+            if !due {
+                continue;
             }
+            match retry_numbering(|| subscriptions::advance(state, &x, &who, now)).await {
+                Ok(after) if after.status == SubStatus::Cancelled => report.ended += 1,
+                Ok(_) => report.renewed += 1,
+                Err(e) => {
+                    tracing::warn!(subscription = %x.id, error = %e, "subscription not moved on");
+                    report.failed += 1;
+                }
+            }
+        }
+        match next {
+            Some(k) => start = Some(k),
+            None => break,
         }
     }
-    for inv in store::all::<InvoiceRecord>(&state.table, clinic, keys::INVOICE_PREFIX).await? {
-        let due = Timestamp::from_second(inv.due_at).unwrap_or(Timestamp::MAX);
-        if !rules::overdue(inv.status, due, now) {
-            continue;
+    let mut start = None;
+    loop {
+        let (due, next) = store::due_page::<InvoiceRecord>(
+            &state.table,
+            keys::due_invoices_pk(clinic),
+            until,
+            start,
+        )
+        .await?;
+        for inv in due {
+            let due = Timestamp::from_second(inv.due_at).unwrap_or(Timestamp::MAX);
+            if !rules::overdue(inv.status, due, now) {
+                continue;
+            }
+            match mark_overdue(state, &inv, &who, now).await {
+                Ok(Unpaid::Overdue) => report.overdue += 1,
+                Ok(Unpaid::PastDue) => {
+                    report.overdue += 1;
+                    report.past_due += 1;
+                }
+                Ok(Unpaid::Expired) => report.expired += 1,
+                Err(e) => {
+                    tracing::warn!(invoice = %inv.id, error = %e, "invoice not marked overdue");
+                    report.failed += 1;
+                }
+            }
         }
-        match mark_overdue(state, &inv, &who, now).await {
-            Ok(Unpaid::Overdue) => report.overdue += 1,
-            Ok(Unpaid::PastDue) => {
-                report.overdue += 1;
-                report.past_due += 1;
-            }
-            Ok(Unpaid::Expired) => report.expired += 1,
-            Err(e) => {
-                tracing::warn!(invoice = %inv.id, error = %e, "invoice not marked overdue");
-                report.failed += 1;
-            }
+        match next {
+            Some(k) => start = Some(k),
+            None => break,
         }
     }
     Ok(report)
@@ -141,6 +160,7 @@ async fn mark_overdue(
         let mut u = VersionedUpdate::new();
         u.set("status", s(InvoiceStatus::Void.as_str()))
             .set("voidedAt", shared::db::n(now_s));
+        store::index_due(&mut u, None);
         tx.guard(inv.update(&state.table, u, now_s)?, CHANGED_MEANWHILE);
         let extra = serde_json::json!({
             "previousStatus": inv.status.as_str(),
@@ -160,6 +180,7 @@ async fn mark_overdue(
     }
     let mut u = VersionedUpdate::new();
     u.set("status", s(InvoiceStatus::Overdue.as_str()));
+    store::index_due(&mut u, None);
     tx.guard(inv.update(&state.table, u, now_s)?, CHANGED_MEANWHILE);
     tx.push(invoice_event(
         state,

@@ -163,7 +163,6 @@ pub async fn list(
     };
     let visible: Vec<&MemberRecord> = records
         .iter()
-        .filter(|m| role.is_none_or(|r| m.role == r))
         .filter(|m| access.allows(Resource::Member, Action::Read, &target(m)))
         .collect();
     // One batched read for the page's profiles instead of one read per member.
@@ -463,6 +462,10 @@ pub async fn update(
     let mut tx = Tx::default();
     if let Some(r) = new_role {
         update.set("role", s(r.as_str()));
+        update.set(
+            keys::GSI2PK,
+            s(keys::role_members_pk(&access.clinic, r.as_str())),
+        );
     }
     if let Some(st) = &status {
         update.set("status", s(st));

@@ -140,21 +140,25 @@ pub(crate) async fn member_page(
     limit: i32,
     start: Option<Item>,
 ) -> Result<(Vec<MemberRecord>, Option<Item>), ApiError> {
-    let mut req = table
-        .client
-        .query()
-        .table_name(&table.name)
-        .key_condition_expression("pk = :c AND begins_with(sk, :m)")
-        .expression_attribute_values(":c", s(keys::clinic_pk(clinic)))
-        .expression_attribute_values(":m", s(keys::MEMBER_PREFIX))
-        .limit(limit)
-        .set_exclusive_start_key(start);
-    if let Some(r) = role {
-        req = req
-            .filter_expression("#role = :role")
-            .expression_attribute_names("#role", "role")
-            .expression_attribute_values(":role", s(r.as_str()));
+    // By role: that role's own index partition, so other members are never read.
+    let req = match role {
+        Some(r) => table
+            .client
+            .query()
+            .table_name(&table.name)
+            .index_name(keys::GSI2)
+            .key_condition_expression("gsi2pk = :r")
+            .expression_attribute_values(":r", s(keys::role_members_pk(clinic, r.as_str()))),
+        None => table
+            .client
+            .query()
+            .table_name(&table.name)
+            .key_condition_expression("pk = :c AND begins_with(sk, :m)")
+            .expression_attribute_values(":c", s(keys::clinic_pk(clinic)))
+            .expression_attribute_values(":m", s(keys::MEMBER_PREFIX)),
     }
+    .limit(limit)
+    .set_exclusive_start_key(start);
     let out = req.send().await.map_err(db::internal)?;
     let records = out
         .items()

@@ -55,6 +55,11 @@ pub fn member_put(
         .item(keys::ENTITY, s("MEMBER"))
         .item(keys::GSI1PK, s(keys::user_pk(user)))
         .item(keys::GSI1SK, s(keys::membership_gsi1sk(&m.clinic)))
+        .item(
+            keys::GSI2PK,
+            s(keys::role_members_pk(&m.clinic, m.role.as_str())),
+        )
+        .item(keys::GSI2SK, s(keys::member_sk(user)))
         .item("userId", s(user.as_str()))
         .item("clinicId", s(m.clinic.as_str()))
         .item("role", s(m.role.as_str()))

@@ -1418,3 +1418,128 @@ async fn slots_follow_the_clinic_zone_across_daylight_saving_changes() {
         "2027-01-15T05:00:00Z"
     );
 }
+
+/// Every appointment id of one list, page by page with `limit`, and the number of pages.
+async fn list_all(w: &World, query: &str, limit: u32) -> (Vec<Value>, usize) {
+    let (mut items, mut pages, mut cursor) = (Vec::new(), 0, None::<String>);
+    loop {
+        let mut path = format!("{}?{query}&limit={limit}", w.appts());
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let r = w
+            .call(Method::GET, &path, None, w.token(Role::Receptionist))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        pages += 1;
+        items.extend(r.body["items"].as_array().unwrap().iter().cloned());
+        match r.body["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return (items, pages),
+        }
+        assert!(pages < 30, "paging does not end");
+    }
+}
+
+#[tokio::test]
+async fn lists_by_status_and_location_read_their_own_partition_and_follow_changes() {
+    let w = world().await;
+    // GIVEN six appointments at the location: two confirmed, four pending
+    let mut made = Vec::new();
+    // (12:00 to 13:00 in Berlin is the doctor's break)
+    for h in [7, 8, 9, 10, 12, 13] {
+        made.push(
+            w.book(
+                w.id(Role::Patient),
+                &format!("2026-11-30T{h:02}:00:00Z"),
+                30,
+            )
+            .await,
+        );
+    }
+    let r = w.token(Role::Receptionist);
+    for a in &made[..2] {
+        assert_eq!(
+            w.act(&a["id"], "confirm", None, r).await.status,
+            StatusCode::OK
+        );
+    }
+    // WHEN reception lists the confirmed ones, one per page
+    let (confirmed, pages) = list_all(&w, "status=CONFIRMED", 1).await;
+    // THEN every page holds a confirmed appointment (none read and dropped by a filter)
+    assert_eq!(confirmed.len(), 2, "{confirmed:?}");
+    assert!(confirmed.iter().all(|a| a["status"] == "CONFIRMED"));
+    assert!(pages <= 3, "{pages} pages");
+    let (pending, _) = list_all(&w, "status=PENDING", 2).await;
+    assert_eq!(pending.len(), 4);
+    // WHEN one confirmed appointment is cancelled and one pending one confirmed
+    let cancel = w
+        .act(&made[0]["id"], "cancel", Some(json!({"reason": "test"})), r)
+        .await;
+    assert_eq!(cancel.status, StatusCode::OK, "{}", cancel.body);
+    assert_eq!(
+        w.act(&made[2]["id"], "confirm", None, r).await.status,
+        StatusCode::OK
+    );
+    // THEN each moves to its new status's list
+    let ids = |v: &[Value]| v.iter().map(|a| a["id"].clone()).collect::<Vec<_>>();
+    let (confirmed, _) = list_all(&w, "status=CONFIRMED", 5).await;
+    assert_eq!(
+        ids(&confirmed),
+        [made[1]["id"].clone(), made[2]["id"].clone()]
+    );
+    let (cancelled, _) = list_all(&w, "status=CANCELLED", 5).await;
+    assert_eq!(ids(&cancelled), [made[0]["id"].clone()]);
+    // AND the location's list has every one of them in start order, a page at a time
+    let (here, pages) = list_all(&w, &format!("locationId={}", w.l1), 4).await;
+    assert_eq!(ids(&here), ids(&made));
+    assert!(pages <= 3, "{pages} pages");
+    // AND a status within the location narrows further
+    let (here_pending, _) = list_all(&w, &format!("locationId={}&status=PENDING", w.l1), 10).await;
+    assert_eq!(ids(&here_pending), ids(&made[3..]));
+}
+
+#[tokio::test]
+async fn scheduled_jobs_fan_out_one_message_per_clinic_and_each_clinic_runs_alone() {
+    let mut w = world().await;
+    // GIVEN a pending appointment in clinic A that has started
+    let a = w
+        .book(w.id(Role::Patient), "2026-11-30T09:00:00Z", 30)
+        .await;
+    w.clock.advance(SignedDuration::from_hours(4));
+    let stack = w.stack();
+    // WHEN the schedule fires both jobs
+    let swept = shared::jobs::fan_out(
+        &stack.appointments,
+        &stack.resources.appointments_sweep_url,
+        appointments::sweep::JOB,
+    )
+    .await
+    .unwrap();
+    let billed = shared::jobs::fan_out(
+        &stack.billing,
+        &stack.resources.billing_sweep_url,
+        billing::sweep::JOB,
+    )
+    .await
+    .unwrap();
+    // THEN each job queued exactly one message per clinic (A and B)
+    assert_eq!((swept, billed), (2, 2));
+    // AND the work queues' consumers run each clinic and leave nothing behind
+    let mut done = 0;
+    for _ in 0..10 {
+        done += local_stack::drain_sweeps(stack).await.unwrap();
+        if done == 4 {
+            break;
+        }
+    }
+    assert_eq!(done, 4);
+    assert_eq!(local_stack::drain_sweeps(stack).await.unwrap(), 0);
+    // AND clinic A's sweep did its work
+    w.relogin().await;
+    let path = format!("{}/{}", w.appts(), a["id"].as_str().unwrap());
+    let now = w
+        .call(Method::GET, &path, None, w.token(Role::Receptionist))
+        .await;
+    assert_eq!(now.body["status"], "EXPIRED", "{}", now.body);
+}

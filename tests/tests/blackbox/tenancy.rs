@@ -1503,3 +1503,68 @@ async fn concurrent_updates_are_guarded_by_the_version() {
         .unwrap();
     assert_eq!(after, before + ok);
 }
+
+/// Every member of one role, read page by page with `limit`, and the number of pages.
+async fn members_by_role(w: &World, token: &str, role: &str, limit: u32) -> (Vec<String>, usize) {
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/clinics/{}/members?role={role}&limit={limit}", w.a);
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let r = call(&w.api, Method::GET, &path, None, token).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        pages += 1;
+        for m in r.body["items"].as_array().unwrap() {
+            assert_eq!(m["role"], role, "{m}");
+            ids.push(m["userId"].as_str().unwrap().to_string());
+        }
+        match r.body["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+        assert!(pages < 20, "paging does not end");
+    }
+    (ids, pages)
+}
+
+#[tokio::test]
+async fn lists_by_role_read_only_that_role_and_follow_role_changes() {
+    let w = world().await;
+    let admin = &w
+        .people
+        .iter()
+        .find(|p| p.role == Role::ClinicAdmin)
+        .unwrap()
+        .token;
+    // GIVEN a clinic whose patients outnumber its nurses
+    for _ in 0..6 {
+        person(stack(&w.api), Some(&w.a), Role::Patient, None, false).await;
+    }
+    // WHEN the admin lists nurses one at a time
+    let (nurses, pages) = members_by_role(&w, admin, "NURSE", 1).await;
+    // THEN each page holds a nurse (no empty pages from filtering other roles after the
+    // limit), and the last page may only be the empty end of the list
+    assert_eq!(nurses.len(), 3, "{nurses:?}");
+    assert!(pages <= nurses.len() + 1, "{pages} pages for {nurses:?}");
+    assert!(nurses.contains(&w.nurse_l1.to_string()));
+    // WHEN the doctor becomes a nurse
+    let path = format!("/v1/clinics/{}/members/{}", w.a, w.doctor);
+    let r = call(
+        &w.api,
+        Method::PATCH,
+        &path,
+        Some(json!({"role": "NURSE"})),
+        admin,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // THEN the lists follow: one more nurse, and the doctors' list no longer has them
+    let (nurses, _) = members_by_role(&w, admin, "NURSE", 2).await;
+    assert_eq!(nurses.len(), 4, "{nurses:?}");
+    assert!(nurses.contains(&w.doctor.to_string()));
+    let (doctors, _) = members_by_role(&w, admin, "DOCTOR", 10).await;
+    assert!(!doctors.contains(&w.doctor.to_string()), "{doctors:?}");
+}

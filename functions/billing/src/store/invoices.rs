@@ -117,6 +117,17 @@ impl InvoiceRecord {
         }
     }
 
+    /// Its entry in the billing job's work list: while open, at its due date (when the job
+    /// marks it overdue).
+    pub fn due_key(&self) -> Option<(String, String)> {
+        (self.status == InvoiceStatus::Open).then(|| {
+            (
+                keys::due_invoices_pk(&self.clinic),
+                keys::due_sk(self.due_at, self.id.as_str()),
+            )
+        })
+    }
+
     pub fn put(&self, table: &Table) -> Result<TransactWriteItem, ApiError> {
         let mut p = self
             .new_put(table, "INVOICE")
@@ -145,6 +156,9 @@ impl InvoiceRecord {
         }
         for (name, value) in self.list_index() {
             p = p.item(name, s(value));
+        }
+        if let Some((pk, sk)) = self.due_key() {
+            p = p.item(keys::GSI5PK, s(pk)).item(keys::GSI5SK, s(sk));
         }
         tx_put(p)
     }

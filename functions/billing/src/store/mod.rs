@@ -95,6 +95,40 @@ fn list_query(
     }
 }
 
+/// Sets or removes an item's entry in the billing job's work list (gsi5) to match `key`, the
+/// record's [`due_key`](SubscriptionRecord::due_key) after the update.
+pub fn index_due(u: &mut shared::db::VersionedUpdate, key: Option<(String, String)>) {
+    match key {
+        Some((pk, sk)) => u.set(keys::GSI5PK, s(pk)).set(keys::GSI5SK, s(sk)),
+        None => u.remove(keys::GSI5PK).remove(keys::GSI5SK),
+    };
+}
+
+/// One page of a work list (`pk` in gsi5) due at or before `until`, oldest first, and the key
+/// to go on from. It holds only what the job must act on, so it does not grow with history.
+pub async fn due_page<R: Record>(
+    table: &Table,
+    pk: String,
+    until: i64,
+    start: Option<Item>,
+) -> Result<(Vec<R>, Option<Item>), ApiError> {
+    let out = table
+        .client
+        .query()
+        .table_name(&table.name)
+        .index_name(keys::GSI5)
+        .key_condition_expression("gsi5pk = :pk AND gsi5sk <= :until")
+        .expression_attribute_values(":pk", s(pk))
+        .expression_attribute_values(":until", s(keys::due_sk(until, "~")))
+        .limit(100)
+        .set_exclusive_start_key(start)
+        .send()
+        .await
+        .map_err(shared::db::internal)?;
+    let records = out.items().iter().map(R::parse).collect::<Result<_, _>>()?;
+    Ok((records, out.last_evaluated_key.filter(|k| !k.is_empty())))
+}
+
 /// Every record of one kind in a clinic (by sort-key prefix).
 pub async fn all<R: Record>(
     table: &Table,

@@ -124,7 +124,25 @@ impl SubscriptionRecord {
         if let Some(inv) = &self.latest_invoice {
             p = p.item("latestInvoiceId", s(inv.as_str()));
         }
+        if let Some((pk, sk)) = self.due_key() {
+            p = p.item(keys::GSI5PK, s(pk)).item(keys::GSI5SK, s(sk));
+        }
         tx_put(p)
+    }
+
+    /// Its entry in the billing job's work list: while trialing, active or past due, at its
+    /// period's end (when the job moves it on).
+    pub fn due_key(&self) -> Option<(String, String)> {
+        matches!(
+            self.status,
+            SubStatus::Trialing | SubStatus::Active | SubStatus::PastDue
+        )
+        .then(|| {
+            (
+                keys::due_subscriptions_pk(&self.clinic),
+                keys::due_sk(self.period_end, self.id.as_str()),
+            )
+        })
     }
 
     /// The anchor in the subscription's zone.
