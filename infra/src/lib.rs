@@ -137,6 +137,22 @@ impl Stack {
         tokio::spawn(poller.run(every))
     }
 
+    /// A reader of the table's stream that keeps billing's analytics counters, as the
+    /// `billing-stats` event source mapping does on AWS.
+    pub fn stats_poller(&self) -> relay::StreamPoller<billing::stats::Counters<billing::AppState>> {
+        relay::StreamPoller::new(
+            aws_sdk_dynamodbstreams::Client::new(&self.clients.sdk),
+            self.clients.dynamodb.clone(),
+            &self.resources.table,
+            billing::stats::Counters(self.billing.clone()),
+        )
+    }
+
+    /// Keeps billing's analytics counters from the stream in the background.
+    pub fn spawn_stats(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.stats_poller().run(every))
+    }
+
     /// Feeds the contexts' queues of bus events to their handlers, as the SQS event source
     /// mappings do on AWS.
     pub fn spawn_consumers(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {

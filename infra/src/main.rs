@@ -75,6 +75,7 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     let _sweep = stack.spawn_sweep(Duration::from_secs(60));
     let _consumers = stack.spawn_consumers(Duration::from_millis(500));
     let _billing_sweep = stack.spawn_billing_sweep(Duration::from_secs(60));
+    let _stats = stack.spawn_stats(Duration::from_millis(500));
     let (addr, server) = serve(stack.gateway(), ([127, 0, 0, 1], port).into()).await?;
     let env_file = std::path::Path::new(".local/stack.env");
     if let Some(dir) = env_file.parent() {

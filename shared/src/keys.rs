@@ -183,6 +183,23 @@ pub fn due_sk(at: i64, id: &str) -> String {
     format!("{:012}#{id}", at.max(0))
 }
 
+/// Billing analytics counters of a clinic (`None`) or of one of its locations: one item per
+/// local day of revenue, and one of subscription totals.
+pub fn stats_pk(clinic: &ClinicId, location: Option<&LocationId>) -> String {
+    match location {
+        Some(l) => format!("CLINIC#{clinic}#STATS#LOCATION#{l}"),
+        None => format!("CLINIC#{clinic}#STATS#ALL"),
+    }
+}
+pub const STATS_DAY_PREFIX: &str = "DAY#";
+pub const STATS_TOTALS_SK: &str = "SUBSCRIPTIONS";
+
+/// Marks a stream change as counted, so a redelivery counts nothing twice (expires after 2 days).
+pub fn stats_applied_pk(clinic: &ClinicId, change_id: &str) -> String {
+    format!("CLINIC#{clinic}#STATSAPPLIED#{change_id}")
+}
+pub const STATS_APPLIED_SK: &str = "APPLIED";
+
 /// A clinic's subscription plan, under the clinic.
 pub fn plan_sk(plan: &PlanId) -> String {
     format!("PLAN#{plan}")

@@ -1,6 +1,6 @@
-//! One runner each for the three kinds of Lambda entry point: HTTP behind API Gateway, bus
-//! events from an SQS queue (reporting partial batch failures), and scheduled jobs (fanned
-//! out one clinic per message). Each function's `main.rs` names its state and its handler;
+//! One runner each for the kinds of Lambda entry point: HTTP behind API Gateway, bus events
+//! from an SQS queue (reporting partial batch failures), scheduled jobs (fanned out one clinic
+//! per message) and the table's stream. Each function's `main.rs` names its state and its handler;
 //! nothing else.
 
 use std::future::Future;
@@ -76,6 +76,26 @@ where
             }
         }
     }))
+    .await
+}
+
+/// Feeds every batch of the table's stream to the sink `sink(state)` makes, reporting the first
+/// change that failed so the event source mapping retries from there.
+pub async fn run_stream<S, K>(
+    state: impl Future<Output = Result<S, BoxError>>,
+    sink: impl FnOnce(S) -> K,
+) -> Result<(), Error>
+where
+    K: crate::stream::ChangeSink,
+{
+    crate::telemetry::init();
+    let sink = sink(state.await?);
+    let sink = &sink;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| async move {
+            Ok::<_, Error>(crate::stream::handle_event(sink, event.payload).await)
+        },
+    ))
     .await
 }
 

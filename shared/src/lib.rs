@@ -25,6 +25,7 @@ pub mod platform;
 pub mod policy;
 pub mod record;
 pub mod secrets;
+pub mod stream;
 pub mod telemetry;
 pub mod tenancy;
 pub mod types;

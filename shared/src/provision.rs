@@ -167,7 +167,7 @@ pub async fn create_table(clients: &Clients, name: &str) -> Result<(), BoxError>
         .stream_specification(
             StreamSpecification::builder()
                 .stream_enabled(true)
-                .stream_view_type(StreamViewType::NewImage)
+                .stream_view_type(StreamViewType::NewAndOldImages)
                 .build()?,
         )
         .send()

@@ -1,14 +1,15 @@
 //! Billing analytics: revenue by period, method and plan, subscriptions by status, quota use.
 //!
-//! Revenue is completed payments less refunds. What a caller may see is decided by the route
-//! and handed in as `visible`, so a location head's report only counts their location.
+//! Revenue is completed payments less refunds. The route decides whose counters a caller reads:
+//! the clinic's, or a location head's own location's.
 
 use std::collections::{BTreeMap, HashMap};
 
-use jiff::{Timestamp, civil::Date, tz::TimeZone};
+use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 use shared::{
     ApiError,
+    db::get_opt_n,
     ids::{ClinicId, LocationId},
     keys,
     platform::Platform,
@@ -16,8 +17,9 @@ use shared::{
 
 use crate::{
     common::clinic_settings,
-    rules::{PaymentStatus, SubStatus},
-    store::{self, InvoiceRecord, PaymentRecord, SubscriptionRecord},
+    rules::Method,
+    stats,
+    store::{self, PlanRecord},
 };
 
 #[derive(Debug, Deserialize)]
@@ -93,8 +95,7 @@ fn bad_query(field: &'static str, message: &'static str) -> ApiError {
     ApiError::invalid_field(field, "invalid_query", message)
 }
 
-fn period_key(t: Timestamp, tz: &TimeZone, group: &str) -> String {
-    let d = t.to_zoned(tz.clone()).date();
+fn period_key(d: Date, group: &str) -> String {
     match group {
         "day" => d.to_string(),
         "week" => {
@@ -105,13 +106,14 @@ fn period_key(t: Timestamp, tz: &TimeZone, group: &str) -> String {
     }
 }
 
-/// The clinic's billing report for the range and grouping `q` asks for, counting only the
-/// payments and subscriptions whose location is `visible`.
+/// The billing report of the clinic (`location` = `None`) or of one of its locations, for the
+/// range and grouping `q` asks for. It reads the counters [`stats`] keeps: the range's days and
+/// the subscription totals, whatever the clinic's size.
 pub async fn report(
     state: &Platform,
     clinic: &ClinicId,
     q: &AnalyticsQuery,
-    visible: impl Fn(Option<&LocationId>) -> bool,
+    location: Option<&LocationId>,
 ) -> Result<Analytics, ApiError> {
     let group: &'static str = match q.group_by.as_deref() {
         None | Some("month") => "month",
@@ -139,98 +141,78 @@ pub async fn report(
             "Give a range of at most 366 days, from before to.",
         ));
     }
-    let start = from
-        .to_zoned(tz.clone())
-        .map_err(ApiError::internal)?
-        .timestamp()
-        .as_second();
-    let end = to
-        .tomorrow()
-        .and_then(|d| d.to_zoned(tz.clone()))
-        .map_err(ApiError::internal)?
-        .timestamp()
-        .as_second();
-    let subs: Vec<SubscriptionRecord> =
-        store::all(&state.table, clinic, keys::SUBSCRIPTION_PREFIX).await?;
-    let invoices: HashMap<String, InvoiceRecord> =
-        store::all::<InvoiceRecord>(&state.table, clinic, keys::INVOICE_PREFIX)
-            .await?
-            .into_iter()
-            .map(|r| (r.id.to_string(), r))
-            .collect();
-    let payments: Vec<PaymentRecord> =
-        store::all(&state.table, clinic, keys::PAYMENT_PREFIX).await?;
-    let sub_plan: HashMap<String, (String, String)> = subs
-        .iter()
-        .map(|x| (x.id.to_string(), (x.plan.to_string(), x.plan_name.clone())))
+    let ((days, totals), plans) = tokio::try_join!(
+        stats::read(&state.table, clinic, location, (from, to)),
+        store::all::<PlanRecord>(&state.table, clinic, keys::PLAN_PREFIX),
+    )?;
+    let plan_names: HashMap<String, String> = plans
+        .into_iter()
+        .map(|p| (p.id.to_string(), p.name))
         .collect();
+    let num = |i: &shared::db::Item, name: &'static str| get_opt_n(i, name).unwrap_or(0);
 
     let mut revenue = Revenue::default();
     let mut by_plan: BTreeMap<Option<String>, PlanRevenue> = BTreeMap::new();
-    for p in payments.iter().filter(|p| visible(p.location.as_ref())) {
-        let Some(at) = p.completed_at.filter(|t| (start..end).contains(t)) else {
+    let mut s = Subscriptions::default();
+    for (day, item) in &days {
+        let Ok(date) = day.parse::<Date>() else {
             continue;
         };
-        // Refunds are their own records; a payment later refunded still counts as collected.
-        let completed = matches!(p.status, PaymentStatus::Completed | PaymentStatus::Refunded);
-        if !completed {
-            continue;
+        let collected = num(item, "collected");
+        let refunded = num(item, "refunded");
+        revenue.collected += collected;
+        revenue.refunded += refunded;
+        if collected != refunded {
+            *revenue
+                .by_period
+                .entry(period_key(date, group))
+                .or_default() += collected - refunded;
         }
-        let sign = if p.refund_of.is_some() { -1 } else { 1 };
-        if sign > 0 {
-            revenue.collected += p.amount;
-        } else {
-            revenue.refunded += p.amount;
-        }
-        let amount = sign * p.amount;
-        let key = period_key(Timestamp::from_second(at).unwrap_or(now), &tz, group);
-        *revenue.by_period.entry(key).or_default() += amount;
-        *revenue.by_method.entry(p.method.as_str()).or_default() += amount;
-        let plan = invoices
-            .get(p.invoice.as_str())
-            .and_then(|i| i.subscription.as_ref())
-            .and_then(|s| sub_plan.get(s.as_str()));
-        let entry = by_plan
-            .entry(plan.map(|(id, _)| id.clone()))
-            .or_insert_with(|| PlanRevenue {
-                plan_id: plan.map(|(id, _)| id.clone()),
-                plan_name: plan
-                    .map(|(_, n)| n.clone())
-                    .unwrap_or_else(|| "Pay per visit and other invoices".into()),
-                amount: 0,
-            });
-        entry.amount += amount;
-    }
-    revenue.net = revenue.collected - revenue.refunded;
-    revenue.by_plan = by_plan.into_values().collect();
-
-    let mut s = Subscriptions::default();
-    let mut quota = Quota::default();
-    for x in subs.iter().filter(|x| visible(x.location.as_ref())) {
-        match x.status {
-            SubStatus::Active => s.active += 1,
-            SubStatus::Trialing => s.trialing += 1,
-            SubStatus::Incomplete => s.incomplete += 1,
-            SubStatus::PastDue => s.past_due += 1,
-            SubStatus::Cancelled => s.cancelled += 1,
-        }
-        if x.cancelled_at.is_some_and(|t| (start..end).contains(&t)) {
-            s.cancelled_in_range += 1;
-        }
-        if x.status.is_live() {
-            s.live += 1;
-            match x.terms.included {
-                Some(n) => {
-                    quota.included += n;
-                    quota.used += x.quota_used;
-                }
-                None => {
-                    quota.unlimited_subscriptions += 1;
-                    quota.used_unlimited += x.quota_used;
-                }
+        s.cancelled_in_range += usize::try_from(num(item, "cancelled")).unwrap_or(0);
+        for (attr, v) in item {
+            let Some(amount) = v.as_n().ok().and_then(|x| x.parse::<i64>().ok()) else {
+                continue;
+            };
+            if amount == 0 {
+                continue;
+            }
+            if let Some(m) = attr.strip_prefix("method_").and_then(Method::parse) {
+                *revenue.by_method.entry(m.as_str()).or_default() += amount;
+            } else if let Some(plan) = attr.strip_prefix("plan_") {
+                let id = (plan != "none").then(|| plan.to_string());
+                let entry = by_plan.entry(id.clone()).or_insert_with(|| PlanRevenue {
+                    plan_name: match &id {
+                        Some(id) => plan_names
+                            .get(id)
+                            .cloned()
+                            .unwrap_or_else(|| "A deleted plan".into()),
+                        None => "Pay per visit and other invoices".into(),
+                    },
+                    plan_id: id,
+                    amount: 0,
+                });
+                entry.amount += amount;
             }
         }
     }
+    revenue.net = revenue.collected - revenue.refunded;
+    revenue.by_plan = by_plan.into_values().filter(|p| p.amount != 0).collect();
+
+    let totals = totals.unwrap_or_default();
+    let count = |name: &'static str| usize::try_from(num(&totals, name)).unwrap_or(0);
+    s.active = count("status_ACTIVE");
+    s.trialing = count("status_TRIALING");
+    s.incomplete = count("status_INCOMPLETE");
+    s.past_due = count("status_PAST_DUE");
+    s.cancelled = count("status_CANCELLED");
+    s.live = count("live");
+    let mut quota = Quota {
+        included: num(&totals, "included"),
+        used: num(&totals, "used"),
+        unlimited_subscriptions: count("unlimited"),
+        used_unlimited: num(&totals, "usedUnlimited"),
+        utilisation: None,
+    };
     quota.utilisation = (quota.included > 0).then(|| quota.used as f64 / quota.included as f64);
     Ok(Analytics {
         from: from.to_string(),

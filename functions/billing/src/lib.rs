@@ -22,6 +22,7 @@ pub mod plans;
 pub mod providers;
 mod routes;
 pub mod rules;
+pub mod stats;
 pub mod store;
 pub mod subscriptions;
 pub mod sweep;

@@ -1,10 +1,12 @@
 //! The events relay: publishes outbox items to the EventBridge bus. On AWS it is fed by the
 //! table's stream (filtered to outbox inserts) and reports partial batch failures; locally the
-//! same publishing runs from [`StreamPoller`], which reads the stream through the SDK.
+//! same publishing runs from [`StreamPoller`], which reads the stream through the SDK and can
+//! feed any [`ChangeSink`] the same way.
 
-use aws_lambda_events::event::dynamodb::{Event, EventRecord};
-use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use shared::outbox::{EventEnvelope, publish};
+use shared::stream::{Change, ChangeSink};
 use std::collections::HashMap;
 
 /// Where events go.
@@ -14,82 +16,120 @@ pub struct Relay {
     pub bus: String,
 }
 
-fn lambda_s<'a>(image: &'a serde_dynamo::Item, name: &str) -> Option<&'a str> {
-    match image.get(name) {
-        Some(serde_dynamo::AttributeValue::S(v)) => Some(v.as_str()),
-        _ => None,
-    }
-}
-
 /// The envelope of an outbox insert, `None` for any other change.
-pub fn envelope_of(record: &EventRecord) -> Option<Result<EventEnvelope, serde_json::Error>> {
-    if record.event_name != "INSERT" {
+pub fn envelope_of(change: &Change) -> Option<Result<EventEnvelope, serde_json::Error>> {
+    if !change.insert {
         return None;
     }
-    let image = &record.change.new_image;
-    EventEnvelope::from_stream_attributes(lambda_s(image, "entity"), lambda_s(image, "envelope"))
+    let image = change.new.as_ref()?;
+    let s = |name: &str| {
+        image
+            .get(name)
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+    };
+    EventEnvelope::from_stream_attributes(s("entity"), s("envelope"))
 }
 
-impl Relay {
-    /// Handles one stream batch. Records that fail to publish are reported by sequence number
-    /// so Lambda retries from the first of them; undecodable envelopes are logged and skipped
-    /// (retrying cannot fix them, and they must not block the shard).
-    pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
+impl ChangeSink for Relay {
+    /// Publishes the batch's outbox inserts; answers those that failed to publish. Undecodable
+    /// envelopes are logged and skipped (retrying cannot fix them, and they must not block the
+    /// shard).
+    async fn handle(&self, changes: Vec<Change>) -> Vec<Change> {
         let mut envelopes = Vec::new();
-        let mut sequence_numbers = Vec::new();
-        for record in &event.records {
-            match envelope_of(record) {
+        let mut carried = Vec::new();
+        for change in changes {
+            match envelope_of(&change) {
                 Some(Ok(env)) => {
                     envelopes.push(env);
-                    sequence_numbers.push(record.change.sequence_number.clone());
+                    carried.push(change);
                 }
                 Some(Err(e)) => {
-                    tracing::error!(event_id = %record.event_id, error = %e, "undecodable outbox item skipped");
+                    tracing::error!(event_id = %change.id, error = %e, "undecodable outbox item skipped");
                 }
                 None => {}
             }
         }
         let failed = publish(&self.eventbridge, &self.bus, &envelopes).await;
-        let mut response = DynamoDbEventResponse::default();
-        for i in failed {
-            let mut f = DynamoDbBatchItemFailure::default();
-            f.item_identifier = sequence_numbers[i].clone();
-            response.batch_item_failures.push(f);
-        }
         tracing::info!(
-            published = envelopes.len() - response.batch_item_failures.len(),
-            failed = response.batch_item_failures.len(),
+            published = envelopes.len() - failed.len(),
+            failed = failed.len(),
             "relay batch done"
         );
-        response
+        failed.into_iter().map(|i| carried[i].clone()).collect()
     }
 }
 
-/// Reads the table's stream through the SDK and relays outbox inserts: the local stand-in for
-/// the Lambda event source mapping. Publishing that fails is retried on the next poll.
-pub struct StreamPoller {
+impl Relay {
+    /// Handles one Lambda stream batch, reporting the first record that failed to publish so
+    /// Lambda retries from it.
+    pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
+        shared::stream::handle_event(self, event).await
+    }
+}
+
+fn attribute(
+    v: aws_sdk_dynamodbstreams::types::AttributeValue,
+) -> aws_sdk_dynamodb::types::AttributeValue {
+    use aws_sdk_dynamodb::types::AttributeValue as D;
+    use aws_sdk_dynamodbstreams::types::AttributeValue as S;
+    match v {
+        S::S(s) => D::S(s),
+        S::N(n) => D::N(n),
+        S::B(b) => D::B(b),
+        S::Bool(b) => D::Bool(b),
+        S::Null(b) => D::Null(b),
+        S::M(m) => D::M(m.into_iter().map(|(k, v)| (k, attribute(v))).collect()),
+        S::L(l) => D::L(l.into_iter().map(attribute).collect()),
+        S::Ss(s) => D::Ss(s),
+        S::Ns(n) => D::Ns(n),
+        S::Bs(b) => D::Bs(b),
+        _ => D::Null(true),
+    }
+}
+
+fn change_of(r: aws_sdk_dynamodbstreams::types::Record) -> Option<Change> {
+    let insert = r.event_name.as_ref().map(|n| n.as_str()) == Some("INSERT");
+    let d = r.dynamodb?;
+    let item = |i: Option<HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
+        i.filter(|m| !m.is_empty())
+            .map(|m| m.into_iter().map(|(k, v)| (k, attribute(v))).collect())
+    };
+    Some(Change {
+        id: r.event_id.unwrap_or_default(),
+        sequence: d.sequence_number.clone().unwrap_or_default(),
+        insert,
+        old: item(d.old_image),
+        new: item(d.new_image),
+    })
+}
+
+/// Reads the table's stream through the SDK and hands every change to a sink: the local
+/// stand-in for a Lambda event source mapping. Changes the sink could not handle are handed to
+/// it again on the next poll, before newer ones.
+pub struct StreamPoller<S> {
     streams: aws_sdk_dynamodbstreams::Client,
     dynamodb: aws_sdk_dynamodb::Client,
     table: String,
-    relay: Relay,
+    sink: S,
     iterators: HashMap<String, Option<String>>,
-    pending: Vec<EventEnvelope>,
+    pending: Vec<Change>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-impl StreamPoller {
+impl<S: ChangeSink> StreamPoller<S> {
     pub fn new(
         streams: aws_sdk_dynamodbstreams::Client,
         dynamodb: aws_sdk_dynamodb::Client,
         table: impl Into<String>,
-        relay: Relay,
+        sink: S,
     ) -> Self {
         Self {
             streams,
             dynamodb,
             table: table.into(),
-            relay,
+            sink,
             iterators: HashMap::new(),
             pending: Vec::new(),
         }
@@ -135,7 +175,7 @@ impl StreamPoller {
         Ok(())
     }
 
-    /// One pass over every shard; returns how many events were published.
+    /// One pass over every shard; returns how many changes the sink handled.
     pub async fn poll_once(&mut self) -> Result<usize, BoxError> {
         self.discover_shards().await?;
         let mut batch = std::mem::take(&mut self.pending);
@@ -150,32 +190,17 @@ impl StreamPoller {
                 .shard_iterator(iterator)
                 .send()
                 .await?;
-            for rec in out.records.unwrap_or_default() {
-                let is_insert = rec.event_name.as_ref().map(|n| n.as_str()) == Some("INSERT");
-                let Some(image) = rec.dynamodb.and_then(|d| d.new_image) else {
-                    continue;
-                };
-                let s = |name: &str| {
-                    image
-                        .get(name)
-                        .and_then(|v| v.as_s().ok())
-                        .map(String::as_str)
-                };
-                if !is_insert {
-                    continue;
-                }
-                match EventEnvelope::from_stream_attributes(s("entity"), s("envelope")) {
-                    Some(Ok(env)) => batch.push(env),
-                    Some(Err(e)) => tracing::error!(error = %e, "undecodable outbox item skipped"),
-                    None => {}
-                }
-            }
+            batch.extend(
+                out.records
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(change_of),
+            );
             self.iterators.insert(id, out.next_shard_iterator);
         }
-        let failed = publish(&self.relay.eventbridge, &self.relay.bus, &batch).await;
-        let published = batch.len() - failed.len();
-        self.pending = failed.into_iter().map(|i| batch[i].clone()).collect();
-        Ok(published)
+        let total = batch.len();
+        self.pending = self.sink.handle(batch).await;
+        Ok(total - self.pending.len())
     }
 
     /// Polls forever at `every`, logging (not stopping on) errors.
@@ -183,7 +208,7 @@ impl StreamPoller {
         loop {
             match self.poll_once().await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(published = n, "relayed outbox events"),
+                Ok(n) => tracing::debug!(changes = n, "stream changes handled"),
                 Err(e) => tracing::warn!(error = %e, "stream poll failed"),
             }
             tokio::time::sleep(every).await;

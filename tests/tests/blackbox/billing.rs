@@ -1235,7 +1235,10 @@ async fn the_billing_job_renews_marks_overdue_and_ends_and_refunds_and_analytics
         .await;
     assert_eq!(r.body["code"], "not_refundable");
 
-    // Analytics: two payments of 4900 collected, 4900 refunded, by month and method.
+    // Analytics: two payments of 4900 collected, 4900 refunded, by month and method, once the
+    // stream's changes are counted.
+    let mut stats = w.stack().stats_poller();
+    while stats.poll_once().await.unwrap() > 0 {}
     let a = w
         .call(
             Method::GET,
@@ -1254,6 +1257,18 @@ async fn the_billing_job_renews_marks_overdue_and_ends_and_refunds_and_analytics
     assert_eq!(rev["byPlan"][0]["planId"], plan["id"]);
     assert_eq!(a.body["subscriptions"]["active"], 1);
     assert_eq!(a.body["quota"]["included"], 2);
+    // A second reader from the stream's start delivers every change again: nothing counts twice.
+    let mut again = w.stack().stats_poller();
+    while again.poll_once().await.unwrap() > 0 {}
+    let b = w
+        .call(
+            Method::GET,
+            "billing/analytics?from=2026-11-01&to=2027-01-31",
+            None,
+            Role::FinanceBilling,
+        )
+        .await;
+    assert_eq!(b.body, a.body);
     for role in [Role::Receptionist, Role::Doctor, Role::Patient, Role::Nurse] {
         let r = w.call(Method::GET, "billing/analytics", None, role).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{role:?}");

@@ -37,13 +37,20 @@ async fn show(
         Action::Read,
         &billing_facet(access.location.as_deref()),
     )?;
-    let visible = |loc: Option<&LocationId>| {
-        access.allows(
-            Resource::Analytics,
-            Action::Read,
-            &billing_facet(loc.map(LocationId::as_str)),
+    // Whoever may read what has no location reads the clinic's counters; a location head
+    // reads their own location's.
+    let clinic_wide = access.allows(Resource::Analytics, Action::Read, &billing_facet(None));
+    let location = if clinic_wide {
+        None
+    } else {
+        Some(
+            access
+                .location
+                .as_deref()
+                .and_then(LocationId::parse)
+                .ok_or(ApiError::Forbidden)?,
         )
     };
-    let report = analytics::report(&state, &access.clinic, &q, visible).await?;
+    let report = analytics::report(&state, &access.clinic, &q, location.as_ref()).await?;
     Ok(shared::http::present(&report))
 }
