@@ -1,7 +1,8 @@
 //! Benchmarks for `make bench`: release binary sizes; cold start (process start until the
 //! runtime asks for its first event from a local Lambda runtime API) of each function against
 //! two hello-world `lambda_runtime` floors built in the same run (bare, and with the one KMS
-//! decrypt of the secrets); AWS calls and sequential depth per operation.
+//! decrypt of the secrets); AWS calls and sequential depth per operation; and the scale table
+//! (items read per list page and analytics read, large clinic against small, see `scale`).
 
 use axum::{
     Router,
@@ -128,9 +129,21 @@ pub async fn run(binaries: &[String]) -> Result<(), BoxError> {
     for b in binaries {
         let path = Path::new(b);
         let size = std::fs::metadata(path)?.len();
+        let mut own_env = env.clone();
+        // The scheduled jobs name their work queue.
+        match path.file_name().and_then(|n| n.to_str()) {
+            Some("appointments-sweep") => own_env.push((
+                "WORK_QUEUE_URL",
+                stack.resources.appointments_sweep_url.clone(),
+            )),
+            Some("billing-sweep") => {
+                own_env.push(("WORK_QUEUE_URL", stack.resources.billing_sweep_url.clone()));
+            }
+            _ => {}
+        }
         let mut samples = Vec::with_capacity(runs);
         for _ in 0..runs {
-            samples.push(cold_start(path, &env).await?);
+            samples.push(cold_start(path, &own_env).await?);
         }
         samples.sort();
         let median = percentile(&samples, 0.5);
@@ -171,13 +184,31 @@ pub async fn run(binaries: &[String]) -> Result<(), BoxError> {
     for (op, calls, depth) in calls_per_operation(&stack).await? {
         report.push_str(&format!("| {op} | {calls} | {depth} |\n"));
     }
+    let large: usize = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let router = stack.gateway();
+    let (_, login) = call(
+        &router,
+        Method::POST,
+        "/v1/auth/login",
+        Some(json!({"email": crate::DEMO_SUPER_ADMIN, "password": DEMO_PASSWORD})),
+        None,
+    )
+    .await?;
+    let token = login["accessToken"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    report.push_str(&crate::scale::table(&stack, &router, &token, large).await?);
     println!("{report}");
     std::fs::create_dir_all("target/bench")?;
     std::fs::write("target/bench/report.md", &report)?;
     Ok(())
 }
 
-async fn call(
+pub(crate) async fn call(
     router: &Router,
     method: Method,
     path: &str,

@@ -3,6 +3,7 @@
 //! in-process, and seeds demo data. `make dev`, the black-box tests and the benchmarks use it.
 
 pub mod bench;
+pub mod scale;
 
 use axum::Router;
 use shared::identity::NewMembership;
@@ -91,8 +92,13 @@ impl Stack {
             app_url: cfg.app_url.clone(),
         };
         let clinics = clinics::AppState::with_links(&clients, clinics_cfg, clock.clone()).await?;
-        let appointments =
-            appointments::AppState::open(&clients, &cfg.platform, clock.clone(), ()).await?;
+        let appointments = appointments::AppState::open(
+            &clients,
+            &cfg.platform,
+            clock.clone(),
+            Default::default(),
+        )
+        .await?;
         let billing = billing::state(
             &clients,
             &cfg.platform,

@@ -53,7 +53,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             println!("{}", rotated.seal(&clients.kms, &key_id).await?);
             Ok(())
         }
-        Some("bench") => local_stack::bench::run(&args[1..]).await,
+        Some("bench") => {
+            shared::telemetry::init();
+            local_stack::bench::run(&args[1..]).await
+        }
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);

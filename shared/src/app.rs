@@ -62,12 +62,18 @@ impl<X> AppState<X> {
     }
 }
 
-impl AppState {
-    /// The platform alone, from the environment.
+impl<X: Default> AppState<X> {
+    /// The platform and the extras' defaults, from the environment.
     pub async fn from_env() -> Result<Self, BoxError> {
         let cfg = PlatformConfig::from_env()?;
         let clients = Clients::from_env().await;
-        Self::open(&clients, &cfg, Arc::new(crate::clock::SystemClock), ()).await
+        Self::open(
+            &clients,
+            &cfg,
+            Arc::new(crate::clock::SystemClock),
+            X::default(),
+        )
+        .await
     }
 }
 

@@ -5,12 +5,13 @@
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+    AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+    FinalizerInterceptorContextRef, Output,
 };
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Counts every request attempt sent to AWS by the clients it is attached to, and the
 /// sequential depth: how many times a call started while none was in flight. Calls made
@@ -24,6 +25,9 @@ struct Counts {
     calls: AtomicU64,
     in_flight: AtomicU64,
     depth: AtomicU64,
+    /// Off unless a benchmark asks: reading every response body costs time.
+    counting_items: AtomicBool,
+    items: AtomicU64,
 }
 
 impl CallCounter {
@@ -34,6 +38,41 @@ impl CallCounter {
     /// Rounds of calls so far (see the type's doc).
     pub fn depth(&self) -> u64 {
         self.0.depth.load(Ordering::Relaxed)
+    }
+
+    /// From now on, also count the items DynamoDB read (see [`CallCounter::items_read`]).
+    pub fn count_items(&self) {
+        self.0.counting_items.store(true, Ordering::Relaxed);
+    }
+
+    /// Items DynamoDB read so far, once [`CallCounter::count_items`] was called: the sum of
+    /// `ScannedCount` over queries and scans (items evaluated, before any filter), one per
+    /// item a GetItem found, and every item a BatchGetItem returned.
+    pub fn items_read(&self) -> u64 {
+        self.0.items.load(Ordering::Relaxed)
+    }
+}
+
+/// Items a DynamoDB response says were read (0 for any other response).
+fn items_in(out: &Output) -> u64 {
+    use aws_sdk_dynamodb::operation::{
+        batch_get_item::BatchGetItemOutput, get_item::GetItemOutput, query::QueryOutput,
+        scan::ScanOutput,
+    };
+    let scanned = |n: i32| u64::try_from(n).unwrap_or(0);
+    if let Some(q) = out.downcast_ref::<QueryOutput>() {
+        scanned(q.scanned_count)
+    } else if let Some(s) = out.downcast_ref::<ScanOutput>() {
+        scanned(s.scanned_count)
+    } else if let Some(g) = out.downcast_ref::<GetItemOutput>() {
+        u64::from(g.item.is_some())
+    } else if let Some(b) = out.downcast_ref::<BatchGetItemOutput>() {
+        b.responses
+            .as_ref()
+            .map(|r| r.values().map(|items| items.len() as u64).sum())
+            .unwrap_or(0)
+    } else {
+        0
     }
 }
 
@@ -61,6 +100,20 @@ impl Intercept for CallCounter {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         self.0.calls.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        ctx: &AfterDeserializationInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if self.0.counting_items.load(Ordering::Relaxed) {
+            if let Ok(out) = ctx.output_or_error() {
+                self.0.items.fetch_add(items_in(out), Ordering::Relaxed);
+            }
+        }
         Ok(())
     }
 
@@ -125,5 +178,27 @@ impl Clients {
             calls,
             sdk,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Output, items_in};
+    use aws_sdk_dynamodb::operation::{get_item::GetItemOutput, query::QueryOutput};
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    #[test]
+    fn items_read_come_from_dynamodb_outputs_only() {
+        let q = QueryOutput::builder().count(2).scanned_count(7).build();
+        assert_eq!(items_in(&Output::erase(q)), 7);
+        let found = GetItemOutput::builder()
+            .item("pk", AttributeValue::S("x".into()))
+            .build();
+        assert_eq!(items_in(&Output::erase(found)), 1);
+        assert_eq!(
+            items_in(&Output::erase(GetItemOutput::builder().build())),
+            0
+        );
+        assert_eq!(items_in(&Output::erase(String::from("kms"))), 0);
     }
 }

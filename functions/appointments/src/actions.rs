@@ -77,7 +77,9 @@ fn body_of<T: serde::de::DeserializeOwned + Default>(v: &serde_json::Value) -> R
 }
 
 async fn schedule_of(state: &AppState, a: &AppointmentRecord) -> Result<Availability, ApiError> {
-    Ok(store::get_schedule(&state.table, &a.clinic, &a.doctor)
+    Ok(state
+        .ext()
+        .get(&state.table, &a.clinic, &a.doctor, state.clock.epoch())
         .await?
         .map(|s| s.availability)
         .unwrap_or_else(|| Availability::closed(lifecycle::DEFAULT_MINUTES)))

@@ -301,6 +301,7 @@ pub async fn replace(
         CHANGED_MEANWHILE,
     );
     tx.commit(&state.table).await?;
+    state.ext().forget(clinic, doctor);
     Ok(store::ScheduleRecord {
         availability: av,
         version: expected + 1,
@@ -377,7 +378,9 @@ pub async fn slots(
     // Independent reads go together: the zone (usually cached) and the schedule.
     let (tz, rec) = tokio::join!(
         clinic_zone(state, clinic),
-        store::get_schedule(&state.table, clinic, doctor)
+        state
+            .ext()
+            .get(&state.table, clinic, doctor, state.clock.epoch())
     );
     let (tz, rec) = (tz?, rec?);
     let slots = match &rec {

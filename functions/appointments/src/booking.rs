@@ -20,7 +20,7 @@ use crate::{
     input::{booking_errors, err, parse_kind_field, text_ok, timing, validation},
     lifecycle,
     rules::{self, Availability, Status},
-    store::{self, AppointmentRecord},
+    store::AppointmentRecord,
 };
 
 #[derive(Debug, Deserialize)]
@@ -145,7 +145,9 @@ pub async fn book(
         shared::tenancy::get_member(&state.table, &access.clinic, &patient),
         location_check,
         clinic_zone(state, &access.clinic),
-        store::get_schedule(&state.table, &access.clinic, &doctor),
+        state
+            .ext()
+            .get(&state.table, &access.clinic, &doctor, state.clock.epoch()),
     );
     if doctor_member?.is_none() {
         errors.push(err(

@@ -61,7 +61,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 ];
 
 /// Handlers' state: the platform alone.
-pub type AppState = shared::app::AppState;
+pub type AppState = shared::app::AppState<store::Schedules>;
 
 /// The routes with the platform's layers, for this function's own Lambda.
 pub fn router(state: AppState) -> Router {

@@ -556,6 +556,45 @@ pub async fn get_schedule(
     }))
 }
 
+/// How long a container trusts a doctor's availability it read (the seed's L1 cache).
+pub const SCHEDULE_CACHE_SECONDS: i64 = 30;
+
+/// Doctors' availability as this container last read it, for booking and free slots: a
+/// schedule changed elsewhere shows here within [`SCHEDULE_CACHE_SECONDS`]. Slot claims, not
+/// the schedule, are what make double booking impossible, so a stale schedule cannot break
+/// that invariant. Changing a schedule (and showing it to its editors) reads it fresh.
+pub struct Schedules(shared::cache::TtlCache<(ClinicId, UserId), Option<ScheduleRecord>>);
+
+impl Default for Schedules {
+    fn default() -> Self {
+        Self(shared::cache::TtlCache::new(SCHEDULE_CACHE_SECONDS, 10_000))
+    }
+}
+
+impl Schedules {
+    /// The doctor's schedule, from the cache when read recently.
+    pub async fn get(
+        &self,
+        table: &Table,
+        clinic: &ClinicId,
+        doctor: &UserId,
+        now: i64,
+    ) -> Result<Option<ScheduleRecord>, ApiError> {
+        let key = (clinic.clone(), doctor.clone());
+        if let Some(s) = self.0.get(&key, now) {
+            return Ok(s);
+        }
+        let s = get_schedule(table, clinic, doctor).await?;
+        self.0.put(key, s.clone(), now);
+        Ok(s)
+    }
+
+    /// Drops what this container read of the doctor's schedule (it just changed it).
+    pub fn forget(&self, clinic: &ClinicId, doctor: &UserId) {
+        self.0.forget(&(clinic.clone(), doctor.clone()));
+    }
+}
+
 /// Replaces a doctor's availability if it is still at `expected` (0: none yet).
 pub fn put_schedule(
     table: &Table,

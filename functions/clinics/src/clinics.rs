@@ -199,6 +199,7 @@ pub async fn create(
         let together = Together {
             actions: items,
             creates_clinic: true,
+            ..Together::default()
         };
         state
             .identities

@@ -9,7 +9,7 @@ use shared::{
     crypto::Phi,
     db::{self, Tx, VersionedUpdate, s},
     error::Guard,
-    identity::{NewMembership, Profile, store::member_put},
+    identity::{NewMembership, PasswordLink, Profile, Together, store::member_put},
     ids::{LocationId, UserId},
     keys,
     policy::{Action, Resource, Role, Subject as Target},
@@ -17,12 +17,7 @@ use shared::{
     types::{Email, PhoneE164},
 };
 
-use crate::{
-    AppState,
-    events::event,
-    people::{NewPerson, invite},
-    store,
-};
+use crate::{AppState, events::event, people::NewPerson, store};
 
 /// The membership put's condition failed: the person is in the clinic already.
 const ALREADY_MEMBER: Guard = Guard::new(
@@ -272,8 +267,14 @@ impl NewMember {
     }
 }
 
-/// Adds the person to the clinic: an existing identity (found by email) or a new one, invited
-/// to choose a password. Returns the member and whether they were invited.
+/// Adds the person to the clinic: a new identity, invited to choose a password, or an existing
+/// one (found by email). Returns the member, as the caller sent them, and whether they were
+/// invited.
+///
+/// Someone new is the common case and costs one transaction (identity, membership, the
+/// location's count, the invitation's token and the event) and the invitation's message;
+/// someone who exists costs the failed attempt, the email lookup and the membership's own
+/// transaction.
 pub async fn add(
     state: &AppState,
     access: &ClinicAccess,
@@ -287,57 +288,108 @@ pub async fn add(
         phone,
     } = new;
     let now = state.clock.epoch();
-    let existing = state.identities.user_by_email(&email).await?;
-    let user = existing.clone().unwrap_or_else(UserId::generate);
     let membership = NewMembership {
         clinic: access.clinic.clone(),
         role,
         location: location.clone(),
     };
-    let event = event(
+    let counted = |tx_guards: &mut Vec<(usize, Guard)>, actions: &mut Vec<_>| {
+        if let Some(l) = &location {
+            tx_guards.push((actions.len(), UNKNOWN_LOCATION));
+            actions.push(count_members(&state.table, &access.clinic, l, 1)?);
+        }
+        Ok::<_, ApiError>(())
+    };
+    let fresh = UserId::generate();
+    let (token, link) =
+        state
+            .ext()
+            .prepare_in_transaction(&fresh, PasswordLink::Invitation, now)?;
+    let mut together = Together {
+        actions: vec![token],
+        ..Together::default()
+    };
+    counted(&mut together.guards, &mut together.actions)?;
+    let identity = person.identity(fresh.clone(), email.clone(), phone, membership.clone());
+    let created = state
+        .identities
+        .try_create_with(
+            identity,
+            &added(state, access, &fresh, &membership),
+            now,
+            together,
+        )
+        .await?;
+    let user = if created {
+        if let Err(e) = state.ext().send(&link, now).await {
+            // The member exists; "forgot password" works for invited users too.
+            tracing::error!(user_id = %fresh, error = %e, "invitation not sent");
+        }
+        fresh
+    } else {
+        let user = state
+            .identities
+            .user_by_email(&email)
+            .await?
+            .ok_or(db::CHANGED_MEANWHILE)?;
+        let mut tx = Tx::default();
+        let (mut guards, mut actions) = (Vec::new(), Vec::new());
+        counted(&mut guards, &mut actions)?;
+        for (item, (_, guard)) in actions.into_iter().zip(guards) {
+            tx.guard(item, guard);
+        }
+        tx.guard(
+            member_put(&state.table, &user, &membership, now)?,
+            ALREADY_MEMBER,
+        );
+        tx.push(added(state, access, &user, &membership).outbox_write(&state.table.name, now)?);
+        tx.commit(&state.table).await?;
+        user
+    };
+    tracing::info!(clinic_id = %access.clinic, user_id = %user, role = %role, "member added");
+    // The member as committed, with what the caller sent: nothing stored elsewhere is shown.
+    let m = MemberRecord {
+        user: user.clone(),
+        role,
+        status: "ACTIVE".into(),
+        location,
+        version: 1,
+    };
+    let profile = Profile {
+        user: Some(user),
+        fields: vec![
+            ("email", Phi::new(email.expose().to_string())),
+            (
+                "givenName",
+                Phi::new(person.given_name.expose().trim().to_string()),
+            ),
+            (
+                "familyName",
+                Phi::new(person.family_name.expose().trim().to_string()),
+            ),
+        ],
+        version: 1,
+        phone_index: None,
+    };
+    Ok((view_of(access, &m, &profile), created))
+}
+
+/// The event of a membership added.
+fn added(
+    state: &AppState,
+    access: &ClinicAccess,
+    user: &UserId,
+    m: &NewMembership,
+) -> shared::outbox::EventEnvelope {
+    event(
         state,
         "clinic.member_added",
         &access.clinic,
         &access.caller,
         access.role,
         ("member", user.to_string()),
-        serde_json::json!({ "clinicId": access.clinic, "userId": user, "role": role, "locationId": location }),
-    );
-    let mut tx = Tx::default();
-    if let Some(l) = &location {
-        tx.guard(
-            count_members(&state.table, &access.clinic, l, 1)?,
-            UNKNOWN_LOCATION,
-        );
-    }
-    if existing.is_some() {
-        tx.guard(
-            member_put(&state.table, &user, &membership, now)?,
-            ALREADY_MEMBER,
-        );
-        tx.push(event.outbox_write(&state.table.name, now)?);
-        tx.commit(&state.table).await?;
-    } else {
-        if location.is_some() {
-            // Claim the location slot first; the identity transaction cannot include it.
-            tx.commit(&state.table).await?;
-        }
-        let identity = person.identity(user.clone(), email, phone, membership);
-        if let Err(e) = state.identities.create(identity, &event, now).await {
-            if let Some(l) = &location {
-                let mut undo = Tx::default();
-                undo.push(count_members(&state.table, &access.clinic, l, -1)?);
-                let _ = undo.commit(&state.table).await;
-            }
-            return Err(e);
-        }
-        invite(state, &user, now).await;
-    }
-    tracing::info!(clinic_id = %access.clinic, user_id = %user, role = %role, "member added");
-    let m = tenancy::get_member(&state.table, &access.clinic, &user)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok((view(state, access, &m).await?, existing.is_none()))
+        serde_json::json!({ "clinicId": access.clinic, "userId": user, "role": m.role, "locationId": m.location }),
+    )
 }
 
 /// The member, if it exists and the caller may know about it; otherwise 404.

@@ -8,7 +8,7 @@ use shared::{
     crypto::Phi,
     db::{self, VersionedUpdate, s, tx_delete},
     http::patch_field,
-    identity::field,
+    identity::{Profile, field},
     ids::UserId,
     keys,
     outbox::{Actor, EventEnvelope, Subject},
@@ -198,6 +198,11 @@ pub async fn view(state: &AppState, user: &UserId) -> Result<serde_json::Value, 
         .profile(user)
         .await?
         .ok_or(ApiError::NotFound)?;
+    Ok(render(user, &profile))
+}
+
+/// The profile as its owner sees it.
+fn render(user: &UserId, profile: &Profile) -> serde_json::Value {
     let mut view = serde_json::Map::new();
     view.insert("id".into(), user.to_string().into());
     for (name, value) in &profile.fields {
@@ -210,7 +215,7 @@ pub async fn view(state: &AppState, user: &UserId) -> Result<serde_json::Value, 
         view.insert((*name).into(), v);
     }
     view.insert("version".into(), profile.version.into());
-    Ok(serde_json::Value::Object(view))
+    serde_json::Value::Object(view)
 }
 
 /// Applies a validated patch to `user`'s profile: every changed field re-encrypted, the phone
@@ -222,22 +227,39 @@ pub async fn update(
 ) -> Result<serde_json::Value, ApiError> {
     let now = state.clock.now();
     let changes = patch.validate(now.to_zoned(jiff::tz::TimeZone::UTC).date())?;
-    let current = state
-        .identities
-        .profile(user)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    // The current profile (for its version and phone lookup) and the new fields' ciphertexts
+    // do not depend on each other: read and encrypt together.
+    let read = async {
+        state
+            .identities
+            .profile(user)
+            .await?
+            .ok_or(ApiError::NotFound)
+    };
+    let seal = async {
+        let mut sealed = Vec::with_capacity(changes.len());
+        for (name, value) in &changes {
+            let ct = match value {
+                Some(v) => Some(
+                    state
+                        .envelope
+                        .encrypt(&field(user, name), v.as_bytes())
+                        .await?,
+                ),
+                None => None,
+            };
+            sealed.push(ct);
+        }
+        Ok::<_, ApiError>(sealed)
+    };
+    let (current, sealed) = tokio::try_join!(read, seal)?;
     let epoch = now.as_second();
 
     let mut update = VersionedUpdate::new();
     let mut extra = Vec::new();
-    for (name, value) in &changes {
-        match value {
-            Some(v) => {
-                let ct = state
-                    .envelope
-                    .encrypt(&field(user, name), v.as_bytes())
-                    .await?;
+    for ((name, value), ct) in changes.iter().zip(sealed) {
+        match ct {
+            Some(ct) => {
                 update.set(name, s(ct));
             }
             None => {
@@ -304,5 +326,14 @@ pub async fn update(
         return Err(db::CHANGED_MEANWHILE.into());
     }
     tracing::info!(user_id = %user, fields = fields.len(), "profile updated");
-    view(state, user).await
+    // The profile as committed: the one read, with the changes applied, one version on.
+    let mut after = current;
+    for (name, value) in changes {
+        after.fields.retain(|(n, _)| *n != name);
+        if let Some(v) = value {
+            after.fields.push((name, Phi::new(v)));
+        }
+    }
+    after.version += 1;
+    Ok(render(user, &after))
 }

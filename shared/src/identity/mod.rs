@@ -16,6 +16,7 @@ use crate::{
     policy::Role,
     types::{Email, PhoneE164},
 };
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use std::sync::Arc;
 
 pub use store::{CreateUserError, NewMembership, NewUser, Together};
@@ -175,6 +176,24 @@ impl crate::app::AppState<PasswordLinks> {
     }
 }
 
+/// A set-password link whose token is (or is about to be) stored, ready to send. Its URL holds
+/// the token: never logged.
+pub struct PreparedLink {
+    user: UserId,
+    link: PasswordLink,
+    url: String,
+    expires: i64,
+}
+
+impl std::fmt::Debug for PreparedLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedLink")
+            .field("user", &self.user)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Sends set-password links (reset, invitation) through the notifications queue.
 #[derive(Clone)]
 pub struct PasswordLinks {
@@ -213,6 +232,25 @@ impl Identities {
         now: i64,
         together: Together,
     ) -> Result<(), ApiError> {
+        if self.try_create_with(id, event, now, together).await? {
+            Ok(())
+        } else {
+            Err(ApiError::conflict(
+                "email_taken",
+                "An account with this email already exists.",
+            ))
+        }
+    }
+
+    /// [`create_with`](Self::create_with), answering `false` (and writing nothing) when the
+    /// email belongs to someone already.
+    pub async fn try_create_with(
+        &self,
+        id: NewIdentity,
+        event: &EventEnvelope,
+        now: i64,
+        together: Together,
+    ) -> Result<bool, ApiError> {
         let values = [
             ("email", Some(id.email.expose().to_string())),
             ("givenName", Some(id.given_name)),
@@ -241,16 +279,14 @@ impl Identities {
             password_hash: id.password_hash,
         };
         match store::create_user(&self.table, &new, event, now, together).await {
-            Ok(()) => Ok(()),
-            Err(CreateUserError::EmailTaken) => Err(ApiError::conflict(
-                "email_taken",
-                "An account with this email already exists.",
-            )),
+            Ok(()) => Ok(true),
+            Err(CreateUserError::EmailTaken) => Ok(false),
             Err(CreateUserError::ClinicNotFound) => Err(ApiError::invalid_field(
                 "clinicId",
                 "unknown_clinic",
                 "No such clinic.",
             )),
+            Err(CreateUserError::Guarded(g)) => Err(g.into()),
             Err(CreateUserError::Store(e)) => Err(e),
         }
     }
@@ -355,21 +391,48 @@ impl PasswordLinks {
         link: PasswordLink,
         now: i64,
     ) -> Result<(), ApiError> {
+        let (token, prepared) = self.prepare(user, link, now);
+        store::create_reset_token(&self.table, &token_hash(&token), user, prepared.expires).await?;
+        self.send(&prepared, now).await
+    }
+
+    /// A link's token write, for a transaction that commits it with other writes (an invited
+    /// member's identity), and the link to [`send`](Self::send) once that transaction is in.
+    pub fn prepare_in_transaction(
+        &self,
+        user: &UserId,
+        link: PasswordLink,
+        now: i64,
+    ) -> Result<(TransactWriteItem, PreparedLink), ApiError> {
+        let (token, prepared) = self.prepare(user, link, now);
+        let put = store::reset_token_put(&self.table, &token_hash(&token), user, prepared.expires)?;
+        Ok((put, prepared))
+    }
+
+    fn prepare(&self, user: &UserId, link: PasswordLink, now: i64) -> (String, PreparedLink) {
         let token = random_token();
         let expires = now + link.valid_seconds();
-        store::create_reset_token(&self.table, &token_hash(&token), user, expires).await?;
+        let url = format!("{}/reset-password?token={token}", self.app_url);
+        let prepared = PreparedLink {
+            user: user.clone(),
+            link,
+            url,
+            expires,
+        };
+        (token, prepared)
+    }
+
+    /// Hands a prepared link (whose token is stored) to the notification queue.
+    pub async fn send(&self, p: &PreparedLink, now: i64) -> Result<(), ApiError> {
         let job = NotificationJob {
             job_id: uuid::Uuid::new_v4().to_string(),
-            kind: link.kind().to_string(),
+            kind: p.link.kind().to_string(),
             channel: "email".into(),
-            user_id: user.clone(),
-            template: link.kind().replace('_', "-"),
+            user_id: p.user.clone(),
+            template: p.link.kind().replace('_', "-"),
             params: [
-                (
-                    "resetUrl".to_string(),
-                    format!("{}/reset-password?token={token}", self.app_url),
-                ),
-                ("expiresAt".to_string(), rfc3339(expires)),
+                ("resetUrl".to_string(), p.url.clone()),
+                ("expiresAt".to_string(), rfc3339(p.expires)),
             ]
             .into(),
             correlation_id: crate::http::current_correlation_id(),

@@ -94,6 +94,8 @@ pub fn phone_put(
 pub enum CreateUserError {
     EmailTaken,
     ClinicNotFound,
+    /// One of the [`Together`] actions failed its guard.
+    Guarded(crate::error::Guard),
     Store(ApiError),
 }
 
@@ -104,6 +106,8 @@ pub enum CreateUserError {
 pub struct Together {
     /// Extra actions, after the identity's own.
     pub actions: Vec<TransactWriteItem>,
+    /// What it means when an action fails its condition: (index in `actions`, guard).
+    pub guards: Vec<(usize, crate::error::Guard)>,
     /// The actions create the membership's clinic, so it cannot be checked for (one item
     /// may appear only once in a transaction).
     pub creates_clinic: bool,
@@ -175,6 +179,7 @@ pub async fn create_user(
         items.push(phone_put(table, p, &u.user).map_err(store)?);
     }
     items.push(event.outbox_write(&table.name, now).map_err(store)?);
+    let first_extra = items.len();
     items.extend(together.actions);
     match db::transact(&table.client, items).await {
         Ok(()) => Ok(()),
@@ -182,6 +187,21 @@ pub async fn create_user(
             Some(r) if condition_failed_at(&r, 0) => Err(CreateUserError::EmailTaken),
             Some(r) if checks_clinic && condition_failed_at(&r, 1) => {
                 Err(CreateUserError::ClinicNotFound)
+            }
+            Some(r)
+                if together
+                    .guards
+                    .iter()
+                    .any(|(i, _)| condition_failed_at(&r, first_extra + i)) =>
+            {
+                let failed = together
+                    .guards
+                    .iter()
+                    .find(|(i, _)| condition_failed_at(&r, first_extra + i));
+                Err(failed.map_or_else(
+                    || store(db::internal(e)),
+                    |(_, g)| CreateUserError::Guarded(*g),
+                ))
             }
             // Still conflicting after retries: another registration for this email (or a
             // write to the clinic) is in flight; the client may retry.
@@ -255,6 +275,26 @@ pub async fn memberships(table: &Table, user: &UserId) -> Result<Vec<(String, St
             ))
         })
         .collect())
+}
+
+/// The put of a reset token, for a transaction that creates it with other writes.
+pub fn reset_token_put(
+    table: &Table,
+    token_hash: &str,
+    user: &UserId,
+    expires_at: i64,
+) -> Result<TransactWriteItem, ApiError> {
+    tx_put(
+        Put::builder()
+            .table_name(&table.name)
+            .item(keys::PK, s(keys::reset_pk(token_hash)))
+            .item(keys::SK, s(keys::RESET_SK))
+            .item(keys::ENTITY, s("PASSWORD_RESET"))
+            .item("userId", s(user.as_str()))
+            .item("expiresAt", n(expires_at))
+            .item(keys::TTL, n(expires_at + 60 * 60))
+            .condition_expression("attribute_not_exists(pk)"),
+    )
 }
 
 pub async fn create_reset_token(

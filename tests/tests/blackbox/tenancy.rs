@@ -1568,3 +1568,60 @@ async fn lists_by_role_read_only_that_role_and_follow_role_changes() {
     let (doctors, _) = members_by_role(&w, admin, "DOCTOR", 10).await;
     assert!(!doctors.contains(&w.doctor.to_string()), "{doctors:?}");
 }
+
+#[tokio::test]
+async fn cells_written_out_by_hand_for_every_role() {
+    // The role walk above derives its expectations from the policy table; these are read off
+    // ROLES.md by hand, so a wrong row in the table cannot make both agree.
+    use StatusCode as S;
+    let w = world().await;
+    let a = &w.a;
+    // (role, list locations, create a location, patch the clinic, list doctors, billing analytics)
+    #[rustfmt::skip]
+    let cells: [(Role, [StatusCode; 5]); 14] = [
+        (Role::SuperAdmin,         [S::OK, S::CREATED,   S::OK,        S::OK, S::OK]),
+        (Role::ClinicAdmin,        [S::OK, S::CREATED,   S::OK,        S::OK, S::OK]),
+        (Role::ClinicLocationHead, [S::OK, S::FORBIDDEN, S::FORBIDDEN, S::OK, S::OK]),
+        (Role::Doctor,             [S::OK, S::FORBIDDEN, S::FORBIDDEN, S::OK, S::FORBIDDEN]),
+        (Role::AssistantDoctor,    [S::OK, S::FORBIDDEN, S::FORBIDDEN, S::OK, S::FORBIDDEN]),
+        (Role::Nurse,              [S::OK, S::FORBIDDEN, S::FORBIDDEN, S::OK, S::FORBIDDEN]),
+        (Role::Receptionist,       [S::OK, S::FORBIDDEN, S::FORBIDDEN, S::OK, S::FORBIDDEN]),
+        (Role::Pharmacist,         [S::OK, S::FORBIDDEN, S::FORBIDDEN, S::OK, S::FORBIDDEN]),
+        (Role::Therapist,          [S::OK, S::FORBIDDEN, S::FORBIDDEN, S::OK, S::FORBIDDEN]),
+        (Role::LabTechnician,      [S::OK, S::FORBIDDEN, S::FORBIDDEN, S::OK, S::FORBIDDEN]),
+        (Role::FinanceBilling,     [S::OK, S::FORBIDDEN, S::FORBIDDEN, S::OK, S::OK]),
+        (Role::SupportStaff,       [S::OK, S::FORBIDDEN, S::FORBIDDEN, S::OK, S::FORBIDDEN]),
+        (Role::Counselor,          [S::OK, S::FORBIDDEN, S::FORBIDDEN, S::OK, S::FORBIDDEN]),
+        (Role::Patient,            [S::OK, S::FORBIDDEN, S::FORBIDDEN, S::OK, S::FORBIDDEN]),
+    ];
+    for (role, expected) in cells {
+        let token = &w.people.iter().find(|p| p.role == role).unwrap().token;
+        let requests = [
+            (Method::GET, format!("/v1/clinics/{a}/locations"), None),
+            (
+                Method::POST,
+                format!("/v1/clinics/{a}/locations"),
+                Some(json!({"name": format!("By {role:?}")})),
+            ),
+            (
+                Method::PATCH,
+                format!("/v1/clinics/{a}"),
+                Some(json!({"locale": "de-DE"})),
+            ),
+            (
+                Method::GET,
+                format!("/v1/clinics/{a}/members?role=DOCTOR"),
+                None,
+            ),
+            (
+                Method::GET,
+                format!("/v1/clinics/{a}/billing/analytics"),
+                None,
+            ),
+        ];
+        for ((method, path, body), want) in requests.into_iter().zip(expected) {
+            let r = call(&w.api, method.clone(), &path, body, token).await;
+            assert_eq!(r.status, want, "{role:?} {method} {path}: {}", r.body);
+        }
+    }
+}
