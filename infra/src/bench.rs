@@ -449,7 +449,20 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64, u64)>, B
         Some(&desk),
     )
     .await?;
-    measure("free slots of a doctor for a day", b);
+    measure(
+        "free slots of a doctor for a day (first call: session, membership, schedule read)",
+        b,
+    );
+    let b = (counter.get(), counter.depth());
+    call(
+        &router,
+        Method::GET,
+        &format!("{clinic_path}/doctors/{doctor}/slots?date={tomorrow}"),
+        None,
+        Some(&desk),
+    )
+    .await?;
+    measure("free slots of a doctor for a day (container warm)", b);
     let at = |i: usize| {
         slots["slots"][i]["startsAt"]
             .as_str()

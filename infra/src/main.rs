@@ -54,7 +54,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             Ok(())
         }
         Some("bench") => {
-            shared::telemetry::init();
+            // The report is the output; logs only when asked for.
+            if std::env::var("LOG_LEVEL").is_ok() {
+                shared::telemetry::init();
+            }
             local_stack::bench::run(&args[1..]).await
         }
         _ => {

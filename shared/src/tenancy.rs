@@ -2,7 +2,7 @@
 //! A location counts its members in the same transactions that assign them, so "delete only
 //! an empty location" is a condition.
 
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Delete, TransactWriteItem, Update};
 
 use crate::{
     ApiError,
@@ -10,6 +10,7 @@ use crate::{
     ids::{ClinicId, LocationId, UserId},
     keys,
     policy::Role,
+    record::Record,
 };
 
 #[derive(Debug, Clone)]
@@ -22,6 +23,24 @@ pub struct ClinicRecord {
     pub status: String,
     pub version: i64,
     pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Record for ClinicRecord {
+    fn parse(item: &Item) -> Result<Self, ApiError> {
+        Self::from_item(item)
+    }
+    fn key(&self) -> (&ClinicId, String, i64) {
+        (&self.id, keys::CLINIC_SK.to_string(), self.version)
+    }
+    fn identity(&self) -> (&'static str, &str, i64, i64) {
+        (
+            "clinicId",
+            self.id.as_str(),
+            self.created_at,
+            self.updated_at,
+        )
+    }
 }
 
 impl ClinicRecord {
@@ -36,28 +55,20 @@ impl ClinicRecord {
             status: get_opt_s(i, "status").unwrap_or("ACTIVE").to_string(),
             version: get_n(i, "version")?,
             created_at: get_opt_n(i, "createdAt").unwrap_or(0),
+            updated_at: get_opt_n(i, "updatedAt").unwrap_or(0),
         })
     }
 
     pub fn put(&self, table: &Table) -> Result<TransactWriteItem, ApiError> {
         tx_put(
-            Put::builder()
-                .table_name(&table.name)
-                .item(keys::PK, s(keys::clinic_pk(&self.id)))
-                .item(keys::SK, s(keys::CLINIC_SK))
-                .item(keys::ENTITY, s("CLINIC"))
+            self.new_put(table, "CLINIC")
                 .item(keys::GSI1PK, s(keys::CLINICS_GSI1PK))
                 .item(keys::GSI1SK, s(keys::clinic_gsi1sk(&self.id)))
-                .item("clinicId", s(self.id.as_str()))
                 .item("name", s(&self.name))
                 .item("timeZone", s(&self.time_zone))
                 .item("currency", s(&self.currency))
                 .item("locale", s(&self.locale))
-                .item("status", s(&self.status))
-                .item("version", n(self.version))
-                .item("createdAt", n(self.created_at))
-                .item("updatedAt", n(self.created_at))
-                .condition_expression("attribute_not_exists(pk)"),
+                .item("status", s(&self.status)),
         )
     }
 }
@@ -134,11 +145,24 @@ pub async fn get_clinic(
 #[derive(Debug, Clone)]
 pub struct LocationRecord {
     pub id: LocationId,
+    pub clinic: ClinicId,
     pub name: String,
     pub address: Option<String>,
     pub phone: Option<String>,
     pub member_count: i64,
     pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+crate::record!(LocationRecord, keys::location_sk, "locationId");
+
+/// The clinic of an item in a clinic's partition, from its `pk` (`CLINIC#<id>`).
+fn clinic_of(i: &Item) -> Result<ClinicId, ApiError> {
+    get_s(i, keys::PK)?
+        .strip_prefix("CLINIC#")
+        .and_then(ClinicId::parse)
+        .ok_or_else(|| ApiError::internal("not a clinic item"))
 }
 
 impl LocationRecord {
@@ -146,6 +170,9 @@ impl LocationRecord {
         Ok(Self {
             id: LocationId::parse(get_s(i, "locationId")?)
                 .ok_or_else(|| ApiError::internal("bad location id"))?,
+            clinic: clinic_of(i)?,
+            created_at: get_opt_n(i, "createdAt").unwrap_or(0),
+            updated_at: get_opt_n(i, "updatedAt").unwrap_or(0),
             name: get_s(i, "name")?.to_string(),
             address: get_opt_s(i, "address").map(str::to_string),
             phone: get_opt_s(i, "phone").map(str::to_string),
@@ -188,15 +215,38 @@ pub fn count_members(
 #[derive(Debug, Clone)]
 pub struct MemberRecord {
     pub user: UserId,
+    pub clinic: ClinicId,
     pub role: Role,
     pub status: String,
     pub location: Option<LocationId>,
     pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Record for MemberRecord {
+    fn parse(item: &Item) -> Result<Self, ApiError> {
+        Self::from_item(item)
+    }
+    fn key(&self) -> (&ClinicId, String, i64) {
+        (&self.clinic, keys::member_sk(&self.user), self.version)
+    }
+    fn identity(&self) -> (&'static str, &str, i64, i64) {
+        (
+            "userId",
+            self.user.as_str(),
+            self.created_at,
+            self.updated_at,
+        )
+    }
 }
 
 impl MemberRecord {
     pub fn from_item(i: &Item) -> Result<Self, ApiError> {
         Ok(Self {
+            clinic: clinic_of(i)?,
+            created_at: get_opt_n(i, "createdAt").unwrap_or(0),
+            updated_at: get_opt_n(i, "updatedAt").unwrap_or(0),
             user: UserId::parse(get_s(i, "userId")?)
                 .ok_or_else(|| ApiError::internal("bad user id"))?,
             role: Role::parse(get_s(i, "role")?).ok_or_else(|| ApiError::internal("bad role"))?,

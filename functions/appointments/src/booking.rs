@@ -140,7 +140,22 @@ pub async fn book(
             None => Ok(true),
         }
     };
-    let (doctor_member, patient_member, location_ok, tz, schedule) = tokio::join!(
+    // The free texts' encryption needs only the new id, so it goes along too.
+    let id = AppointmentId::generate();
+    let seal_texts = async {
+        let mut sealed = BTreeMap::new();
+        for (name, v) in [
+            ("reason", &body.reason),
+            ("symptoms", &body.symptoms),
+            ("notes", &body.notes),
+        ] {
+            if let Some(v) = v {
+                sealed.insert(name, seal(state, &access.clinic, &id, name, v).await?);
+            }
+        }
+        Ok::<_, ApiError>(sealed)
+    };
+    let (doctor_member, patient_member, location_ok, tz, schedule, sealed) = tokio::join!(
         clinician(state, &access.clinic, &doctor),
         shared::tenancy::get_member(&state.table, &access.clinic, &patient),
         location_check,
@@ -148,6 +163,7 @@ pub async fn book(
         state
             .ext()
             .get(&state.table, &access.clinic, &doctor, state.clock.epoch()),
+        seal_texts,
     );
     if doctor_member?.is_none() {
         errors.push(err(
@@ -202,17 +218,7 @@ pub async fn book(
         &tz,
     );
     validation(booking_errors("", &problems))?;
-    let id = AppointmentId::generate();
-    let mut sealed = BTreeMap::new();
-    for (name, v) in [
-        ("reason", &body.reason),
-        ("symptoms", &body.symptoms),
-        ("notes", &body.notes),
-    ] {
-        if let Some(v) = v {
-            sealed.insert(name, seal(state, &access.clinic, &id, name, v).await?);
-        }
-    }
+    let sealed = sealed?;
     let a = AppointmentRecord {
         id,
         clinic: access.clinic.clone(),

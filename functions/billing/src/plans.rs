@@ -244,6 +244,37 @@ pub async fn list(
     Ok(plans)
 }
 
+/// How long a container trusts a plan it read, for taking out subscriptions. Deactivating a
+/// plan still stops new subscriptions at once: the subscription's transaction adds to the
+/// plan's live count only while the plan is active.
+pub const PLAN_CACHE_SECONDS: i64 = 30;
+
+static PLANS: std::sync::LazyLock<shared::cache::TtlCache<(ClinicId, PlanId), PlanRecord>> =
+    std::sync::LazyLock::new(|| shared::cache::TtlCache::new(PLAN_CACHE_SECONDS, 10_000));
+
+/// The plan, from this container's cache when read recently.
+pub async fn cached(
+    state: &Platform,
+    clinic: &ClinicId,
+    id: &PlanId,
+) -> Result<Option<PlanRecord>, ApiError> {
+    let now = state.clock.epoch();
+    let key = (clinic.clone(), id.clone());
+    if let Some(p) = PLANS.get(&key, now) {
+        return Ok(Some(p));
+    }
+    let p = store::get_plan(&state.table, clinic, id).await?;
+    if let Some(p) = &p {
+        PLANS.put(key, p.clone(), now);
+    }
+    Ok(p)
+}
+
+/// Drops the cached plan (this container changed it).
+fn forget(p: &PlanRecord) {
+    PLANS.forget(&(p.clinic.clone(), p.id.clone()));
+}
+
 /// The plan `id` names in the clinic; 404 when the id is malformed or unknown.
 pub async fn find(state: &Platform, clinic: &ClinicId, id: &str) -> Result<PlanRecord, ApiError> {
     let id = PlanId::parse(id).ok_or(ApiError::NotFound)?;
@@ -340,6 +371,7 @@ pub async fn update(
         now,
     )?);
     tx.commit(&state.table).await?;
+    forget(p);
     Ok(after)
 }
 
@@ -366,7 +398,9 @@ pub async fn delete(state: &Platform, p: &PlanRecord, who: &Who) -> Result<(), A
         plan_ev("billing.plan.deleted", p, who, now),
         now,
     )?);
-    tx.commit(&state.table).await
+    tx.commit(&state.table).await?;
+    forget(p);
+    Ok(())
 }
 
 fn plan_ev(kind: &str, p: &PlanRecord, who: &Who, now: Timestamp) -> EventEnvelope {

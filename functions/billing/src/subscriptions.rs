@@ -162,13 +162,15 @@ pub async fn subscribe(
     who: &Who,
 ) -> Result<SubscriptionRecord, ApiError> {
     let plan = PlanId::parse(plan_id).ok_or_else(unknown_plan)?;
-    let plan = store::get_plan(&state.table, clinic, &plan)
-        .await?
-        .filter(|p| p.active)
-        .ok_or_else(unknown_plan)?;
-    let patient = known_patient(state, clinic, patient_id).await?;
-    let location = known_location(state, clinic, location_id).await?;
-    let (tz, _) = clinic_settings(state, clinic).await?;
+    // Independent reads together: the plan (cached), the patient, the location, the zone.
+    let (plan, patient, location, settings) = tokio::join!(
+        crate::plans::cached(state, clinic, &plan),
+        known_patient(state, clinic, patient_id),
+        known_location(state, clinic, location_id),
+        clinic_settings(state, clinic),
+    );
+    let plan = plan?.filter(|p| p.active).ok_or_else(unknown_plan)?;
+    let (patient, location, (tz, _)) = (patient?, location?, settings?);
     retry_numbering(|| {
         let (plan, patient, location, tz) = (&plan, &patient, &location, &tz);
         async move {

@@ -9,8 +9,8 @@ use shared::{
     db::{self, VersionedUpdate, s},
     identity::{NewMembership, Together, store::member_put},
     ids::{ClinicId, UserId},
-    keys,
     policy::Role,
+    record::Record,
     tenancy::{self, ClinicRecord},
     types::{Currency, TimeZoneName},
 };
@@ -159,6 +159,7 @@ pub async fn create(
         status: "ACTIVE".into(),
         version: 1,
         created_at: now,
+        updated_at: now,
     };
     let created = event(
         state,
@@ -303,13 +304,7 @@ pub async fn update(
     );
     let mut tx = db::Tx::default();
     tx.guard(
-        update.build(
-            &state.table,
-            keys::clinic_pk(&access.clinic),
-            keys::CLINIC_SK,
-            current.version,
-            now,
-        )?,
+        current.update(&state.table, update, now)?,
         db::CHANGED_MEANWHILE,
     );
     tx.push(event.outbox_write(&state.table.name, now)?);

@@ -8,7 +8,7 @@ use shared::{
     db::{self, Tx, VersionedUpdate, s},
     error::Guard,
     ids::{ClinicId, LocationId},
-    keys,
+    record::Record,
     tenancy::LocationRecord,
     types::PhoneE164,
 };
@@ -139,6 +139,9 @@ pub async fn create(
             .map(|p| p.expose().to_string()),
         member_count: 0,
         version: 1,
+        clinic: access.clinic.clone(),
+        created_at: now,
+        updated_at: now,
     };
     let id = location.id.clone();
     let event = event(
@@ -151,12 +154,7 @@ pub async fn create(
         serde_json::json!({ "clinicId": access.clinic, "locationId": id }),
     );
     let mut tx = Tx::default();
-    tx.push(store::location_put(
-        &state.table,
-        &access.clinic,
-        &location,
-        now,
-    )?);
+    tx.push(store::location_put(&state.table, &location)?);
     tx.push(event.outbox_write(&state.table.name, now)?);
     tx.commit(&state.table).await?;
     get(state, &access.clinic, &id).await
@@ -173,7 +171,7 @@ pub async fn update(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let id = current.id;
+    let id = current.id.clone();
     let now = state.clock.epoch();
     let mut update = VersionedUpdate::new();
     let mut fields = Vec::new();
@@ -218,13 +216,7 @@ pub async fn update(
     );
     let mut tx = Tx::default();
     tx.guard(
-        update.build(
-            &state.table,
-            keys::clinic_pk(&access.clinic),
-            keys::location_sk(&id),
-            current.version,
-            now,
-        )?,
+        current.update(&state.table, update, now)?,
         db::CHANGED_MEANWHILE,
     );
     tx.push(event.outbox_write(&state.table.name, now)?);

@@ -13,6 +13,7 @@ use shared::{
     ids::{LocationId, UserId},
     keys,
     policy::{Action, Resource, Role, Subject as Target},
+    record::Record,
     tenancy::{self, MemberRecord, count_members},
     types::{Email, PhoneE164},
 };
@@ -350,10 +351,13 @@ pub async fn add(
     // The member as committed, with what the caller sent: nothing stored elsewhere is shown.
     let m = MemberRecord {
         user: user.clone(),
+        clinic: access.clinic.clone(),
         role,
         status: "ACTIVE".into(),
         location,
         version: 1,
+        created_at: now,
+        updated_at: now,
     };
     let profile = Profile {
         user: Some(user),
@@ -544,16 +548,7 @@ pub async fn update(
             }
         }
     }
-    tx.guard(
-        update.build(
-            &state.table,
-            keys::clinic_pk(&access.clinic),
-            keys::member_sk(&m.user),
-            m.version,
-            now,
-        )?,
-        db::CHANGED_MEANWHILE,
-    );
+    tx.guard(m.update(&state.table, update, now)?, db::CHANGED_MEANWHILE);
     let kind = if new_role.is_some_and(|r| r != m.role) {
         "clinic.member_role_changed"
     } else {

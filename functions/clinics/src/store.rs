@@ -2,13 +2,14 @@
 //! clinic's locations and members, and a location's own put and delete. The single-record
 //! reads every context makes (a clinic, a location, a member) live in `shared::tenancy`.
 
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Delete, TransactWriteItem};
 use shared::{
     ApiError,
     db::{self, Item, Table, get_opt_s, n, s, tx_delete, tx_put},
     ids::{ClinicId, LocationId},
     keys,
     policy::Role,
+    record::Record,
     tenancy::{self, ClinicRecord, LocationRecord, MemberRecord},
 };
 
@@ -88,22 +89,12 @@ pub(crate) async fn locations(
 /// A new location, if its id is not taken yet.
 pub(crate) fn location_put(
     table: &Table,
-    clinic: &ClinicId,
     l: &LocationRecord,
-    now: i64,
 ) -> Result<TransactWriteItem, ApiError> {
-    let mut put = Put::builder()
-        .table_name(&table.name)
-        .item(keys::PK, s(keys::clinic_pk(clinic)))
-        .item(keys::SK, s(keys::location_sk(&l.id)))
-        .item(keys::ENTITY, s("LOCATION"))
-        .item("locationId", s(l.id.as_str()))
-        .item("clinicId", s(clinic.as_str()))
+    let mut put = l
+        .new_put(table, "LOCATION")
         .item("name", s(&l.name))
-        .item("memberCount", n(l.member_count))
-        .item("version", n(l.version))
-        .item("createdAt", n(now))
-        .condition_expression("attribute_not_exists(pk)");
+        .item("memberCount", n(l.member_count));
     if let Some(a) = &l.address {
         put = put.item("address", s(a));
     }
