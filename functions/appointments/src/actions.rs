@@ -153,6 +153,7 @@ pub async fn perform(
             let (Some((starts_at, minutes)), Some(kind)) = (when, kind) else {
                 return Err(ApiError::internal("validated fields missing"));
             };
+            lifecycle::billed_terms_kept(a, kind, minutes)?;
             let av = schedule_of(state, a).await?;
             let problems = rules::check_booking(
                 kind,

@@ -201,6 +201,8 @@ pub async fn apply(
                     RescheduleRefusal::Illegal(e) => illegal(e.from, e.action),
                 },
             )?;
+            // Checked again here, under the version the transaction guards.
+            billed_terms_kept(a, kind, minutes)?;
             let new = store::cells(starts_at, minutes);
             for item in store::move_claims(table, &a.clinic, &a.doctor, &a.id, &held, &new)? {
                 tx.guard(item, SLOT_TAKEN);
@@ -352,3 +354,17 @@ pub async fn apply(
 
 /// The default length of a booking when neither a duration nor an end is given.
 pub const DEFAULT_MINUTES: i64 = 30;
+
+/// A billed appointment (covered by a subscription, or priced per visit) was billed for its
+/// kind and length: moving it in time is free, but changing what it is would keep the old
+/// coverage or price for a different visit (a covered video call becoming a free home visit).
+pub fn billed_terms_kept(a: &AppointmentRecord, kind: Kind, minutes: i64) -> Result<(), ApiError> {
+    if a.billing.is_some() && (kind != a.kind || minutes != a.minutes) {
+        return Err(ApiError::conflict(
+            "billed_terms_fixed",
+            "This appointment is billed for its kind and length; move it in time, or cancel it \
+             and book the visit you need.",
+        ));
+    }
+    Ok(())
+}

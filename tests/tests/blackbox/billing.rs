@@ -1726,3 +1726,55 @@ async fn every_role_on_every_billing_route_gets_what_the_table_says() {
         [200, 201, 204, 403, 404, 409, 422]
     );
 }
+
+#[tokio::test]
+async fn a_covered_video_call_cannot_be_rescheduled_into_a_free_home_visit() {
+    // GIVEN a patient with a covered 30-minute video call (the plan does not cover home visits)
+    let w = world("bil").await;
+    let plan = w.plan(monthly(json!(2))).await;
+    let sub = w.active_subscription(&plan).await;
+    let r = w.book(&sub, "VIDEO_CALL", "2026-11-30T09:00:00Z").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["billing"]["covered"], true);
+    let path = format!("appointments/{}", r.body["id"].as_str().unwrap());
+    // WHEN they reschedule it into a four-hour home visit
+    let attack = w
+        .call(
+            Method::POST,
+            &format!("{path}/reschedule"),
+            Some(json!({"startsAt": "2026-11-30T12:00:00Z", "kind": "HOME_VISIT", "durationMinutes": 240})),
+            Role::Patient,
+        )
+        .await;
+    // THEN it is refused, and the appointment is still the covered video call it was
+    assert_eq!(attack.status, StatusCode::CONFLICT, "{}", attack.body);
+    assert_eq!(attack.body["code"], "billed_terms_fixed");
+    let now = w.call(Method::GET, &path, None, Role::Patient).await;
+    assert_eq!(now.body["kind"], "VIDEO_CALL");
+    assert_eq!(now.body["durationMinutes"], 30);
+    assert_eq!(now.body["startsAt"], "2026-11-30T09:00:00Z");
+    // AND a longer video call is refused the same way (it would be priced for 30 minutes)
+    let longer = w
+        .call(
+            Method::POST,
+            &format!("{path}/reschedule"),
+            Some(json!({"startsAt": "2026-11-30T12:00:00Z", "durationMinutes": 120})),
+            Role::Patient,
+        )
+        .await;
+    assert_eq!(longer.status, StatusCode::CONFLICT, "{}", longer.body);
+    // AND moving it in time alone still works and stays covered, using no second unit
+    let moved = w
+        .call(
+            Method::POST,
+            &format!("{path}/reschedule"),
+            Some(json!({"startsAt": "2026-11-30T12:00:00Z"})),
+            Role::Patient,
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    assert_eq!(moved.body["kind"], "VIDEO_CALL");
+    assert_eq!(moved.body["billing"]["covered"], true);
+    let c = w.coverage(&sub, "VIDEO_CALL").await;
+    assert_eq!(c["remaining"], 1);
+}
