@@ -376,9 +376,14 @@ impl BlindIndex {
     }
 
     pub fn compute(&self, purpose: &str, normalized_value: &str) -> String {
+        self.compute_bytes(purpose, normalized_value.as_bytes())
+    }
+
+    /// [`compute`](Self::compute) over bytes (a request body, which may hold a password).
+    pub fn compute_bytes(&self, purpose: &str, value: &[u8]) -> String {
         B64.encode(hmac_sha256(
             &self.key,
-            &[purpose.as_bytes(), b"\x1f", normalized_value.as_bytes()],
+            &[purpose.as_bytes(), b"\x1f", value],
         ))
     }
 }

@@ -70,7 +70,16 @@ pub fn platform<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(private_responses))
         .layer(middleware::from_fn(correlation))
+}
+
+/// Whatever answers a request that carries credentials (a bearer token, a webhook signature)
+/// is that caller's, and may hold PHI or tokens: no shared or private cache may keep it.
+async fn private_responses(req: Request, next: middleware::Next) -> Response {
+    let authenticated = req.headers().contains_key(header::AUTHORIZATION);
+    let resp = next.run(req).await;
+    if authenticated { no_store(resp) } else { resp }
 }
 
 /// A JSON request body: `application/json`, at most [`MAX_BODY_BYTES`], and (with

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 use crate::clock::Clock;
-use crate::crypto::{Envelope, FieldContext, PLATFORM_TENANT};
+use crate::crypto::{BlindIndex, Envelope, FieldContext, PLATFORM_TENANT};
 use crate::db::{Table, get_n, get_opt_s, get_s, is_condition_failed, n, s};
 use crate::error::ApiError;
 use crate::http::MAX_BODY_BYTES;
@@ -38,7 +38,13 @@ pub struct IdempotencyStore {
     pub clock: Arc<dyn Clock>,
     /// Verifies bearer tokens so a stored response is only ever replayed to the same user.
     pub keys: Arc<KeySet>,
+    /// Keys the hash of a request body: bodies hold passwords and PHI, and a plain digest of a
+    /// low-entropy body could be guessed back from the stored record.
+    pub hasher: BlindIndex,
 }
+
+/// The purpose the body's keyed hash is computed under (no other HMAC shares it).
+const BODY_HASH: &str = "idempotency-body";
 
 /// Who a key belongs to: the verified token's subject, or nobody for public routes. A request
 /// with a token that does not verify is left to the route's own authentication (never stored).
@@ -108,7 +114,7 @@ async fn run(store: IdempotencyStore, req: Request, next: Next) -> Result<Respon
     let bytes = to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
-    let request_hash = sha(&[&bytes]);
+    let request_hash = store.hasher.compute_bytes(BODY_HASH, &bytes);
     let now = store.clock.epoch();
     let pk = keys::idempotency_pk(&scope);
 

@@ -67,13 +67,14 @@ impl Platform {
             clock.clone(),
             Duration::from_secs(cfg.session_cache_seconds),
         );
+        let blind = BlindIndex::new(&secrets.blind_index_key);
         let idempotency = IdempotencyStore {
             table: table.clone(),
             envelope: envelope.clone(),
             clock: clock.clone(),
             keys: keys.clone(),
+            hasher: blind.clone(),
         };
-        let blind = BlindIndex::new(&secrets.blind_index_key);
         let identities = Identities {
             table: table.clone(),
             envelope: envelope.clone(),

@@ -946,6 +946,38 @@ async fn idempotency_key_replays_and_refuses_mismatches() {
     // The stored response is encrypted at rest
     let raw = format!("{:?}", app.scan().await);
     assert!(!raw.contains("idem@example.org"));
+    // AND the stored body hash is keyed: a plain digest of a registration body (which holds a
+    // password) could be confirmed by anyone who guesses the body
+    use base64::Engine;
+    use sha2::Digest;
+    let plain = |b: &[u8]| {
+        let mut h = sha2::Sha256::new();
+        h.update(b);
+        h.update(b"\x1f");
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
+    };
+    let hashes: Vec<String> = app
+        .scan()
+        .await
+        .iter()
+        .filter(|i| {
+            i.get("entity")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                == Some("IDEMPOTENCY")
+        })
+        .filter_map(|i| i.get("requestHash").and_then(|v| v.as_s().ok()).cloned())
+        .collect();
+    assert!(!hashes.is_empty());
+    for h in &hashes {
+        assert_ne!(*h, plain(&body));
+        let mut bare = sha2::Sha256::new();
+        bare.update(&body);
+        assert_ne!(
+            *h,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bare.finalize())
+        );
+    }
 }
 
 #[tokio::test]

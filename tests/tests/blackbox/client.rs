@@ -170,3 +170,44 @@ async fn hostile_requests_get_problems_not_crashes() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn authenticated_answers_are_never_cached() {
+    // GIVEN a signed-in patient
+    let api = Api::start().await;
+    let token = api.token("patient@demo.clinic", DEMO_PASSWORD).await;
+    let clinic = format!("/v1/clinics/{DEMO_CLINIC_ID}");
+    // WHEN they read their profile, their clinic, something forbidden, something missing, and
+    // send a bad token
+    for (path, token, status) in [
+        ("/v1/users/me".to_string(), token.as_str(), StatusCode::OK),
+        (clinic.clone(), token.as_str(), StatusCode::OK),
+        (
+            format!("{clinic}/billing/analytics"),
+            token.as_str(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            format!("{clinic}/appointments/nope"),
+            token.as_str(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/v1/users/me".to_string(),
+            "not-a-token",
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let r = api.get(&path, Some(token)).await;
+        // THEN every answer says no cache may store it
+        assert_eq!(r.status, status, "{path}: {}", r.body);
+        assert_eq!(r.headers["cache-control"], "no-store", "{path}");
+    }
+    // AND public documents stay cacheable
+    let jwks = api.get("/.well-known/jwks.json", None).await;
+    assert!(
+        jwks.headers
+            .get("cache-control")
+            .is_none_or(|v| v != "no-store")
+    );
+}
