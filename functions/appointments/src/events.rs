@@ -31,6 +31,11 @@ pub async fn handle(state: &AppState, e: &EventEnvelope, _now: Timestamp) -> Res
         // Invoices that pay for no appointment (subscriptions, manual invoices).
         return Ok(());
     };
+    // Only an invoice that really is paid confirms anything.
+    if !billing::coverage::invoice_paid(state, &clinic, &data.invoice_id).await? {
+        tracing::warn!(event_id = %e.event_id, "billing.invoice.paid for an invoice that is not paid: ignored");
+        return Ok(());
+    }
     confirm_paid(state, &clinic, &appointment, data.invoice_id.as_str()).await
 }
 

@@ -158,6 +158,18 @@ pub async fn for_booking(
     }
 }
 
+/// Whether the invoice is paid now (read from the invoice itself): what the appointments
+/// context checks before confirming a visit on a `billing.invoice.paid` event.
+pub async fn invoice_paid(
+    state: &Platform,
+    clinic: &ClinicId,
+    invoice: &shared::ids::InvoiceId,
+) -> Result<bool, ApiError> {
+    Ok(store::get_invoice(&state.table, clinic, invoice)
+        .await?
+        .is_some_and(|i| i.status == crate::rules::InvoiceStatus::Paid))
+}
+
 /// Gives back the unit a cancelled appointment took, exactly once: the link is deleted under
 /// an `attribute_exists` condition in the same transaction as the give-back, so a redelivered
 /// cancellation finds no link and does nothing. A unit taken in a period that has since ended

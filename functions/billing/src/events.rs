@@ -20,6 +20,14 @@ pub async fn handle(state: &Platform, e: &EventEnvelope, now: Timestamp) -> Resu
             let Some(clinic) = e.clinic() else {
                 return Err(ApiError::internal("appointment.cancelled without a clinic"));
             };
+            // Only an appointment that really is cancelled gives its unit back.
+            let status =
+                shared::contracts::appointment_status(&state.table, &clinic, &data.appointment_id)
+                    .await?;
+            if status.as_deref() != Some("CANCELLED") {
+                tracing::warn!(event_id = %e.event_id, "appointment.cancelled for an appointment that is not cancelled: ignored");
+                return Ok(());
+            }
             let restored = coverage::restore(state, &clinic, &data.appointment_id, now).await?;
             tracing::info!(event_id = %e.event_id, restored, "appointment.cancelled handled");
             Ok(())

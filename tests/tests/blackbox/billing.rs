@@ -1778,3 +1778,67 @@ async fn a_covered_video_call_cannot_be_rescheduled_into_a_free_home_visit() {
     let c = w.coverage(&sub, "VIDEO_CALL").await;
     assert_eq!(c["remaining"], 1);
 }
+
+/// A bus event as a forger would put it on the bus: well formed, claiming what suits them.
+fn forged(kind: &str, clinic: &ClinicId, data: Value) -> shared::outbox::EventEnvelope {
+    shared::outbox::EventEnvelope::new(
+        kind,
+        Some(clinic),
+        shared::outbox::Actor::default(),
+        shared::outbox::Subject {
+            kind: "forged".into(),
+            id: "1".into(),
+        },
+        data,
+        jiff::Timestamp::now(),
+    )
+}
+
+#[tokio::test]
+async fn consumers_act_on_the_records_not_on_what_an_event_claims() {
+    // GIVEN a covered video call (one of two units used) and an unpaid home visit
+    let w = world("bil").await;
+    let plan = w.plan(monthly(json!(2))).await;
+    let sub = w.active_subscription(&plan).await;
+    let covered = w.book(&sub, "VIDEO_CALL", "2026-11-30T09:00:00Z").await;
+    assert_eq!(covered.status, StatusCode::CREATED, "{}", covered.body);
+    let home = w.book(&sub, "HOME_VISIT", "2026-11-30T14:00:00Z").await;
+    assert_eq!(home.status, StatusCode::CREATED, "{}", home.body);
+    let invoice = home.body["billing"]["invoiceId"].clone();
+    assert!(invoice.is_string(), "{}", home.body);
+    let stack = w.stack();
+    let now = w.clock.now();
+    // WHEN events claim the video call was cancelled and the home visit's invoice was paid
+    let cancelled = forged(
+        "appointment.cancelled",
+        &w.clinic,
+        json!({"appointmentId": covered.body["id"], "doctorId": w.id(Role::Doctor),
+               "patientId": w.id(Role::Patient), "locationId": null, "kind": "VIDEO_CALL",
+               "status": "CANCELLED", "startsAt": "2026-11-30T09:00:00Z",
+               "endsAt": "2026-11-30T09:30:00Z"}),
+    );
+    billing::events::handle(&stack.billing, &cancelled, now)
+        .await
+        .unwrap();
+    let paid = forged(
+        "billing.invoice.paid",
+        &w.clinic,
+        json!({"invoiceId": invoice, "number": null, "patientId": w.id(Role::Patient),
+               "subscriptionId": null, "appointmentId": home.body["id"], "total": 9000,
+               "currency": "EUR"}),
+    );
+    appointments::events::handle(&stack.appointments, &paid, now)
+        .await
+        .unwrap();
+    // THEN no unit came back for the video call, which is still booked
+    let c = w.coverage(&sub, "VIDEO_CALL").await;
+    assert_eq!(c["remaining"], 1, "{c}");
+    let path = |a: &Reply| format!("appointments/{}", a.body["id"].as_str().unwrap());
+    let v = w
+        .call(Method::GET, &path(&covered), None, Role::Patient)
+        .await;
+    assert_eq!(v.body["status"], "PENDING");
+    // AND the unpaid home visit was not confirmed
+    let h = w.call(Method::GET, &path(&home), None, Role::Patient).await;
+    assert_eq!(h.body["status"], "PENDING", "{}", h.body);
+}

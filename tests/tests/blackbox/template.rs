@@ -51,3 +51,52 @@ fn every_configuration_variable_is_set() {
         );
     }
 }
+
+/// Each top-level resource of the template with its block of lines.
+fn resources() -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut in_resources = false;
+    for line in TEMPLATE.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            in_resources = line.starts_with("Resources:");
+            continue;
+        }
+        if !in_resources {
+            continue;
+        }
+        let top = line
+            .strip_prefix("  ")
+            .filter(|l| !l.starts_with(' ') && !l.starts_with('#'));
+        match top.and_then(|l| l.strip_suffix(':')) {
+            Some(name) => out.push((name.to_string(), String::new())),
+            None => {
+                if let Some((_, block)) = out.last_mut() {
+                    block.push_str(line);
+                    block.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn only_the_relay_may_put_events_on_the_bus() {
+    let touching: Vec<String> = resources()
+        .into_iter()
+        .filter(|(_, block)| block.contains("events:PutEvents"))
+        .map(|(name, _)| name)
+        .collect();
+    // The relay's role is the only one allowed to publish, and the bus denies everyone else.
+    assert_eq!(touching, ["EventBusOnlyRelayPublishes", "EventsRelayFunctionRole"]);
+    let bus = resources()
+        .into_iter()
+        .find(|(name, _)| name == "EventBusOnlyRelayPublishes")
+        .map(|(_, block)| block)
+        .unwrap_or_default();
+    assert!(bus.contains("Effect: Deny"), "{bus}");
+    assert!(
+        bus.contains("aws:PrincipalArn: !GetAtt EventsRelayFunctionRole.Arn"),
+        "{bus}"
+    );
+}
