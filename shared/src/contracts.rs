@@ -61,6 +61,23 @@ pub struct NotificationJob {
     pub created_at: String,
 }
 
+/// The current status of an appointment (`None` if there is none), read from the record itself:
+/// consumers of `appointment.*` events act on what is true now, not on what an event says (an
+/// event may be stale, redelivered or, were the bus ever open to others, forged).
+pub async fn appointment_status(
+    table: &crate::db::Table,
+    clinic: &crate::ids::ClinicId,
+    appointment: &AppointmentId,
+) -> Result<Option<String>, crate::ApiError> {
+    Ok(table
+        .get(
+            crate::keys::clinic_pk(clinic),
+            crate::keys::appointment_sk(appointment),
+        )
+        .await?
+        .and_then(|i| crate::db::get_opt_s(&i, "status").map(str::to_string)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,21 +106,4 @@ mod tests {
         bad["appointmentId"] = "nope".into();
         assert!(serde_json::from_value::<AppointmentData>(bad).is_err());
     }
-}
-
-/// The current status of an appointment (`None` if there is none), read from the record itself:
-/// consumers of `appointment.*` events act on what is true now, not on what an event says (an
-/// event may be stale, redelivered or, were the bus ever open to others, forged).
-pub async fn appointment_status(
-    table: &crate::db::Table,
-    clinic: &crate::ids::ClinicId,
-    appointment: &AppointmentId,
-) -> Result<Option<String>, crate::ApiError> {
-    Ok(table
-        .get(
-            crate::keys::clinic_pk(clinic),
-            crate::keys::appointment_sk(appointment),
-        )
-        .await?
-        .and_then(|i| crate::db::get_opt_s(&i, "status").map(str::to_string)))
 }

@@ -88,7 +88,10 @@ fn only_the_relay_may_put_events_on_the_bus() {
         .map(|(name, _)| name)
         .collect();
     // The relay's role is the only one allowed to publish, and the bus denies everyone else.
-    assert_eq!(touching, ["EventBusOnlyRelayPublishes", "EventsRelayFunctionRole"]);
+    assert_eq!(
+        touching,
+        ["EventBusOnlyRelayPublishes", "EventsRelayFunctionRole"]
+    );
     let bus = resources()
         .into_iter()
         .find(|(name, _)| name == "EventBusOnlyRelayPublishes")
