@@ -303,17 +303,16 @@ pub async fn create_reset_token(
     user: &UserId,
     expires_at: i64,
 ) -> Result<(), ApiError> {
+    // The same item as `reset_token_put`, written on its own.
+    let put = reset_token_put(table, token_hash, user, expires_at)?
+        .put
+        .ok_or_else(|| ApiError::internal("reset token put"))?;
     table
         .client
         .put_item()
-        .table_name(&table.name)
-        .item(keys::PK, s(keys::reset_pk(token_hash)))
-        .item(keys::SK, s(keys::RESET_SK))
-        .item(keys::ENTITY, s("PASSWORD_RESET"))
-        .item("userId", s(user.as_str()))
-        .item("expiresAt", n(expires_at))
-        .item(keys::TTL, n(expires_at + 60 * 60))
-        .condition_expression("attribute_not_exists(pk)")
+        .table_name(put.table_name)
+        .set_item(Some(put.item))
+        .set_condition_expression(put.condition_expression)
         .send()
         .await
         .map_err(db::internal)?;
