@@ -108,18 +108,28 @@ impl Authenticator {
         let platform_role = match cached {
             Some(role) => role,
             None => {
-                let item = self
+                // The session and the user, in one round trip: the platform role is the user's
+                // as it is now (never a copy taken at login), so a demoted super admin loses
+                // the role within the cache period, as a removed member loses a clinic.
+                let session_sk = keys::session_sk(&session_id);
+                let items = self
                     .table
-                    .get(keys::user_pk(&user_id), keys::session_sk(&session_id))
+                    .batch_get(vec![
+                        crate::db::key(keys::user_pk(&user_id), session_sk.clone()),
+                        crate::db::key(keys::user_pk(&user_id), keys::PROFILE_SK),
+                    ])
                     .await?;
-                let Some(item) = item.filter(|i| get_opt_s(i, "status") == Some("ACTIVE")) else {
+                let part = |sk: &str| items.iter().find(|i| get_opt_s(i, keys::SK) == Some(sk));
+                let live =
+                    part(&session_sk).is_some_and(|i| get_opt_s(i, "status") == Some("ACTIVE"));
+                let Some(user) = part(keys::PROFILE_SK).filter(|_| live) else {
                     self.forget(&session_id);
                     return Err(ApiError::unauthorized(
                         "session_revoked",
                         "The session has ended. Log in again.",
                     ));
                 };
-                let role = get_opt_s(&item, "platformRole").and_then(Role::parse);
+                let role = get_opt_s(user, "platformRole").and_then(Role::parse);
                 let mut live = self.lock();
                 if live.len() >= MAX_CACHED_SESSIONS {
                     live.clear();

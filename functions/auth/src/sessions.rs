@@ -7,7 +7,6 @@ use shared::{
     crypto::{Phi, random_token, token_hash},
     ids::{SessionId, UserId},
     outbox::EventEnvelope,
-    policy::Role,
     types::Email,
 };
 
@@ -79,9 +78,7 @@ impl Auth<'_> {
             return Err(Self::invalid_credentials());
         }
         let session = SessionId::generate();
-        let mut pair = self
-            .start_session(&record.user, &session, record.platform_role, now)
-            .await?;
+        let mut pair = self.start_session(&record.user, &session, now).await?;
         pair.user = Some(self.user_view_from(&record.user, &record.item).await?);
         self.evict_excess_sessions(&record.user, now).await?;
         Ok(pair)
@@ -91,7 +88,6 @@ impl Auth<'_> {
         &self,
         user: &UserId,
         session: &SessionId,
-        platform_role: Option<Role>,
         now: i64,
     ) -> Result<TokenPair, ApiError> {
         let refresh = RefreshToken {
@@ -112,7 +108,6 @@ impl Auth<'_> {
             session,
             token_hash: &token_hash(&refresh.secret),
             refresh_expires_at,
-            platform_role,
         };
         store::create_session(&self.table, new, &event, now).await?;
         tracing::info!(user_id = %user, session_id = %session, "session started");

@@ -136,8 +136,6 @@ pub struct NewSession<'a> {
     pub session: &'a SessionId,
     pub token_hash: &'a str,
     pub refresh_expires_at: i64,
-    /// Copied from the user at login, so every request learns it with the session check.
-    pub platform_role: Option<Role>,
 }
 
 /// Writes a new session, clears failed-login counters and records the login event, together.
@@ -152,9 +150,8 @@ pub async fn create_session(
         session,
         token_hash,
         refresh_expires_at,
-        platform_role,
     } = new;
-    let mut put = Put::builder()
+    let put = Put::builder()
         .table_name(&table.name)
         .item(keys::PK, s(keys::user_pk(user)))
         .item(keys::SK, s(keys::session_sk(session)))
@@ -168,9 +165,6 @@ pub async fn create_session(
         .item("refreshExpiresAt", n(refresh_expires_at))
         .item(keys::TTL, n(refresh_expires_at + 24 * 60 * 60))
         .condition_expression("attribute_not_exists(pk)");
-    if let Some(r) = platform_role {
-        put = put.item("platformRole", s(r.as_str()));
-    }
     let clear = Update::builder()
         .table_name(&table.name)
         .key(keys::PK, s(keys::user_pk(user)))

@@ -1625,3 +1625,35 @@ async fn cells_written_out_by_hand_for_every_role() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_demoted_super_admin_loses_the_role_within_the_cache_period() {
+    // GIVEN a super admin signed in, who can open any clinic
+    let w = world().await;
+    let sa = w
+        .people
+        .iter()
+        .find(|p| p.role == Role::SuperAdmin)
+        .unwrap();
+    let path = format!("/v1/clinics/{}", w.b);
+    let r = call(&w.api, Method::GET, &path, None, &sa.token).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // WHEN an operator takes the platform role away (on the user, where it lives)
+    let stack = stack(&w.api);
+    stack
+        .clients
+        .dynamodb
+        .update_item()
+        .table_name(&stack.resources.table)
+        .key("pk", shared::db::s(shared::keys::user_pk(&sa.user)))
+        .key("sk", shared::db::s(shared::keys::PROFILE_SK))
+        .update_expression("REMOVE platformRole")
+        .send()
+        .await
+        .unwrap();
+    // THEN once the session check's cache period has passed, the same token is only a
+    // stranger to the clinic: the role was never copied into the session
+    w.clock.advance(SignedDuration::from_secs(31));
+    let r = call(&w.api, Method::GET, &path, None, &sa.token).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+}
