@@ -214,18 +214,16 @@ impl Stack {
             &self.clients,
             &self.resources.table,
             &demo,
-            "Demo Clinic",
-            "Europe/Berlin",
-            "EUR",
+            ("Demo Clinic", "Europe/Berlin", "EUR"),
+            true,
         )
         .await?;
         put_clinic(
             &self.clients,
             &self.resources.table,
             &second,
-            "Second Clinic",
-            "America/New_York",
-            "USD",
+            ("Second Clinic", "America/New_York", "USD"),
+            false,
         )
         .await?;
         put_location(
@@ -258,6 +256,7 @@ impl Stack {
                 clinic: c.clone(),
                 role,
                 location: (role == Role::ClinicLocationHead).then(|| location.clone()),
+                pending: false,
             });
             let identity = shared::identity::NewIdentity {
                 user: user.clone(),
@@ -269,6 +268,8 @@ impl Stack {
                 password_hash: password.clone(),
                 platform_role: clinic.is_none().then_some(role),
                 membership,
+                // Demo users are seeded with proven addresses, so the walk-through works.
+                email_verified: true,
             };
             let event = EventEnvelope::new(
                 "auth.user_registered",

@@ -13,6 +13,8 @@ const USAGE: &str = "usage:
   local-stack seal-secrets --key-id ID   generate platform secrets and print them sealed with KMS key ID
   local-stack rotate-secrets --key-id ID --current CIPHERTEXT
                                          new signing key (the previous one stays valid), same index keys
+  local-stack mail                       take the queued account mail off the running stack's
+                                         notifications queue and print it, links opened
   local-stack bench BINARY...            cold start, size and AWS-call benchmarks (see Makefile)";
 
 #[tokio::main]
@@ -53,6 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             println!("{}", rotated.seal(&clients.kms, &key_id).await?);
             Ok(())
         }
+        Some("mail") => mail().await,
         Some("bench") => {
             // The report is the output; logs only when asked for.
             if std::env::var("LOG_LEVEL").is_ok() {
@@ -119,6 +122,83 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     tokio::select! {
         _ = server => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
+
+/// A developer's inbox for the running local stack (its resources come from
+/// `.local/stack.env`): each queued account-mail job, with its link opened the way the
+/// notification worker opens it. The jobs are taken off the queue. For local use only: the
+/// links printed are live credentials.
+async fn mail() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let var = |k: &str| std::env::var(k).map_err(|_| format!("{k} is not set: run `make mail`"));
+    let clients = Clients::from_env().await;
+    let table = shared::db::Table {
+        client: clients.dynamodb.clone(),
+        name: var("TABLE_NAME")?,
+    };
+    let envelope = std::sync::Arc::new(shared::crypto::Envelope::new(
+        clients.kms.clone(),
+        var("KMS_KEY_ID")?,
+        shared::crypto::KeyCacheLimits::default(),
+    ));
+    let queue = var("NOTIFICATIONS_QUEUE_URL")?;
+    let app_url = std::env::var("APP_URL").unwrap_or_else(|_| "http://127.0.0.1:3000".into());
+    let mail = shared::identity::AccountMail::new(
+        table,
+        envelope,
+        clients.sqs.clone(),
+        queue.clone(),
+        &app_url,
+    );
+    let now = jiff::Timestamp::now().as_second();
+    let mut shown = 0;
+    loop {
+        let msgs = clients
+            .sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .send()
+            .await?
+            .messages
+            .unwrap_or_default();
+        if msgs.is_empty() {
+            break;
+        }
+        for m in msgs {
+            let job: serde_json::Value = serde_json::from_str(m.body().unwrap_or("{}"))?;
+            let params = &job["params"];
+            let link = params["linkId"]
+                .as_str()
+                .and_then(shared::ids::LinkId::parse);
+            let what = match link {
+                Some(id) => match mail.url(&id, now).await? {
+                    Some(url) => url.expose().clone(),
+                    None => "(link spent or expired)".into(),
+                },
+                None => params.to_string(),
+            };
+            println!(
+                "{}  {:<24} user {}\n    {what}",
+                job["createdAt"].as_str().unwrap_or_default(),
+                job["kind"].as_str().unwrap_or_default(),
+                job["userId"].as_str().unwrap_or_default(),
+            );
+            shown += 1;
+            if let Some(h) = m.receipt_handle() {
+                clients
+                    .sqs
+                    .delete_message()
+                    .queue_url(&queue)
+                    .receipt_handle(h)
+                    .send()
+                    .await?;
+            }
+        }
+    }
+    if shown == 0 {
+        println!("No account mail queued.");
     }
     Ok(())
 }

@@ -63,9 +63,8 @@ async fn seed(stack: &Stack, n: usize, now: Timestamp) -> Result<(ClinicId, Loca
         &stack.clients,
         table_name,
         &clinic,
-        "Scale",
-        "Europe/Berlin",
-        "EUR",
+        ("Scale", "Europe/Berlin", "EUR"),
+        true,
     )
     .await?;
     put_location(&stack.clients, table_name, &clinic, &location, "Main", 0).await?;
@@ -84,6 +83,7 @@ async fn seed(stack: &Stack, n: usize, now: Timestamp) -> Result<(ClinicId, Loca
             clinic: clinic.clone(),
             role,
             location: None,
+            pending: false,
         };
         items.push(item_of(shared::identity::store::member_put(
             table, user, &m, now_s,

@@ -22,8 +22,10 @@ use crate::policy::{Action, Actor, Resource, Role, Subject};
 pub struct Caller {
     pub user_id: UserId,
     pub session_id: SessionId,
-    /// A platform-wide role (SUPER_ADMIN), fixed on the session at login.
+    /// A platform-wide role (SUPER_ADMIN), read from the user with the session check.
     pub platform_role: Option<Role>,
+    /// The account's address is proven to be its owner's (read with the session check).
+    pub email_verified: bool,
 }
 
 impl Caller {
@@ -45,7 +47,9 @@ pub struct Authenticator {
     clock: Arc<dyn Clock>,
     cache_for_seconds: i64,
     /// Session id → when (epoch seconds, from the injectable clock) it was last seen live,
-    /// and the platform role it carries.
+    /// and what its user was then (platform role, address proven). Only verified users are
+    /// kept: an unverified one is read again on every request, so verifying takes effect at
+    /// once in every container.
     live: Mutex<HashMap<SessionId, (i64, Option<Role>)>>,
     /// (clinic, user) → when an active membership was last seen, and what it was.
     members: Mutex<HashMap<(ClinicId, UserId), (i64, Membership)>>,
@@ -105,8 +109,8 @@ impl Authenticator {
             .get(&session_id)
             .filter(|(at, _)| now - *at < self.cache_for_seconds)
             .map(|(_, role)| *role);
-        let platform_role = match cached {
-            Some(role) => role,
+        let (platform_role, email_verified) = match cached {
+            Some(role) => (role, true),
             None => {
                 // The session and the user, in one round trip: the platform role is the user's
                 // as it is now (never a copy taken at login), so a demoted super admin loses
@@ -130,18 +134,22 @@ impl Authenticator {
                     ));
                 };
                 let role = get_opt_s(user, "platformRole").and_then(Role::parse);
-                let mut live = self.lock();
-                if live.len() >= MAX_CACHED_SESSIONS {
-                    live.clear();
+                let verified = crate::identity::email_verified(user);
+                if verified {
+                    let mut live = self.lock();
+                    if live.len() >= MAX_CACHED_SESSIONS {
+                        live.clear();
+                    }
+                    live.insert(session_id.clone(), (now, role));
                 }
-                live.insert(session_id.clone(), (now, role));
-                role
+                (role, verified)
             }
         };
         Ok(Caller {
             user_id,
             session_id,
             platform_role,
+            email_verified,
         })
     }
 

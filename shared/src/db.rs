@@ -175,6 +175,10 @@ pub fn get_opt_n(item: &Item, name: &'static str) -> Option<i64> {
         .and_then(|v| v.parse().ok())
 }
 
+pub fn get_opt_bool(item: &Item, name: &'static str) -> Option<bool> {
+    item.get(name).and_then(|v| v.as_bool().ok()).copied()
+}
+
 pub fn get_ss(item: &Item, name: &'static str) -> Vec<String> {
     item.get(name)
         .and_then(|v| v.as_ss().ok())

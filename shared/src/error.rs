@@ -119,6 +119,12 @@ pub enum ApiError {
     /// 403: authenticated, but the policy forbids this action.
     #[error("forbidden")]
     Forbidden,
+    /// 403 for a reason the caller can act on (verify the address first, say).
+    #[error("refused: {code}")]
+    Refused {
+        code: &'static str,
+        detail: Cow<'static, str>,
+    },
     /// 404: no such resource, or one the caller may not know exists (identical answers).
     #[error("not found")]
     NotFound,
@@ -179,6 +185,13 @@ impl ApiError {
         }
     }
 
+    pub fn forbidden(code: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::Refused {
+            code,
+            detail: detail.into(),
+        }
+    }
+
     pub fn conflict(code: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
         ApiError::Conflict {
             code,
@@ -204,7 +217,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::Refused { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. }
@@ -224,6 +237,7 @@ impl ApiError {
             | ApiError::Unprocessable { code, .. }
             | ApiError::Unauthorized { code, .. }
             | ApiError::Conflict { code, .. }
+            | ApiError::Refused { code, .. }
             | ApiError::Locked { code, .. } => code,
             ApiError::Guarded(g) => g.code,
             ApiError::Validation(_) => "validation_failed",
@@ -243,6 +257,7 @@ impl ApiError {
             | ApiError::Unprocessable { detail, .. }
             | ApiError::Unauthorized { detail, .. }
             | ApiError::Conflict { detail, .. }
+            | ApiError::Refused { detail, .. }
             | ApiError::Locked { detail, .. } => detail.clone(),
             ApiError::Guarded(g) => g.detail.into(),
             ApiError::Validation(_) => "One or more fields are invalid.".into(),

@@ -71,6 +71,10 @@ typed_id!(
     SessionId
 );
 typed_id!(
+    /// A single-use link sent to a person's address (reset, invitation, verification).
+    LinkId
+);
+typed_id!(
     /// One domain event.
     EventId
 );

@@ -4,7 +4,7 @@
 //! enforce tenancy; global identity items (users, email lookups, sessions) have their own prefixes.
 
 use crate::ids::{
-    AppointmentId, ClinicId, EventId, InvoiceId, LocationId, PaymentId, PlanId, SessionId,
+    AppointmentId, ClinicId, EventId, InvoiceId, LinkId, LocationId, PaymentId, PlanId, SessionId,
     SubscriptionId, UserId,
 };
 
@@ -92,11 +92,11 @@ pub fn membership_gsi1sk(clinic: &ClinicId) -> String {
 }
 pub const MEMBERSHIP_GSI1_PREFIX: &str = "MEMBERSHIP#";
 
-/// Password-reset token, keyed by the hash of the token.
-pub fn reset_pk(token_hash: &str) -> String {
-    format!("RESET#{token_hash}")
+/// A single-use link (password reset, membership invitation, email verification).
+pub fn link_pk(link: &LinkId) -> String {
+    format!("LINK#{link}")
 }
-pub const RESET_SK: &str = "RESET";
+pub const LINK_SK: &str = "LINK";
 
 /// Outbox item: under the clinic for tenant events, under `OUTBOX#` for platform events.
 pub fn outbox_pk(clinic: Option<&ClinicId>, event: &EventId) -> String {

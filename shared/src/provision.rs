@@ -363,15 +363,14 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
     })
 }
 
-/// Writes a minimal clinic item (the clinics function owns the full record; registration only
-/// needs the clinic to exist).
+/// Writes a minimal clinic item (the clinics function owns the full record), open to patients'
+/// self-registration or not.
 pub async fn put_clinic(
     clients: &Clients,
     table: &str,
     clinic: &crate::ids::ClinicId,
-    name: &str,
-    time_zone: &str,
-    currency: &str,
+    (name, time_zone, currency): (&str, &str, &str),
+    self_registration: bool,
 ) -> Result<(), BoxError> {
     use crate::db::{n, s};
     let now = jiff::Timestamp::now().as_second();
@@ -390,6 +389,7 @@ pub async fn put_clinic(
         .item("timeZone", s(time_zone))
         .item("currency", s(currency))
         .item("status", s("ACTIVE"))
+        .item("selfRegistration", crate::db::b(self_registration))
         .item("createdAt", n(now))
         .item("version", n(1))
         .send()
@@ -423,4 +423,66 @@ pub async fn put_location(
         .send()
         .await?;
     Ok(())
+}
+
+/// Takes every message on `queue` whose JSON body `wanted` accepts off the queue (the others
+/// stay), retrying a few receives until one is found; for tests that read what a function
+/// queued.
+pub async fn take_queued(
+    clients: &Clients,
+    queue: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> Result<Vec<serde_json::Value>, BoxError> {
+    let mut found = Vec::new();
+    for _ in 0..5 {
+        let msgs = clients
+            .sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .send()
+            .await?
+            .messages
+            .unwrap_or_default();
+        for m in &msgs {
+            let body: serde_json::Value = serde_json::from_str(m.body().unwrap_or("{}"))?;
+            if wanted(&body) {
+                clients
+                    .sqs
+                    .delete_message()
+                    .queue_url(queue)
+                    .set_receipt_handle(m.receipt_handle().map(str::to_string))
+                    .send()
+                    .await?;
+                found.push(body);
+            }
+        }
+        if !found.is_empty() {
+            break;
+        }
+    }
+    Ok(found)
+}
+
+/// The token of an account-mail job's link, opened as the notification worker opens it.
+pub async fn link_token(
+    mail: &crate::identity::AccountMail,
+    job: &serde_json::Value,
+    now: i64,
+) -> Result<String, BoxError> {
+    let id = job["params"]["linkId"]
+        .as_str()
+        .and_then(crate::ids::LinkId::parse)
+        .ok_or("the job names no link")?;
+    let url = mail
+        .url(&id, now)
+        .await?
+        .ok_or("the link is spent or expired")?;
+    Ok(url
+        .expose()
+        .split_once("token=")
+        .ok_or("no token in the link")?
+        .1
+        .to_string())
 }

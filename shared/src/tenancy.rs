@@ -21,6 +21,8 @@ pub struct ClinicRecord {
     pub currency: String,
     pub locale: String,
     pub status: String,
+    /// Patients may register themselves into the clinic.
+    pub self_registration: bool,
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -53,6 +55,7 @@ impl ClinicRecord {
             currency: get_s(i, "currency")?.to_string(),
             locale: get_opt_s(i, "locale").unwrap_or("en").to_string(),
             status: get_opt_s(i, "status").unwrap_or("ACTIVE").to_string(),
+            self_registration: crate::db::get_opt_bool(i, "selfRegistration").unwrap_or(false),
             version: get_n(i, "version")?,
             created_at: get_opt_n(i, "createdAt").unwrap_or(0),
             updated_at: get_opt_n(i, "updatedAt").unwrap_or(0),
@@ -68,7 +71,8 @@ impl ClinicRecord {
                 .item("timeZone", s(&self.time_zone))
                 .item("currency", s(&self.currency))
                 .item("locale", s(&self.locale))
-                .item("status", s(&self.status)),
+                .item("status", s(&self.status))
+                .item("selfRegistration", crate::db::b(self.self_registration)),
         )
     }
 }

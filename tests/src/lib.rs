@@ -206,8 +206,10 @@ pub async fn person(
             clinic: c.clone(),
             role,
             location: location.cloned(),
+            pending: false,
         }),
         platform_role: clinic.is_none().then_some(role),
+        email_verified: true,
     };
     let event = EventEnvelope::new(
         "auth.user_registered",
@@ -260,4 +262,29 @@ pub async fn call(
         &[("authorization", auth.as_str())],
     )
     .await
+}
+
+/// Takes every queued account-mail job of `kind` for `user` off the stack's notifications
+/// queue (others stay queued) and returns the newest.
+pub async fn job_for(stack: &Stack, user: &UserId, kind: &str) -> Value {
+    shared::provision::take_queued(
+        &stack.clients,
+        &stack.resources.notifications_high_url,
+        |j| j["kind"] == kind && j["userId"] == user.as_str(),
+    )
+    .await
+    .expect("receive")
+    .into_iter()
+    .max_by_key(|j| j["createdAt"].as_str().unwrap_or_default().to_string())
+    .unwrap_or_else(|| panic!("no {kind} job queued for {user}"))
+}
+
+/// The newest link job of `kind` for `user` and its token, opened through the link's sealed
+/// secret as the notification worker opens it (the job itself carries no token).
+pub async fn link_for(stack: &Stack, user: &UserId, kind: &str) -> (String, Value) {
+    let job = job_for(stack, user, kind).await;
+    let token = shared::provision::link_token(stack.auth.ext(), &job, stack.auth.clock.epoch())
+        .await
+        .expect("open link");
+    (token, job)
 }

@@ -133,6 +133,14 @@ pub async fn book(
         assigned: assigned(state, access, &doctor, &patient).await?,
     };
     access.require(Resource::Appointment, Action::Create, &f.subject(None))?;
+    // Whoever registered an address first is not necessarily its owner: an account books for
+    // itself only once its address is proven. (Staff may book for a patient they added.)
+    if patient == access.caller.user_id && !access.caller.email_verified {
+        return Err(ApiError::forbidden(
+            "email_unverified",
+            "Verify your email address before booking: follow the link sent to it.",
+        ));
+    }
     // Everything else the booking needs is read together, in one round trip.
     let location_check = async {
         match &location {

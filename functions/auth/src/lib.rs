@@ -1,7 +1,9 @@
-//! The `auth` function: registration, login, sessions, refresh-token rotation and passwords,
+//! The `auth` function: registration, login, sessions, refresh-token rotation, passwords, proof
+//! of address and consent to memberships,
 //! plus the platform routes (health, JWKS, OpenAPI). `router` serves the full public paths,
 //! on Lambda and unchanged inside the local gateway.
 
+pub mod consent;
 pub mod passwords;
 mod routes;
 pub mod rules;
@@ -12,7 +14,7 @@ pub mod store;
 pub use service::Auth;
 
 use axum::Router;
-use shared::identity::{LinksConfig, PasswordLinks};
+use shared::identity::{AccountMail, LinksConfig};
 
 /// The OpenAPI document of the whole API, served at `/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
@@ -31,10 +33,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/auth/password/change"),
     ("POST", "/v1/auth/password/forgot"),
     ("POST", "/v1/auth/password/reset"),
+    ("POST", "/v1/auth/email/verify"),
+    ("POST", "/v1/auth/email/verify/resend"),
+    ("POST", "/v1/auth/memberships/accept"),
+    ("POST", "/v1/users/me/memberships/{clinicId}/accept"),
 ];
 
-/// Handlers' state: the platform and the set-password links.
-pub type AppState = shared::app::AppState<PasswordLinks>;
+/// Handlers' state: the platform and the account mail (links and notices).
+pub type AppState = shared::app::AppState<AccountMail>;
 
 /// Settings of this function beyond the platform's: where password-reset jobs go and the web
 /// app that shows the reset-password page.
@@ -51,6 +57,7 @@ pub fn routes(state: AppState) -> Router {
         .merge(routes::registration::router(&state))
         .merge(routes::sessions::router())
         .merge(routes::passwords::router())
+        .merge(routes::consent::router())
         .with_state(state)
 }
 

@@ -1,9 +1,9 @@
 //! Passwords: change (other sessions end), forgotten (a single-use reset link) and reset.
 
-use shared::identity::{PasswordLink, field};
+use shared::identity::{LinkKind, field};
 use shared::{
     ApiError, FieldError,
-    crypto::{Phi, token_hash},
+    crypto::Phi,
     ids::{SessionId, UserId},
     types::Email,
 };
@@ -25,20 +25,7 @@ impl Auth<'_> {
         let record = store::get_user(&self.table, user)
             .await?
             .ok_or(ApiError::NotFound)?;
-        let email = self
-            .envelope
-            .decrypt_str(
-                &field(user, "email"),
-                shared::db::get_s(&record.item, "email")?,
-            )
-            .await?;
-        if let Err(p) = rules::check_password(new.expose(), Some(email.expose())) {
-            return Err(ApiError::Validation(vec![FieldError::new(
-                "newPassword",
-                p.code(),
-                p.message(),
-            )]));
-        }
+        self.check_new_password(&record, new, "newPassword").await?;
         if !self.verify_password(old, &record.password_hash).await? {
             return Err(ApiError::Validation(vec![FieldError::new(
                 "currentPassword",
@@ -60,7 +47,7 @@ impl Auth<'_> {
             ("user", user.as_str()),
             serde_json::json!({ "userId": user, "sessionsRevoked": others.len() }),
         );
-        let update = store::password_update(&self.table, user, &hash, record.version, now)?;
+        let update = store::password_update(&self.table, user, &hash, record.version, false, now)?;
         let mut items = vec![update];
         for s in &others {
             items.push(store::revoke_action(
@@ -87,6 +74,26 @@ impl Auth<'_> {
         Ok(())
     }
 
+    /// 422 on `field_name` unless `new` passes the password policy for this account (which
+    /// refuses the account's own address, decrypted here).
+    pub(crate) async fn check_new_password(
+        &self,
+        record: &store::UserRecord,
+        new: &Phi<String>,
+        field_name: &'static str,
+    ) -> Result<(), ApiError> {
+        let email = self
+            .envelope
+            .decrypt_str(
+                &field(&record.user, "email"),
+                shared::db::get_s(&record.item, "email")?,
+            )
+            .await?;
+        rules::check_password(new.expose(), Some(email.expose())).map_err(|p| {
+            ApiError::Validation(vec![FieldError::new(field_name, p.code(), p.message())])
+        })
+    }
+
     /// Starts a reset: a single-use token valid 15 minutes, handed to the notification queue.
     /// Answers the same whether or not the email is known.
     pub async fn forgot_password(&self, email: &Phi<String>) -> Result<(), ApiError> {
@@ -97,7 +104,7 @@ impl Auth<'_> {
             return Ok(());
         };
         self.ext()
-            .send_password_link(&user, PasswordLink::Reset, self.clock.epoch())
+            .issue(&user, LinkKind::PasswordReset, None, self.clock.epoch())
             .await?;
         tracing::info!(user_id = %user, "password reset requested");
         Ok(())
@@ -115,31 +122,17 @@ impl Auth<'_> {
                 "The reset link is invalid or has expired.",
             )
         };
-        if token.expose().len() != 43 {
-            return Err(invalid());
-        }
         let now = self.clock.epoch();
-        let hash_of_token = token_hash(token.expose());
-        let user = shared::identity::store::reset_token_user(&self.table, &hash_of_token, now)
+        let link = self
+            .ext()
+            .open(token, LinkKind::PasswordReset, now)
             .await?
             .ok_or_else(invalid)?;
+        let user = link.user.clone();
         let record = store::get_user(&self.table, &user)
             .await?
             .ok_or_else(invalid)?;
-        let email = self
-            .envelope
-            .decrypt_str(
-                &field(&user, "email"),
-                shared::db::get_s(&record.item, "email")?,
-            )
-            .await?;
-        if let Err(p) = rules::check_password(new.expose(), Some(email.expose())) {
-            return Err(ApiError::Validation(vec![FieldError::new(
-                "newPassword",
-                p.code(),
-                p.message(),
-            )]));
-        }
+        self.check_new_password(&record, new, "newPassword").await?;
         let hash = hash_password(new).await?;
         let sessions: Vec<SessionId> = store::live_sessions(&self.table, &user, now)
             .await?
@@ -154,8 +147,9 @@ impl Auth<'_> {
             serde_json::json!({ "userId": user, "sessionsRevoked": sessions.len() }),
         );
         let mut items = vec![
-            shared::identity::store::consume_reset(&self.table, &hash_of_token, now)?,
-            store::password_update(&self.table, &user, &hash, record.version, now)?,
+            link.consume(&self.table, now)?,
+            // The link went to the address: whoever uses it owns it.
+            store::password_update(&self.table, &user, &hash, record.version, true, now)?,
         ];
         for s in &sessions {
             items.push(store::revoke_action(

@@ -11,7 +11,10 @@ use shared::{
     types::{Email, PhoneE164},
 };
 
-use shared::identity::{NewIdentity, NewMembership, store::NO_PASSWORD};
+use shared::identity::{
+    LinkKind, NewIdentity, NewMembership, Together,
+    store::{ACTIVE, NO_PASSWORD},
+};
 
 use crate::AppState;
 use crate::rules::{self};
@@ -41,6 +44,8 @@ pub struct UserView {
     pub phone: Option<Phi<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub birth_date: Option<Phi<String>>,
+    /// The address is proven to be the account owner's (through the verification link).
+    pub email_verified: bool,
     pub memberships: Vec<MembershipView>,
 }
 
@@ -49,6 +54,8 @@ pub struct UserView {
 pub struct MembershipView {
     pub clinic_id: String,
     pub role: String,
+    /// `ACTIVE`, or `PENDING` until its owner accepts it.
+    pub status: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -156,8 +163,9 @@ impl Auth<'_> {
         .map_err(ApiError::internal)?
     }
 
-    /// Creates an identity with a membership in `clinic` (patient self-registration, and the
-    /// seed). The email must be unique across the platform.
+    /// Creates an identity with a membership in `clinic` (patient self-registration, where the
+    /// clinic takes it). The email must be unique across the platform; it counts as the user's
+    /// only once they follow the verification link sent to it.
     pub async fn register(&self, req: RegisterRequest, role: Role) -> Result<UserView, ApiError> {
         let mut errors = Vec::new();
         let clinic = ClinicId::parse(&req.clinic_id);
@@ -242,8 +250,10 @@ impl Auth<'_> {
                 clinic: clinic.clone(),
                 role,
                 location: None,
+                pending: false,
             }),
             platform_role: None,
+            email_verified: false,
         };
         // The answer is built from what was written: no read-back.
         let view = UserView {
@@ -256,14 +266,31 @@ impl Auth<'_> {
                 .as_ref()
                 .map(|p| Phi::new(p.expose().to_string())),
             birth_date: identity.birth_date.clone().map(Phi::new),
+            email_verified: false,
             memberships: vec![MembershipView {
                 clinic_id: clinic.to_string(),
                 role: role.as_str().to_string(),
+                status: ACTIVE.to_string(),
             }],
         };
-        self.identities
-            .create(identity, &event, self.clock.epoch())
+        // The verification link commits with the account; the clinic must take registrations.
+        let now = self.clock.epoch();
+        let (link_put, link) = self
+            .ext()
+            .prepare(&user, LinkKind::EmailVerification, None, now)
             .await?;
+        let together = Together {
+            actions: vec![link_put],
+            self_registration: true,
+            ..Together::default()
+        };
+        self.identities
+            .create_with(identity, &event, now, together)
+            .await?;
+        if let Err(e) = self.ext().send(&link, now).await {
+            // The account exists; the user can ask for a new link once signed in.
+            tracing::error!(user_id = %user, error = %e, "verification link not sent");
+        }
         tracing::info!(user_id = %user, clinic_id = %clinic, "user registered");
         Ok(view)
     }
@@ -278,7 +305,11 @@ impl Auth<'_> {
         let memberships = shared::identity::store::memberships(&self.table, user)
             .await?
             .into_iter()
-            .map(|(clinic_id, role)| MembershipView { clinic_id, role })
+            .map(|(clinic_id, role, status)| MembershipView {
+                clinic_id,
+                role,
+                status,
+            })
             .collect();
         let get = |n: &str| profile.get(n).cloned();
         Ok(UserView {
@@ -288,6 +319,7 @@ impl Auth<'_> {
             family_name: get("familyName").unwrap_or_default(),
             phone: get("phone"),
             birth_date: get("birthDate"),
+            email_verified: profile.email_verified,
             memberships,
         })
     }

@@ -1,5 +1,5 @@
-//! DynamoDB adapter for identities, sessions and reset tokens. Invariants live in conditions:
-//! one user per email (lookup item), one winner per refresh rotation, single-use reset tokens.
+//! DynamoDB adapter for identities and sessions. Invariants live in conditions: one user per
+//! email (lookup item), one winner per refresh rotation.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
@@ -19,6 +19,8 @@ use shared::{
 #[derive(Debug, Clone)]
 pub struct UserRecord {
     pub user: UserId,
+    /// The address is proven to be the account owner's.
+    pub email_verified: bool,
     pub status: String,
     pub password_hash: String,
     pub failed_logins: i64,
@@ -67,6 +69,7 @@ pub async fn get_user(table: &Table, user: &UserId) -> Result<Option<UserRecord>
     };
     Ok(Some(UserRecord {
         user: user.clone(),
+        email_verified: shared::identity::email_verified(&item),
         status: get_s(&item, "status")?.to_string(),
         password_hash: get_s(&item, "passwordHash")?.to_string(),
         failed_logins: get_opt_n(&item, "failedLogins").unwrap_or(0),
@@ -337,21 +340,31 @@ pub async fn revoke_sessions(
     transact(table, items).await.map_err(db::internal)
 }
 
-/// The action that sets a new password hash, guarded by the version that was read.
+/// The action that sets a new password hash, guarded by the version that was read. A password
+/// set through a link sent to the address (`proves_email`) also marks the address proven.
 pub fn password_update(
     table: &Table,
     user: &UserId,
     new_hash: &str,
     expected_version: i64,
+    proves_email: bool,
     now: i64,
 ) -> Result<TransactWriteItem, ApiError> {
+    let proven = if proves_email {
+        ", emailVerified = :yes"
+    } else {
+        ""
+    };
+    let mut u = Update::builder()
+        .table_name(&table.name)
+        .key(keys::PK, s(keys::user_pk(user)))
+        .key(keys::SK, s(keys::PROFILE_SK))
+        .update_expression(format!("SET passwordHash = :h, passwordChangedAt = :now, updatedAt = :now, failedLogins = :zero, version = version + :one{proven} REMOVE lockedUntil"));
+    if proves_email {
+        u = u.expression_attribute_values(":yes", AttributeValue::Bool(true));
+    }
     tx_update(
-        Update::builder()
-            .table_name(&table.name)
-            .key(keys::PK, s(keys::user_pk(user)))
-            .key(keys::SK, s(keys::PROFILE_SK))
-            .update_expression("SET passwordHash = :h, passwordChangedAt = :now, updatedAt = :now, failedLogins = :zero, version = version + :one REMOVE lockedUntil")
-            .condition_expression("version = :v")
+        u.condition_expression("version = :v")
             .expression_attribute_values(":h", s(new_hash))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":zero", n(0))
@@ -361,3 +374,21 @@ pub fn password_update(
 }
 
 pub use shared::db::run_guarded;
+
+/// The action that marks a user's address proven; the user must exist.
+pub fn email_verified_update(
+    table: &Table,
+    user: &UserId,
+    now: i64,
+) -> Result<TransactWriteItem, ApiError> {
+    tx_update(
+        Update::builder()
+            .table_name(&table.name)
+            .key(keys::PK, s(keys::user_pk(user)))
+            .key(keys::SK, s(keys::PROFILE_SK))
+            .update_expression("SET emailVerified = :yes, emailVerifiedAt = :now, updatedAt = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":now", n(now)),
+    )
+}

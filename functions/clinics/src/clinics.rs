@@ -7,7 +7,10 @@ use shared::{
     authn::{Caller, ClinicAccess},
     clock::rfc3339,
     db::{self, VersionedUpdate, s},
-    identity::{NewMembership, Together, store::member_put},
+    identity::{
+        LinkKind, NewMembership, Together,
+        store::{ACTIVE, PENDING, member_put},
+    },
     ids::{ClinicId, UserId},
     policy::Role,
     record::Record,
@@ -18,7 +21,7 @@ use shared::{
 use crate::{
     AppState,
     events::event,
-    people::{NewPerson, invite},
+    people::{NewPerson, send_invitation},
     rules::{locale_ok, name_ok},
     store,
 };
@@ -32,6 +35,8 @@ pub struct ClinicView {
     currency: String,
     locale: String,
     status: String,
+    /// Patients may register themselves into the clinic.
+    self_registration: bool,
     version: i64,
     created_at: String,
 }
@@ -45,6 +50,7 @@ impl From<&ClinicRecord> for ClinicView {
             currency: c.currency.clone(),
             locale: c.locale.clone(),
             status: c.status.clone(),
+            self_registration: c.self_registration,
             version: c.version,
             created_at: rfc3339(c.created_at),
         }
@@ -59,6 +65,9 @@ pub struct CreateClinic {
     currency: String,
     #[serde(default)]
     locale: Option<String>,
+    /// Patients may register themselves (default: no; the clinic adds them).
+    #[serde(default)]
+    self_registration: bool,
     admin: NewPerson,
 }
 
@@ -73,6 +82,8 @@ pub struct UpdateClinic {
     currency: Option<String>,
     #[serde(default)]
     locale: Option<String>,
+    #[serde(default)]
+    self_registration: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -123,16 +134,15 @@ fn settings_errors(
     errors
 }
 
-/// A new clinic and who became its first admin.
+/// A new clinic and who was invited to be its first admin.
 pub struct Created {
     pub clinic: ClinicView,
     pub admin: UserId,
-    /// The admin is new and was invited to choose a password.
-    pub invited: bool,
 }
 
-/// Creates the clinic with its first clinic admin: an existing person (found by email), or a
-/// new one who is invited to choose a password. The caller acts as super admin.
+/// Creates the clinic with its first clinic admin, whose membership waits for their consent
+/// through the link sent to the address: an existing person (found by email), or a new one who
+/// chooses a password when accepting. The caller acts as super admin.
 pub async fn create(
     state: &AppState,
     caller: &Caller,
@@ -157,6 +167,7 @@ pub async fn create(
         currency: req.currency,
         locale: req.locale.unwrap_or_else(|| "en".into()),
         status: "ACTIVE".into(),
+        self_registration: req.self_registration,
         version: 1,
         created_at: now,
         updated_at: now,
@@ -172,10 +183,12 @@ pub async fn create(
     );
     let existing = state.identities.user_by_email(&email).await?;
     let admin = existing.clone().unwrap_or_else(UserId::generate);
+    // The first admin's membership waits for its owner's consent, like any member's.
     let membership = NewMembership {
         clinic: clinic.id.clone(),
         role: Role::ClinicAdmin,
         location: None,
+        pending: true,
     };
     let added = event(
         state,
@@ -184,12 +197,18 @@ pub async fn create(
         caller,
         Role::SuperAdmin,
         ("member", admin.to_string()),
-        serde_json::json!({ "clinicId": clinic.id, "userId": admin, "role": Role::ClinicAdmin }),
+        serde_json::json!({ "clinicId": clinic.id, "userId": admin, "role": Role::ClinicAdmin, "status": PENDING }),
     );
-    // The clinic, its first admin (identity or membership) and both events: all or nothing.
+    let (link_put, link) = state
+        .ext()
+        .prepare(&admin, LinkKind::Membership, Some(&clinic.id), now)
+        .await?;
+    // The clinic, its first admin (identity or membership), the link and both events: all or
+    // nothing.
     let mut items = vec![
         clinic.put(&state.table)?,
         created.outbox_write(&state.table.name, now)?,
+        link_put,
     ];
     if existing.is_some() {
         items.push(member_put(&state.table, &admin, &membership, now)?);
@@ -206,13 +225,12 @@ pub async fn create(
             .identities
             .create_with(identity, &added, now, together)
             .await?;
-        invite(state, &admin, now).await;
     }
+    send_invitation(state, &admin, &link, now).await;
     tracing::info!(clinic_id = %clinic.id, admin_id = %admin, "clinic created");
     Ok(Created {
         clinic: ClinicView::from(&clinic),
         admin,
-        invited: existing.is_none(),
     })
 }
 
@@ -237,7 +255,8 @@ pub async fn list(
         let ids = shared::identity::store::memberships(&state.table, &caller.user_id)
             .await?
             .into_iter()
-            .filter_map(|(c, _)| ClinicId::parse(&c))
+            .filter(|(_, _, status)| status == ACTIVE)
+            .filter_map(|(c, _, _)| ClinicId::parse(&c))
             .collect();
         (ids, None)
     };
@@ -272,6 +291,7 @@ pub async fn update(
         return Err(ApiError::Validation(errors));
     }
     let current = store::clinic(&state.table, &access.clinic).await?;
+    let opens = req.self_registration;
     let changes: Vec<(&str, String)> = [
         ("name", req.name.map(|n| n.trim().to_string())),
         ("timeZone", req.time_zone),
@@ -281,7 +301,7 @@ pub async fn update(
     .into_iter()
     .filter_map(|(k, v)| v.map(|v| (k, v)))
     .collect();
-    if changes.is_empty() {
+    if changes.is_empty() && opens.is_none() {
         return Err(ApiError::unprocessable(
             "empty_update",
             "The body changes nothing.",
@@ -292,7 +312,11 @@ pub async fn update(
     for (k, v) in &changes {
         update.set(k, s(v));
     }
-    let fields: Vec<&str> = changes.iter().map(|(k, _)| *k).collect();
+    let mut fields: Vec<&str> = changes.iter().map(|(k, _)| *k).collect();
+    if let Some(open) = opens {
+        update.set("selfRegistration", db::b(open));
+        fields.push("selfRegistration");
+    }
     let event = event(
         state,
         "clinic.updated",

@@ -16,7 +16,7 @@ mod rules;
 mod store;
 
 use axum::Router;
-use shared::identity::{LinksConfig, PasswordLinks};
+use shared::identity::{AccountMail, LinksConfig};
 
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/clinics"),
@@ -30,16 +30,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/clinics/{clinicId}/locations/{locationId}"),
     ("GET", "/v1/clinics/{clinicId}/members"),
     ("POST", "/v1/clinics/{clinicId}/members"),
+    ("POST", "/v1/clinics/{clinicId}/members/search"),
     ("GET", "/v1/clinics/{clinicId}/members/{userId}"),
     ("PATCH", "/v1/clinics/{clinicId}/members/{userId}"),
     ("DELETE", "/v1/clinics/{clinicId}/members/{userId}"),
 ];
 
-/// Handlers' state: the platform and the set-password links (invitations).
-pub type AppState = shared::app::AppState<PasswordLinks>;
+/// Handlers' state: the platform and the account mail (invitations, role notices).
+pub type AppState = shared::app::AppState<AccountMail>;
 
-/// The same settings as the auth function: platform, the notifications queue (invitations)
-/// and the app URL (set-password links).
+/// The same settings as the auth function: platform, the notifications queue (account mail)
+/// and the app URL (the links' pages).
 pub type ClinicsConfig = LinksConfig;
 
 pub fn router(state: AppState) -> Router {

@@ -9,7 +9,10 @@ use shared::{
     crypto::Phi,
     db::{self, Tx, VersionedUpdate, s},
     error::Guard,
-    identity::{NewMembership, PasswordLink, Profile, Together, store::member_put},
+    identity::{
+        LinkKind, NewMembership, Profile, Together,
+        store::{PENDING, member_put},
+    },
     ids::{LocationId, UserId},
     keys,
     policy::{Action, Resource, Role, Subject as Target},
@@ -18,7 +21,12 @@ use shared::{
     types::{Email, PhoneE164},
 };
 
-use crate::{AppState, events::event, people::NewPerson, store};
+use crate::{
+    AppState,
+    events::event,
+    people::{NewPerson, send_invitation},
+    store,
+};
 
 /// The membership put's condition failed: the person is in the clinic already.
 const ALREADY_MEMBER: Guard = Guard::new(
@@ -97,17 +105,13 @@ pub struct MemberQuery {
     #[serde(default)]
     role: Option<String>,
     #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    phone: Option<String>,
-    #[serde(default)]
     limit: Option<u32>,
     #[serde(default)]
     cursor: Option<String>,
 }
 
-/// One page of the members the caller may see, filtered by role, or the members found by
-/// exact email or phone (blind indexes). Cursors are bound to the clinic and the filter.
+/// One page of the members the caller may see, filtered by role. Cursors are bound to the
+/// clinic and the filter.
 pub async fn list(
     state: &AppState,
     access: &ClinicAccess,
@@ -122,59 +126,114 @@ pub async fn list(
         })
         .transpose()?;
     let limit = db::page_limit(q.limit)?;
-    let (records, next) = if q.email.is_some() || q.phone.is_some() {
-        let mut users = Vec::new();
-        if let Some(e) = &q.email {
-            let email = Email::parse(e).ok_or_else(|| {
-                ApiError::invalid_field("email", "invalid_email", "Not a valid email address.")
-            })?;
-            users.extend(state.identities.user_by_email(&email).await?);
-        }
-        if let Some(p) = &q.phone {
-            let phone = PhoneE164::parse(p).ok_or_else(|| {
-                ApiError::invalid_field("phone", "invalid_phone", "Use international E.164 form.")
-            })?;
-            users.extend(state.identities.users_by_phone(&phone).await?);
-        }
-        users.sort();
-        users.dedup();
-        let mut records = Vec::new();
-        for u in users {
-            if let Some(m) = tenancy::get_member(&state.table, &access.clinic, &u).await? {
-                records.push(m);
-            }
-        }
-        (records, None)
-    } else {
-        let query_key = format!("members?role={}", role.map(Role::as_str).unwrap_or(""));
-        let start = q
-            .cursor
-            .as_deref()
-            .map(|c| state.cursors.open(access.clinic.as_str(), &query_key, c))
-            .transpose()?;
-        let (records, last) =
-            store::member_page(&state.table, &access.clinic, role, limit, start).await?;
-        let next = last.map(|k| state.cursors.seal(access.clinic.as_str(), &query_key, &k));
-        (records, next)
-    };
+    let query_key = format!("members?role={}", role.map(Role::as_str).unwrap_or(""));
+    let start = q
+        .cursor
+        .as_deref()
+        .map(|c| state.cursors.open(access.clinic.as_str(), &query_key, c))
+        .transpose()?;
+    let (records, last) =
+        store::member_page(&state.table, &access.clinic, role, limit, start).await?;
+    let next = last.map(|k| state.cursors.seal(access.clinic.as_str(), &query_key, &k));
+    let (items, _) = views(state, access, &records).await?;
+    Ok((items, next))
+}
+
+/// The members among `records` the caller may read, with their profiles (one batched read),
+/// and which of them have a proven address.
+async fn views(
+    state: &AppState,
+    access: &ClinicAccess,
+    records: &[MemberRecord],
+) -> Result<(Vec<MemberView>, Vec<bool>), ApiError> {
     let visible: Vec<&MemberRecord> = records
         .iter()
         .filter(|m| access.allows(Resource::Member, Action::Read, &target(m)))
         .collect();
-    // One batched read for the page's profiles instead of one read per member.
     let users: Vec<UserId> = visible.iter().map(|m| m.user.clone()).collect();
     let profiles = state.identities.profiles(&users).await?;
-    let items = visible
+    let none = Profile::default();
+    Ok(visible
         .iter()
         .map(|m| {
-            view_of(
-                access,
-                m,
-                profiles.get(&m.user).unwrap_or(&Profile::default()),
-            )
+            let p = profiles.get(&m.user).unwrap_or(&none);
+            (view_of(access, m, p), p.email_verified)
         })
-        .collect();
-    Ok((items, next))
+        .unzip())
+}
+
+/// An exact lookup of members by email or phone: in a body, so neither sits in a URL or an
+/// access log.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberSearch {
+    #[serde(default)]
+    email: Option<Phi<String>>,
+    #[serde(default)]
+    phone: Option<Phi<String>>,
+}
+
+/// The clinic's members with exactly this email or phone (blind indexes), as the caller may
+/// see them. Accounts whose address is not proven are never found: whoever registered an
+/// address first is not necessarily its owner.
+pub async fn search(
+    state: &AppState,
+    access: &ClinicAccess,
+    q: MemberSearch,
+) -> Result<Vec<MemberView>, ApiError> {
+    let email = q
+        .email
+        .as_ref()
+        .map(|e| {
+            Email::parse(e.expose()).ok_or_else(|| {
+                FieldError::new("email", "invalid_email", "Not a valid email address.")
+            })
+        })
+        .transpose();
+    let phone = q
+        .phone
+        .as_ref()
+        .map(|p| {
+            PhoneE164::parse(p.expose()).ok_or_else(|| {
+                FieldError::new("phone", "invalid_phone", "Use international E.164 form.")
+            })
+        })
+        .transpose();
+    let (email, phone) = match (email, phone) {
+        (Ok(None), Ok(None)) => {
+            return Err(ApiError::unprocessable(
+                "empty_search",
+                "Give an email or a phone number to search for.",
+            ));
+        }
+        (Ok(e), Ok(p)) => (e, p),
+        (e, p) => {
+            return Err(ApiError::Validation(
+                [e.err(), p.err()].into_iter().flatten().collect(),
+            ));
+        }
+    };
+    let mut users = Vec::new();
+    if let Some(e) = &email {
+        users.extend(state.identities.user_by_email(e).await?);
+    }
+    if let Some(p) = &phone {
+        users.extend(state.identities.users_by_phone(p).await?);
+    }
+    users.sort();
+    users.dedup();
+    let mut records = Vec::new();
+    for u in users {
+        if let Some(m) = tenancy::get_member(&state.table, &access.clinic, &u).await? {
+            records.push(m);
+        }
+    }
+    let (items, proven) = views(state, access, &records).await?;
+    Ok(items
+        .into_iter()
+        .zip(proven)
+        .filter_map(|(v, proven)| proven.then_some(v))
+        .collect())
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,19 +327,18 @@ impl NewMember {
     }
 }
 
-/// Adds the person to the clinic: a new identity, invited to choose a password, or an existing
-/// one (found by email). Returns the member, as the caller sent them, and whether they were
-/// invited.
+/// Adds the person to the clinic with a pending membership, and sends the invitation whose
+/// link accepts it: to a new identity (who chooses a password when accepting) or to an existing
+/// one (found by email). The answer is the same for both, and holds only what the caller sent.
 ///
 /// Someone new is the common case and costs one transaction (identity, membership, the
-/// location's count, the invitation's token and the event) and the invitation's message;
-/// someone who exists costs the failed attempt, the email lookup and the membership's own
-/// transaction.
+/// location's count, the link and the event) and the invitation's message; someone who exists
+/// costs the failed attempt, the email lookup and the membership's own transaction.
 pub async fn add(
     state: &AppState,
     access: &ClinicAccess,
     new: NewMember,
-) -> Result<(MemberView, bool), ApiError> {
+) -> Result<MemberView, ApiError> {
     let NewMember {
         person,
         email,
@@ -293,6 +351,7 @@ pub async fn add(
         clinic: access.clinic.clone(),
         role,
         location: location.clone(),
+        pending: true,
     };
     let counted = |tx_guards: &mut Vec<(usize, Guard)>, actions: &mut Vec<_>| {
         if let Some(l) = &location {
@@ -301,13 +360,13 @@ pub async fn add(
         }
         Ok::<_, ApiError>(())
     };
+    let mail = state.ext();
     let fresh = UserId::generate();
-    let (token, link) =
-        state
-            .ext()
-            .prepare_in_transaction(&fresh, PasswordLink::Invitation, now)?;
+    let (link_put, link) = mail
+        .prepare(&fresh, LinkKind::Membership, Some(&access.clinic), now)
+        .await?;
     let mut together = Together {
-        actions: vec![token],
+        actions: vec![link_put],
         ..Together::default()
     };
     counted(&mut together.guards, &mut together.actions)?;
@@ -321,18 +380,17 @@ pub async fn add(
             together,
         )
         .await?;
-    let user = if created {
-        if let Err(e) = state.ext().send(&link, now).await {
-            // The member exists; "forgot password" works for invited users too.
-            tracing::error!(user_id = %fresh, error = %e, "invitation not sent");
-        }
-        fresh
+    let (user, link) = if created {
+        (fresh, link)
     } else {
         let user = state
             .identities
             .user_by_email(&email)
             .await?
             .ok_or(db::CHANGED_MEANWHILE)?;
+        let (link_put, link) = mail
+            .prepare(&user, LinkKind::Membership, Some(&access.clinic), now)
+            .await?;
         let mut tx = Tx::default();
         let (mut guards, mut actions) = (Vec::new(), Vec::new());
         counted(&mut guards, &mut actions)?;
@@ -343,17 +401,19 @@ pub async fn add(
             member_put(&state.table, &user, &membership, now)?,
             ALREADY_MEMBER,
         );
+        tx.push(link_put);
         tx.push(added(state, access, &user, &membership).outbox_write(&state.table.name, now)?);
         tx.commit(&state.table).await?;
-        user
+        (user, link)
     };
-    tracing::info!(clinic_id = %access.clinic, user_id = %user, role = %role, "member added");
+    send_invitation(state, &user, &link, now).await;
+    tracing::info!(clinic_id = %access.clinic, user_id = %user, role = %role, "member invited");
     // The member as committed, with what the caller sent: nothing stored elsewhere is shown.
     let m = MemberRecord {
         user: user.clone(),
         clinic: access.clinic.clone(),
         role,
-        status: "ACTIVE".into(),
+        status: PENDING.into(),
         location,
         version: 1,
         created_at: now,
@@ -372,10 +432,9 @@ pub async fn add(
                 Phi::new(person.family_name.expose().trim().to_string()),
             ),
         ],
-        version: 1,
-        phone_index: None,
+        ..Profile::default()
     };
-    Ok((view_of(access, &m, &profile), created))
+    Ok(view_of(access, &m, &profile))
 }
 
 /// The event of a membership added.
@@ -392,7 +451,7 @@ fn added(
         &access.caller,
         access.role,
         ("member", user.to_string()),
-        serde_json::json!({ "clinicId": access.clinic, "userId": user, "role": m.role, "locationId": m.location }),
+        serde_json::json!({ "clinicId": access.clinic, "userId": user, "role": m.role, "locationId": m.location, "status": PENDING }),
     )
 }
 
@@ -566,6 +625,21 @@ pub async fn update(
     tx.push(event.outbox_write(&state.table.name, now)?);
     tx.commit(&state.table).await?;
     state.authn.forget_membership(&access.clinic, &m.user);
+    if let Some(r) = new_role.filter(|r| *r != m.role) {
+        // An account notice: the person learns of every role they gain. The change is
+        // committed, so a failure to queue it is logged, not answered.
+        let params = std::collections::BTreeMap::from([
+            ("clinicId".to_string(), access.clinic.to_string()),
+            ("role".to_string(), r.as_str().to_string()),
+        ]);
+        if let Err(e) = state
+            .ext()
+            .notify(&m.user, "role-changed", params, now)
+            .await
+        {
+            tracing::error!(user_id = %m.user, error = %e, "role notice not queued");
+        }
+    }
     let m = tenancy::get_member(&state.table, &access.clinic, &m.user)
         .await?
         .ok_or(ApiError::NotFound)?;

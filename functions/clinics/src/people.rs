@@ -1,11 +1,12 @@
 //! People joining a clinic (its first admin, a new member): the checks of their name and
-//! email, the identity of someone new, and the invitation that lets them choose a password.
+//! email, the identity of someone new, and the invitation whose link they accept the
+//! membership with.
 
 use serde::Deserialize;
 use shared::{
     FieldError,
     crypto::Phi,
-    identity::{NewIdentity, NewMembership, PasswordLink},
+    identity::{NewIdentity, NewMembership, PreparedLink},
     ids::UserId,
     types::{Email, PhoneE164},
 };
@@ -66,19 +67,22 @@ impl NewPerson {
             password_hash: None,
             membership: Some(membership),
             platform_role: None,
+            // Proven when they accept the invitation sent to it.
+            email_verified: false,
         }
     }
 }
 
-/// Sends the set-password invitation. The member exists whatever happens here, so a failure is
-/// logged rather than failing a request whose writes are committed: the person can still use
-/// "forgot password", which works for invited users too.
-pub(crate) async fn invite(state: &AppState, user: &UserId, now: i64) {
-    if let Err(e) = state
-        .ext()
-        .send_password_link(user, PasswordLink::Invitation, now)
-        .await
-    {
+/// Sends the invitation whose link is stored. The pending membership exists whatever happens
+/// here, so a failure is logged rather than failing a request whose writes are committed: the
+/// person can still prove their address with "forgot password" and accept in the app.
+pub(crate) async fn send_invitation(
+    state: &AppState,
+    user: &UserId,
+    link: &PreparedLink,
+    now: i64,
+) {
+    if let Err(e) = state.ext().send(link, now).await {
         tracing::error!(user_id = %user, error = %e, "invitation not sent");
     }
 }

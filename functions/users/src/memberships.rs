@@ -1,7 +1,8 @@
-//! A person's clinic memberships, with each clinic's name.
+//! A person's clinic memberships (in force, and waiting for their consent), with each
+//! clinic's name.
 
 use serde::Serialize;
-use shared::{ApiError, identity::store::active_memberships, ids::UserId, tenancy::get_clinics};
+use shared::{ApiError, identity::store::current_memberships, ids::UserId, tenancy::get_clinics};
 
 use crate::AppState;
 
@@ -12,11 +13,13 @@ pub struct MembershipView {
     clinic_name: Option<String>,
     role: String,
     location_id: Option<String>,
+    /// `ACTIVE`, or `PENDING` until accepted (`POST /v1/users/me/memberships/{clinicId}/accept`).
+    status: String,
 }
 
 /// One query of the user's memberships and one batched read of their clinics.
 pub async fn list(state: &AppState, user: &UserId) -> Result<Vec<MembershipView>, ApiError> {
-    let memberships = active_memberships(&state.table, user).await?;
+    let memberships = current_memberships(&state.table, user).await?;
     let ids: Vec<_> = memberships.iter().map(|(c, _)| c.clone()).collect();
     let clinics = get_clinics(&state.table, &ids).await?;
     Ok(memberships
@@ -26,6 +29,7 @@ pub async fn list(state: &AppState, user: &UserId) -> Result<Vec<MembershipView>
             clinic_id: clinic.to_string(),
             role: m.role.as_str().to_string(),
             location_id: m.location.map(|l| l.to_string()),
+            status: m.status,
         })
         .collect())
 }

@@ -1,14 +1,13 @@
 //! Identities: creating a person (email lookup, encrypted profile, optional membership or
-//! platform role, phone index), reading their profile back, memberships and set-password
-//! links. Used by registration (auth), profiles (users) and members (clinics).
+//! platform role, phone index), reading their profile back, memberships and account mail
+//! (single-use links and notices). Used by registration (auth), profiles (users) and members (clinics).
 
+pub mod links;
 pub mod store;
 
 use crate::{
     ApiError,
-    clock::rfc3339,
-    contracts::NotificationJob,
-    crypto::{BlindIndex, Envelope, FieldContext, PLATFORM_TENANT, Phi, random_token, token_hash},
+    crypto::{BlindIndex, Envelope, FieldContext, PLATFORM_TENANT, Phi},
     db::{Table, get_opt_s},
     ids::UserId,
     keys,
@@ -16,15 +15,10 @@ use crate::{
     policy::Role,
     types::{Email, PhoneE164},
 };
-use aws_sdk_dynamodb::types::TransactWriteItem;
 use std::sync::Arc;
 
+pub use links::{AccountMail, Link, LinkKind, LinksConfig, PreparedLink};
 pub use store::{CreateUserError, NewMembership, NewUser, Together};
-
-/// A password-reset link is valid this long.
-pub const RESET_TOKEN_SECONDS: i64 = 15 * 60;
-/// An invitation's set-password link is valid this long.
-pub const INVITATION_SECONDS: i64 = 7 * 24 * 60 * 60;
 
 /// A birth date in strict `YYYY-MM-DD` form, from 1900 up to `today`.
 pub fn valid_birth_date(raw: &str, today: jiff::civil::Date) -> bool {
@@ -40,6 +34,11 @@ pub fn valid_birth_date(raw: &str, today: jiff::civil::Date) -> bool {
         && raw
             .parse::<jiff::civil::Date>()
             .is_ok_and(|d| d <= today && d.year() >= 1900)
+}
+
+/// Whether a user item's address is proven (`emailVerified`; missing means not proven).
+pub fn email_verified(item: &crate::db::Item) -> bool {
+    crate::db::get_opt_bool(item, "emailVerified").unwrap_or(false)
 }
 
 /// Blind-index purposes.
@@ -76,8 +75,11 @@ pub struct NewIdentity {
     pub family_name: String,
     pub phone: Option<PhoneE164>,
     pub birth_date: Option<String>,
-    /// `None`: invited, chooses a password through a set-password link.
+    /// `None`: invited, chooses a password through the invitation's link.
     pub password_hash: Option<String>,
+    /// Whether the address is proven to be theirs (seeded demo users); a registration proves
+    /// it later through a verification link, an invitation when its link is accepted.
+    pub email_verified: bool,
     pub membership: Option<NewMembership>,
     pub platform_role: Option<Role>,
 }
@@ -89,6 +91,8 @@ pub struct Profile {
     pub fields: Vec<(&'static str, Phi<String>)>,
     pub version: i64,
     pub phone_index: Option<String>,
+    /// The address is proven to be theirs.
+    pub email_verified: bool,
 }
 
 impl Profile {
@@ -97,112 +101,11 @@ impl Profile {
     }
 }
 
-/// Why a set-password link is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PasswordLink {
-    /// Forgotten password: valid 15 minutes.
-    Reset,
-    /// A new member added by staff chooses a first password: valid 7 days.
-    Invitation,
-}
-
-impl PasswordLink {
-    fn kind(self) -> &'static str {
-        match self {
-            PasswordLink::Reset => "password_reset",
-            PasswordLink::Invitation => "invitation",
-        }
-    }
-
-    fn valid_seconds(self) -> i64 {
-        match self {
-            PasswordLink::Reset => RESET_TOKEN_SECONDS,
-            PasswordLink::Invitation => INVITATION_SECONDS,
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct Identities {
     pub table: Table,
     pub envelope: Arc<Envelope>,
     pub blind: BlindIndex,
-}
-
-/// The platform's settings plus where set-password links go: what the functions that send
-/// them (auth, clinics) read from the environment.
-#[derive(Debug, Clone)]
-pub struct LinksConfig {
-    pub platform: crate::config::PlatformConfig,
-    /// `NOTIFICATIONS_QUEUE_URL`: where reset and invitation jobs go.
-    pub notifications_queue_url: String,
-    /// `APP_URL`: the web app that shows the set-password page.
-    pub app_url: String,
-}
-
-impl LinksConfig {
-    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
-        Ok(Self {
-            platform: crate::config::PlatformConfig::from_env()?,
-            notifications_queue_url: crate::config::required("NOTIFICATIONS_QUEUE_URL")?,
-            app_url: crate::config::optional("APP_URL", "http://127.0.0.1:3000"),
-        })
-    }
-}
-
-/// The state of a function that sends set-password links (auth, clinics).
-impl crate::app::AppState<PasswordLinks> {
-    /// Opens the platform secrets (one KMS call) and wires the links.
-    pub async fn with_links(
-        clients: &crate::aws::Clients,
-        cfg: LinksConfig,
-        clock: Arc<dyn crate::clock::Clock>,
-    ) -> Result<Self, crate::app::BoxError> {
-        let platform = crate::platform::Platform::new(clients, &cfg.platform, clock).await?;
-        let links = PasswordLinks::new(
-            platform.table.clone(),
-            clients.sqs.clone(),
-            cfg.notifications_queue_url,
-            &cfg.app_url,
-        );
-        Ok(Self::new(platform, links))
-    }
-
-    /// [`Self::with_links`] from the environment.
-    pub async fn from_env() -> Result<Self, crate::app::BoxError> {
-        let cfg = LinksConfig::from_env()?;
-        let clients = crate::aws::Clients::from_env().await;
-        Self::with_links(&clients, cfg, Arc::new(crate::clock::SystemClock)).await
-    }
-}
-
-/// A set-password link whose token is (or is about to be) stored, ready to send. Its URL holds
-/// the token: never logged.
-pub struct PreparedLink {
-    user: UserId,
-    link: PasswordLink,
-    url: String,
-    expires: i64,
-}
-
-impl std::fmt::Debug for PreparedLink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PreparedLink")
-            .field("user", &self.user)
-            .field("expires", &self.expires)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Sends set-password links (reset, invitation) through the notifications queue.
-#[derive(Clone)]
-pub struct PasswordLinks {
-    pub table: Table,
-    pub sqs: aws_sdk_sqs::Client,
-    /// Where set-password links go (the high-priority notifications queue).
-    pub notifications_queue_url: String,
-    /// The web app that shows the set-password page.
-    pub app_url: String,
 }
 
 impl Identities {
@@ -277,10 +180,20 @@ impl Identities {
             phone_index: id.phone.as_ref().map(|p| self.phone_index(p)),
             sealed,
             password_hash: id.password_hash,
+            email_verified: id.email_verified,
         };
+        let self_registration = together.self_registration;
         match store::create_user(&self.table, &new, event, now, together).await {
             Ok(()) => Ok(true),
             Err(CreateUserError::EmailTaken) => Ok(false),
+            // One answer for a clinic that does not exist and one that is closed.
+            Err(CreateUserError::ClinicNotFound) if self_registration => {
+                Err(ApiError::invalid_field(
+                    "clinicId",
+                    "registration_closed",
+                    "This clinic does not take registrations here; ask it to add you.",
+                ))
+            }
             Err(CreateUserError::ClinicNotFound) => Err(ApiError::invalid_field(
                 "clinicId",
                 "unknown_clinic",
@@ -368,86 +281,7 @@ impl Identities {
             fields,
             version: crate::db::get_opt_n(item, "version").unwrap_or(1),
             phone_index: get_opt_s(item, "phoneIndex").map(str::to_string),
+            email_verified: email_verified(item),
         })
-    }
-}
-
-impl PasswordLinks {
-    /// Links for the web app at `app_url`, sent through the queue at `queue_url`.
-    pub fn new(table: Table, sqs: aws_sdk_sqs::Client, queue_url: String, app_url: &str) -> Self {
-        Self {
-            table,
-            sqs,
-            notifications_queue_url: queue_url,
-            app_url: app_url.trim_end_matches('/').to_string(),
-        }
-    }
-
-    /// Creates a single-use set-password token and hands the link to the notification queue.
-    /// The job carries the user id, never the address: the worker resolves it.
-    pub async fn send_password_link(
-        &self,
-        user: &UserId,
-        link: PasswordLink,
-        now: i64,
-    ) -> Result<(), ApiError> {
-        let (token, prepared) = self.prepare(user, link, now);
-        store::create_reset_token(&self.table, &token_hash(&token), user, prepared.expires).await?;
-        self.send(&prepared, now).await
-    }
-
-    /// A link's token write, for a transaction that commits it with other writes (an invited
-    /// member's identity), and the link to [`send`](Self::send) once that transaction is in.
-    pub fn prepare_in_transaction(
-        &self,
-        user: &UserId,
-        link: PasswordLink,
-        now: i64,
-    ) -> Result<(TransactWriteItem, PreparedLink), ApiError> {
-        let (token, prepared) = self.prepare(user, link, now);
-        let put = store::reset_token_put(&self.table, &token_hash(&token), user, prepared.expires)?;
-        Ok((put, prepared))
-    }
-
-    fn prepare(&self, user: &UserId, link: PasswordLink, now: i64) -> (String, PreparedLink) {
-        let token = random_token();
-        let expires = now + link.valid_seconds();
-        let url = format!("{}/reset-password?token={token}", self.app_url);
-        let prepared = PreparedLink {
-            user: user.clone(),
-            link,
-            url,
-            expires,
-        };
-        (token, prepared)
-    }
-
-    /// Hands a prepared link (whose token is stored) to the notification queue.
-    pub async fn send(&self, p: &PreparedLink, now: i64) -> Result<(), ApiError> {
-        let job = NotificationJob {
-            job_id: uuid::Uuid::new_v4().to_string(),
-            kind: p.link.kind().to_string(),
-            channel: "email".into(),
-            user_id: p.user.clone(),
-            template: p.link.kind().replace('_', "-"),
-            params: [
-                ("resetUrl".to_string(), p.url.clone()),
-                ("expiresAt".to_string(), rfc3339(p.expires)),
-            ]
-            .into(),
-            correlation_id: crate::http::current_correlation_id(),
-            created_at: rfc3339(now),
-        };
-        let body = serde_json::to_string(&job).map_err(ApiError::internal)?;
-        self.sqs
-            .send_message()
-            .queue_url(&self.notifications_queue_url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                ApiError::internal(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
-            })?;
-        Ok(())
     }
 }

@@ -1,13 +1,11 @@
-//! DynamoDB adapter for identities: one user per email (lookup item), phone lookups,
-//! memberships and single-use reset tokens.
+//! DynamoDB adapter for identities: one user per email (lookup item), phone lookups and
+//! memberships.
 
-use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
 
 use crate::{
     ApiError,
-    db::{
-        self, Table, cancellation_reasons, condition_failed_at, get_opt_n, get_opt_s, n, s, tx_put,
-    },
+    db::{self, Table, cancellation_reasons, condition_failed_at, get_opt_s, n, s, tx_put},
     ids::{ClinicId, LocationId, UserId},
     keys,
     outbox::EventEnvelope,
@@ -28,6 +26,8 @@ pub struct NewUser {
     pub sealed: Vec<(&'static str, String)>,
     /// `None` for an invited user who has not chosen a password yet.
     pub password_hash: Option<String>,
+    /// The address is proven to be theirs.
+    pub email_verified: bool,
 }
 
 /// A membership of a user in a clinic.
@@ -36,7 +36,15 @@ pub struct NewMembership {
     pub clinic: ClinicId,
     pub role: Role,
     pub location: Option<LocationId>,
+    /// Waits for its owner's consent (staff added them) instead of being active at once (a
+    /// patient registering themselves, the seed).
+    pub pending: bool,
 }
+
+/// A membership waiting for its owner to accept it.
+pub const PENDING: &str = "PENDING";
+/// A membership in force.
+pub const ACTIVE: &str = "ACTIVE";
 
 /// Stored instead of a hash for invited users: no password verifies against it.
 pub const NO_PASSWORD: &str = "!";
@@ -63,7 +71,7 @@ pub fn member_put(
         .item("userId", s(user.as_str()))
         .item("clinicId", s(m.clinic.as_str()))
         .item("role", s(m.role.as_str()))
-        .item("status", s("ACTIVE"))
+        .item("status", s(if m.pending { PENDING } else { ACTIVE }))
         .item("createdAt", n(now))
         .item("updatedAt", n(now))
         .item("version", n(1))
@@ -111,6 +119,9 @@ pub struct Together {
     /// The actions create the membership's clinic, so it cannot be checked for (one item
     /// may appear only once in a transaction).
     pub creates_clinic: bool,
+    /// The membership's clinic must take self-registrations (`selfRegistration` set);
+    /// otherwise the clinic need only exist.
+    pub self_registration: bool,
 }
 
 pub async fn create_user(
@@ -140,6 +151,7 @@ pub async fn create_user(
             s(u.password_hash.as_deref().unwrap_or(NO_PASSWORD)),
         )
         .item("status", s("ACTIVE"))
+        .item("emailVerified", db::b(u.email_verified))
         .item("failedLogins", n(0))
         .item("createdAt", n(now))
         .item("updatedAt", n(now))
@@ -161,10 +173,16 @@ pub async fn create_user(
         let check_clinic = ConditionCheck::builder()
             .table_name(&table.name)
             .key(keys::PK, s(keys::clinic_pk(&m.clinic)))
-            .key(keys::SK, s(keys::CLINIC_SK))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .map_err(|e| store(ApiError::internal(e)))?;
+            .key(keys::SK, s(keys::CLINIC_SK));
+        let check_clinic = if together.self_registration {
+            check_clinic
+                .condition_expression("selfRegistration = :open")
+                .expression_attribute_values(":open", db::b(true))
+        } else {
+            check_clinic.condition_expression("attribute_exists(pk)")
+        }
+        .build()
+        .map_err(|e| store(ApiError::internal(e)))?;
         items.push(
             TransactWriteItem::builder()
                 .condition_check(check_clinic)
@@ -226,8 +244,9 @@ pub async fn user_id_by_email(
     Ok(item.and_then(|i| get_opt_s(&i, "userId").and_then(UserId::parse)))
 }
 
-/// A user's active memberships, each with its clinic: one query of the user's index.
-pub async fn active_memberships(
+/// A user's memberships in force or waiting for their consent, each with its clinic: one
+/// query of the user's index.
+pub async fn current_memberships(
     table: &Table,
     user: &UserId,
 ) -> Result<Vec<(ClinicId, crate::tenancy::MemberRecord)>, ApiError> {
@@ -244,7 +263,7 @@ pub async fn active_memberships(
         .map_err(db::internal)?;
     out.items()
         .iter()
-        .filter(|i| get_opt_s(i, "status") == Some("ACTIVE"))
+        .filter(|i| get_opt_s(i, "status").is_some_and(|s| s == ACTIVE || s == PENDING))
         .filter_map(|i| {
             let clinic = get_opt_s(i, "clinicId").and_then(ClinicId::parse)?;
             Some(crate::tenancy::MemberRecord::from_item(i).map(|m| (clinic, m)))
@@ -252,7 +271,11 @@ pub async fn active_memberships(
         .collect()
 }
 
-pub async fn memberships(table: &Table, user: &UserId) -> Result<Vec<(String, String)>, ApiError> {
+/// A user's memberships, active and pending: (clinic, role, status).
+pub async fn memberships(
+    table: &Table,
+    user: &UserId,
+) -> Result<Vec<(String, String, String)>, ApiError> {
     let out = table
         .client
         .query()
@@ -267,85 +290,55 @@ pub async fn memberships(table: &Table, user: &UserId) -> Result<Vec<(String, St
     Ok(out
         .items()
         .iter()
-        .filter(|i| get_opt_s(i, "status") == Some("ACTIVE"))
         .filter_map(|i| {
+            let status = get_opt_s(i, "status").filter(|s| [ACTIVE, PENDING].contains(s))?;
             Some((
                 get_opt_s(i, "clinicId")?.to_string(),
                 get_opt_s(i, "role")?.to_string(),
+                status.to_string(),
             ))
         })
         .collect())
 }
 
-/// The put of a reset token, for a transaction that creates it with other writes.
-pub fn reset_token_put(
+/// The write that makes a pending membership active: it fails unless the membership exists
+/// and still waits for consent.
+pub fn accept_membership(
     table: &Table,
-    token_hash: &str,
+    clinic: &ClinicId,
     user: &UserId,
-    expires_at: i64,
+    now: i64,
 ) -> Result<TransactWriteItem, ApiError> {
-    tx_put(
-        Put::builder()
+    db::tx_update(
+        Update::builder()
             .table_name(&table.name)
-            .item(keys::PK, s(keys::reset_pk(token_hash)))
-            .item(keys::SK, s(keys::RESET_SK))
-            .item(keys::ENTITY, s("PASSWORD_RESET"))
-            .item("userId", s(user.as_str()))
-            .item("expiresAt", n(expires_at))
-            .item(keys::TTL, n(expires_at + 60 * 60))
-            .condition_expression("attribute_not_exists(pk)"),
+            .key(keys::PK, s(keys::clinic_pk(clinic)))
+            .key(keys::SK, s(keys::member_sk(user)))
+            .update_expression(
+                "SET #status = :active, acceptedAt = :now, updatedAt = :now, version = version + :one",
+            )
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":active", s(ACTIVE))
+            .expression_attribute_values(":pending", s(PENDING))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":one", n(1)),
     )
 }
 
-pub async fn create_reset_token(
+/// A membership's role and status, if it exists.
+pub async fn membership(
     table: &Table,
-    token_hash: &str,
+    clinic: &ClinicId,
     user: &UserId,
-    expires_at: i64,
-) -> Result<(), ApiError> {
-    // The same item as `reset_token_put`, written on its own.
-    let put = reset_token_put(table, token_hash, user, expires_at)?
-        .put
-        .ok_or_else(|| ApiError::internal("reset token put"))?;
-    table
-        .client
-        .put_item()
-        .table_name(put.table_name)
-        .set_item(Some(put.item))
-        .set_condition_expression(put.condition_expression)
-        .send()
-        .await
-        .map_err(db::internal)?;
-    Ok(())
-}
-
-/// The user a live reset token belongs to.
-pub async fn reset_token_user(
-    table: &Table,
-    token_hash: &str,
-    now: i64,
-) -> Result<Option<UserId>, ApiError> {
+) -> Result<Option<(Role, String)>, ApiError> {
     let item = table
-        .get(keys::reset_pk(token_hash), keys::RESET_SK)
+        .get(keys::clinic_pk(clinic), keys::member_sk(user))
         .await?;
-    Ok(item
-        .filter(|i| get_opt_n(i, "expiresAt").is_some_and(|e| e > now))
-        .and_then(|i| get_opt_s(&i, "userId").and_then(UserId::parse)))
-}
-
-/// The action that consumes a reset token: it must still exist and be unexpired.
-pub fn consume_reset(
-    table: &Table,
-    token_hash: &str,
-    now: i64,
-) -> Result<TransactWriteItem, ApiError> {
-    let d = Delete::builder()
-        .table_name(&table.name)
-        .key(keys::PK, s(keys::reset_pk(token_hash)))
-        .key(keys::SK, s(keys::RESET_SK))
-        .condition_expression("attribute_exists(pk) AND expiresAt > :now")
-        .expression_attribute_values(":now", n(now))
-        .build()
-        .map_err(ApiError::internal)?;
-    Ok(TransactWriteItem::builder().delete(d).build())
+    Ok(item.and_then(|i| {
+        Some((
+            get_opt_s(&i, "role").and_then(Role::parse)?,
+            get_opt_s(&i, "status")?.to_string(),
+        ))
+    }))
 }

@@ -134,12 +134,24 @@ async fn world() -> World {
         LocationId::generate(),
     );
     let table = stack.resources.table.clone();
-    put_clinic(&clients, &table, &a, "Clinic A", "Europe/Berlin", "EUR")
-        .await
-        .unwrap();
-    put_clinic(&clients, &table, &b, "Clinic B", "America/New_York", "USD")
-        .await
-        .unwrap();
+    put_clinic(
+        &clients,
+        &table,
+        &a,
+        ("Clinic A", "Europe/Berlin", "EUR"),
+        true,
+    )
+    .await
+    .unwrap();
+    put_clinic(
+        &clients,
+        &table,
+        &b,
+        ("Clinic B", "America/New_York", "USD"),
+        true,
+    )
+    .await
+    .unwrap();
     put_location(&clients, &table, &a, &l1, "North", 0)
         .await
         .unwrap();
@@ -1542,4 +1554,63 @@ async fn scheduled_jobs_fan_out_one_message_per_clinic_and_each_clinic_runs_alon
         .call(Method::GET, &path, None, w.token(Role::Receptionist))
         .await;
     assert_eq!(now.body["status"], "EXPIRED", "{}", now.body);
+}
+
+#[tokio::test]
+async fn an_account_books_for_itself_only_once_its_address_is_proven() {
+    let w = world().await;
+    // GIVEN a patient who registered themselves and has not followed the verification link
+    let email = format!(
+        "unproven.{}@scheduling.test",
+        &UserId::generate().as_str()[..8]
+    );
+    let r = w
+        .api
+        .post(
+            "/v1/auth/register",
+            json!({"clinicId": w.a, "email": email, "password": "unproven passphrase",
+                   "givenName": "Un", "familyName": "Proven"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let user = UserId::parse(r.body["user"]["id"].as_str().unwrap()).unwrap();
+    let token = w.api.token(&email, "unproven passphrase").await;
+    let body = json!({"doctorId": w.id(Role::Doctor), "kind": "VIDEO_CALL",
+                      "startsAt": "2026-11-30T10:00:00Z"});
+    // WHEN they book, THEN they are refused with a reason they can act on
+    let r = w
+        .call(Method::POST, &w.appts(), Some(body.clone()), &token)
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("email_unverified")),
+        "{}",
+        r.body
+    );
+    // AND once the address is proven through its link (a new one works as well as the first)
+    let again = w
+        .call(Method::POST, "/v1/auth/email/verify/resend", None, &token)
+        .await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.body);
+    let (link, _) = blackbox::link_for(w.stack(), &user, "email_verification").await;
+    let v = w
+        .api
+        .post("/v1/auth/email/verify", json!({"token": link}), None)
+        .await;
+    assert_eq!(v.status, StatusCode::NO_CONTENT, "{}", v.body);
+    let spent = w
+        .api
+        .post("/v1/auth/email/verify", json!({"token": link}), None)
+        .await;
+    assert_eq!(spent.body["code"], "invalid_verification_token");
+    assert_eq!(
+        w.call(Method::POST, "/v1/auth/email/verify/resend", None, &token)
+            .await
+            .body["code"],
+        "already_verified"
+    );
+    // the same session books at once
+    let r = w.call(Method::POST, &w.appts(), Some(body), &token).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }

@@ -3,7 +3,7 @@
 //! 60-second rule for removed members, PHI at rest in profiles, and tenant-bound cursors.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use blackbox::{Api, call, person};
+use blackbox::{Api, call, job_for, link_for, person};
 use http::{Method, StatusCode};
 use jiff::SignedDuration;
 use local_stack::{DEMO_PASSWORD, Stack};
@@ -57,12 +57,24 @@ async fn world() -> World {
         LocationId::generate(),
     );
     let table = stack.resources.table.clone();
-    put_clinic(&clients, &table, &a, "Clinic A", "Europe/Berlin", "EUR")
-        .await
-        .unwrap();
-    put_clinic(&clients, &table, &b, "Clinic B", "Asia/Tokyo", "JPY")
-        .await
-        .unwrap();
+    put_clinic(
+        &clients,
+        &table,
+        &a,
+        ("Clinic A", "Europe/Berlin", "EUR"),
+        true,
+    )
+    .await
+    .unwrap();
+    put_clinic(
+        &clients,
+        &table,
+        &b,
+        ("Clinic B", "Asia/Tokyo", "JPY"),
+        true,
+    )
+    .await
+    .unwrap();
     put_location(&clients, &table, &a, &l1, "North", 0)
         .await
         .unwrap();
@@ -906,35 +918,17 @@ async fn super_admin_creates_a_clinic_with_its_first_admin() {
     );
     let r = call(&w.api, Method::POST, "/v1/clinics", Some(body), sup).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    assert_eq!(r.body["admin"]["invited"], true);
+    assert_eq!(r.body["admin"]["status"], "PENDING");
+    assert_eq!(r.body["clinic"]["selfRegistration"], false);
     let id = r.body["clinic"]["id"].as_str().unwrap();
-    // The invitation went to the queue as a set-password job, without the address
+    let admin_id = UserId::parse(r.body["admin"]["userId"].as_str().unwrap()).unwrap();
+    // The invitation went to the queue as a job naming its link: no address, no token
     let st = stack(&w.api);
-    let msgs = st
-        .clients
-        .sqs
-        .receive_message()
-        .queue_url(&st.resources.notifications_high_url)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default();
-    let job = msgs
-        .iter()
-        .map(|m| m.body().unwrap())
-        .find(|b| b.contains("invitation"))
-        .expect("invitation job");
-    assert!(!job.contains("third.admin@tenancy.test"));
-    let token: String = serde_json::from_str::<Value>(job).unwrap()["params"]["resetUrl"]
-        .as_str()
-        .unwrap()
-        .split("token=")
-        .nth(1)
-        .unwrap()
-        .into();
-    // The invited admin cannot log in before choosing a password, then can, and runs the clinic
+    let (token, job) = link_for(st, &admin_id, "membership_invitation").await;
+    let job = job.to_string();
+    assert!(!job.contains("third.admin@tenancy.test") && !job.contains(&token));
+    // The invited admin cannot log in before accepting (no password yet), then chooses one by
+    // accepting, and runs the clinic
     let r = w
         .api
         .post(
@@ -946,13 +940,26 @@ async fn super_admin_creates_a_clinic_with_its_first_admin() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let r = w
         .api
+        .post("/v1/auth/memberships/accept", json!({"token": token}), None)
+        .await;
+    assert_eq!(
+        (r.status, r.body["errors"][0]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("required")),
+        "a new account must choose a password"
+    );
+    let r = w
+        .api
         .post(
-            "/v1/auth/password/reset",
-            json!({"token": token, "newPassword": "third clinic passphrase"}),
+            "/v1/auth/memberships/accept",
+            json!({"token": token, "password": "third clinic passphrase"}),
             None,
         )
         .await;
-    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        (r.body["status"].as_str(), r.body["passwordSet"].as_bool()),
+        (Some("ACTIVE"), Some(true))
+    );
     let third = w
         .api
         .token("third.admin@tenancy.test", "third clinic passphrase")
@@ -969,6 +976,35 @@ async fn super_admin_creates_a_clinic_with_its_first_admin() {
         .status,
         StatusCode::OK
     );
+    // The new clinic takes no self-registration until its admin opens it
+    let reg = json!({"clinicId": id, "email": format!("walk-in.{}@tenancy.test", &id[..8]),
+                     "password": "walk-in passphrase", "givenName": "Walk", "familyName": "In"});
+    let r = w.api.post("/v1/auth/register", reg.clone(), None).await;
+    assert_eq!(
+        (r.status, r.body["errors"][0]["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("registration_closed")
+        )
+    );
+    let unknown = json!({"clinicId": ClinicId::generate(), "email": "x@tenancy.test",
+                         "password": "walk-in passphrase", "givenName": "Walk", "familyName": "In"});
+    let r = w.api.post("/v1/auth/register", unknown, None).await;
+    assert_eq!(
+        r.body["errors"][0]["code"], "registration_closed",
+        "one answer for both"
+    );
+    let r = call(
+        &w.api,
+        Method::PATCH,
+        &format!("/v1/clinics/{id}"),
+        Some(json!({"selfRegistration": true})),
+        &third,
+    )
+    .await;
+    assert_eq!(r.body["selfRegistration"], true, "{}", r.body);
+    let r = w.api.post("/v1/auth/register", reg, None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     // Super admins list every clinic; others only theirs
     let all = call(&w.api, Method::GET, "/v1/clinics", None, sup).await;
     assert!(all.body["items"].as_array().unwrap().len() >= 3);
@@ -1027,13 +1063,14 @@ async fn profiles_are_encrypted_at_rest_and_cursors_are_bound_to_their_clinic() 
         .find(|p| p.role == Role::ClinicAdmin)
         .unwrap()
         .token;
-    let found = w
-        .api
-        .get(
-            &format!("/v1/clinics/{}/members?phone=%2B4915112345678", w.a),
-            Some(admin),
-        )
-        .await;
+    let found = call(
+        &w.api,
+        Method::POST,
+        &format!("/v1/clinics/{}/members/search", w.a),
+        Some(json!({"phone": "+4915112345678"})),
+        admin,
+    )
+    .await;
     assert_eq!(
         found.body["items"].as_array().unwrap().len(),
         1,
@@ -1051,13 +1088,14 @@ async fn profiles_are_encrypted_at_rest_and_cursors_are_bound_to_their_clinic() 
         )
         .await;
     assert!(r.body.get("phone").is_none());
-    let gone = w
-        .api
-        .get(
-            &format!("/v1/clinics/{}/members?phone=%2B4915112345678", w.a),
-            Some(admin),
-        )
-        .await;
+    let gone = call(
+        &w.api,
+        Method::POST,
+        &format!("/v1/clinics/{}/members/search", w.a),
+        Some(json!({"phone": "+4915112345678"})),
+        admin,
+    )
+    .await;
     assert!(gone.body["items"].as_array().unwrap().is_empty());
     // A cursor from clinic A is refused in clinic B (the super admin may read both)
     let sup = &w
@@ -1123,8 +1161,8 @@ async fn one_person_can_hold_different_roles_in_different_clinics() {
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(
-        (r.body["userId"].as_str(), r.body["invited"].as_bool()),
-        (Some(nurse.as_str()), Some(false))
+        (r.body["userId"].as_str(), r.body["status"].as_str()),
+        (Some(nurse.as_str()), Some("PENDING"))
     );
     let again = call(
         &w.api,
@@ -1138,8 +1176,21 @@ async fn one_person_can_hold_different_roles_in_different_clinics() {
         (again.status, again.body["code"].as_str()),
         (StatusCode::CONFLICT, Some("already_member"))
     );
-    // THEN their memberships list both, each with its own role
+    // WHEN they accept in the app (their address is proven)
     let token = w.api.token(&email, DEMO_PASSWORD).await;
+    let accepted = call(
+        &w.api,
+        Method::POST,
+        &format!("/v1/users/me/memberships/{}/accept", w.b),
+        None,
+        &token,
+    )
+    .await;
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.body);
+    // they are told of the membership they gained
+    let notice = job_for(st, &nurse, "membership-granted").await;
+    assert_eq!(notice["params"]["role"], "DOCTOR");
+    // THEN their memberships list both, each with its own role
     let r = w.api.get("/v1/users/me/memberships", Some(&token)).await;
     let mut got: Vec<(String, String)> = r.body["items"]
         .as_array()
@@ -1656,4 +1707,276 @@ async fn a_demoted_super_admin_loses_the_role_within_the_cache_period() {
     w.clock.advance(SignedDuration::from_secs(31));
     let r = call(&w.api, Method::GET, &path, None, &sa.token).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+}
+
+fn admin_of_a(w: &World) -> &str {
+    &w.people
+        .iter()
+        .find(|p| p.role == Role::ClinicAdmin)
+        .unwrap()
+        .token
+}
+
+#[tokio::test]
+async fn an_address_registered_in_advance_does_not_make_its_registrant_the_clinics_doctor() {
+    let w = world().await;
+    let st = stack(&w.api);
+    let bob = format!(
+        "dr.bob.{}@hospital.example",
+        &UserId::generate().as_str()[..8]
+    );
+    // GIVEN an attacker who registered the doctor's address as a patient of clinic B
+    let r = w
+        .api
+        .post(
+            "/v1/auth/register",
+            json!({"clinicId": w.b, "email": bob, "password": "attacker passphrase",
+                   "givenName": "Not", "familyName": "Bob"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["user"]["emailVerified"], false);
+    let account = UserId::parse(r.body["user"]["id"].as_str().unwrap()).unwrap();
+    let attacker = w.api.token(&bob, "attacker passphrase").await;
+    // WHEN clinic A's admin adds that address as a doctor
+    let r = call(
+        &w.api,
+        Method::POST,
+        &format!("/v1/clinics/{}/members", w.a),
+        Some(json!({"email": bob, "givenName": "Bob", "familyName": "Doctor", "role": "DOCTOR"})),
+        admin_of_a(&w),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["status"], "PENDING");
+    // THEN the attacker's account is not the clinic's doctor, and cannot accept in the app
+    assert_eq!(
+        call(
+            &w.api,
+            Method::GET,
+            &format!("/v1/clinics/{}", w.a),
+            None,
+            &attacker
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    let r = call(
+        &w.api,
+        Method::POST,
+        &format!("/v1/users/me/memberships/{}/accept", w.a),
+        None,
+        &attacker,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("email_unverified"))
+    );
+    // AND the address's owner accepts through the link sent to it, choosing the password
+    let (token, job) = link_for(st, &account, "membership_invitation").await;
+    assert!(!job.to_string().contains(&token), "no token in the queue");
+    let r = w
+        .api
+        .post("/v1/auth/memberships/accept", json!({"token": token}), None)
+        .await;
+    assert_eq!(r.body["errors"][0]["code"], "required", "{}", r.body);
+    let r = w
+        .api
+        .post(
+            "/v1/auth/memberships/accept",
+            json!({"token": token, "password": "bob's own passphrase"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["passwordSet"], true);
+    // so the attacker's session and password are gone, and the link is spent
+    assert_eq!(
+        w.api.get("/v1/auth/sessions", Some(&attacker)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = w
+        .api
+        .post(
+            "/v1/auth/login",
+            json!({"email": bob, "password": "attacker passphrase"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = w
+        .api
+        .post(
+            "/v1/auth/memberships/accept",
+            json!({"token": token, "password": "bob's own passphrase"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["code"], "invalid_invitation");
+    let doctor = w.api.token(&bob, "bob's own passphrase").await;
+    let me = call(
+        &w.api,
+        Method::GET,
+        &format!("/v1/clinics/{}/members/{account}", w.a),
+        None,
+        &doctor,
+    )
+    .await;
+    assert_eq!(
+        (
+            me.status,
+            me.body["role"].as_str(),
+            me.body["status"].as_str()
+        ),
+        (StatusCode::OK, Some("DOCTOR"), Some("ACTIVE"))
+    );
+    let notice = job_for(st, &account, "membership-granted").await;
+    assert_eq!(notice["params"]["clinicId"], w.a.as_str());
+}
+
+#[tokio::test]
+async fn adding_a_member_answers_alike_whether_or_not_the_address_has_an_account() {
+    let w = world().await;
+    let st = stack(&w.api);
+    // One address has an account in clinic B (with its own names), the other none
+    let (_, known) = person(st, Some(&w.b), Role::Patient, None, true).await;
+    let unknown = format!("nobody.{}@tenancy.test", &UserId::generate().as_str()[..8]);
+    let add = |email: &str| json!({"email": email, "givenName": "Sent", "familyName": "Name", "role": "PATIENT"});
+    let path = format!("/v1/clinics/{}/members", w.a);
+    let a = call(
+        &w.api,
+        Method::POST,
+        &path,
+        Some(add(&known)),
+        admin_of_a(&w),
+    )
+    .await;
+    let b = call(
+        &w.api,
+        Method::POST,
+        &path,
+        Some(add(&unknown)),
+        admin_of_a(&w),
+    )
+    .await;
+    let shape = |v: &Value| {
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(
+        (a.status, b.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    assert_eq!(shape(&a.body), shape(&b.body));
+    for r in [&a, &b] {
+        assert_eq!(
+            (r.body["status"].as_str(), r.body["givenName"].as_str()),
+            (Some("PENDING"), Some("Sent"))
+        );
+        assert!(r.body.get("invited").is_none());
+    }
+}
+
+#[tokio::test]
+async fn members_are_searched_by_a_body_and_unproven_addresses_are_never_found() {
+    let w = world().await;
+    let st = stack(&w.api);
+    let admin = admin_of_a(&w);
+    let (member, email) = person(st, Some(&w.a), Role::Patient, None, true).await;
+    // Addresses never sit in a URL
+    let r = w
+        .api
+        .get(
+            &format!("/v1/clinics/{}/members?email={email}", w.a),
+            Some(admin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let search = format!("/v1/clinics/{}/members/search", w.a);
+    let r = call(
+        &w.api,
+        Method::POST,
+        &search,
+        Some(json!({"email": email.to_uppercase()})),
+        admin,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["items"][0]["userId"], member.as_str());
+    let r = call(&w.api, Method::POST, &search, Some(json!({})), admin).await;
+    assert_eq!(r.body["code"], "empty_search");
+    let r = call(
+        &w.api,
+        Method::POST,
+        &search,
+        Some(json!({"phone": "0301234"})),
+        admin,
+    )
+    .await;
+    assert_eq!(r.body["errors"][0]["code"], "invalid_phone");
+    // A patient who registered but has not proven the address is not found until they do
+    let fresh = format!("fresh.{}@tenancy.test", &UserId::generate().as_str()[..8]);
+    let r = w
+        .api
+        .post(
+            "/v1/auth/register",
+            json!({"clinicId": w.a, "email": fresh, "password": "fresh patient passphrase",
+                   "givenName": "Fresh", "familyName": "Patient"}),
+            None,
+        )
+        .await;
+    let fresh_id = UserId::parse(r.body["user"]["id"].as_str().unwrap()).unwrap();
+    let found = |r: &blackbox::Reply| r.body["items"].as_array().unwrap().len();
+    let r = call(
+        &w.api,
+        Method::POST,
+        &search,
+        Some(json!({"email": fresh})),
+        admin,
+    )
+    .await;
+    assert_eq!(found(&r), 0);
+    let (token, job) = link_for(st, &fresh_id, "email_verification").await;
+    assert!(!job.to_string().contains(&fresh));
+    let v = w
+        .api
+        .post("/v1/auth/email/verify", json!({"token": token}), None)
+        .await;
+    assert_eq!(v.status, StatusCode::NO_CONTENT, "{}", v.body);
+    let r = call(
+        &w.api,
+        Method::POST,
+        &search,
+        Some(json!({"email": fresh})),
+        admin,
+    )
+    .await;
+    assert_eq!(found(&r), 1);
+}
+
+#[tokio::test]
+async fn a_changed_role_is_told_to_its_member() {
+    let w = world().await;
+    let st = stack(&w.api);
+    let r = call(
+        &w.api,
+        Method::PATCH,
+        &format!("/v1/clinics/{}/members/{}", w.a, w.nurse_l2),
+        Some(json!({"role": "DOCTOR"})),
+        admin_of_a(&w),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let notice = job_for(st, &w.nurse_l2, "role-changed").await;
+    assert_eq!(
+        (
+            notice["params"]["role"].as_str(),
+            notice["params"]["clinicId"].as_str()
+        ),
+        (Some("DOCTOR"), Some(w.a.as_str()))
+    );
 }

@@ -1,5 +1,6 @@
 //! The auth function's resources, each owning its part of the router.
 
+pub mod consent;
 pub mod passwords;
 pub mod platform;
 pub mod registration;

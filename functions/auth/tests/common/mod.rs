@@ -45,9 +45,8 @@ pub async fn spawn() -> TestApp {
         &clients,
         &res.table,
         &clinic,
-        "Test Clinic",
-        "Europe/Berlin",
-        "EUR",
+        ("Test Clinic", "Europe/Berlin", "EUR"),
+        true,
     )
     .await
     .expect("clinic");
@@ -175,6 +174,14 @@ impl TestApp {
         r
     }
 
+    /// The newest queued account-mail job of `kind` (older ones of that kind are taken off the
+    /// queue too) and the token of its link, opened as the notification worker opens it.
+    pub async fn link_job(&self, kind: &str) -> (String, Value) {
+        let job = queued_job(&self.clients, &self.res.notifications_high_url, kind).await;
+        let token = link_token(&self.state, &job).await;
+        (token, job)
+    }
+
     pub async fn scan(&self) -> Vec<shared::db::Item> {
         self.clients
             .dynamodb
@@ -218,4 +225,22 @@ pub async fn second_container(app: &TestApp) -> TestApp {
         res: app.res.clone(),
         clinic: app.clinic.clone(),
     }
+}
+
+/// Takes every queued job of `kind` off the queue and returns the newest.
+pub async fn queued_job(clients: &Clients, queue: &str, kind: &str) -> Value {
+    shared::provision::take_queued(clients, queue, |j| j["kind"] == kind)
+        .await
+        .unwrap()
+        .into_iter()
+        .max_by_key(|j| j["createdAt"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_else(|| panic!("no {kind} job queued"))
+}
+
+/// The token of a job's link, through the link's sealed secret (what the worker does).
+pub async fn link_token(state: &AppState, job: &Value) -> String {
+    let now = jiff::Timestamp::now().as_second() - 60;
+    shared::provision::link_token(state.ext(), job, now)
+        .await
+        .unwrap()
 }

@@ -27,8 +27,8 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         )
 }
 
-/// A super admin creates a clinic with its first clinic admin (an existing person, or a new
-/// one who is invited to choose a password).
+/// A super admin creates a clinic and invites its first clinic admin (an existing person, or a
+/// new one); the membership is pending until they accept.
 async fn create_clinic(
     State(state): State<AppState>,
     caller: Caller,
@@ -40,7 +40,7 @@ async fn create_clinic(
     let created = clinics::create(&state, &caller, req).await?;
     Ok(json_response(
         StatusCode::CREATED,
-        &serde_json::json!({ "clinic": created.clinic, "admin": { "userId": created.admin, "invited": created.invited } }),
+        &serde_json::json!({ "clinic": created.clinic, "admin": { "userId": created.admin, "status": "PENDING" } }),
     ))
 }
 

@@ -19,7 +19,7 @@ use shared::{
 use super::{found, post_once};
 use crate::{
     AppState,
-    members::{self, AddMember, MemberChange, MemberQuery, UpdateMember, target},
+    members::{self, AddMember, MemberChange, MemberQuery, MemberSearch, UpdateMember, target},
 };
 
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
@@ -29,12 +29,31 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
             get(list_members).merge(post_once(state, add_member)),
         )
         .route(
+            "/v1/clinics/{clinicId}/members/search",
+            axum::routing::post(search_members),
+        )
+        .route(
             "/v1/clinics/{clinicId}/members/{userId}",
             get(get_member).patch(update_member).delete(remove_member),
         )
 }
 
-/// Members the caller may see, filtered by role, or found by exact email or phone.
+/// Members the caller may see, found by exact email or phone given in the body.
+async fn search_members(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Json(q): Json<MemberSearch>,
+) -> Result<Response, ApiError> {
+    if !shared::policy::may_ever(access.role, Resource::Member, Action::Read) {
+        return Err(ApiError::Forbidden);
+    }
+    let items = members::search(&state, &access, q).await?;
+    Ok(shared::http::present(
+        &serde_json::json!({ "items": items }),
+    ))
+}
+
+/// Members the caller may see, filtered by role.
 async fn list_members(
     State(state): State<AppState>,
     access: ClinicAccess,
@@ -50,8 +69,9 @@ async fn list_members(
     ))
 }
 
-/// Adds a person to the clinic with a role: an existing identity (found by email) or a new
-/// one, invited to choose a password. An invalid body is 422 before the policy is asked.
+/// Invites a person into the clinic with a role: the membership is pending until they accept
+/// through the link sent to the address, and the answer is the same whether or not they have
+/// an account. An invalid body is 422 before the policy is asked.
 async fn add_member(
     State(state): State<AppState>,
     access: ClinicAccess,
@@ -59,10 +79,8 @@ async fn add_member(
 ) -> Result<Response, ApiError> {
     let new = req.validate()?;
     access.require(Resource::Member, Action::Create, &new.target())?;
-    let (member, invited) = members::add(&state, &access, new).await?;
-    let mut view = serde_json::to_value(member).map_err(ApiError::internal)?;
-    view["invited"] = serde_json::Value::Bool(invited);
-    Ok(json_response(StatusCode::CREATED, &view))
+    let member = members::add(&state, &access, new).await?;
+    Ok(json_response(StatusCode::CREATED, &member))
 }
 
 async fn get_member(
