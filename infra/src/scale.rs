@@ -113,6 +113,7 @@ async fn seed(stack: &Stack, n: usize, now: Timestamp) -> Result<(ClinicId, Loca
             started_at: None,
             completed_at: None,
             cancelled_at: None,
+            held_until: None,
             sealed: Default::default(),
             billing: None,
         };

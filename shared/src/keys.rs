@@ -108,6 +108,18 @@ pub fn outbox_pk(clinic: Option<&ClinicId>, event: &EventId) -> String {
 pub const OUTBOX_SK: &str = "EVENT";
 pub const OUTBOX_ENTITY: &str = "OUTBOX";
 
+/// A patient's count of open holds (their own unconfirmed bookings) in the clinic.
+pub fn holds_sk(patient: &UserId) -> String {
+    format!("HOLDS#{patient}")
+}
+
+/// A patient's unconfirmed booking holding its time until `until` (epoch seconds), under the
+/// clinic: the sweep reads the ones whose time is up, oldest first.
+pub fn hold_sk(until: i64, appointment: &AppointmentId) -> String {
+    format!("{HOLD_PREFIX}{until:012}#{appointment}")
+}
+pub const HOLD_PREFIX: &str = "HOLD#";
+
 /// A doctor's availability (weekly shifts, breaks, exceptions, slot length), under the clinic.
 pub fn schedule_sk(doctor: &UserId) -> String {
     format!("SCHEDULE#{doctor}")

@@ -23,9 +23,58 @@ pub struct ClinicRecord {
     pub status: String,
     /// Patients may register themselves into the clinic.
     pub self_registration: bool,
+    /// What patients may book for themselves.
+    pub booking: BookingLimits,
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// A clinic's limits on what patients book for themselves (staff are not limited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BookingLimits {
+    /// Unconfirmed bookings a patient may hold at once.
+    pub max_open_holds: i64,
+    /// How far ahead a patient may book, in days.
+    pub max_days_ahead: i64,
+    /// How long a patient's unconfirmed booking holds its time before it expires, in minutes.
+    pub hold_minutes: i64,
+}
+
+impl Default for BookingLimits {
+    fn default() -> Self {
+        Self {
+            max_open_holds: 3,
+            max_days_ahead: 90,
+            hold_minutes: 24 * 60,
+        }
+    }
+}
+
+impl BookingLimits {
+    /// The settings' names and allowed ranges, as stored and as the API shows them.
+    pub const RANGES: [(&'static str, std::ops::RangeInclusive<i64>); 3] = [
+        ("maxOpenHolds", 1..=20),
+        ("maxDaysAhead", 1..=730),
+        ("holdMinutes", 5..=14 * 24 * 60),
+    ];
+
+    fn from_item(i: &Item) -> Self {
+        let d = Self::default();
+        Self {
+            max_open_holds: get_opt_n(i, "maxOpenHolds").unwrap_or(d.max_open_holds),
+            max_days_ahead: get_opt_n(i, "maxDaysAhead").unwrap_or(d.max_days_ahead),
+            hold_minutes: get_opt_n(i, "holdMinutes").unwrap_or(d.hold_minutes),
+        }
+    }
+
+    pub fn values(&self) -> [(&'static str, i64); 3] {
+        [
+            ("maxOpenHolds", self.max_open_holds),
+            ("maxDaysAhead", self.max_days_ahead),
+            ("holdMinutes", self.hold_minutes),
+        ]
+    }
 }
 
 impl Record for ClinicRecord {
@@ -56,6 +105,7 @@ impl ClinicRecord {
             locale: get_opt_s(i, "locale").unwrap_or("en").to_string(),
             status: get_opt_s(i, "status").unwrap_or("ACTIVE").to_string(),
             self_registration: crate::db::get_opt_bool(i, "selfRegistration").unwrap_or(false),
+            booking: BookingLimits::from_item(i),
             version: get_n(i, "version")?,
             created_at: get_opt_n(i, "createdAt").unwrap_or(0),
             updated_at: get_opt_n(i, "updatedAt").unwrap_or(0),
@@ -63,9 +113,12 @@ impl ClinicRecord {
     }
 
     pub fn put(&self, table: &Table) -> Result<TransactWriteItem, ApiError> {
+        let mut put = self.new_put(table, "CLINIC");
+        for (name, v) in self.booking.values() {
+            put = put.item(name, crate::db::n(v));
+        }
         tx_put(
-            self.new_put(table, "CLINIC")
-                .item(keys::GSI1PK, s(keys::CLINICS_GSI1PK))
+            put.item(keys::GSI1PK, s(keys::CLINICS_GSI1PK))
                 .item(keys::GSI1SK, s(keys::clinic_gsi1sk(&self.id)))
                 .item("name", s(&self.name))
                 .item("timeZone", s(&self.time_zone))

@@ -60,6 +60,7 @@ pub async fn assigned(
         &access.clinic,
         &access.caller.user_id,
         patient,
+        state.clock.epoch(),
     )
     .await
 }

@@ -155,7 +155,7 @@ pub async fn perform(
             };
             lifecycle::billed_terms_kept(a, kind, minutes)?;
             let av = schedule_of(state, a).await?;
-            let problems = rules::check_booking(
+            let mut problems = rules::check_booking(
                 kind,
                 location.as_ref().map(LocationId::as_str),
                 starts_at,
@@ -164,6 +164,17 @@ pub async fn perform(
                 &av,
                 &tz,
             );
+            if a.patient == access.caller.user_id {
+                // A patient moves their own booking within the limits they book under.
+                let limits = crate::common::booking_limits(state, &access.clinic).await?;
+                problems.extend(rules::patient_limits(
+                    starts_at,
+                    minutes,
+                    av.slot_minutes,
+                    now,
+                    limits.max_days_ahead,
+                ));
+            }
             validation(booking_errors("", &problems))?;
             Input::Reschedule {
                 starts_at,

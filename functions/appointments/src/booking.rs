@@ -20,7 +20,7 @@ use crate::{
     input::{booking_errors, err, parse_kind_field, text_ok, timing, validation},
     lifecycle,
     rules::{self, Availability, Status},
-    store::AppointmentRecord,
+    store::{self, AppointmentRecord},
 };
 
 #[derive(Debug, Deserialize)]
@@ -225,6 +225,20 @@ pub async fn book(
         av.as_ref().unwrap_or(&closed),
         &tz,
     );
+    // A patient booking for themselves books one slot, not too far ahead, and holds its time
+    // only for a while and only a few at once (staff are not limited).
+    let own = patient == access.caller.user_id;
+    let limits = crate::common::booking_limits(state, &access.clinic).await?;
+    let mut problems = problems;
+    if own {
+        problems.extend(rules::patient_limits(
+            starts_at,
+            minutes,
+            default_minutes,
+            now,
+            limits.max_days_ahead,
+        ));
+    }
     validation(booking_errors("", &problems))?;
     let sealed = sealed?;
     let a = AppointmentRecord {
@@ -248,21 +262,60 @@ pub async fn book(
         started_at: None,
         completed_at: None,
         cancelled_at: None,
+        held_until: None,
         sealed,
         billing: None,
     };
     let who = who(access);
-    db::retrying(billing::coverage::NUMBERING_RETRIES, || {
-        let (who, subscription, tz, mut a) = (&who, &subscription, &tz, a.clone());
-        async move {
-            let mut tx = Tx::default();
-            if let Some(sub) = subscription {
-                a.billing = Some(lifecycle::cover(state, &mut tx, &a, sub, tz, who, now).await?);
+    // Losing the period's last unit to a concurrent booking books the visit as paid instead:
+    // the next attempt reads the subscription again and issues the visit's invoice.
+    let mut tries = 0;
+    loop {
+        let attempt = db::retrying(billing::coverage::NUMBERING_RETRIES, || {
+            let (who, subscription, tz, mut a) = (&who, &subscription, &tz, a.clone());
+            async move {
+                let mut tx = Tx::default();
+                if let Some(sub) = subscription {
+                    a.billing =
+                        Some(lifecycle::cover(state, &mut tx, &a, sub, tz, who, now).await?);
+                }
+                if own {
+                    // A visit waiting for its invoice to be paid holds its time until it
+                    // starts; any other hold for the clinic's hold time.
+                    let awaiting_payment = a.billing.as_ref().is_some_and(|b| !b.covered);
+                    let until = if awaiting_payment {
+                        starts_at.as_second()
+                    } else {
+                        (now.as_second() + limits.hold_minutes * 60).min(starts_at.as_second())
+                    };
+                    a.held_until = Some(until);
+                    tx.guard(
+                        store::holds_add(
+                            &state.table,
+                            &a.clinic,
+                            &a.patient,
+                            1,
+                            Some(limits.max_open_holds),
+                        )?,
+                        TOO_MANY_HOLDS,
+                    );
+                    tx.push(store::hold_put(&state.table, &a, until)?);
+                }
+                lifecycle::add_booking(state, &mut tx, &a, who, now).await?;
+                tx.commit(&state.table).await?;
+                Ok(a)
             }
-            lifecycle::add_booking(state, &mut tx, &a, who, now).await?;
-            tx.commit(&state.table).await?;
-            Ok(a)
+        })
+        .await;
+        match attempt {
+            Err(ApiError::Guarded(billing::coverage::QUOTA_EXHAUSTED)) if tries < 5 => tries += 1,
+            other => break other,
         }
-    })
-    .await
+    }
 }
+
+/// The patient's count of open holds is at the clinic's limit.
+const TOO_MANY_HOLDS: shared::error::Guard = shared::error::Guard::new(
+    "too_many_pending",
+    "You have as many unconfirmed bookings as the clinic allows; wait for one to be confirmed or cancel one first.",
+);

@@ -42,6 +42,19 @@ pub async fn clinic_zone(state: &AppState, clinic: &ClinicId) -> Result<TimeZone
     TimeZone::get(&c.time_zone).map_err(ApiError::internal)
 }
 
+/// What the clinic lets patients book for themselves (cached with the clinic's settings).
+pub async fn booking_limits(
+    state: &AppState,
+    clinic: &ClinicId,
+) -> Result<shared::tenancy::BookingLimits, ApiError> {
+    Ok(state
+        .clinics
+        .get(clinic)
+        .await?
+        .map(|c| c.booking)
+        .unwrap_or_default())
+}
+
 /// A doctor (any clinician with a schedule) who is a member of the clinic.
 pub async fn clinician(
     state: &AppState,

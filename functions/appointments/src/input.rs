@@ -118,6 +118,10 @@ pub fn booking_errors(prefix: &str, problems: &[BookingProblem]) -> Vec<FieldErr
                 BookingProblem::OutsideHours => {
                     "The doctor does not work at this time (and place)."
                 }
+                BookingProblem::NotOneSlot => "Book one slot of the doctor's length.",
+                BookingProblem::TooFarAhead => {
+                    "This is further ahead than the clinic takes bookings."
+                }
             };
             err(format!("{prefix}{}", p.field()), p.code(), message)
         })

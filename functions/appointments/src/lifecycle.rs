@@ -79,7 +79,16 @@ pub async fn add_booking(
     )? {
         tx.guard(item, SLOT_TAKEN);
     }
-    tx.push(store::care_add(table, &a.clinic, &a.doctor, &a.patient, 1)?);
+    if a.counts_as_care() {
+        tx.push(store::care_add(
+            table,
+            &a.clinic,
+            &a.doctor,
+            &a.patient,
+            1,
+            Some(a.care_until()),
+        )?);
+    }
     let extra = match &a.follow_up_of {
         Some(f) => serde_json::json!({ "followUpOf": f }),
         None => serde_json::json!({}),
@@ -153,7 +162,7 @@ pub async fn apply(
     let now = state.clock.now();
     let now_s = now.as_second();
     let to = rules::next(a.status, action).map_err(|e| illegal(e.from, e.action))?;
-    if !rules::due(action, a.starts_at, now) {
+    if !rules::due(action, a.starts_at, a.held_until, now) {
         return Err(ApiError::conflict(
             "not_due",
             "This can only happen once the appointment's start time has passed.",
@@ -212,6 +221,17 @@ pub async fn apply(
             b.kind = kind;
             b.location = location;
             b.reschedules += 1;
+            if a.counts_as_care() {
+                // The relation lasts from the new time on.
+                tx.push(store::care_add(
+                    table,
+                    &a.clinic,
+                    &a.doctor,
+                    &a.patient,
+                    0,
+                    Some(b.care_until()),
+                )?);
+            }
             let sk = keys::appointment_time_sk(&store::iso(starts_at), &a.id);
             u.set("startsAt", n(starts_at.as_second()))
                 .set("durationMinutes", n(minutes))
@@ -245,9 +265,11 @@ pub async fn apply(
             {
                 tx.push(item);
             }
-            tx.push(store::care_add(
-                table, &a.clinic, &a.doctor, &a.patient, -1,
-            )?);
+            if a.counts_as_care() {
+                tx.push(store::care_add(
+                    table, &a.clinic, &a.doctor, &a.patient, -1, None,
+                )?);
+            }
             if a.status == Status::CheckedIn {
                 tx.push(store::queue_remove(table, &a.clinic, day, &a.id)?);
             }
@@ -267,6 +289,17 @@ pub async fn apply(
             tx.push(store::queue_put(table, &a.clinic, day, a, now_s)?);
             u.set("checkedInAt", n(now_s));
             b.checked_in_at = Some(now_s);
+            if !a.counts_as_care() {
+                // The patient is here: the doctor's own booking is a real visit now.
+                tx.push(store::care_add(
+                    table,
+                    &a.clinic,
+                    &a.doctor,
+                    &a.patient,
+                    1,
+                    Some(b.care_until()),
+                )?);
+            }
         }
         (Transition::Start, _) => {
             tx.push(store::queue_started(table, &a.clinic, day, &a.id, now_s)?);
@@ -305,6 +338,7 @@ pub async fn apply(
                     started_at: None,
                     completed_at: None,
                     cancelled_at: None,
+                    held_until: None,
                     sealed: Default::default(),
                     billing: None,
                     ..a.clone()
@@ -333,8 +367,22 @@ pub async fn apply(
             {
                 tx.push(item);
             }
+            // A visit that did not happen is no care relation.
+            if a.counts_as_care() {
+                tx.push(store::care_add(
+                    table, &a.clinic, &a.doctor, &a.patient, -1, None,
+                )?);
+            }
         }
         _ => return Err(ApiError::internal("action input does not match the action")),
+    }
+    if let Some(until) = a
+        .held_until
+        .filter(|_| a.status == Status::Pending && to != Status::Pending)
+    {
+        // The patient's hold is over (confirmed, cancelled or expired): it no longer counts.
+        tx.push(store::holds_add(table, &a.clinic, &a.patient, -1, None)?);
+        tx.push(store::hold_delete(table, a, until)?);
     }
     tx.guard(a.update(table, u, now_s)?, CHANGED_MEANWHILE);
     let event_type = match action {

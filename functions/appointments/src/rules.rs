@@ -311,13 +311,18 @@ pub enum BookingProblem {
     InThePast,
     LocationRequired,
     OutsideHours,
+    /// A patient books one slot of the doctor's length; staff may book longer.
+    NotOneSlot,
+    /// Further ahead than the clinic lets patients book.
+    TooFarAhead,
 }
 
 impl BookingProblem {
     pub fn field(self) -> &'static str {
         match self {
-            BookingProblem::DurationOutOfRange => "durationMinutes",
+            BookingProblem::DurationOutOfRange | BookingProblem::NotOneSlot => "durationMinutes",
             BookingProblem::LocationRequired => "locationId",
+            BookingProblem::TooFarAhead => "startsAt",
             BookingProblem::NotOnGrid
             | BookingProblem::InThePast
             | BookingProblem::OutsideHours => "startsAt",
@@ -331,6 +336,8 @@ impl BookingProblem {
             BookingProblem::InThePast => "in_the_past",
             BookingProblem::LocationRequired => "required",
             BookingProblem::OutsideHours => "outside_hours",
+            BookingProblem::NotOneSlot => "slot_length_only",
+            BookingProblem::TooFarAhead => "too_far_ahead",
         }
     }
 }
@@ -370,6 +377,25 @@ pub fn check_booking(
     };
     if duration_ok && !within_hours(avail, tz, start, minutes, at) {
         problems.push(BookingProblem::OutsideHours);
+    }
+    problems
+}
+
+/// What a patient booking (or moving) their own appointment may not do beyond what anyone may:
+/// take more than one slot of the doctor's length, or book further ahead than the clinic allows.
+pub fn patient_limits(
+    start: Timestamp,
+    minutes: i64,
+    slot_minutes: i64,
+    now: Timestamp,
+    max_days_ahead: i64,
+) -> Vec<BookingProblem> {
+    let mut problems = Vec::new();
+    if minutes != slot_minutes {
+        problems.push(BookingProblem::NotOneSlot);
+    }
+    if start.as_second() > now.as_second() + max_days_ahead * 24 * 60 * 60 {
+        problems.push(BookingProblem::TooFarAhead);
     }
     problems
 }
@@ -568,11 +594,18 @@ pub fn next(from: Status, action: Transition) -> Result<Status, IllegalTransitio
     Ok(to)
 }
 
-/// Whether a time-bound transition may happen yet: no-show and expiry only once the start has
-/// passed; everything else any time.
-pub fn due(action: Transition, starts_at: Timestamp, now: Timestamp) -> bool {
+/// Whether a time-bound transition may happen yet: a no-show only once the start has passed,
+/// expiry once the start has passed or the patient's hold has run out; everything else any
+/// time.
+pub fn due(
+    action: Transition,
+    starts_at: Timestamp,
+    held_until: Option<i64>,
+    now: Timestamp,
+) -> bool {
     match action {
-        Transition::NoShow | Transition::Expire => now >= starts_at,
+        Transition::NoShow => now >= starts_at,
+        Transition::Expire => now >= starts_at || held_until.is_some_and(|h| now.as_second() >= h),
         _ => true,
     }
 }
@@ -603,15 +636,20 @@ pub fn can_reschedule(
     Ok(())
 }
 
-/// What the sweep does with an appointment whose start has passed: unconfirmed ones expire,
-/// confirmed ones that never checked in are no-shows.
-pub fn sweep(status: Status, starts_at: Timestamp, now: Timestamp) -> Option<Transition> {
-    if now < starts_at {
-        return None;
-    }
+/// What the sweep does with an appointment: unconfirmed ones expire once their start has passed
+/// or their hold (a patient's own unconfirmed booking) has run out; confirmed ones that never
+/// checked in are no-shows once their start has passed.
+pub fn sweep(
+    status: Status,
+    starts_at: Timestamp,
+    held_until: Option<i64>,
+    now: Timestamp,
+) -> Option<Transition> {
+    let started = now >= starts_at;
+    let hold_over = held_until.is_some_and(|h| now.as_second() >= h);
     match status {
-        Status::Pending => Some(Transition::Expire),
-        Status::Confirmed => Some(Transition::NoShow),
+        Status::Pending if started || hold_over => Some(Transition::Expire),
+        Status::Confirmed if started => Some(Transition::NoShow),
         _ => None,
     }
 }

@@ -54,6 +54,9 @@ pub struct AppointmentRecord {
     pub started_at: Option<i64>,
     pub completed_at: Option<i64>,
     pub cancelled_at: Option<i64>,
+    /// A patient's own unconfirmed booking holds its time until then (epoch seconds); it
+    /// counts against the patient's open holds while PENDING.
+    pub held_until: Option<i64>,
     /// Ciphertexts by field name (see [`PHI_FIELDS`]).
     pub sealed: BTreeMap<&'static str, String>,
     /// How the appointment is paid for, when it was booked with a subscription.
@@ -101,6 +104,18 @@ fn bad(field: &'static str) -> ApiError {
 }
 
 impl AppointmentRecord {
+    /// Whether this appointment makes its doctor the patient's clinician: one the doctor booked
+    /// themselves counts only once the patient has checked in, so no clinician can make
+    /// themselves assigned to a patient with a booking of their own.
+    pub fn counts_as_care(&self) -> bool {
+        self.created_by.as_deref() != Some(self.doctor.as_str()) || self.checked_in_at.is_some()
+    }
+
+    /// The end of the care relation this appointment grants.
+    pub fn care_until(&self) -> i64 {
+        self.ends_at().as_second() + CARE_DAYS * 24 * 60 * 60
+    }
+
     pub fn ends_at(&self) -> Timestamp {
         self.starts_at + jiff::SignedDuration::from_mins(self.minutes)
     }
@@ -135,6 +150,7 @@ impl AppointmentRecord {
             created_at: get_n(i, "createdAt")?,
             updated_at: get_opt_n(i, "updatedAt").unwrap_or(0),
             created_by: get_opt_s(i, "createdBy").map(str::to_string),
+            held_until: get_opt_n(i, "heldUntil"),
             follow_up_of: id("followUpOf")?,
             follow_up_id: id("followUpId")?,
             checked_in_at: get_opt_n(i, "checkedInAt"),
@@ -191,6 +207,9 @@ impl AppointmentRecord {
         }
         if let Some(c) = &self.created_by {
             p = p.item("createdBy", s(c));
+        }
+        if let Some(h) = self.held_until {
+            p = p.item("heldUntil", n(h));
         }
         if let Some(f) = &self.follow_up_of {
             p = p.item("followUpOf", s(f.as_str()));
@@ -501,31 +520,134 @@ pub fn care_add(
     clinician: &UserId,
     patient: &UserId,
     delta: i64,
+    until: Option<i64>,
 ) -> Result<TransactWriteItem, ApiError> {
-    tx_update(
-        Update::builder()
+    let mut u = Update::builder()
+        .table_name(&table.name)
+        .key(keys::PK, s(keys::clinic_pk(clinic)))
+        .key(keys::SK, s(keys::care_sk(clinician, patient)))
+        .expression_attribute_values(":d", n(delta))
+        .expression_attribute_values(":c", s(clinician.as_str()))
+        .expression_attribute_values(":p", s(patient.as_str()));
+    u = match until {
+        Some(until) => u
+            .update_expression("ADD active :d SET clinicianId = :c, patientId = :p, #until = :u")
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_values(":u", n(until)),
+        None => u.update_expression("ADD active :d SET clinicianId = :c, patientId = :p"),
+    };
+    tx_update(u)
+}
+
+/// A patient's count of open holds (their own unconfirmed bookings) moves by `delta`; taking
+/// one fails once `max` are open.
+pub fn holds_add(
+    table: &Table,
+    clinic: &ClinicId,
+    patient: &UserId,
+    delta: i64,
+    max: Option<i64>,
+) -> Result<TransactWriteItem, ApiError> {
+    let mut u = Update::builder()
+        .table_name(&table.name)
+        .key(keys::PK, s(keys::clinic_pk(clinic)))
+        .key(keys::SK, s(keys::holds_sk(patient)))
+        .update_expression("ADD #open :d SET patientId = :p")
+        .expression_attribute_names("#open", "open")
+        .expression_attribute_values(":d", n(delta))
+        .expression_attribute_values(":p", s(patient.as_str()));
+    if let Some(max) = max {
+        u = u
+            .condition_expression("attribute_not_exists(#open) OR #open < :max")
+            .expression_attribute_values(":max", n(max));
+    }
+    tx_update(u)
+}
+
+/// The hold item of a patient's unconfirmed booking (written with it; removed when it leaves
+/// PENDING).
+pub fn hold_put(
+    table: &Table,
+    a: &AppointmentRecord,
+    until: i64,
+) -> Result<TransactWriteItem, ApiError> {
+    tx_put(
+        Put::builder()
             .table_name(&table.name)
-            .key(keys::PK, s(keys::clinic_pk(clinic)))
-            .key(keys::SK, s(keys::care_sk(clinician, patient)))
-            .update_expression("ADD active :d SET clinicianId = :c, patientId = :p")
-            .expression_attribute_values(":d", n(delta))
-            .expression_attribute_values(":c", s(clinician.as_str()))
-            .expression_attribute_values(":p", s(patient.as_str())),
+            .item(keys::PK, s(keys::clinic_pk(&a.clinic)))
+            .item(keys::SK, s(keys::hold_sk(until, &a.id)))
+            .item(keys::ENTITY, s("HOLD"))
+            .item("appointmentId", s(a.id.as_str()))
+            .item("heldUntil", n(until)),
     )
 }
 
+pub fn hold_delete(
+    table: &Table,
+    a: &AppointmentRecord,
+    until: i64,
+) -> Result<TransactWriteItem, ApiError> {
+    tx_delete(
+        Delete::builder()
+            .table_name(&table.name)
+            .key(keys::PK, s(keys::clinic_pk(&a.clinic)))
+            .key(keys::SK, s(keys::hold_sk(until, &a.id))),
+    )
+}
+
+/// The appointments whose holds ran out by `now`, oldest first, a page at a time: the sweep's
+/// second work list (only holds, never the clinic's other appointments).
+pub async fn holds_over(
+    table: &Table,
+    clinic: &ClinicId,
+    now: Timestamp,
+    start: Option<Item>,
+) -> Result<(Vec<AppointmentId>, Option<Item>), ApiError> {
+    let out = table
+        .client
+        .query()
+        .table_name(&table.name)
+        .key_condition_expression("pk = :p AND sk BETWEEN :from AND :to")
+        .expression_attribute_values(":p", s(keys::clinic_pk(clinic)))
+        .expression_attribute_values(":from", s(keys::HOLD_PREFIX))
+        .expression_attribute_values(
+            ":to",
+            s(format!("{}{:012}~", keys::HOLD_PREFIX, now.as_second())),
+        )
+        .set_exclusive_start_key(start)
+        .limit(100)
+        .send()
+        .await
+        .map_err(db::internal)?;
+    let ids = out
+        .items()
+        .iter()
+        .filter_map(|i| get_opt_s(i, "appointmentId").and_then(AppointmentId::parse))
+        .collect();
+    Ok((ids, out.last_evaluated_key.filter(|k| !k.is_empty())))
+}
+
+/// Whether the clinician is in a care relation with the patient now: an appointment of theirs
+/// that counts (see [`AppointmentRecord::counts_as_care`]) and a relation not past its end.
 pub async fn is_assigned(
     table: &Table,
     clinic: &ClinicId,
     clinician: &UserId,
     patient: &UserId,
+    now: i64,
 ) -> Result<bool, ApiError> {
     Ok(table
         .get(keys::clinic_pk(clinic), keys::care_sk(clinician, patient))
         .await?
-        .and_then(|i| get_opt_n(&i, "active"))
-        .is_some_and(|a| a > 0))
+        .is_some_and(|i| {
+            get_opt_n(&i, "active").is_some_and(|a| a > 0)
+                && get_opt_n(&i, "until").is_some_and(|u| u > now)
+        }))
 }
+
+/// How long after an appointment's end its care relation lasts (results, questions, a
+/// follow-up), unless another appointment extends it.
+pub const CARE_DAYS: i64 = 90;
 
 // ---------------------------------------------------------------- availability
 

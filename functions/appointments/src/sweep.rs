@@ -1,5 +1,6 @@
 //! The scheduled sweep: appointments whose start has passed become EXPIRED (never confirmed) or
-//! NO_SHOW (confirmed, never checked in). It runs on an EventBridge schedule on AWS and on a
+//! NO_SHOW (confirmed, never checked in), and patients' unconfirmed bookings whose hold ran out
+//! become EXPIRED. It runs on an EventBridge schedule on AWS and on a
 //! timer in the local stack, fanned out one clinic per message (`shared::jobs`).
 
 use jiff::{Timestamp, tz::TimeZone};
@@ -54,6 +55,21 @@ pub async fn sweep_clinic(state: &AppState, clinic: &ClinicId) -> Result<SweepRe
             }
         }
     }
+    // Patients' unconfirmed bookings whose hold ran out before their start.
+    let mut start = None;
+    loop {
+        let (ids, next) = store::holds_over(&state.table, clinic, now, start).await?;
+        for id in ids {
+            match store::get_appointment(&state.table, clinic, &id).await? {
+                Some(a) => sweep_one(state, &a, now, &tz, &mut report).await,
+                None => report.skipped += 1,
+            }
+        }
+        match next {
+            Some(k) => start = Some(k),
+            None => break,
+        }
+    }
     tracing::info!(clinic_id = %clinic, expired = report.expired, no_shows = report.no_shows, skipped = report.skipped, failed = report.failed, "swept");
     Ok(report)
 }
@@ -65,7 +81,7 @@ async fn sweep_one(
     tz: &TimeZone,
     report: &mut SweepReport,
 ) {
-    let Some(action) = rules::sweep(a.status, a.starts_at, now) else {
+    let Some(action) = rules::sweep(a.status, a.starts_at, a.held_until, now) else {
         return;
     };
     match lifecycle::apply(state, &Who::system(), a, action, Input::None, tz).await {

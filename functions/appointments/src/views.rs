@@ -31,6 +31,9 @@ pub struct AppointmentView {
     started_at: Option<String>,
     completed_at: Option<String>,
     cancelled_at: Option<String>,
+    /// While a patient's own booking is unconfirmed: when its hold runs out and it expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held_until: Option<String>,
     version: i64,
     created_at: String,
     updated_at: String,
@@ -79,6 +82,10 @@ pub async fn view(
         started_at: opt_time(a.started_at),
         completed_at: opt_time(a.completed_at),
         cancelled_at: opt_time(a.cancelled_at),
+        held_until: opt_time(
+            a.held_until
+                .filter(|_| a.status == crate::rules::Status::Pending),
+        ),
         version: a.version,
         created_at: shared::clock::rfc3339(a.created_at),
         updated_at: shared::clock::rfc3339(a.updated_at),

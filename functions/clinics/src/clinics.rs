@@ -37,6 +37,12 @@ pub struct ClinicView {
     status: String,
     /// Patients may register themselves into the clinic.
     self_registration: bool,
+    /// Unconfirmed bookings a patient may hold at once.
+    max_open_holds: i64,
+    /// How far ahead patients may book, in days.
+    max_days_ahead: i64,
+    /// How long a patient's unconfirmed booking holds its time, in minutes.
+    hold_minutes: i64,
     version: i64,
     created_at: String,
 }
@@ -51,6 +57,9 @@ impl From<&ClinicRecord> for ClinicView {
             locale: c.locale.clone(),
             status: c.status.clone(),
             self_registration: c.self_registration,
+            max_open_holds: c.booking.max_open_holds,
+            max_days_ahead: c.booking.max_days_ahead,
+            hold_minutes: c.booking.hold_minutes,
             version: c.version,
             created_at: rfc3339(c.created_at),
         }
@@ -84,6 +93,12 @@ pub struct UpdateClinic {
     locale: Option<String>,
     #[serde(default)]
     self_registration: Option<bool>,
+    #[serde(default)]
+    max_open_holds: Option<i64>,
+    #[serde(default)]
+    max_days_ahead: Option<i64>,
+    #[serde(default)]
+    hold_minutes: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -168,6 +183,7 @@ pub async fn create(
         locale: req.locale.unwrap_or_else(|| "en".into()),
         status: "ACTIVE".into(),
         self_registration: req.self_registration,
+        booking: Default::default(),
         version: 1,
         created_at: now,
         updated_at: now,
@@ -281,12 +297,27 @@ pub async fn update(
     access: &ClinicAccess,
     req: UpdateClinic,
 ) -> Result<ClinicView, ApiError> {
-    let errors = settings_errors(
+    let mut errors = settings_errors(
         req.name.as_deref(),
         req.time_zone.as_deref(),
         req.currency.as_deref(),
         req.locale.as_deref(),
     );
+    let limits: Vec<(&'static str, i64)> = shared::tenancy::BookingLimits::RANGES
+        .into_iter()
+        .zip([req.max_open_holds, req.max_days_ahead, req.hold_minutes])
+        .filter_map(|((name, range), v)| {
+            let v = v?;
+            if !range.contains(&v) {
+                errors.push(FieldError::new(
+                    name,
+                    "out_of_range",
+                    format!("Use {} to {}.", range.start(), range.end()),
+                ));
+            }
+            Some((name, v))
+        })
+        .collect();
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -301,7 +332,7 @@ pub async fn update(
     .into_iter()
     .filter_map(|(k, v)| v.map(|v| (k, v)))
     .collect();
-    if changes.is_empty() && opens.is_none() {
+    if changes.is_empty() && opens.is_none() && limits.is_empty() {
         return Err(ApiError::unprocessable(
             "empty_update",
             "The body changes nothing.",
@@ -316,6 +347,10 @@ pub async fn update(
     if let Some(open) = opens {
         update.set("selfRegistration", db::b(open));
         fields.push("selfRegistration");
+    }
+    for (name, v) in &limits {
+        update.set(name, db::n(*v));
+        fields.push(name);
     }
     let event = event(
         state,

@@ -32,6 +32,7 @@ struct World {
     /// One member of clinic A per role (the super admin has no membership).
     people: HashMap<Role, (UserId, String)>,
     doctor2: (UserId, String),
+    doctor2_email: String,
     patient2: (UserId, String),
     /// Every login, to sign in again after the clock moves past token lifetimes.
     emails: Vec<(Option<Role>, String)>,
@@ -43,6 +44,7 @@ struct World {
 impl World {
     /// Signs everyone in again (after the test clock moved past the tokens' 15 minutes).
     async fn relogin(&mut self) {
+        self.doctor2.1 = self.api.token(&self.doctor2_email, DEMO_PASSWORD).await;
         for (role, email) in self.emails.clone() {
             let token = self.api.token(&email, DEMO_PASSWORD).await;
             match role {
@@ -181,6 +183,7 @@ async fn world() -> World {
         emails.push((Some(role), email));
     }
     emails.push((None, admin_b.1.clone()));
+    let doctor2_email = doctor2.1.clone();
     let doctor2 = (doctor2.0, api.token(&doctor2.1, DEMO_PASSWORD).await);
     let patient2 = (patient2.0, api.token(&patient2.1, DEMO_PASSWORD).await);
     let admin_b = api.token(&admin_b.1, DEMO_PASSWORD).await;
@@ -193,6 +196,7 @@ async fn world() -> World {
         lb,
         people,
         doctor2,
+        doctor2_email,
         patient2,
         admin_b,
         doctor_b,
@@ -827,6 +831,19 @@ async fn every_role_on_every_appointments_route_gets_what_the_table_says() {
     let w = world().await;
     let patient = w.id(Role::Patient).clone();
     let doctor = w.id(Role::Doctor).clone();
+    // The walk books many short visits: here the doctor works in 5-minute slots, so a patient
+    // booking for themselves (one slot at most) books what everyone else does.
+    let mut short = hours(&w.l1);
+    short["slotMinutes"] = json!(5);
+    let r = w
+        .call(
+            Method::PUT,
+            &format!("/v1/clinics/{}/doctors/{doctor}/availability", w.a),
+            Some(short.clone()),
+            w.token(Role::Doctor),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let cases = [
         Case::Get,
         Case::List,
@@ -984,7 +1001,7 @@ async fn every_role_on_every_appointments_route_gets_what_the_table_says() {
                         Case::SetHours => (
                             Method::PUT,
                             format!("{base}/availability"),
-                            Some(hours(&w.l1)),
+                            Some(short.clone()),
                         ),
                         Case::ReadHours => (Method::GET, format!("{base}/availability"), None),
                         _ => (Method::GET, format!("{base}/slots?date=2026-12-20"), None),
@@ -1613,4 +1630,241 @@ async fn an_account_books_for_itself_only_once_its_address_is_proven() {
     // the same session books at once
     let r = w.call(Method::POST, &w.appts(), Some(body), &token).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}
+
+#[tokio::test]
+async fn patients_hold_a_few_single_slots_for_a_while_and_staff_are_not_limited() {
+    let w = world().await;
+    let (patient, email) = person(w.stack(), Some(&w.a), Role::Patient, None, true).await;
+    let token = w.api.token(&email, DEMO_PASSWORD).await;
+    let doctor = w.id(Role::Doctor).clone();
+    let own = |at: &str, minutes: i64| json!({"doctorId": doctor, "kind": "VIDEO_CALL", "startsAt": at, "durationMinutes": minutes});
+    // GIVEN six bookings of one patient fired at once, THEN only the clinic's three holds stick
+    let times: Vec<String> = (0..6)
+        .map(|i| format!("2026-12-0{}T09:00:00Z", i + 1))
+        .collect();
+    let path = w.appts();
+    let replies = blackbox::join_all(
+        times
+            .iter()
+            .map(|at| w.call(Method::POST, &path, Some(own(at, 30)), &token))
+            .collect(),
+    )
+    .await;
+    let created: Vec<&Reply> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .collect();
+    assert_eq!(
+        created.len(),
+        3,
+        "{:?}",
+        replies.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    for r in replies.iter().filter(|r| r.status != StatusCode::CREATED) {
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (StatusCode::CONFLICT, Some("too_many_pending"))
+        );
+    }
+    // Once reception confirms one, the patient may hold another
+    let confirmed = w
+        .act(
+            &created[0].body["id"],
+            "confirm",
+            None,
+            w.token(Role::Receptionist),
+        )
+        .await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+    let r = w
+        .call(
+            Method::POST,
+            &w.appts(),
+            Some(own("2026-12-08T09:00:00Z", 30)),
+            &token,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // A patient books one slot of the doctor's length, not four hours, and not half a year out;
+    // reception may book the long visit for them
+    let r = w
+        .call(
+            Method::POST,
+            &w.appts(),
+            Some(own("2026-12-09T13:00:00Z", 240)),
+            &token,
+        )
+        .await;
+    assert_eq!(
+        r.body["errors"][0]["code"], "slot_length_only",
+        "{}",
+        r.body
+    );
+    let r = w
+        .call(
+            Method::POST,
+            &w.appts(),
+            Some(own("2027-06-01T09:00:00Z", 30)),
+            &token,
+        )
+        .await;
+    assert_eq!(r.body["errors"][0]["code"], "too_far_ahead", "{}", r.body);
+    let mut long = own("2026-12-09T13:00:00Z", 240);
+    long["patientId"] = json!(patient);
+    let r = w
+        .call(
+            Method::POST,
+            &w.appts(),
+            Some(long),
+            w.token(Role::Receptionist),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // Nor can a patient stretch their own booking into a long one by moving it
+    let held = &created[1].body;
+    let r = w
+        .act(
+            &held["id"],
+            "reschedule",
+            Some(json!({"startsAt": "2026-12-10T09:00:00Z", "durationMinutes": 120})),
+            &token,
+        )
+        .await;
+    assert_eq!(
+        r.body["errors"][0]["code"], "slot_length_only",
+        "{}",
+        r.body
+    );
+    // AND an unconfirmed hold expires when the clinic's hold time is up, freeing its slot
+    let r = w
+        .call(
+            Method::PATCH,
+            &format!("/v1/clinics/{}", w.a),
+            Some(json!({"holdMinutes": 60})),
+            w.token(Role::ClinicAdmin),
+        )
+        .await;
+    assert_eq!(r.body["holdMinutes"], 60, "{}", r.body);
+    w.clock.advance(SignedDuration::from_hours(25));
+    let report = appointments::sweep::sweep_clinic(&w.stack().appointments, &w.a)
+        .await
+        .unwrap();
+    assert_eq!(report.expired, 3, "{report:?}");
+    let mut w = w;
+    w.relogin().await;
+    let token = w.api.token(&email, DEMO_PASSWORD).await;
+    let gone = w
+        .call(
+            Method::GET,
+            &format!("{}/{}", w.appts(), held["id"].as_str().unwrap()),
+            None,
+            w.token(Role::Receptionist),
+        )
+        .await;
+    assert_eq!(gone.body["status"], "EXPIRED");
+    // the hold no longer counts, and a booking made now holds for the new hold time only
+    let r = w
+        .call(
+            Method::POST,
+            &w.appts(),
+            Some(own("2026-12-05T09:00:00Z", 30)),
+            &token,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    w.clock.advance(SignedDuration::from_mins(61));
+    let report = appointments::sweep::sweep_clinic(&w.stack().appointments, &w.a)
+        .await
+        .unwrap();
+    assert_eq!(report.expired, 1, "{report:?}");
+}
+
+#[tokio::test]
+async fn a_care_relation_comes_from_real_visits_and_ends_with_them() {
+    let mut w = world().await;
+    let (doctor2, patient) = (w.doctor2.0.clone(), w.id(Role::Patient).clone());
+    let r = w
+        .call(
+            Method::PUT,
+            &format!("/v1/clinics/{}/doctors/{doctor2}/availability", w.a),
+            Some(hours(&w.l1)),
+            &w.doctor2.1,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // The patient's appointment with the first doctor, which the second doctor wants to read
+    let theirs = w.book(&patient, "2026-12-02T09:00:00Z", 30).await;
+    let path = format!("{}/{}", w.appts(), theirs["id"].as_str().unwrap());
+    async fn sees(w: &World, path: &str) -> StatusCode {
+        w.call(Method::GET, path, None, &w.doctor2.1).await.status
+    }
+    async fn book(w: &World, at: &str, token: &str) -> Value {
+        let body = json!({"doctorId": w.doctor2.0, "patientId": w.id(Role::Patient),
+                          "kind": "VIDEO_CALL", "startsAt": at});
+        let r = w.call(Method::POST, &w.appts(), Some(body), token).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{at}: {}", r.body);
+        r.body
+    }
+    assert_eq!(sees(&w, &path).await, StatusCode::NOT_FOUND);
+    // A visit reception books makes the second doctor the patient's clinician, until it
+    // expires unconfirmed
+    let early = book(&w, "2026-11-30T07:00:00Z", w.token(Role::Receptionist)).await;
+    assert_eq!(sees(&w, &path).await, StatusCode::OK);
+    w.clock.advance(SignedDuration::from_hours(2));
+    let report = appointments::sweep::sweep_clinic(&w.stack().appointments, &w.a)
+        .await
+        .unwrap();
+    assert!(report.expired >= 1, "{report:?}");
+    w.relogin().await;
+    let gone = w
+        .call(
+            Method::GET,
+            &format!("{}/{}", w.appts(), early["id"].as_str().unwrap()),
+            None,
+            w.token(Role::Receptionist),
+        )
+        .await;
+    assert_eq!(gone.body["status"], "EXPIRED");
+    assert_eq!(
+        sees(&w, &path).await,
+        StatusCode::NOT_FOUND,
+        "an expired visit ends it"
+    );
+    // WHEN the second doctor books a dummy visit of their own with the patient, THEN they are
+    // still not the patient's clinician
+    let token = w.doctor2.1.clone();
+    book(&w, "2026-12-03T09:00:00Z", &token).await;
+    assert_eq!(
+        sees(&w, &path).await,
+        StatusCode::NOT_FOUND,
+        "a dummy booking grants nothing"
+    );
+    // A visit reception books counts; cancelling it ends that
+    let real = book(&w, "2026-12-04T10:00:00Z", w.token(Role::Receptionist)).await;
+    assert_eq!(sees(&w, &path).await, StatusCode::OK);
+    let r = w
+        .act(
+            &real["id"],
+            "cancel",
+            Some(json!({"reason": "moved away"})),
+            w.token(Role::Receptionist),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(sees(&w, &path).await, StatusCode::NOT_FOUND);
+    // The doctor's own booking counts once the patient checks in (on the day)
+    let today = book(&w, "2026-11-30T10:30:00Z", &token).await;
+    assert_eq!(sees(&w, &path).await, StatusCode::NOT_FOUND);
+    for action in ["confirm", "check-in"] {
+        let r = w
+            .act(&today["id"], action, None, w.token(Role::Receptionist))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{action}: {}", r.body);
+    }
+    assert_eq!(sees(&w, &path).await, StatusCode::OK);
+    // AND the relation is time-bounded: 90 days after its last visit it is over
+    w.clock.advance(SignedDuration::from_hours(24 * 91));
+    w.relogin().await;
+    assert_eq!(sees(&w, &path).await, StatusCode::NOT_FOUND);
 }

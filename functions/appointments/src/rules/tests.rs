@@ -368,24 +368,65 @@ fn the_sweep_expires_and_marks_no_shows_only_after_the_start() {
     let start: Timestamp = "2026-11-24T09:00:00Z".parse().unwrap();
     let later = start + SignedDuration::from_mins(1);
     assert_eq!(
-        sweep(Status::Pending, start, later),
+        sweep(Status::Pending, start, None, later),
         Some(Transition::Expire)
     );
     assert_eq!(
-        sweep(Status::Confirmed, start, later),
+        sweep(Status::Confirmed, start, None, later),
         Some(Transition::NoShow)
     );
-    assert_eq!(sweep(Status::CheckedIn, start, later), None);
+    assert_eq!(sweep(Status::CheckedIn, start, None, later), None);
     assert_eq!(
-        sweep(Status::Pending, start, start - SignedDuration::from_mins(1)),
+        sweep(
+            Status::Pending,
+            start,
+            None,
+            start - SignedDuration::from_mins(1)
+        ),
         None
     );
     assert!(!due(
         Transition::NoShow,
         start,
+        None,
         start - SignedDuration::from_secs(1)
     ));
-    assert!(due(Transition::Confirm, start, later));
+    assert!(due(Transition::Confirm, start, None, later));
+}
+
+#[test]
+fn a_patients_hold_expires_when_its_time_is_up_even_before_the_start() {
+    let start: Timestamp = "2026-11-24T09:00:00Z".parse().unwrap();
+    let booked = start - SignedDuration::from_hours(48);
+    let hold = Some((booked + SignedDuration::from_hours(24)).as_second());
+    let before = booked + SignedDuration::from_hours(23);
+    let after = booked + SignedDuration::from_hours(24);
+    assert_eq!(sweep(Status::Pending, start, hold, before), None);
+    assert_eq!(
+        sweep(Status::Pending, start, hold, after),
+        Some(Transition::Expire)
+    );
+    assert!(due(Transition::Expire, start, hold, after));
+    assert!(!due(Transition::Expire, start, hold, before));
+    // A confirmed booking holds nothing any more
+    assert_eq!(sweep(Status::Confirmed, start, hold, after), None);
+}
+
+#[test]
+fn patients_book_one_slot_and_not_too_far_ahead() {
+    let now: Timestamp = "2026-11-24T09:00:00Z".parse().unwrap();
+    let soon = now + SignedDuration::from_hours(24);
+    assert!(patient_limits(soon, 30, 30, now, 90).is_empty());
+    assert_eq!(
+        patient_limits(soon, 240, 30, now, 90),
+        vec![BookingProblem::NotOneSlot]
+    );
+    let edge = now + SignedDuration::from_hours(90 * 24);
+    assert!(patient_limits(edge, 30, 30, now, 90).is_empty());
+    assert_eq!(
+        patient_limits(edge + SignedDuration::from_mins(5), 30, 30, now, 90),
+        vec![BookingProblem::TooFarAhead]
+    );
 }
 
 #[test]
