@@ -535,7 +535,9 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let handle = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
+        // The peer address reaches the handlers (throttles key on it, as on API Gateway).
+        let app = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "gateway stopped");
         }
     });

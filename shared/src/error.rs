@@ -154,9 +154,9 @@ pub enum ApiError {
     /// 415: the body is not `application/json`.
     #[error("unsupported media type")]
     UnsupportedMediaType,
-    /// 423: the account is locked for a while.
-    #[error("locked: {code}")]
-    Locked {
+    /// 429: too many requests of this kind from this caller, source or account for now.
+    #[error("too many requests: {code}")]
+    TooManyRequests {
         code: &'static str,
         detail: Cow<'static, str>,
         retry_after_seconds: i64,
@@ -225,7 +225,7 @@ impl ApiError {
             | ApiError::IllegalTransition { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Locked { .. } => StatusCode::LOCKED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -238,7 +238,7 @@ impl ApiError {
             | ApiError::Unauthorized { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::Refused { code, .. }
-            | ApiError::Locked { code, .. } => code,
+            | ApiError::TooManyRequests { code, .. } => code,
             ApiError::Guarded(g) => g.code,
             ApiError::Validation(_) => "validation_failed",
             ApiError::IllegalTransition { .. } => "illegal_transition",
@@ -258,7 +258,7 @@ impl ApiError {
             | ApiError::Unauthorized { detail, .. }
             | ApiError::Conflict { detail, .. }
             | ApiError::Refused { detail, .. }
-            | ApiError::Locked { detail, .. } => detail.clone(),
+            | ApiError::TooManyRequests { detail, .. } => detail.clone(),
             ApiError::Guarded(g) => g.detail.into(),
             ApiError::Validation(_) => "One or more fields are invalid.".into(),
             ApiError::IllegalTransition {
@@ -356,7 +356,7 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static(challenge),
                 );
             }
-            ApiError::Locked {
+            ApiError::TooManyRequests {
                 retry_after_seconds,
                 ..
             } => {

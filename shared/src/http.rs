@@ -386,3 +386,41 @@ mod tests {
         assert!(acceptable_correlation_id(&HeaderValue::from_str(&long).unwrap()).is_none());
     }
 }
+
+/// The network address a request came from, for throttles: API Gateway's `sourceIp` on Lambda
+/// (set by the gateway, not by the client), the peer address in the local gateway, otherwise
+/// `unknown`. Headers such as `X-Forwarded-For` are never trusted: a client could set them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceAddress(pub String);
+
+impl SourceAddress {
+    pub fn of(parts: &http::request::Parts) -> Self {
+        if let Some(lambda_http::request::RequestContext::ApiGatewayV2(c)) =
+            parts
+                .extensions
+                .get::<lambda_http::request::RequestContext>()
+        {
+            if let Some(ip) = &c.http.source_ip {
+                return Self(ip.clone());
+            }
+        }
+        if let Some(axum::extract::ConnectInfo(addr)) = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        {
+            return Self(addr.ip().to_string());
+        }
+        Self("unknown".into())
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for SourceAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self::of(parts))
+    }
+}

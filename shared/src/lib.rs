@@ -28,6 +28,7 @@ pub mod secrets;
 pub mod stream;
 pub mod telemetry;
 pub mod tenancy;
+pub mod throttle;
 pub mod types;
 
 #[cfg(feature = "provision")]

@@ -32,6 +32,8 @@ pub struct Platform {
     pub clinics: ClinicSettings,
     /// Queues: notification jobs and the scheduled jobs' per-clinic work.
     pub sqs: aws_sdk_sqs::Client,
+    /// Request limits and password-guess backoff, kept in the table.
+    pub throttles: crate::throttle::Throttles,
 }
 
 impl std::fmt::Debug for Platform {
@@ -81,7 +83,9 @@ impl Platform {
             blind: blind.clone(),
         };
         let clinics = ClinicSettings::new(table.clone(), clock.clone());
+        let throttles = crate::throttle::Throttles::new(table.clone(), blind.clone());
         Ok(Self {
+            throttles,
             table,
             envelope,
             blind,

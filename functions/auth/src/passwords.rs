@@ -4,6 +4,7 @@ use shared::identity::{LinkKind, field};
 use shared::{
     ApiError, FieldError,
     crypto::Phi,
+    http::SourceAddress,
     ids::{SessionId, UserId},
     types::Email,
 };
@@ -20,12 +21,15 @@ impl Auth<'_> {
         current: &SessionId,
         old: &Phi<String>,
         new: &Phi<String>,
+        source: &SourceAddress,
     ) -> Result<(), ApiError> {
         let now = self.clock.epoch();
         let record = store::get_user(&self.table, user)
             .await?
             .ok_or(ApiError::NotFound)?;
-        self.check_new_password(&record, new, "newPassword").await?;
+        let email = self.check_new_password(&record, new, "newPassword").await?;
+        // A guess of the current password counts like a login's, under the same backoff.
+        let guess = self.throttles.guess(email.expose(), &source.0, now).await?;
         if !self.verify_password(old, &record.password_hash).await? {
             return Err(ApiError::Validation(vec![FieldError::new(
                 "currentPassword",
@@ -33,6 +37,7 @@ impl Auth<'_> {
                 "The current password is wrong.",
             )]));
         }
+        self.throttles.forgive(&guess).await?;
         let hash = hash_password(new).await?;
         let others: Vec<SessionId> = store::live_sessions(&self.table, user, now)
             .await?
@@ -81,7 +86,7 @@ impl Auth<'_> {
         record: &store::UserRecord,
         new: &Phi<String>,
         field_name: &'static str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Phi<String>, ApiError> {
         let email = self
             .envelope
             .decrypt_str(
@@ -91,7 +96,8 @@ impl Auth<'_> {
             .await?;
         rules::check_password(new.expose(), Some(email.expose())).map_err(|p| {
             ApiError::Validation(vec![FieldError::new(field_name, p.code(), p.message())])
-        })
+        })?;
+        Ok(email)
     }
 
     /// Starts a reset: a single-use token valid 15 minutes, handed to the notification queue.

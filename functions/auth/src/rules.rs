@@ -1,4 +1,4 @@
-//! Authentication rules with no I/O: password policy, lockout, token lifetimes, session limits,
+//! Authentication rules with no I/O: password policy, request limits, token lifetimes, session limits,
 //! refresh-token format and reuse classification.
 
 use shared::ids::{SessionId, UserId};
@@ -6,8 +6,57 @@ use shared::ids::{SessionId, UserId};
 pub const MIN_PASSWORD_CHARS: usize = 10;
 /// Bounds the hashing work an attacker can demand per request.
 pub const MAX_PASSWORD_CHARS: usize = 256;
-pub const MAX_FAILED_LOGINS: i64 = 10;
-pub const LOCK_SECONDS: i64 = 20 * 60;
+/// Request limits of the auth routes (fixed windows, per source address or per account). The
+/// per-source limits are brakes on one host, generous enough for a clinic's staff behind one
+/// address; password guesses have their own backoff per (account, source), which is what stops
+/// guessing (see `shared::throttle` and ADR 0013).
+pub mod limits {
+    use shared::throttle::Limit;
+
+    const MINUTE: i64 = 60;
+    const HOUR: i64 = 60 * MINUTE;
+
+    /// Logins from one address, whatever the account (a guesser trying many accounts).
+    pub const LOGIN_PER_SOURCE: Limit = Limit {
+        purpose: "login.source",
+        max: 300,
+        window_seconds: MINUTE,
+    };
+    pub const REGISTER_PER_SOURCE: Limit = Limit {
+        purpose: "register.source",
+        max: 100,
+        window_seconds: HOUR,
+    };
+    /// Refreshes from one address (a client refreshes every 15 minutes per session).
+    pub const REFRESH_PER_SOURCE: Limit = Limit {
+        purpose: "refresh.source",
+        max: 600,
+        window_seconds: MINUTE,
+    };
+    pub const FORGOT_PER_SOURCE: Limit = Limit {
+        purpose: "forgot.source",
+        max: 100,
+        window_seconds: HOUR,
+    };
+    /// Reset mails to one address (known or not: the answer never tells).
+    pub const FORGOT_PER_ACCOUNT: Limit = Limit {
+        purpose: "forgot.account",
+        max: 5,
+        window_seconds: HOUR,
+    };
+    /// Links presented (reset, verification, invitation) from one address.
+    pub const LINKS_PER_SOURCE: Limit = Limit {
+        purpose: "links.source",
+        max: 100,
+        window_seconds: HOUR,
+    };
+    /// New verification mails for one account.
+    pub const RESEND_PER_ACCOUNT: Limit = Limit {
+        purpose: "resend.account",
+        max: 5,
+        window_seconds: HOUR,
+    };
+}
 pub const REFRESH_TOKEN_SECONDS: i64 = 7 * 24 * 60 * 60;
 /// A session cannot be refreshed past this age, whatever the rotations.
 pub const SESSION_MAX_SECONDS: i64 = 30 * 24 * 60 * 60;
@@ -125,18 +174,6 @@ pub fn check_password(password: &str, email: Option<&str>) -> Result<(), Passwor
 }
 
 pub use shared::identity::valid_birth_date;
-
-/// Seconds left on a lock, if the account is locked at `now`.
-pub fn lock_remaining(locked_until: Option<i64>, now: i64) -> Option<i64> {
-    locked_until
-        .filter(|until| *until > now)
-        .map(|until| until - now)
-}
-
-/// Whether the failure that brought the count to `failures` is the one that locks.
-pub fn failure_locks(failures: i64) -> bool {
-    failures >= MAX_FAILED_LOGINS
-}
 
 /// Sessions to evict so that at most [`MAX_LIVE_SESSIONS`] stay live: the oldest first.
 pub fn sessions_to_evict(mut live: Vec<(i64, SessionId)>) -> Vec<SessionId> {
@@ -271,15 +308,6 @@ mod tests {
         ] {
             assert!(!valid_birth_date(bad, today), "{bad}");
         }
-    }
-
-    #[test]
-    fn lockout_window() {
-        assert_eq!(lock_remaining(None, 100), None);
-        assert_eq!(lock_remaining(Some(100), 100), None);
-        assert_eq!(lock_remaining(Some(1300), 100), Some(1200));
-        assert!(!failure_locks(9));
-        assert!(failure_locks(10));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use shared::{
     ApiError,
     clock::rfc3339,
     crypto::{Phi, random_token, token_hash},
+    http::SourceAddress,
     ids::{SessionId, UserId},
     outbox::EventEnvelope,
     types::Email,
@@ -19,26 +20,32 @@ impl Auth<'_> {
         ApiError::unauthorized("invalid_credentials", "The email or password is wrong.")
     }
 
-    fn locked(remaining: i64) -> ApiError {
-        ApiError::Locked {
-            code: "account_locked",
-            detail: "Too many failed logins. Try again later or reset your password.".into(),
-            retry_after_seconds: remaining,
-        }
-    }
-
     /// Checks credentials; unknown email and wrong password answer alike (and take as long).
+    /// Each attempt is reserved before the password is checked: per source address (any
+    /// account) in a fixed window, and per (address given, source) with growing delays, so
+    /// parallel guesses are refused rather than checked and a stranger elsewhere cannot lock
+    /// the owner out.
     pub async fn login(
         &self,
         email: &Phi<String>,
         password: &Phi<String>,
+        source: &SourceAddress,
     ) -> Result<TokenPair, ApiError> {
         if password.expose().chars().count() > rules::MAX_PASSWORD_CHARS {
             return Err(Self::invalid_credentials());
         }
         let now = self.clock.epoch();
-        let user = match Email::parse(email.expose()) {
-            Some(e) => self.identities.user_by_email(&e).await?,
+        self.throttles
+            .take(&rules::limits::LOGIN_PER_SOURCE, &source.0, now)
+            .await?;
+        let email = Email::parse(email.expose());
+        // Keyed on the address given, so an unknown one is slowed exactly like a known one.
+        let account = email
+            .as_ref()
+            .map_or_else(|| "malformed".to_string(), |e| e.expose().to_string());
+        let guess = self.throttles.guess(&account, &source.0, now).await?;
+        let user = match &email {
+            Some(e) => self.identities.user_by_email(e).await?,
             None => None,
         };
         let record = match &user {
@@ -49,34 +56,14 @@ impl Auth<'_> {
             let _ = self.verify_password(password, DUMMY_PASSWORD_HASH).await?;
             return Err(Self::invalid_credentials());
         };
-        if let Some(remaining) = rules::lock_remaining(record.locked_until, now) {
-            let _ = self.verify_password(password, DUMMY_PASSWORD_HASH).await?;
-            return Err(Self::locked(remaining));
-        }
         if !self
             .verify_password(password, &record.password_hash)
             .await?
         {
-            let failures = store::record_failed_login(&self.table, &record.user, now).await?;
-            tracing::info!(user_id = %record.user, failures, "login failed");
-            if rules::failure_locks(failures) {
-                let until = now + rules::LOCK_SECONDS;
-                let event = self.event(
-                    "auth.account_locked",
-                    None,
-                    &record.user,
-                    ("user", record.user.as_str()),
-                    serde_json::json!({ "userId": record.user, "lockedUntil": rfc3339(until), "failedLogins": failures }),
-                );
-                if store::lock_account(&self.table, &record.user, failures, until, &event, now)
-                    .await?
-                {
-                    tracing::warn!(user_id = %record.user, "account locked");
-                }
-                return Err(Self::locked(rules::LOCK_SECONDS));
-            }
+            tracing::info!(user_id = %record.user, "login failed");
             return Err(Self::invalid_credentials());
         }
+        self.throttles.forgive(&guess).await?;
         let session = SessionId::generate();
         let mut pair = self.start_session(&record.user, &session, now).await?;
         pair.user = Some(self.user_view_from(&record.user, &record.item).await?);

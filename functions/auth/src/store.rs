@@ -5,10 +5,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use shared::{
     ApiError,
-    db::{
-        self, Item, Table, cancellation_reasons, get_n, get_opt_n, get_opt_s, get_s, get_ss, n, s,
-        tx_put,
-    },
+    db::{self, Item, Table, get_n, get_opt_s, get_s, get_ss, n, s, tx_put},
     ids::{SessionId, UserId},
     keys,
     outbox::EventEnvelope,
@@ -23,8 +20,6 @@ pub struct UserRecord {
     pub email_verified: bool,
     pub status: String,
     pub password_hash: String,
-    pub failed_logins: i64,
-    pub locked_until: Option<i64>,
     pub version: i64,
     pub platform_role: Option<Role>,
     pub item: Item,
@@ -72,64 +67,10 @@ pub async fn get_user(table: &Table, user: &UserId) -> Result<Option<UserRecord>
         email_verified: shared::identity::email_verified(&item),
         status: get_s(&item, "status")?.to_string(),
         password_hash: get_s(&item, "passwordHash")?.to_string(),
-        failed_logins: get_opt_n(&item, "failedLogins").unwrap_or(0),
-        locked_until: get_opt_n(&item, "lockedUntil"),
         version: get_n(&item, "version")?,
         platform_role: get_opt_s(&item, "platformRole").and_then(Role::parse),
         item,
     }))
-}
-
-/// Counts a failed login atomically and returns the new count.
-pub async fn record_failed_login(table: &Table, user: &UserId, now: i64) -> Result<i64, ApiError> {
-    let out = table
-        .client
-        .update_item()
-        .table_name(&table.name)
-        .set_key(Some(db::key(keys::user_pk(user), keys::PROFILE_SK)))
-        .update_expression("ADD failedLogins :one SET lastFailedLoginAt = :now")
-        .condition_expression("attribute_exists(pk)")
-        .expression_attribute_values(":one", n(1))
-        .expression_attribute_values(":now", n(now))
-        .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
-        .send()
-        .await
-        .map_err(db::internal)?;
-    Ok(out
-        .attributes
-        .as_ref()
-        .and_then(|a| get_opt_n(a, "failedLogins"))
-        .unwrap_or(0))
-}
-
-/// Locks the account; only the failure that reached `failures` wins, so one lock event is written.
-pub async fn lock_account(
-    table: &Table,
-    user: &UserId,
-    failures: i64,
-    until: i64,
-    event: &EventEnvelope,
-    now: i64,
-) -> Result<bool, ApiError> {
-    let lock = Update::builder()
-        .table_name(&table.name)
-        .key(keys::PK, s(keys::user_pk(user)))
-        .key(keys::SK, s(keys::PROFILE_SK))
-        .update_expression("SET lockedUntil = :until, failedLogins = :zero")
-        .condition_expression("failedLogins = :failures")
-        .expression_attribute_values(":until", n(until))
-        .expression_attribute_values(":zero", n(0))
-        .expression_attribute_values(":failures", n(failures));
-    match transact(
-        table,
-        vec![tx_update(lock)?, event.outbox_write(&table.name, now)?],
-    )
-    .await
-    {
-        Ok(()) => Ok(true),
-        Err(e) if cancellation_reasons(&e).is_some() => Ok(false),
-        Err(e) => Err(db::internal(e)),
-    }
 }
 
 /// A session to start.
@@ -172,9 +113,8 @@ pub async fn create_session(
         .table_name(&table.name)
         .key(keys::PK, s(keys::user_pk(user)))
         .key(keys::SK, s(keys::PROFILE_SK))
-        .update_expression("SET failedLogins = :zero, lastLoginAt = :now REMOVE lockedUntil")
+        .update_expression("SET lastLoginAt = :now")
         .condition_expression("attribute_exists(pk)")
-        .expression_attribute_values(":zero", n(0))
         .expression_attribute_values(":now", n(now));
     transact(
         table,
@@ -359,7 +299,7 @@ pub fn password_update(
         .table_name(&table.name)
         .key(keys::PK, s(keys::user_pk(user)))
         .key(keys::SK, s(keys::PROFILE_SK))
-        .update_expression(format!("SET passwordHash = :h, passwordChangedAt = :now, updatedAt = :now, failedLogins = :zero, version = version + :one{proven} REMOVE lockedUntil"));
+        .update_expression(format!("SET passwordHash = :h, passwordChangedAt = :now, updatedAt = :now, version = version + :one{proven}"));
     if proves_email {
         u = u.expression_attribute_values(":yes", AttributeValue::Bool(true));
     }
@@ -367,7 +307,6 @@ pub fn password_update(
         u.condition_expression("version = :v")
             .expression_attribute_values(":h", s(new_hash))
             .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":v", n(expected_version)),
     )

@@ -152,7 +152,6 @@ pub async fn create_user(
         )
         .item("status", s("ACTIVE"))
         .item("emailVerified", db::b(u.email_verified))
-        .item("failedLogins", n(0))
         .item("createdAt", n(now))
         .item("updatedAt", n(now))
         .item("version", n(1))

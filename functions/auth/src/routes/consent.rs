@@ -13,11 +13,11 @@ use shared::{
     ApiError,
     authn::Caller,
     crypto::Phi,
-    http::{Json, json_response},
+    http::{Json, SourceAddress, json_response},
     ids::ClinicId,
 };
 
-use crate::{AppState, Auth};
+use crate::{AppState, Auth, rules::limits};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -38,13 +38,26 @@ struct VerifyRequest {
 
 async fn verify(
     State(state): State<AppState>,
+    source: SourceAddress,
     Json(req): Json<VerifyRequest>,
 ) -> Result<Response, ApiError> {
+    state
+        .throttles
+        .take(&limits::LINKS_PER_SOURCE, &source.0, state.clock.epoch())
+        .await?;
     Auth(&state).verify_email(&req.token).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn resend(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    state
+        .throttles
+        .take(
+            &limits::RESEND_PER_ACCOUNT,
+            caller.user_id.as_str(),
+            state.clock.epoch(),
+        )
+        .await?;
     Auth(&state).resend_verification(&caller.user_id).await?;
     Ok(json_response(
         StatusCode::ACCEPTED,
@@ -62,8 +75,13 @@ struct AcceptRequest {
 
 async fn accept_by_link(
     State(state): State<AppState>,
+    source: SourceAddress,
     Json(req): Json<AcceptRequest>,
 ) -> Result<Response, ApiError> {
+    state
+        .throttles
+        .take(&limits::LINKS_PER_SOURCE, &source.0, state.clock.epoch())
+        .await?;
     let accepted = Auth(&state)
         .accept_by_link(&req.token, req.password.as_ref())
         .await?;

@@ -12,10 +12,10 @@ use shared::{
     ApiError,
     authn::Caller,
     crypto::Phi,
-    http::{Json, json_response},
+    http::{Json, SourceAddress, json_response},
 };
 
-use crate::{AppState, Auth};
+use crate::{AppState, Auth, rules::limits};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,6 +34,7 @@ struct ChangePasswordRequest {
 async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
+    source: SourceAddress,
     Json(req): Json<ChangePasswordRequest>,
 ) -> Result<Response, ApiError> {
     Auth(&state)
@@ -42,6 +43,7 @@ async fn change_password(
             &caller.session_id,
             &req.current_password,
             &req.new_password,
+            &source,
         )
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -55,8 +57,20 @@ struct ForgotPasswordRequest {
 
 async fn forgot_password(
     State(state): State<AppState>,
+    source: SourceAddress,
     Json(req): Json<ForgotPasswordRequest>,
 ) -> Result<Response, ApiError> {
+    let now = state.clock.epoch();
+    state
+        .throttles
+        .take(&limits::FORGOT_PER_SOURCE, &source.0, now)
+        .await?;
+    // Per address given, known or not, so the limit tells nothing about accounts.
+    let address = req.email.expose().trim().to_lowercase();
+    state
+        .throttles
+        .take(&limits::FORGOT_PER_ACCOUNT, &address, now)
+        .await?;
     Auth(&state).forgot_password(&req.email).await?;
     // The same answer whether or not the address has an account.
     Ok(json_response(
@@ -74,8 +88,13 @@ struct ResetPasswordRequest {
 
 async fn reset_password(
     State(state): State<AppState>,
+    source: SourceAddress,
     Json(req): Json<ResetPasswordRequest>,
 ) -> Result<Response, ApiError> {
+    state
+        .throttles
+        .take(&limits::LINKS_PER_SOURCE, &source.0, state.clock.epoch())
+        .await?;
     Auth(&state)
         .reset_password(&req.token, &req.new_password)
         .await?;

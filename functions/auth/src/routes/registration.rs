@@ -3,12 +3,12 @@
 use axum::{Router, extract::State, middleware, response::Response, routing::post};
 use shared::{
     ApiError,
-    http::{Json, created},
+    http::{Json, SourceAddress, created},
     idempotency::idempotent,
     policy::Role,
 };
 
-use crate::{AppState, Auth, service::RegisterRequest};
+use crate::{AppState, Auth, rules::limits::REGISTER_PER_SOURCE, service::RegisterRequest};
 
 pub fn router(state: &AppState) -> Router<AppState> {
     let register = post(register).layer(middleware::from_fn_with_state(
@@ -20,8 +20,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
 
 async fn register(
     State(state): State<AppState>,
+    source: SourceAddress,
     Json(req): Json<RegisterRequest>,
 ) -> Result<Response, ApiError> {
+    state
+        .throttles
+        .take(&REGISTER_PER_SOURCE, &source.0, state.clock.epoch())
+        .await?;
     let user = Auth(&state).register(req, Role::Patient).await?;
     Ok(created(&serde_json::json!({ "user": user }), None))
 }

@@ -12,11 +12,11 @@ use shared::{
     ApiError,
     authn::Caller,
     crypto::Phi,
-    http::{Json, OptionalJson, no_store, present},
+    http::{Json, OptionalJson, SourceAddress, no_store, present},
     ids::SessionId,
 };
 
-use crate::{AppState, Auth};
+use crate::{AppState, Auth, rules::limits::REFRESH_PER_SOURCE};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -36,9 +36,12 @@ struct LoginRequest {
 
 async fn login(
     State(state): State<AppState>,
+    source: SourceAddress,
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let pair = Auth(&state).login(&req.email, &req.password).await?;
+    let pair = Auth(&state)
+        .login(&req.email, &req.password, &source)
+        .await?;
     // Token responses must not be cached by any intermediary.
     Ok(no_store(present(&pair)))
 }
@@ -51,8 +54,13 @@ struct RefreshRequest {
 
 async fn refresh(
     State(state): State<AppState>,
+    source: SourceAddress,
     Json(req): Json<RefreshRequest>,
 ) -> Result<Response, ApiError> {
+    state
+        .throttles
+        .take(&REFRESH_PER_SOURCE, &source.0, state.clock.epoch())
+        .await?;
     let pair = Auth(&state).refresh(&req.refresh_token).await?;
     Ok(no_store(present(&pair)))
 }

@@ -102,7 +102,30 @@ impl TestApp {
         token: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Reply {
-        let mut req = Request::builder().method(method).uri(path);
+        // Each call from an address of its own, unless a test says where it comes from.
+        let b = shared::crypto::random_bytes::<3>();
+        let source = format!("10.{}.{}.{}", b[0], b[1], b[2]);
+        self.call_from(&source, method, path, body, token, headers)
+            .await
+    }
+
+    /// A call as API Gateway delivers it from `source` (its `sourceIp`).
+    pub async fn call_from(
+        &self,
+        source: &str,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut ctx =
+            lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext::default();
+        ctx.http.source_ip = Some(source.to_string());
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .extension(lambda_http::request::RequestContext::ApiGatewayV2(ctx));
         if body.is_some()
             && !headers
                 .iter()
@@ -153,6 +176,19 @@ impl TestApp {
             "/v1/auth/register",
             Some(self.registration(email)),
             None,
+        )
+        .await
+    }
+
+    pub async fn login_from(&self, source: &str, email: &str, password: &str) -> Reply {
+        let body = json!({"email": email, "password": password}).to_string();
+        self.call_from(
+            source,
+            Method::POST,
+            "/v1/auth/login",
+            Some(body.into_bytes()),
+            None,
+            &[],
         )
         .await
     }
