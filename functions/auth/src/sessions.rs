@@ -98,7 +98,7 @@ impl Auth<'_> {
         };
         store::create_session(&self.table, new, &event, now).await?;
         tracing::info!(user_id = %user, session_id = %session, "session started");
-        Ok(self.pair(user, session, &refresh, refresh_expires_at, now))
+        self.pair(user, session, &refresh, refresh_expires_at, now)
     }
 
     fn pair(
@@ -108,9 +108,12 @@ impl Auth<'_> {
         refresh: &RefreshToken,
         refresh_expires_at: i64,
         now: i64,
-    ) -> TokenPair {
-        let access = self.keys.issue(user, session, now);
-        TokenPair {
+    ) -> Result<TokenPair, ApiError> {
+        let access = self
+            .keys
+            .issue(user, session, now)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(TokenPair {
             access_token: access.token,
             token_type: "Bearer",
             expires_in: access.expires_at - now,
@@ -119,7 +122,7 @@ impl Auth<'_> {
             refresh_expires_at: rfc3339(refresh_expires_at),
             session_id: session.to_string(),
             user: None,
-        }
+        })
     }
 
     /// Keeps at most ten live sessions: the oldest beyond that are revoked.
@@ -225,7 +228,7 @@ impl Auth<'_> {
                 "This refresh token was just used by another request.",
             ));
         }
-        Ok(self.pair(&token.user, &token.session, &next, expires, now))
+        self.pair(&token.user, &token.session, &next, expires, now)
     }
 
     pub async fn logout(
