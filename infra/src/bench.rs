@@ -129,7 +129,16 @@ pub async fn run(binaries: &[String]) -> Result<(), BoxError> {
     for b in binaries {
         let path = Path::new(b);
         let size = std::fs::metadata(path)?.len();
-        let mut own_env = env.clone();
+        // Only the auth function holds the signing document, as on AWS.
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let mut own_env: Vec<_> = env
+            .iter()
+            .filter(|(k, _)| *k != "SIGNING_SECRETS" || name == "auth")
+            .cloned()
+            .collect();
         // The scheduled jobs name their work queue.
         match path.file_name().and_then(|n| n.to_str()) {
             Some("appointments-sweep") => own_env.push((

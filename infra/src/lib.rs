@@ -85,23 +85,24 @@ impl Stack {
     ) -> Result<Self, BoxError> {
         let cfg = auth_config(&resources);
         let auth = auth::AppState::with_links(&clients, cfg.clone(), clock.clone()).await?;
-        let users = users::AppState::open(&clients, &cfg.platform, clock.clone(), ()).await?;
+        // Every other function holds the public keys only, as on AWS.
+        let platform = PlatformConfig {
+            signing_secrets_ciphertext: None,
+            ..cfg.platform.clone()
+        };
+        let users = users::AppState::open(&clients, &platform, clock.clone(), ()).await?;
         let clinics_cfg = clinics::ClinicsConfig {
-            platform: cfg.platform.clone(),
+            platform: platform.clone(),
             notifications_queue_url: cfg.notifications_queue_url.clone(),
             app_url: cfg.app_url.clone(),
         };
         let clinics = clinics::AppState::with_links(&clients, clinics_cfg, clock.clone()).await?;
-        let appointments = appointments::AppState::open(
-            &clients,
-            &cfg.platform,
-            clock.clone(),
-            Default::default(),
-        )
-        .await?;
+        let appointments =
+            appointments::AppState::open(&clients, &platform, clock.clone(), Default::default())
+                .await?;
         let billing = billing::state(
             &clients,
-            &cfg.platform,
+            &platform,
             shared::provision::LOCAL_WEBHOOK_SECRET,
             clock,
         )
@@ -518,6 +519,7 @@ pub fn auth_config(res: &Resources) -> auth::AuthConfig {
             table_name: res.table.clone(),
             kms_key_id: res.kms_key_id.clone(),
             secrets_ciphertext: res.secrets_ciphertext.clone(),
+            signing_secrets_ciphertext: Some(res.signing_secrets_ciphertext.clone()),
             jwt_issuer: "https://auth.clinic.local".into(),
             jwt_audience: "clinic-api".into(),
             session_cache_seconds: 30,

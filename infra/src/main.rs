@@ -10,8 +10,9 @@ use std::time::Duration;
 
 const USAGE: &str = "usage:
   local-stack dev [--port 3000]          provision, seed, and serve every function on 127.0.0.1
-  local-stack seal-secrets --key-id ID   generate platform secrets and print them sealed with KMS key ID
-  local-stack rotate-secrets --key-id ID --current CIPHERTEXT
+  local-stack seal-secrets --key-id ID   generate platform secrets and print both sealed documents
+                                         (PlatformSecrets for every function, SigningSecrets for auth)
+  local-stack rotate-secrets --key-id ID --current SIGNING_CIPHERTEXT
                                          new signing key (the previous one stays valid), same index keys
   local-stack mail                       take the queued account mail off the running stack's
                                          notifications queue and print it, links opened
@@ -41,18 +42,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             let sealed = shared::secrets::PlatformSecrets::generate()
                 .seal(&clients.kms, &key_id)
                 .await?;
-            println!("{sealed}");
+            println!("PlatformSecrets={}", sealed.shared);
+            println!("SigningSecrets={}", sealed.signing);
             Ok(())
         }
         Some("rotate-secrets") => {
             let key_id = flag("--key-id").ok_or("--key-id is required")?;
             let current =
-                flag("--current").ok_or("--current is required (the PLATFORM_SECRETS in use)")?;
+                flag("--current").ok_or("--current is required (the SigningSecrets in use)")?;
             let clients = Clients::from_env().await;
-            let rotated = shared::secrets::PlatformSecrets::open(&clients.kms, &current)
+            let rotated = shared::secrets::PlatformSecrets::open_signing(&clients.kms, &current)
                 .await?
                 .rotate_signing_key();
-            println!("{}", rotated.seal(&clients.kms, &key_id).await?);
+            let sealed = rotated.seal(&clients.kms, &key_id).await?;
+            println!("PlatformSecrets={}", sealed.shared);
+            println!("SigningSecrets={}", sealed.signing);
             Ok(())
         }
         Some("mail") => mail().await,

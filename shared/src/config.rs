@@ -50,8 +50,12 @@ pub struct PlatformConfig {
     pub table_name: String,
     /// `KMS_KEY_ID`: key (id, ARN or alias) for envelope encryption of PHI.
     pub kms_key_id: String,
-    /// `PLATFORM_SECRETS`: base64 KMS ciphertext of the signing and index keys.
+    /// `PLATFORM_SECRETS`: base64 KMS ciphertext of the index keys and the signing keys' public
+    /// halves (every function).
     pub secrets_ciphertext: String,
+    /// `SIGNING_SECRETS`: the same with the private signing key, under its own encryption
+    /// context (only the function that issues tokens has it).
+    pub signing_secrets_ciphertext: Option<String>,
     /// `JWT_ISSUER` and `JWT_AUDIENCE`: claims every access token carries.
     pub jwt_issuer: String,
     pub jwt_audience: String,
@@ -72,6 +76,9 @@ impl PlatformConfig {
             table_name: required("TABLE_NAME")?,
             kms_key_id: required("KMS_KEY_ID")?,
             secrets_ciphertext: required("PLATFORM_SECRETS")?,
+            signing_secrets_ciphertext: std::env::var("SIGNING_SECRETS")
+                .ok()
+                .filter(|s| !s.trim().is_empty()),
             jwt_issuer: optional("JWT_ISSUER", "https://auth.clinic.local"),
             jwt_audience: optional("JWT_AUDIENCE", "clinic-api"),
             session_cache_seconds,

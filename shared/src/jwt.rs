@@ -89,30 +89,17 @@ fn encoding_key(key: &SigningKey) -> Option<EncodingKey> {
 }
 
 impl KeySet {
-    /// Keys that sign and verify.
+    /// Keys that verify, and sign where the secrets hold the private key.
     pub fn from_secrets(secrets: &PlatformSecrets, issuer: &str, audience: &str) -> Self {
-        let mut verifiers = vec![(
-            secrets.signing_kid.clone(),
-            secrets.signing_key.verifying_key(),
-        )];
+        let mut verifiers = vec![(secrets.signing_kid.clone(), secrets.signing_public)];
         verifiers.extend(secrets.previous_keys.iter().cloned());
         Self::new(
             secrets.signing_kid.clone(),
-            encoding_key(&secrets.signing_key),
+            secrets.signing_key.as_ref().and_then(encoding_key),
             verifiers,
             issuer,
             audience,
         )
-    }
-
-    /// Keys that only verify (every function but the one that issues tokens).
-    pub fn verifying(
-        kid: String,
-        keys: Vec<(String, VerifyingKey)>,
-        issuer: &str,
-        audience: &str,
-    ) -> Self {
-        Self::new(kid, None, keys, issuer, audience)
     }
 
     fn new(
@@ -336,9 +323,7 @@ mod tests {
         // HS256 keyed with the public key (the classic key-confusion attack).
         let h = B64.encode(serde_json::to_vec(&header("HS256", &kid)).unwrap());
         let p = B64.encode(serde_json::to_vec(&claims(NOW)).unwrap());
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&secrets.signing_key.verifying_key().to_bytes())
-                .unwrap();
+        let mut mac = Hmac::<Sha256>::new_from_slice(&secrets.signing_public.to_bytes()).unwrap();
         mac.update(format!("{h}.{p}").as_bytes());
         let hs = format!("{h}.{p}.{}", B64.encode(mac.finalize().into_bytes()));
         assert_eq!(ks.verify(&hs, NOW), Err(TokenError::Algorithm));
@@ -361,7 +346,7 @@ mod tests {
         );
 
         // Expired, not yet valid, wrong issuer, wrong audience.
-        let sk = &secrets.signing_key;
+        let sk = secrets.signing_key.as_ref().unwrap();
         let mut c = claims(NOW - 2000);
         assert_eq!(
             ks.verify(&sign_parts(sk, &header("EdDSA", &kid), &c), NOW),
@@ -403,6 +388,25 @@ mod tests {
         for junk in ["", "a.b", "a.b.c.d", "....", &"x".repeat(5000)] {
             assert!(ks.verify(junk, NOW).is_err());
         }
+    }
+
+    #[test]
+    fn keys_opened_from_the_shared_document_verify_but_cannot_sign() {
+        let s = PlatformSecrets::generate();
+        let signer = KeySet::from_secrets(&s, "i", "a");
+        let (u, sid) = ids();
+        let t = signer.issue(&u, &sid, NOW).unwrap().token;
+        let mut shared = PlatformSecrets::generate();
+        shared.signing_kid = s.signing_kid.clone();
+        shared.signing_public = s.signing_public;
+        shared.signing_key = None;
+        let verifier = KeySet::from_secrets(&shared, "i", "a");
+        assert!(!verifier.signs());
+        assert!(verifier.verify(&t, NOW).is_ok());
+        assert_eq!(
+            verifier.issue(&u, &sid, NOW).unwrap_err(),
+            TokenError::CannotSign
+        );
     }
 
     #[test]

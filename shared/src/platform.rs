@@ -51,7 +51,12 @@ impl Platform {
         cfg: &PlatformConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, crate::crypto::CryptoError> {
-        let secrets = PlatformSecrets::open(&clients.kms, &cfg.secrets_ciphertext).await?;
+        // The function that issues tokens opens the signing document (a superset); every other
+        // function the shared one, and can only verify.
+        let secrets = match &cfg.signing_secrets_ciphertext {
+            Some(signing) => PlatformSecrets::open_signing(&clients.kms, signing).await?,
+            None => PlatformSecrets::open(&clients.kms, &cfg.secrets_ciphertext).await?,
+        };
         let keys = Arc::new(KeySet::from_secrets(
             &secrets,
             &cfg.jwt_issuer,

@@ -54,6 +54,8 @@ pub struct Resources {
     pub appointments_sweep_url: String,
     pub billing_sweep_url: String,
     pub secrets_ciphertext: String,
+    /// The signing document, for the auth function only.
+    pub signing_secrets_ciphertext: String,
 }
 
 impl Resources {
@@ -63,6 +65,7 @@ impl Resources {
             ("TABLE_NAME", self.table.clone()),
             ("KMS_KEY_ID", self.kms_key_id.clone()),
             ("PLATFORM_SECRETS", self.secrets_ciphertext.clone()),
+            ("SIGNING_SECRETS", self.signing_secrets_ciphertext.clone()),
             ("EVENT_BUS_NAME", self.bus.clone()),
             (
                 "NOTIFICATIONS_QUEUE_URL",
@@ -345,7 +348,7 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
     )
     .await?;
 
-    let secrets_ciphertext = PlatformSecrets::generate()
+    let sealed = PlatformSecrets::generate()
         .seal(&clients.kms, &kms_key_id)
         .await?;
     Ok(Resources {
@@ -359,7 +362,8 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
         appointments_events_url: appointments_events,
         appointments_sweep_url: appointments_sweep,
         billing_sweep_url: billing_sweep,
-        secrets_ciphertext,
+        secrets_ciphertext: sealed.shared,
+        signing_secrets_ciphertext: sealed.signing,
     })
 }
 

@@ -38,6 +38,7 @@ fn every_configuration_variable_is_set() {
         "TABLE_NAME",
         "KMS_KEY_ID",
         "PLATFORM_SECRETS",
+        "SIGNING_SECRETS",
         "JWT_ISSUER",
         "JWT_AUDIENCE",
         "NOTIFICATIONS_QUEUE_URL",
@@ -102,4 +103,32 @@ fn only_the_relay_may_put_events_on_the_bus() {
         bus.contains("aws:PrincipalArn: !GetAtt EventsRelayFunctionRole.Arn"),
         "{bus}"
     );
+}
+
+#[test]
+fn only_the_auth_function_can_open_the_signing_key() {
+    let resources = resources();
+    // Exactly one role may decrypt under the signing document's context, and exactly one
+    // function receives it.
+    let signers: Vec<&str> = resources
+        .iter()
+        .filter(|(_, b)| b.contains("kms:EncryptionContext:purpose: token-signing"))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(signers, ["AuthFunctionRole"]);
+    let holders: Vec<&str> = resources
+        .iter()
+        .filter(|(_, b)| b.contains("SIGNING_SECRETS:"))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(holders, ["AuthFunction"]);
+    // Every role that may use the key at all is bound to one purpose.
+    for (name, block) in &resources {
+        if block.contains("Sid: PhiEnvelopeKeys") {
+            assert!(
+                block.contains("kms:EncryptionContext:purpose:"),
+                "{name} may open either secrets document"
+            );
+        }
+    }
 }
