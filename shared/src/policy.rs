@@ -592,6 +592,10 @@ pub enum Facet {
     /// care for the patient or run the front desk. Finance, support staff and platform
     /// operators see times and statuses only.
     ReadsAppointmentText,
+    /// Reads the clinical notes of appointments they may read: the people who treat or nurse
+    /// the patient. Front desk, finance, support and platform operators never do (the patient
+    /// reads their own).
+    ReadsClinicalNotes,
 }
 
 const FACETS: &[(Facet, &[Role])] = &[
@@ -615,6 +619,17 @@ const FACETS: &[(Facet, &[Role])] = &[
             Role::Counselor,
             Role::Nurse,
             Role::Receptionist,
+        ],
+    ),
+    (
+        Facet::ReadsClinicalNotes,
+        &[
+            Role::Doctor,
+            Role::AssistantDoctor,
+            Role::Therapist,
+            Role::Counselor,
+            Role::Nurse,
+            Role::Patient,
         ],
     ),
 ];

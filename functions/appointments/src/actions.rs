@@ -185,6 +185,10 @@ pub async fn perform(
         }
         Transition::Complete => {
             let b: CompleteBody = body_of(raw)?;
+            if b.notes.is_some() && !crate::clinical_notes::treats(access, a) {
+                // Clinical notes are the treating clinician's alone.
+                return Err(ApiError::Forbidden);
+            }
             if b.notes.as_ref().is_some_and(|n| !text_ok(n)) {
                 return Err(ApiError::invalid_field(
                     "notes",

@@ -19,6 +19,7 @@ pub mod actions;
 pub mod appointments;
 pub mod availability;
 pub mod booking;
+pub mod clinical_notes;
 pub mod common;
 pub mod events;
 pub mod input;
@@ -57,6 +58,14 @@ pub const ROUTES: &[(&str, &str)] = &[
         "POST",
         "/v1/clinics/{clinicId}/appointments/{appointmentId}/{action}",
     ),
+    (
+        "GET",
+        "/v1/clinics/{clinicId}/appointments/{appointmentId}/clinical-notes",
+    ),
+    (
+        "POST",
+        "/v1/clinics/{clinicId}/appointments/{appointmentId}/clinical-notes",
+    ),
     ("GET", "/v1/clinics/{clinicId}/queue"),
 ];
 
@@ -75,6 +84,7 @@ pub fn routes(state: AppState) -> Router {
         .merge(routes::slots::router())
         .merge(routes::appointments::router(&state))
         .merge(routes::actions::router())
+        .merge(routes::clinical_notes::router())
         .merge(routes::queue::router())
         .with_state(state)
 }

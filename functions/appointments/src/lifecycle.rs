@@ -317,9 +317,13 @@ pub async fn apply(
             u.set("completedAt", n(now_s));
             b.completed_at = Some(now_s);
             if let Some(notes) = notes {
-                let sealed = seal(state, &a.clinic, &a.id, "notes", &notes).await?;
-                u.set("notes", s(&sealed));
-                b.sealed.insert("notes", sealed);
+                // The treating clinician's note joins the appointment's clinical notes; what
+                // the patient wrote when booking is left as it is.
+                let author = who
+                    .user
+                    .as_ref()
+                    .ok_or_else(|| ApiError::internal("a note without an author"))?;
+                tx.push(crate::clinical_notes::put(state, a, author, &notes, now_s).await?);
             }
             if let Some((starts_at, minutes)) = f {
                 let next = AppointmentRecord {

@@ -356,7 +356,20 @@ async fn a_receptionist_runs_a_clinic_day_end_to_end() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["status"], "COMPLETED");
-    assert_eq!(r.body["notes"], "rest");
+    // The doctor's note joins the clinical notes, apart from what the patient wrote
+    let notes = w
+        .call(
+            Method::GET,
+            &format!(
+                "{}/{}/clinical-notes",
+                w.appts(),
+                second["id"].as_str().unwrap()
+            ),
+            None,
+            doctor,
+        )
+        .await;
+    assert_eq!(notes.body["items"][0]["text"], "rest", "{}", notes.body);
     let follow = r.body["followUp"].clone();
     assert_eq!(follow["startsAt"], "2026-12-07T07:00:00Z");
     assert_eq!(follow["status"], "PENDING");
@@ -1867,4 +1880,98 @@ async fn a_care_relation_comes_from_real_visits_and_ends_with_them() {
     w.clock.advance(SignedDuration::from_hours(24 * 91));
     w.relogin().await;
     assert_eq!(sees(&w, &path).await, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn clinical_notes_are_the_treating_clinicians_alone_and_never_change() {
+    let w = world().await;
+    let r = w
+        .call(
+            Method::POST,
+            &w.appts(),
+            Some(json!({"doctorId": w.id(Role::Doctor), "kind": "VIDEO_CALL",
+                        "startsAt": "2026-12-01T09:00:00Z", "notes": "my knee hurts"})),
+            w.token(Role::Patient),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let path = format!("{}/{id}/clinical-notes", w.appts());
+    let note = |text: &str| Some(json!({ "text": text }));
+    // Front desk and a clinician who does not treat the patient write nothing
+    for token in [w.token(Role::Receptionist), w.token(Role::ClinicAdmin)] {
+        let r = w.call(Method::POST, &path, note("front desk"), token).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    }
+    let r = w
+        .call(Method::POST, &path, note("not mine"), &w.doctor2.1)
+        .await;
+    assert!(
+        [StatusCode::FORBIDDEN, StatusCode::NOT_FOUND].contains(&r.status),
+        "{}",
+        r.body
+    );
+    // The treating doctor adds notes; a correction is a new note, the first stays
+    for text in ["suspected meniscus tear", "correction: ligament strain"] {
+        let r = w
+            .call(Method::POST, &path, note(text), w.token(Role::Doctor))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    assert_eq!(
+        w.call(Method::PUT, &path, note("rewrite"), w.token(Role::Doctor))
+            .await
+            .status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    // The doctor, a nurse and the patient read the history; front desk does not
+    for token in [
+        w.token(Role::Doctor),
+        w.token(Role::Nurse),
+        w.token(Role::Patient),
+    ] {
+        let r = w.call(Method::GET, &path, None, token).await;
+        let texts: Vec<&str> = r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            texts,
+            ["suspected meniscus tear", "correction: ligament strain"]
+        );
+    }
+    for token in [w.token(Role::Receptionist), w.token(Role::FinanceBilling)] {
+        let r = w.call(Method::GET, &path, None, token).await;
+        assert!(
+            [StatusCode::FORBIDDEN, StatusCode::NOT_FOUND].contains(&r.status),
+            "{}",
+            r.body
+        );
+    }
+    // What the patient wrote when booking is kept apart and untouched
+    let a = w
+        .call(
+            Method::GET,
+            &format!("{}/{id}", w.appts()),
+            None,
+            w.token(Role::Doctor),
+        )
+        .await;
+    assert_eq!(a.body["notes"], "my knee hurts");
+    // Notes are sealed like other PHI
+    let raw = format!(
+        "{:?}",
+        w.stack()
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(&w.stack().resources.table)
+            .send()
+            .await
+            .unwrap()
+            .items()
+    );
+    assert!(!raw.contains("meniscus"));
 }

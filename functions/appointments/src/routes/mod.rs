@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod appointments;
 pub mod availability;
+pub mod clinical_notes;
 pub mod queue;
 pub mod slots;
 
