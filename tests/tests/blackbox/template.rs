@@ -132,3 +132,22 @@ fn only_the_auth_function_can_open_the_signing_key() {
         }
     }
 }
+
+#[test]
+fn every_function_that_authenticates_callers_may_batch_read_the_session_and_user() {
+    // The caller check reads the session and the user in one BatchGetItem, an IAM action of
+    // its own: without it every authenticated request would fail on AWS.
+    let resources = resources();
+    for role in [
+        "AuthFunctionRole",
+        "UsersFunctionRole",
+        "ClinicsFunctionRole",
+        "AppointmentsFunctionRole",
+        "BillingFunctionRole",
+    ] {
+        let block = &resources.iter().find(|(n, _)| n == role).unwrap().1;
+        assert!(block.contains("dynamodb:BatchGetItem"), "{role}");
+    }
+    // Queue consumers need no more than the event source mapping uses.
+    assert!(!TEMPLATE.contains("sqs:ChangeMessageVisibility"));
+}
