@@ -80,14 +80,7 @@ pub async fn add_booking(
         tx.guard(item, SLOT_TAKEN);
     }
     if a.counts_as_care() {
-        tx.push(store::care_add(
-            table,
-            &a.clinic,
-            &a.doctor,
-            &a.patient,
-            1,
-            Some(a.care_until()),
-        )?);
+        tx.push(a.care_change(table, 1, Some(a.care_until()))?);
     }
     let extra = match &a.follow_up_of {
         Some(f) => serde_json::json!({ "followUpOf": f }),
@@ -223,14 +216,7 @@ pub async fn apply(
             b.reschedules += 1;
             if a.counts_as_care() {
                 // The relation lasts from the new time on.
-                tx.push(store::care_add(
-                    table,
-                    &a.clinic,
-                    &a.doctor,
-                    &a.patient,
-                    0,
-                    Some(b.care_until()),
-                )?);
+                tx.push(a.care_change(table, 0, Some(b.care_until()))?);
             }
             let sk = keys::appointment_time_sk(&store::iso(starts_at), &a.id);
             u.set("startsAt", n(starts_at.as_second()))
@@ -266,9 +252,7 @@ pub async fn apply(
                 tx.push(item);
             }
             if a.counts_as_care() {
-                tx.push(store::care_add(
-                    table, &a.clinic, &a.doctor, &a.patient, -1, None,
-                )?);
+                tx.push(a.care_change(table, -1, None)?);
             }
             if a.status == Status::CheckedIn {
                 tx.push(store::queue_remove(table, &a.clinic, day, &a.id)?);
@@ -291,14 +275,7 @@ pub async fn apply(
             b.checked_in_at = Some(now_s);
             if !a.counts_as_care() {
                 // The patient is here: the doctor's own booking is a real visit now.
-                tx.push(store::care_add(
-                    table,
-                    &a.clinic,
-                    &a.doctor,
-                    &a.patient,
-                    1,
-                    Some(b.care_until()),
-                )?);
+                tx.push(a.care_change(table, 1, Some(b.care_until()))?);
             }
         }
         (Transition::Start, _) => {
@@ -373,9 +350,7 @@ pub async fn apply(
             }
             // A visit that did not happen is no care relation.
             if a.counts_as_care() {
-                tx.push(store::care_add(
-                    table, &a.clinic, &a.doctor, &a.patient, -1, None,
-                )?);
+                tx.push(a.care_change(table, -1, None)?);
             }
         }
         _ => return Err(ApiError::internal("action input does not match the action")),

@@ -111,6 +111,23 @@ impl AppointmentRecord {
         self.created_by.as_deref() != Some(self.doctor.as_str()) || self.checked_in_at.is_some()
     }
 
+    /// The write that moves this appointment's care relation by `delta` (and sets its end).
+    pub fn care_change(
+        &self,
+        table: &Table,
+        delta: i64,
+        until: Option<i64>,
+    ) -> Result<TransactWriteItem, ApiError> {
+        care_add(
+            table,
+            &self.clinic,
+            &self.doctor,
+            &self.patient,
+            delta,
+            until,
+        )
+    }
+
     /// The end of the care relation this appointment grants.
     pub fn care_until(&self) -> i64 {
         self.ends_at().as_second() + CARE_DAYS * 24 * 60 * 60
