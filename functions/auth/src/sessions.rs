@@ -35,23 +35,29 @@ impl Auth<'_> {
             return Err(Self::invalid_credentials());
         }
         let now = self.clock.epoch();
-        self.throttles
-            .take(&rules::limits::LOGIN_PER_SOURCE, &source.0, now)
-            .await?;
         let email = Email::parse(email.expose());
         // Keyed on the address given, so an unknown one is slowed exactly like a known one.
         let account = email
             .as_ref()
             .map_or_else(|| "malformed".to_string(), |e| e.expose().to_string());
-        let guess = self.throttles.guess(&account, &source.0, now).await?;
-        let user = match &email {
-            Some(e) => self.identities.user_by_email(e).await?,
-            None => None,
+        // The attempt is reserved while the account is looked up; both finish before the
+        // password is checked.
+        let reserve = async {
+            self.throttles
+                .take(&rules::limits::LOGIN_PER_SOURCE, &source.0, now)
+                .await?;
+            self.throttles.guess(&account, &source.0, now).await
         };
-        let record = match &user {
-            Some(u) => store::get_user(&self.table, u).await?,
-            None => None,
+        let lookup = async {
+            match &email {
+                Some(e) => match self.identities.user_by_email(e).await? {
+                    Some(u) => store::get_user(&self.table, &u).await,
+                    None => Ok(None),
+                },
+                None => Ok(None),
+            }
         };
+        let (guess, record) = tokio::try_join!(reserve, lookup)?;
         let Some(record) = record.filter(|r| r.status == "ACTIVE") else {
             let _ = self.verify_password(password, DUMMY_PASSWORD_HASH).await?;
             return Err(Self::invalid_credentials());
@@ -63,9 +69,11 @@ impl Auth<'_> {
             tracing::info!(user_id = %record.user, "login failed");
             return Err(Self::invalid_credentials());
         }
-        self.throttles.forgive(&guess).await?;
         let session = SessionId::generate();
-        let mut pair = self.start_session(&record.user, &session, now).await?;
+        let (_, mut pair) = tokio::try_join!(
+            self.throttles.forgive(&guess),
+            self.start_session(&record.user, &session, now)
+        )?;
         pair.user = Some(self.user_view_from(&record.user, &record.item).await?);
         self.evict_excess_sessions(&record.user, now).await?;
         Ok(pair)
