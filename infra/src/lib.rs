@@ -32,6 +32,14 @@ pub const DEMO_LOCATION_ID: &str = "10c0a000-0000-4000-8000-000000000001";
 pub const DEMO_PASSWORD: &str = "clinic-demo-passphrase";
 /// The platform's super admin (a platform role, no clinic membership).
 pub const DEMO_SUPER_ADMIN: &str = "super@demo.clinic";
+/// The demo super admin's authenticator secret (base32): the role always signs in in two
+/// steps. `make totp` prints its current code; any authenticator app takes the secret.
+pub const DEMO_SUPER_ADMIN_TOTP: &str = "DEMOCLINICSUPERADMINTOTPSECRET23";
+
+/// The current code of a base32 authenticator secret at `unix` (what the app would show).
+pub fn totp_code(secret_base32: &str, unix: i64) -> Option<String> {
+    auth::totp::code_at(&auth::totp::secret_from_base32(secret_base32)?, unix)
+}
 /// One demo user per main role of the demo clinic: (role, email, given name, family name).
 /// The location head is attached to the demo location.
 #[rustfmt::skip]
@@ -284,6 +292,11 @@ impl Stack {
                 now,
             );
             identities.create(identity, &event, now.as_second()).await?;
+            if role == Role::SuperAdmin {
+                let secret = auth::totp::secret_from_base32(DEMO_SUPER_ADMIN_TOTP)
+                    .ok_or("bad demo authenticator secret")?;
+                auth::Auth(&self.auth).seed_totp(&user, &secret).await?;
+            }
         }
         if let Some(doctor) = doctor {
             self.seed_hours(&demo, &doctor, &location, now.as_second())

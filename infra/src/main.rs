@@ -2,8 +2,8 @@
 //! or run the benchmarks.
 
 use local_stack::{
-    DEMO_CLINIC_ID, DEMO_LOCATION_ID, DEMO_PASSWORD, DEMO_PLAN_ID, DEMO_SUPER_ADMIN, DEMO_USERS,
-    SECOND_CLINIC_ID, SECOND_CLINIC_USERS, Stack, serve,
+    DEMO_CLINIC_ID, DEMO_LOCATION_ID, DEMO_PASSWORD, DEMO_PLAN_ID, DEMO_SUPER_ADMIN,
+    DEMO_SUPER_ADMIN_TOTP, DEMO_USERS, SECOND_CLINIC_ID, SECOND_CLINIC_USERS, Stack, serve,
 };
 use shared::aws::Clients;
 use std::time::Duration;
@@ -16,6 +16,8 @@ const USAGE: &str = "usage:
                                          new signing key (the previous one stays valid), same index keys
   local-stack mail                       take the queued account mail off the running stack's
                                          notifications queue and print it, links opened
+  local-stack totp [SECRET]              the current code of an authenticator secret (base32;
+                                         default: the demo super admin's)
   local-stack bench BINARY...            cold start, size and AWS-call benchmarks (see Makefile)";
 
 #[tokio::main]
@@ -60,6 +62,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             Ok(())
         }
         Some("mail") => mail().await,
+        Some("totp") => {
+            let secret = args.get(1).map_or(DEMO_SUPER_ADMIN_TOTP, String::as_str);
+            let code = local_stack::totp_code(secret, jiff::Timestamp::now().as_second())
+                .ok_or("not a base32 authenticator secret of at least 128 bits")?;
+            println!("{code}");
+            Ok(())
+        }
         Some("bench") => {
             // The report is the output; logs only when asked for.
             if std::env::var("LOG_LEVEL").is_ok() {
@@ -105,7 +114,10 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     std::fs::write(env_file, env)?;
     println!("\nLocal stack ready on http://{addr}\n");
     println!("Password for every demo user: {DEMO_PASSWORD}\n");
-    println!("Platform:       {:<22} {DEMO_SUPER_ADMIN}", "SUPER_ADMIN");
+    println!(
+        "Platform:       {:<22} {DEMO_SUPER_ADMIN:<24} authenticator secret {DEMO_SUPER_ADMIN_TOTP} (`make totp` prints its code)",
+        "SUPER_ADMIN"
+    );
     println!(
         "Demo Clinic     {DEMO_CLINIC_ID} (Europe/Berlin, EUR; location Main Street {DEMO_LOCATION_ID})"
     );

@@ -26,12 +26,35 @@ pub struct Caller {
     pub platform_role: Option<Role>,
     /// The account's address is proven to be its owner's (read with the session check).
     pub email_verified: bool,
+    /// The session's login passed the second step (an authenticator code).
+    pub mfa: bool,
 }
 
 impl Caller {
+    /// A platform administrator signed in in two steps: the role counts only then.
     pub fn is_super_admin(&self) -> bool {
-        self.platform_role == Some(Role::SuperAdmin)
+        self.platform_role == Some(Role::SuperAdmin) && self.mfa
     }
+
+    /// 403 unless the caller is a platform administrator signed in in two steps
+    /// (`mfa_required` for one who signed in with the password alone).
+    pub fn require_super_admin(&self) -> Result<(), ApiError> {
+        if self.is_super_admin() {
+            Ok(())
+        } else if self.platform_role == Some(Role::SuperAdmin) {
+            Err(mfa_required())
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+/// The caller's role needs a session that passed the second step.
+pub fn mfa_required() -> ApiError {
+    ApiError::forbidden(
+        "mfa_required",
+        "This role needs two-step sign-in: set up an authenticator (POST /v1/auth/mfa/totp), then log in again with a code.",
+    )
 }
 
 /// A caller's membership of one clinic.
@@ -39,6 +62,8 @@ impl Caller {
 pub struct Membership {
     pub role: Role,
     pub location: Option<String>,
+    /// The clinic requires two-step sign-in of its staff (every role but patient).
+    pub staff_mfa_required: bool,
 }
 
 pub struct Authenticator {
@@ -47,10 +72,10 @@ pub struct Authenticator {
     clock: Arc<dyn Clock>,
     cache_for_seconds: i64,
     /// Session id → when (epoch seconds, from the injectable clock) it was last seen live,
-    /// and what its user was then (platform role, address proven). Only verified users are
-    /// kept: an unverified one is read again on every request, so verifying takes effect at
-    /// once in every container.
-    live: Mutex<HashMap<SessionId, (i64, Option<Role>)>>,
+    /// and what its user was then (platform role) and whether it passed the second step. Only
+    /// verified users are kept: an unverified one is read again on every request, so
+    /// verifying takes effect at once in every container.
+    live: Mutex<HashMap<SessionId, Seen>>,
     /// (clinic, user) → when an active membership was last seen, and what it was.
     members: Mutex<HashMap<(ClinicId, UserId), (i64, Membership)>>,
 }
@@ -62,6 +87,9 @@ impl std::fmt::Debug for Authenticator {
 }
 
 const MAX_CACHED_SESSIONS: usize = 10_000;
+
+/// A live session as last read: when, the user's platform role, and its second step.
+type Seen = (i64, Option<Role>, bool);
 
 impl Authenticator {
     pub fn new(
@@ -80,7 +108,7 @@ impl Authenticator {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, (i64, Option<Role>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Seen>> {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -107,10 +135,10 @@ impl Authenticator {
         let cached = self
             .lock()
             .get(&session_id)
-            .filter(|(at, _)| now - *at < self.cache_for_seconds)
-            .map(|(_, role)| *role);
-        let (platform_role, email_verified) = match cached {
-            Some(role) => (role, true),
+            .filter(|(at, _, _)| now - *at < self.cache_for_seconds)
+            .map(|(_, role, mfa)| (*role, *mfa));
+        let (platform_role, email_verified, mfa) = match cached {
+            Some((role, mfa)) => (role, true, mfa),
             None => {
                 // The session and the user, in one round trip: the platform role is the user's
                 // as it is now (never a copy taken at login), so a demoted super admin loses
@@ -124,8 +152,12 @@ impl Authenticator {
                     ])
                     .await?;
                 let part = |sk: &str| items.iter().find(|i| get_opt_s(i, keys::SK) == Some(sk));
-                let live =
-                    part(&session_sk).is_some_and(|i| get_opt_s(i, "status") == Some("ACTIVE"));
+                let session =
+                    part(&session_sk).filter(|i| get_opt_s(i, "status") == Some("ACTIVE"));
+                let live = session.is_some();
+                let mfa = session
+                    .and_then(|i| crate::db::get_opt_bool(i, "mfa"))
+                    .unwrap_or(false);
                 let Some(user) = part(keys::PROFILE_SK).filter(|_| live) else {
                     self.forget(&session_id);
                     return Err(ApiError::unauthorized(
@@ -140,9 +172,9 @@ impl Authenticator {
                     if live.len() >= MAX_CACHED_SESSIONS {
                         live.clear();
                     }
-                    live.insert(session_id.clone(), (now, role));
+                    live.insert(session_id.clone(), (now, role, mfa));
                 }
-                (role, verified)
+                (role, verified, mfa)
             }
         };
         Ok(Caller {
@@ -150,6 +182,7 @@ impl Authenticator {
             session_id,
             platform_role,
             email_verified,
+            mfa,
         })
     }
 
@@ -171,16 +204,26 @@ impl Authenticator {
         {
             return Ok(Some(m.clone()));
         }
-        let item = self
+        // The membership and the clinic's staff rule, in one round trip.
+        let member_sk = keys::member_sk(user);
+        let items = self
             .table
-            .get(keys::clinic_pk(clinic), keys::member_sk(user))
+            .batch_get(vec![
+                crate::db::key(keys::clinic_pk(clinic), member_sk.clone()),
+                crate::db::key(keys::clinic_pk(clinic), keys::CLINIC_SK),
+            ])
             .await?;
-        let member = item
+        let part = |sk: &str| items.iter().find(|i| get_opt_s(i, keys::SK) == Some(sk));
+        let staff_mfa_required = part(keys::CLINIC_SK)
+            .and_then(|c| crate::db::get_opt_bool(c, "staffMfaRequired"))
+            .unwrap_or(false);
+        let member = part(&member_sk)
             .filter(|i| get_opt_s(i, "status") == Some("ACTIVE"))
             .and_then(|i| {
                 Some(Membership {
-                    role: get_opt_s(&i, "role").and_then(Role::parse)?,
-                    location: get_opt_s(&i, "locationId").map(str::to_string),
+                    role: get_opt_s(i, "role").and_then(Role::parse)?,
+                    location: get_opt_s(i, "locationId").map(str::to_string),
+                    staff_mfa_required,
                 })
             });
         let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
@@ -200,13 +243,15 @@ impl Authenticator {
 
     /// What `caller` may reach inside `clinic`: a member's role and location, or a super
     /// admin's access to a clinic that exists. `NotFound` otherwise, exactly like a clinic
-    /// that does not exist.
+    /// that does not exist. A super admin, and the staff of a clinic that requires it, act
+    /// only in a session that passed the second step (`mfa_required` otherwise).
     pub async fn clinic_access(
         &self,
         caller: Caller,
         clinic: ClinicId,
     ) -> Result<ClinicAccess, ApiError> {
-        if caller.is_super_admin() {
+        if caller.platform_role == Some(Role::SuperAdmin) {
+            caller.require_super_admin()?;
             // Super admins reach every clinic, but only clinics that exist.
             let exists = self
                 .table
@@ -227,6 +272,9 @@ impl Authenticator {
             .membership(&clinic, &caller.user_id)
             .await?
             .ok_or(ApiError::NotFound)?;
+        if member.staff_mfa_required && member.role != Role::Patient && !caller.mfa {
+            return Err(mfa_required());
+        }
         Ok(ClinicAccess {
             caller,
             clinic,

@@ -199,6 +199,18 @@ where
     matches!(e, SdkError::ServiceError(se) if se.err().code() == Some("ConditionalCheckFailedException"))
 }
 
+/// A single-item conditional write: `true` if it was made, `false` if its condition failed.
+pub fn condition_held<T, E>(res: Result<T, SdkErr<E>>) -> Result<bool, ApiError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match res {
+        Ok(_) => Ok(true),
+        Err(e) if is_condition_failed(&e) => Ok(false),
+        Err(e) => Err(internal(e)),
+    }
+}
+
 /// For a cancelled transaction, the cancellation code of each action in order
 /// (`Some("ConditionalCheckFailed")`, `None` for actions that were fine).
 pub fn cancellation_reasons(e: &SdkErr<TransactWriteItemsError>) -> Option<Vec<Option<String>>> {

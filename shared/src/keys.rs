@@ -54,6 +54,14 @@ pub fn session_sk(session: &SessionId) -> String {
     format!("{SESSION_PREFIX}{session}")
 }
 
+/// A user's authenticator (time-based codes): pending until confirmed, then active.
+pub const TOTP_SK: &str = "MFA#TOTP";
+
+/// A login's second step, waiting for its code.
+pub fn mfa_challenge_sk(challenge: &str) -> String {
+    format!("MFA#CHALLENGE#{challenge}")
+}
+
 pub fn clinic_pk(clinic: &ClinicId) -> String {
     format!("CLINIC#{clinic}")
 }

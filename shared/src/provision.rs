@@ -394,6 +394,7 @@ pub async fn put_clinic(
         .item("currency", s(currency))
         .item("status", s("ACTIVE"))
         .item("selfRegistration", crate::db::b(self_registration))
+        .item("staffMfaRequired", crate::db::b(false))
         .item("createdAt", n(now))
         .item("version", n(1))
         .send()

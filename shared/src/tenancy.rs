@@ -23,6 +23,8 @@ pub struct ClinicRecord {
     pub status: String,
     /// Patients may register themselves into the clinic.
     pub self_registration: bool,
+    /// Staff (every role but patient) act only in sessions that passed the second step.
+    pub staff_mfa_required: bool,
     /// What patients may book for themselves.
     pub booking: BookingLimits,
     pub version: i64,
@@ -105,6 +107,7 @@ impl ClinicRecord {
             locale: get_opt_s(i, "locale").unwrap_or("en").to_string(),
             status: get_opt_s(i, "status").unwrap_or("ACTIVE").to_string(),
             self_registration: crate::db::get_opt_bool(i, "selfRegistration").unwrap_or(false),
+            staff_mfa_required: crate::db::get_opt_bool(i, "staffMfaRequired").unwrap_or(false),
             booking: BookingLimits::from_item(i),
             version: get_n(i, "version")?,
             created_at: get_opt_n(i, "createdAt").unwrap_or(0),
@@ -125,7 +128,8 @@ impl ClinicRecord {
                 .item("currency", s(&self.currency))
                 .item("locale", s(&self.locale))
                 .item("status", s(&self.status))
-                .item("selfRegistration", crate::db::b(self.self_registration)),
+                .item("selfRegistration", crate::db::b(self.self_registration))
+                .item("staffMfaRequired", crate::db::b(self.staff_mfa_required)),
         )
     }
 }

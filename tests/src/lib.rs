@@ -7,7 +7,7 @@ use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
-use local_stack::{DEMO_PASSWORD, Stack};
+use local_stack::{DEMO_PASSWORD, DEMO_SUPER_ADMIN_TOTP, Stack};
 use serde_json::{Value, json};
 use shared::{
     ids::{ClinicId, LocationId, UserId},
@@ -125,8 +125,15 @@ impl Api {
             .await
     }
 
-    /// Logs in and returns the access token.
+    /// Logs in and returns the access token; an account with an authenticator (the seeded
+    /// super admins, whose secret is the demo one) answers its challenge with a code.
     pub async fn token(&self, email: &str, password: &str) -> String {
+        self.token_with(email, password, DEMO_SUPER_ADMIN_TOTP)
+            .await
+    }
+
+    /// Logs in, answering a challenge with a code of the authenticator `secret`.
+    pub async fn token_with(&self, email: &str, password: &str, secret: &str) -> String {
         let r = self
             .post(
                 "/v1/auth/login",
@@ -135,7 +142,51 @@ impl Api {
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "login {email}: {}", r.body);
+        if r.body["mfaRequired"] == true {
+            let challenge = r.body["challenge"].as_str().expect("challenge");
+            return self.second_step(challenge, secret).await;
+        }
         r.body["accessToken"].as_str().expect("token").to_string()
+    }
+
+    /// The server's time: the in-process stack's clock (tests move it), or this machine's.
+    pub fn now(&self) -> i64 {
+        self.stack.as_ref().map_or_else(
+            || jiff::Timestamp::now().as_second(),
+            |s| s.auth.clock.epoch(),
+        )
+    }
+
+    /// Answers a login challenge with the authenticator code of `secret` and returns the
+    /// access token. A code is taken once: a second login within the same 30 seconds uses the
+    /// next step's code (accepted within the skew), and after that waits for a fresh step.
+    pub async fn second_step(&self, challenge: &str, secret: &str) -> String {
+        for attempt in 0..4 {
+            let at = self.now() + if attempt % 2 == 1 { 30 } else { 0 };
+            let code = local_stack::totp_code(secret, at).expect("code");
+            let r = self
+                .post(
+                    "/v1/auth/login/mfa",
+                    serde_json::json!({"challenge": challenge, "code": code}),
+                    None,
+                )
+                .await;
+            if r.status == StatusCode::OK {
+                return r.body["accessToken"].as_str().expect("token").to_string();
+            }
+            assert_eq!(
+                r.status,
+                StatusCode::UNAUTHORIZED,
+                "second step: {}",
+                r.body
+            );
+            assert_eq!(r.body["code"], "invalid_mfa_code", "{}", r.body);
+            if attempt == 1 {
+                let wait = 30 - self.now().rem_euclid(30) + 1;
+                tokio::time::sleep(Duration::from_secs(wait.unsigned_abs())).await;
+            }
+        }
+        panic!("no code of the authenticator was taken");
     }
 
     /// Events that reached the bus (in-process stack only), as EventBridge delivers them;
@@ -171,8 +222,29 @@ impl Api {
     }
 }
 
-/// Creates a person with an optional membership; with `password`, ready to log in.
+/// Creates a person with an optional membership; with `password`, ready to log in. A super
+/// admin comes with an authenticator of the demo secret, since the role always signs in in two
+/// steps.
 pub async fn person(
+    stack: &Stack,
+    clinic: Option<&ClinicId>,
+    role: Role,
+    location: Option<&LocationId>,
+    password: bool,
+) -> (UserId, String) {
+    let (user, email) = account(stack, clinic, role, location, password).await;
+    if clinic.is_none() && role == Role::SuperAdmin {
+        let secret = auth::totp::secret_from_base32(DEMO_SUPER_ADMIN_TOTP).expect("secret");
+        auth::Auth(&stack.auth)
+            .seed_totp(&user, &secret)
+            .await
+            .expect("person");
+    }
+    (user, email)
+}
+
+/// [`person`] without an authenticator, whatever the role.
+pub async fn account(
     stack: &Stack,
     clinic: Option<&ClinicId>,
     role: Role,
@@ -244,6 +316,38 @@ pub async fn person(
             .expect("person");
     }
     (user, email)
+}
+
+/// Sets up an authenticator for the signed-in caller (enrolment and its confirmation with the
+/// current code); returns its base32 secret and the recovery codes.
+pub async fn enrol_authenticator(api: &Api, token: &str, password: &str) -> (String, Vec<String>) {
+    let r = call(
+        api,
+        Method::POST,
+        "/v1/auth/mfa/totp",
+        Some(json!({"password": password})),
+        token,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "enrol: {}", r.body);
+    let secret = r.body["secret"].as_str().expect("secret").to_string();
+    let code = local_stack::totp_code(&secret, api.now()).expect("code");
+    let r = call(
+        api,
+        Method::POST,
+        "/v1/auth/mfa/totp/confirm",
+        Some(json!({"code": code})),
+        token,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "confirm: {}", r.body);
+    let codes = r.body["recoveryCodes"]
+        .as_array()
+        .expect("recovery codes")
+        .iter()
+        .filter_map(|c| c.as_str().map(str::to_string))
+        .collect();
+    (secret, codes)
 }
 
 /// One authenticated request with an optional JSON body.

@@ -1,15 +1,17 @@
-//! The `auth` function: registration, login, sessions, refresh-token rotation, passwords, proof
-//! of address and consent to memberships,
+//! The `auth` function: registration, login (with its second step), sessions, refresh-token
+//! rotation, passwords, authenticators, proof of address and consent to memberships,
 //! plus the platform routes (health, JWKS, OpenAPI). `router` serves the full public paths,
 //! on Lambda and unchanged inside the local gateway.
 
 pub mod consent;
+pub mod mfa;
 pub mod passwords;
 mod routes;
 pub mod rules;
 pub mod service;
 pub mod sessions;
 pub mod store;
+pub mod totp;
 
 pub use service::Auth;
 
@@ -37,6 +39,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/auth/email/verify/resend"),
     ("POST", "/v1/auth/memberships/accept"),
     ("POST", "/v1/users/me/memberships/{clinicId}/accept"),
+    ("POST", "/v1/auth/mfa/totp"),
+    ("DELETE", "/v1/auth/mfa/totp"),
+    ("POST", "/v1/auth/mfa/totp/confirm"),
+    ("POST", "/v1/auth/login/mfa"),
 ];
 
 /// Handlers' state: the platform and the account mail (links and notices).
@@ -58,6 +64,7 @@ pub fn routes(state: AppState) -> Router {
         .merge(routes::sessions::router())
         .merge(routes::passwords::router())
         .merge(routes::consent::router())
+        .merge(routes::mfa::router())
         .with_state(state)
 }
 

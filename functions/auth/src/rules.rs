@@ -198,19 +198,25 @@ pub struct RefreshToken {
     pub secret: String,
 }
 
+/// The parts of an opaque token `<prefix>.<a>.<b>.<secret>` whose secret is 256 bits
+/// (43 base64url characters), if it has that shape.
+pub fn token_parts<'a>(raw: &'a str, prefix: &str) -> Option<(&'a str, &'a str, &'a str)> {
+    let mut parts = raw.split('.');
+    let (Some(p), Some(a), Some(b), Some(secret), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    (p == prefix && secret.len() == 43).then_some((a, b, secret))
+}
+
 impl RefreshToken {
     pub fn parse(raw: &str) -> Option<Self> {
-        let mut parts = raw.split('.');
-        let (Some("rt1"), Some(u), Some(s), Some(secret), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return None;
-        };
-        (secret.len() == 43).then_some(())?;
+        let (u, s, secret) = token_parts(raw, "rt1")?;
         Some(Self {
             user: UserId::parse(u)?,
             session: SessionId::parse(s)?,

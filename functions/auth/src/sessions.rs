@@ -11,6 +11,7 @@ use shared::{
     types::Email,
 };
 
+use crate::mfa::LoginOutcome;
 use crate::rules::{self, RefreshCheck, RefreshToken};
 use crate::service::{Auth, DUMMY_PASSWORD_HASH, SessionView, TokenPair};
 use crate::store;
@@ -25,12 +26,13 @@ impl Auth<'_> {
     /// account) in a fixed window, and per (address given, source) with growing delays, so
     /// parallel guesses are refused rather than checked and a stranger elsewhere cannot lock
     /// the owner out.
+    /// An account with two-step sign-in gets a challenge instead of a session.
     pub async fn login(
         &self,
         email: &Phi<String>,
         password: &Phi<String>,
         source: &SourceAddress,
-    ) -> Result<TokenPair, ApiError> {
+    ) -> Result<LoginOutcome, ApiError> {
         if password.expose().chars().count() > rules::MAX_PASSWORD_CHARS {
             return Err(Self::invalid_credentials());
         }
@@ -69,11 +71,31 @@ impl Auth<'_> {
             tracing::info!(user_id = %record.user, "login failed");
             return Err(Self::invalid_credentials());
         }
+        if record.mfa_enabled {
+            let (_, challenge) = tokio::try_join!(
+                self.throttles.forgive(&guess),
+                self.challenge(&record.user, now)
+            )?;
+            return Ok(LoginOutcome::Challenge(challenge));
+        }
         let session = SessionId::generate();
-        let (_, mut pair) = tokio::try_join!(
+        let (_, pair) = tokio::try_join!(
             self.throttles.forgive(&guess),
-            self.start_session(&record.user, &session, now)
+            self.signed_in(&record, &session, false, now)
         )?;
+        Ok(LoginOutcome::Session(Box::new(pair)))
+    }
+
+    /// Starts the session of a login that is complete, with the user's view, and keeps the
+    /// number of live sessions bounded.
+    pub(crate) async fn signed_in(
+        &self,
+        record: &store::UserRecord,
+        session: &SessionId,
+        mfa: bool,
+        now: i64,
+    ) -> Result<TokenPair, ApiError> {
+        let mut pair = self.start_session(&record.user, session, mfa, now).await?;
         pair.user = Some(self.user_view_from(&record.user, &record.item).await?);
         self.evict_excess_sessions(&record.user, now).await?;
         Ok(pair)
@@ -83,6 +105,7 @@ impl Auth<'_> {
         &self,
         user: &UserId,
         session: &SessionId,
+        mfa: bool,
         now: i64,
     ) -> Result<TokenPair, ApiError> {
         let refresh = RefreshToken {
@@ -103,6 +126,7 @@ impl Auth<'_> {
             session,
             token_hash: &token_hash(&refresh.secret),
             refresh_expires_at,
+            mfa,
         };
         store::create_session(&self.table, new, &event, now).await?;
         tracing::info!(user_id = %user, session_id = %session, "session started");

@@ -12,6 +12,8 @@ use shared::{
     policy::Role,
 };
 
+pub mod mfa;
+
 /// A user's identity item.
 #[derive(Debug, Clone)]
 pub struct UserRecord {
@@ -22,6 +24,8 @@ pub struct UserRecord {
     pub password_hash: String,
     pub version: i64,
     pub platform_role: Option<Role>,
+    /// Signing in takes a code from the user's authenticator after the password.
+    pub mfa_enabled: bool,
     pub item: Item,
 }
 
@@ -69,6 +73,7 @@ pub async fn get_user(table: &Table, user: &UserId) -> Result<Option<UserRecord>
         password_hash: get_s(&item, "passwordHash")?.to_string(),
         version: get_n(&item, "version")?,
         platform_role: get_opt_s(&item, "platformRole").and_then(Role::parse),
+        mfa_enabled: db::get_opt_bool(&item, "mfaEnabled").unwrap_or(false),
         item,
     }))
 }
@@ -80,6 +85,8 @@ pub struct NewSession<'a> {
     pub session: &'a SessionId,
     pub token_hash: &'a str,
     pub refresh_expires_at: i64,
+    /// The login passed the second step (an authenticator code or a recovery code).
+    pub mfa: bool,
 }
 
 /// Writes a new session, clears failed-login counters and records the login event, together.
@@ -94,6 +101,7 @@ pub async fn create_session(
         session,
         token_hash,
         refresh_expires_at,
+        mfa,
     } = new;
     let put = Put::builder()
         .table_name(&table.name)
@@ -107,6 +115,7 @@ pub async fn create_session(
         .item("createdAt", n(now))
         .item("lastUsedAt", n(now))
         .item("refreshExpiresAt", n(refresh_expires_at))
+        .item("mfa", db::b(mfa))
         .item(keys::TTL, n(refresh_expires_at + 24 * 60 * 60))
         .condition_expression("attribute_not_exists(pk)");
     let clear = Update::builder()
@@ -231,11 +240,7 @@ pub async fn rotate_refresh(
         .expression_attribute_values(":active", s("ACTIVE"))
         .send()
         .await;
-    match res {
-        Ok(_) => Ok(true),
-        Err(e) if db::is_condition_failed(&e) => Ok(false),
-        Err(e) => Err(db::internal(e)),
-    }
+    db::condition_held(res)
 }
 
 pub fn revoke_action(

@@ -37,6 +37,8 @@ pub struct ClinicView {
     status: String,
     /// Patients may register themselves into the clinic.
     self_registration: bool,
+    /// Staff act only in sessions that passed two-step sign-in.
+    staff_mfa_required: bool,
     /// Unconfirmed bookings a patient may hold at once.
     max_open_holds: i64,
     /// How far ahead patients may book, in days.
@@ -57,6 +59,7 @@ impl From<&ClinicRecord> for ClinicView {
             locale: c.locale.clone(),
             status: c.status.clone(),
             self_registration: c.self_registration,
+            staff_mfa_required: c.staff_mfa_required,
             max_open_holds: c.booking.max_open_holds,
             max_days_ahead: c.booking.max_days_ahead,
             hold_minutes: c.booking.hold_minutes,
@@ -64,6 +67,10 @@ impl From<&ClinicRecord> for ClinicView {
             created_at: rfc3339(c.created_at),
         }
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +84,9 @@ pub struct CreateClinic {
     /// Patients may register themselves (default: no; the clinic adds them).
     #[serde(default)]
     self_registration: bool,
+    /// Staff must sign in in two steps (default: yes).
+    #[serde(default = "yes")]
+    staff_mfa_required: bool,
     admin: NewPerson,
 }
 
@@ -93,6 +103,8 @@ pub struct UpdateClinic {
     locale: Option<String>,
     #[serde(default)]
     self_registration: Option<bool>,
+    #[serde(default)]
+    staff_mfa_required: Option<bool>,
     #[serde(default)]
     max_open_holds: Option<i64>,
     #[serde(default)]
@@ -183,6 +195,7 @@ pub async fn create(
         locale: req.locale.unwrap_or_else(|| "en".into()),
         status: "ACTIVE".into(),
         self_registration: req.self_registration,
+        staff_mfa_required: req.staff_mfa_required,
         booking: Default::default(),
         version: 1,
         created_at: now,
@@ -258,6 +271,9 @@ pub async fn list(
     page: Page,
 ) -> Result<(Vec<ClinicView>, Option<String>), ApiError> {
     let limit = db::page_limit(page.limit)?;
+    if caller.platform_role == Some(Role::SuperAdmin) {
+        caller.require_super_admin()?;
+    }
     let (ids, next): (Vec<ClinicId>, Option<String>) = if caller.is_super_admin() {
         let start = page
             .cursor
@@ -322,7 +338,13 @@ pub async fn update(
         return Err(ApiError::Validation(errors));
     }
     let current = store::clinic(&state.table, &access.clinic).await?;
-    let opens = req.self_registration;
+    let switches: Vec<(&str, bool)> = [
+        ("selfRegistration", req.self_registration),
+        ("staffMfaRequired", req.staff_mfa_required),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
     let changes: Vec<(&str, String)> = [
         ("name", req.name.map(|n| n.trim().to_string())),
         ("timeZone", req.time_zone),
@@ -332,7 +354,7 @@ pub async fn update(
     .into_iter()
     .filter_map(|(k, v)| v.map(|v| (k, v)))
     .collect();
-    if changes.is_empty() && opens.is_none() && limits.is_empty() {
+    if changes.is_empty() && switches.is_empty() && limits.is_empty() {
         return Err(ApiError::unprocessable(
             "empty_update",
             "The body changes nothing.",
@@ -344,9 +366,9 @@ pub async fn update(
         update.set(k, s(v));
     }
     let mut fields: Vec<&str> = changes.iter().map(|(k, _)| *k).collect();
-    if let Some(open) = opens {
-        update.set("selfRegistration", db::b(open));
-        fields.push("selfRegistration");
+    for (name, on) in &switches {
+        update.set(name, db::b(*on));
+        fields.push(name);
     }
     for (name, v) in &limits {
         update.set(name, db::n(*v));

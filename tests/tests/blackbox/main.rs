@@ -3,6 +3,7 @@
 
 mod billing;
 mod client;
+mod mfa;
 mod scheduling;
 mod template;
 mod tenancy;

@@ -920,6 +920,10 @@ async fn super_admin_creates_a_clinic_with_its_first_admin() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["admin"]["status"], "PENDING");
     assert_eq!(r.body["clinic"]["selfRegistration"], false);
+    assert_eq!(
+        r.body["clinic"]["staffMfaRequired"], true,
+        "a new clinic's staff sign in in two steps"
+    );
     let id = r.body["clinic"]["id"].as_str().unwrap();
     let admin_id = UserId::parse(r.body["admin"]["userId"].as_str().unwrap()).unwrap();
     // The invitation went to the queue as a job naming its link: no address, no token
@@ -960,9 +964,36 @@ async fn super_admin_creates_a_clinic_with_its_first_admin() {
         (r.body["status"].as_str(), r.body["passwordSet"].as_bool()),
         (Some("ACTIVE"), Some(true))
     );
-    let third = w
+    // The password alone does not let the new admin act in the clinic: two-step sign-in is
+    // required of its staff. They set up an authenticator and sign in again with a code.
+    let password_only = w
         .api
         .token("third.admin@tenancy.test", "third clinic passphrase")
+        .await;
+    let r = call(
+        &w.api,
+        Method::GET,
+        &format!("/v1/clinics/{id}"),
+        None,
+        &password_only,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("mfa_required")),
+        "{}",
+        r.body
+    );
+    let (secret, _) =
+        blackbox::enrol_authenticator(&w.api, &password_only, "third clinic passphrase").await;
+    w.clock.advance(SignedDuration::from_secs(30));
+    let third = w
+        .api
+        .token_with(
+            "third.admin@tenancy.test",
+            "third clinic passphrase",
+            &secret,
+        )
         .await;
     assert_eq!(
         call(

@@ -16,7 +16,7 @@ use shared::{
     ids::SessionId,
 };
 
-use crate::{AppState, Auth, rules::limits::REFRESH_PER_SOURCE};
+use crate::{AppState, Auth, mfa::LoginOutcome, rules::limits::REFRESH_PER_SOURCE};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -39,11 +39,14 @@ async fn login(
     source: SourceAddress,
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let pair = Auth(&state)
+    let outcome = Auth(&state)
         .login(&req.email, &req.password, &source)
         .await?;
     // Token responses must not be cached by any intermediary.
-    Ok(no_store(present(&pair)))
+    Ok(no_store(match outcome {
+        LoginOutcome::Session(pair) => present(&pair),
+        LoginOutcome::Challenge(challenge) => present(&challenge),
+    }))
 }
 
 #[derive(Debug, Deserialize)]

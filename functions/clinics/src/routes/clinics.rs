@@ -34,9 +34,7 @@ async fn create_clinic(
     caller: Caller,
     Json(req): Json<CreateClinic>,
 ) -> Result<Response, ApiError> {
-    if !caller.is_super_admin() {
-        return Err(ApiError::Forbidden);
-    }
+    caller.require_super_admin()?;
     let created = clinics::create(&state, &caller, req).await?;
     Ok(json_response(
         StatusCode::CREATED,
