@@ -7,11 +7,12 @@ PORT ?= 3000
 MOTO_PORT ?= 4566
 FUNCTIONS := auth users clinics appointments billing relay
 
-.PHONY: help setup dev mail test lint unit emulator-test build deploy bench fmt clean
+.PHONY: help setup dev mail totp test lint unit emulator-test build deploy bench fmt clean
 
 help:
 	@echo "make dev     local stack: emulated AWS, every function on 127.0.0.1:$(PORT), demo data"
 	@echo "make mail    print the account mail (verification, invitation, reset links) make dev queued"
+	@echo "make totp    the demo super admin's current authenticator code (SECRET=... for another)"
 	@echo "make test    formatting, clippy, cfn-lint and every test against the emulator"
 	@echo "make lint    formatting, clippy and cfn-lint only"
 	@echo "make build   arm64 Lambda binaries with cargo-lambda (into target/lambda/)"
@@ -37,6 +38,10 @@ dev: setup
 mail:
 	@cargo build -q -p local-stack
 	@set -a && source .local/stack.env && AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test target/debug/local-stack mail
+
+totp:
+	@cargo build -q -p local-stack
+	@target/debug/local-stack totp $(SECRET)
 
 lint: setup
 	cargo fmt --all -- --check
