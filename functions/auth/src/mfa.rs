@@ -349,19 +349,24 @@ impl Auth<'_> {
         source: &SourceAddress,
     ) -> Result<TokenPair, ApiError> {
         let now = self.clock.epoch();
-        self.throttles
-            .take(&rules::limits::LOGIN_PER_SOURCE, &source.0, now)
-            .await?;
         let c = totp::Challenge::parse(raw.expose()).ok_or_else(bad_challenge)?;
         let presented = token_hash(&c.secret);
-        let (challenge, authenticator) =
-            store::mfa::challenge_and_totp(&self.table, &c.user, &c.id).await?;
-        let (stored, expires) = challenge.ok_or_else(bad_challenge)?;
+        let (_, read) = tokio::try_join!(
+            self.throttles
+                .take(&rules::limits::LOGIN_PER_SOURCE, &source.0, now),
+            store::mfa::answering(&self.table, &c.user, &c.id)
+        )?;
+        let (stored, expires) = read.challenge.ok_or_else(bad_challenge)?;
         if !constant_time_eq(stored.as_bytes(), presented.as_bytes()) || expires <= now {
             return Err(bad_challenge());
         }
-        let authenticator = authenticator
+        let authenticator = read
+            .totp
             .filter(|t| t.status == store::mfa::ACTIVE)
+            .ok_or_else(bad_challenge)?;
+        let record = read
+            .user
+            .filter(|u| u.status == "ACTIVE")
             .ok_or_else(bad_challenge)?;
         // Only a caller who knew the password holds a live challenge: only they spend the
         // account's code guesses, so a stranger cannot use them up.
@@ -372,10 +377,6 @@ impl Auth<'_> {
             .ok_or_else(wrong_code)?;
         if !store::mfa::answer_challenge(&self.table, &c.user, &c.id, &presented, &proof).await? {
             return Err(wrong_code());
-        }
-        let record = self.user(&c.user).await?;
-        if record.status != "ACTIVE" {
-            return Err(bad_challenge());
         }
         let session = SessionId::generate();
         let (_, pair) = tokio::try_join!(

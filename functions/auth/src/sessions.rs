@@ -95,8 +95,11 @@ impl Auth<'_> {
         mfa: bool,
         now: i64,
     ) -> Result<TokenPair, ApiError> {
-        let mut pair = self.start_session(&record.user, session, mfa, now).await?;
-        pair.user = Some(self.user_view_from(&record.user, &record.item).await?);
+        let (mut pair, view) = tokio::try_join!(
+            self.start_session(&record.user, session, mfa, now),
+            self.user_view_from(&record.user, &record.item)
+        )?;
+        pair.user = Some(view);
         self.evict_excess_sessions(&record.user, now).await?;
         Ok(pair)
     }

@@ -66,7 +66,12 @@ pub async fn get_user(table: &Table, user: &UserId) -> Result<Option<UserRecord>
     let Some(item) = table.get(keys::user_pk(user), keys::PROFILE_SK).await? else {
         return Ok(None);
     };
-    Ok(Some(UserRecord {
+    user_from_item(user, item).map(Some)
+}
+
+/// A user's identity item as read.
+pub fn user_from_item(user: &UserId, item: Item) -> Result<UserRecord, ApiError> {
+    Ok(UserRecord {
         user: user.clone(),
         email_verified: shared::identity::email_verified(&item),
         status: get_s(&item, "status")?.to_string(),
@@ -75,7 +80,7 @@ pub async fn get_user(table: &Table, user: &UserId) -> Result<Option<UserRecord>
         platform_role: get_opt_s(&item, "platformRole").and_then(Role::parse),
         mfa_enabled: db::get_opt_bool(&item, "mfaEnabled").unwrap_or(false),
         item,
-    }))
+    })
 }
 
 /// A session to start.

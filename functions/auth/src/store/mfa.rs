@@ -179,26 +179,42 @@ pub async fn put_challenge(
     Ok(())
 }
 
-/// A waiting challenge's secret hash and expiry, with the user's authenticator, in one read.
-pub async fn challenge_and_totp(
-    table: &Table,
-    user: &UserId,
-    id: &str,
-) -> Result<(Option<(String, i64)>, Option<TotpRecord>), ApiError> {
+/// What a login's second step reads, in one round trip.
+#[derive(Debug)]
+pub struct Answering {
+    /// The waiting challenge's secret hash and expiry.
+    pub challenge: Option<(String, i64)>,
+    pub totp: Option<TotpRecord>,
+    pub user: Option<super::UserRecord>,
+}
+
+/// A waiting challenge, the user's authenticator and the user, in one read.
+pub async fn answering(table: &Table, user: &UserId, id: &str) -> Result<Answering, ApiError> {
     let challenge_sk = keys::mfa_challenge_sk(id);
-    let items = table
+    let mut items = table
         .batch_get(vec![
             db::key(keys::user_pk(user), challenge_sk.clone()),
             db::key(keys::user_pk(user), keys::TOTP_SK),
+            db::key(keys::user_pk(user), keys::PROFILE_SK),
         ])
         .await?;
+    let profile = items
+        .iter()
+        .position(|i| get_opt_s(i, keys::SK) == Some(keys::PROFILE_SK))
+        .map(|p| items.swap_remove(p));
     let part =
         |sk: &str| -> Option<&Item> { items.iter().find(|i| get_opt_s(i, keys::SK) == Some(sk)) };
     let challenge = match part(&challenge_sk) {
         Some(i) => Some((get_s(i, "secretHash")?.to_string(), get_n(i, "expiresAt")?)),
         None => None,
     };
-    Ok((challenge, totp_from(part(keys::TOTP_SK))?))
+    Ok(Answering {
+        challenge,
+        totp: totp_from(part(keys::TOTP_SK))?,
+        user: profile
+            .map(|item| super::user_from_item(user, item))
+            .transpose()?,
+    })
 }
 
 /// Spends the challenge and the proof together; `false` if either was spent meanwhile (a
