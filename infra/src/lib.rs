@@ -76,6 +76,7 @@ pub struct Stack {
     pub clinics: clinics::AppState,
     pub appointments: appointments::AppState,
     pub billing: billing::AppState,
+    pub notifications: notifications::AppState,
 }
 
 impl Stack {
@@ -112,6 +113,12 @@ impl Stack {
             &clients,
             &platform,
             shared::provision::LOCAL_WEBHOOK_SECRET,
+            clock.clone(),
+        )
+        .await?;
+        let notifications = notifications::state(
+            &clients,
+            notifications_config(&resources, platform, 0),
             clock,
         )
         .await?;
@@ -123,6 +130,7 @@ impl Stack {
             clinics,
             appointments,
             billing,
+            notifications,
         })
     }
 
@@ -182,6 +190,26 @@ impl Stack {
                 }
                 if let Err(e) = drain_sweeps(&stack).await {
                     tracing::warn!(error = %e, "job work queue poll failed");
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    }
+
+    /// Runs the notification worker over both notification queues every `every`, as their
+    /// SQS event sources do on AWS (with the messages' receive counts).
+    pub fn spawn_notifications(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let state = self.notifications.clone();
+        let queues = [
+            self.resources.notifications_high_url.clone(),
+            self.resources.notifications_normal_url.clone(),
+        ];
+        tokio::spawn(async move {
+            loop {
+                for q in &queues {
+                    if let Err(e) = drain_notifications(&state, q).await {
+                        tracing::warn!(error = %e, "notification queue poll failed");
+                    }
                 }
                 tokio::time::sleep(every).await;
             }
@@ -438,6 +466,105 @@ where
         }
     }
     Ok(handled)
+}
+
+/// One receive of up to ten notification jobs from `url`, handed to the worker as an SQS event
+/// (receive counts included); what it reports as failed stays for its retry (the worker has
+/// set when), the rest is deleted. Returns how many messages arrived.
+pub async fn drain_notifications(
+    state: &notifications::AppState,
+    url: &str,
+) -> Result<usize, BoxError> {
+    use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+    let out = state
+        .sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .visibility_timeout(30)
+        .message_system_attribute_names(
+            aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+        )
+        .send()
+        .await?;
+    let messages = out.messages.unwrap_or_default();
+    let name = url.rsplit('/').next().unwrap_or_default();
+    let records: Vec<SqsMessage> = messages
+        .iter()
+        .map(|m| {
+            let mut r = SqsMessage::default();
+            r.message_id = m.message_id.clone();
+            r.receipt_handle = m.receipt_handle.clone();
+            r.body = m.body.clone();
+            r.event_source_arn = Some(format!("arn:aws:sqs:local:000000000000:{name}"));
+            if let Some(attrs) = &m.attributes {
+                for (k, v) in attrs {
+                    r.attributes.insert(k.as_str().to_string(), v.clone());
+                }
+            }
+            r
+        })
+        .collect();
+    let mut event = SqsEvent::default();
+    event.records = records;
+    let response = notifications::worker::handle_batch(state, event).await;
+    for m in &messages {
+        let failed = response
+            .batch_item_failures
+            .iter()
+            .any(|f| Some(f.item_identifier.as_str()) == m.message_id.as_deref());
+        if let (false, Some(h)) = (failed, m.receipt_handle()) {
+            state
+                .sqs
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(h)
+                .send()
+                .await?;
+        }
+    }
+    Ok(messages.len())
+}
+
+/// Every email the emulator's SES accepted (subject, body, source, destinations), oldest
+/// first, from the emulator's model data (`/moto-api/data.json`).
+pub async fn sent_mail(endpoint: &str) -> Result<Vec<serde_json::Value>, BoxError> {
+    use http_body_util::BodyExt;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let uri = format!("{}/moto-api/data.json", endpoint.trim_end_matches('/')).parse()?;
+    let body = client
+        .get(uri)
+        .await?
+        .into_body()
+        .collect()
+        .await?
+        .to_bytes();
+    let data: serde_json::Value = serde_json::from_slice(&body)?;
+    Ok(data["ses"]["Message"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// The notification worker's settings over `res`; the first retry waits `retry_seconds`.
+pub fn notifications_config(
+    res: &Resources,
+    platform: PlatformConfig,
+    retry_seconds: i64,
+) -> notifications::WorkerConfig {
+    notifications::WorkerConfig {
+        platform,
+        sender: res.sender.clone(),
+        configuration_set: None,
+        app_url: "http://127.0.0.1:3000".into(),
+        queue_urls: vec![
+            res.notifications_high_url.clone(),
+            res.notifications_normal_url.clone(),
+        ],
+        retry_base_seconds: retry_seconds,
+    }
 }
 
 /// A scheduled job's fan-out every `every`: one work message per clinic.

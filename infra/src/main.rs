@@ -14,8 +14,8 @@ const USAGE: &str = "usage:
                                          (PlatformSecrets for every function, SigningSecrets for auth)
   local-stack rotate-secrets --key-id ID --current SIGNING_CIPHERTEXT
                                          new signing key (the previous one stays valid), same index keys
-  local-stack mail                       take the queued account mail off the running stack's
-                                         notifications queue and print it, links opened
+  local-stack mail                       print the mail the running stack's notification worker
+                                         sent (what the emulator's SES accepted)
   local-stack totp [SECRET]              the current code of an authenticator secret (base32;
                                          default: the demo super admin's)
   local-stack bench BINARY...            cold start, size and AWS-call benchmarks (see Makefile)";
@@ -98,6 +98,7 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     let _consumers = stack.spawn_consumers(Duration::from_millis(500));
     let _billing_sweep = stack.spawn_billing_sweep(Duration::from_secs(60));
     let _stats = stack.spawn_stats(Duration::from_millis(500));
+    let _notifications = stack.spawn_notifications(Duration::from_millis(500));
     let (addr, server) = serve(stack.gateway(), ([127, 0, 0, 1], port).into()).await?;
     let env_file = std::path::Path::new(".local/stack.env");
     if let Some(dir) = env_file.parent() {
@@ -142,79 +143,28 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     Ok(())
 }
 
-/// A developer's inbox for the running local stack (its resources come from
-/// `.local/stack.env`): each queued account-mail job, with its link opened the way the
-/// notification worker opens it. The jobs are taken off the queue. For local use only: the
+/// A developer's inbox for the running local stack: every email the emulator's SES accepted
+/// (the notification worker sends account mail there), newest last. For local use only: the
 /// links printed are live credentials.
 async fn mail() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let var = |k: &str| std::env::var(k).map_err(|_| format!("{k} is not set: run `make mail`"));
-    let clients = Clients::from_env().await;
-    let table = shared::db::Table {
-        client: clients.dynamodb.clone(),
-        name: var("TABLE_NAME")?,
-    };
-    let envelope = std::sync::Arc::new(shared::crypto::Envelope::new(
-        clients.kms.clone(),
-        var("KMS_KEY_ID")?,
-        shared::crypto::KeyCacheLimits::default(),
-    ));
-    let queue = var("NOTIFICATIONS_QUEUE_URL")?;
-    let app_url = std::env::var("APP_URL").unwrap_or_else(|_| "http://127.0.0.1:3000".into());
-    let mail = shared::identity::AccountMail::new(
-        table,
-        envelope,
-        clients.sqs.clone(),
-        queue.clone(),
-        &app_url,
-    );
-    let now = jiff::Timestamp::now().as_second();
-    let mut shown = 0;
-    loop {
-        let msgs = clients
-            .sqs
-            .receive_message()
-            .queue_url(&queue)
-            .max_number_of_messages(10)
-            .send()
-            .await?
-            .messages
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .map_err(|_| "AWS_ENDPOINT_URL is not set: run `make mail`")?;
+    let mail = local_stack::sent_mail(&endpoint).await?;
+    for m in &mail {
+        let to: Vec<&str> = m["destinations"]["ToAddresses"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t.as_str()).collect())
             .unwrap_or_default();
-        if msgs.is_empty() {
-            break;
-        }
-        for m in msgs {
-            let job: serde_json::Value = serde_json::from_str(m.body().unwrap_or("{}"))?;
-            let params = &job["params"];
-            let link = params["linkId"]
-                .as_str()
-                .and_then(shared::ids::LinkId::parse);
-            let what = match link {
-                Some(id) => match mail.url(&id, now).await? {
-                    Some(url) => url.expose().clone(),
-                    None => "(link spent or expired)".into(),
-                },
-                None => params.to_string(),
-            };
-            println!(
-                "{}  {:<24} user {}\n    {what}",
-                job["createdAt"].as_str().unwrap_or_default(),
-                job["kind"].as_str().unwrap_or_default(),
-                job["userId"].as_str().unwrap_or_default(),
-            );
-            shown += 1;
-            if let Some(h) = m.receipt_handle() {
-                clients
-                    .sqs
-                    .delete_message()
-                    .queue_url(&queue)
-                    .receipt_handle(h)
-                    .send()
-                    .await?;
-            }
-        }
+        println!(
+            "To: {}\nSubject: {}\n\n{}\n{}",
+            to.join(", "),
+            m["subject"].as_str().unwrap_or_default(),
+            m["body"].as_str().unwrap_or_default().trim_end(),
+            "-".repeat(72)
+        );
     }
-    if shown == 0 {
-        println!("No account mail queued.");
+    if mail.is_empty() {
+        println!("No mail sent yet.");
     }
     Ok(())
 }

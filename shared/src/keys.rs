@@ -54,6 +54,14 @@ pub fn session_sk(session: &SessionId) -> String {
     format!("{SESSION_PREFIX}{session}")
 }
 
+/// A notification job's delivery on one channel (its record in the delivery log).
+pub fn delivery_pk(job: &str) -> String {
+    format!("DELIVERY#{job}")
+}
+pub fn delivery_sk(channel: &str) -> String {
+    format!("CHANNEL#{channel}")
+}
+
 /// A user's authenticator (time-based codes): pending until confirmed, then active.
 pub const TOTP_SK: &str = "MFA#TOTP";
 

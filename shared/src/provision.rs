@@ -18,6 +18,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The payment provider's webhook secret in local stacks and tests (on AWS it is a stack
 /// parameter).
 pub const LOCAL_WEBHOOK_SECRET: &str = "local-gateway-webhook-secret";
+/// The local stack's sender address, verified in the emulator by provisioning.
+pub const LOCAL_SENDER: &str = "notifications@clinic.local";
+/// A notification job is tried this many times before its queue moves it to the dead-letter
+/// queue (other queues allow five receives).
+pub const NOTIFICATION_RECEIVES: i64 = 3;
 
 /// The bus events billing consumes, by source and type.
 pub const BILLING_EVENT_PATTERN: (&str, &[&str]) =
@@ -44,6 +49,11 @@ pub struct Resources {
     pub bus: String,
     pub notifications_high_url: String,
     pub notifications_normal_url: String,
+    /// Their dead-letter queues.
+    pub notifications_high_dlq_url: String,
+    pub notifications_normal_dlq_url: String,
+    /// The verified sender address of notification mail.
+    pub sender: String,
     /// A queue that receives every event on the bus, for inspection and tests.
     pub events_tap_url: String,
     /// Billing's queue of bus events (appointment cancellations), with a dead-letter queue.
@@ -76,6 +86,14 @@ impl Resources {
                 self.notifications_normal_url.clone(),
             ),
             ("EVENTS_TAP_QUEUE_URL", self.events_tap_url.clone()),
+            ("NOTIFICATIONS_SENDER", self.sender.clone()),
+            (
+                "NOTIFICATIONS_QUEUE_URLS",
+                format!(
+                    "{},{}",
+                    self.notifications_high_url, self.notifications_normal_url
+                ),
+            ),
             ("PAYMENT_WEBHOOK_SECRET", LOCAL_WEBHOOK_SECRET.to_string()),
         ]
     }
@@ -195,11 +213,22 @@ async fn create_queue(
     name: &str,
     dlq_arn: Option<&str>,
 ) -> Result<(String, String), BoxError> {
+    create_queue_receiving(clients, name, dlq_arn, 5).await
+}
+
+/// A queue whose messages move to `dlq_arn` after `receives` receives.
+async fn create_queue_receiving(
+    clients: &Clients,
+    name: &str,
+    dlq_arn: Option<&str>,
+    receives: i64,
+) -> Result<(String, String), BoxError> {
     let mut req = clients.sqs.create_queue().queue_name(name);
     if let Some(arn) = dlq_arn {
         req = req.attributes(
             QueueAttributeName::RedrivePolicy,
-            serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": 5}).to_string(),
+            serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": receives})
+                .to_string(),
         );
     }
     let url = req.send().await?.queue_url.ok_or("queue without url")?;
@@ -268,22 +297,30 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
         .map(|m| m.key_id)
         .ok_or("key without metadata")?;
 
-    let (_, high_dlq) =
+    let (high_dlq_url, high_dlq) =
         create_queue(clients, &format!("{prefix}-notifications-high-dlq"), None).await?;
-    let (high, _) = create_queue(
+    let (high, _) = create_queue_receiving(
         clients,
         &format!("{prefix}-notifications-high"),
         Some(&high_dlq),
+        NOTIFICATION_RECEIVES,
     )
     .await?;
-    let (_, normal_dlq) =
+    let (normal_dlq_url, normal_dlq) =
         create_queue(clients, &format!("{prefix}-notifications-normal-dlq"), None).await?;
-    let (normal, _) = create_queue(
+    let (normal, _) = create_queue_receiving(
         clients,
         &format!("{prefix}-notifications-normal"),
         Some(&normal_dlq),
+        NOTIFICATION_RECEIVES,
     )
     .await?;
+    // The emulator, like SES, sends only from a verified identity.
+    aws_sdk_sesv2::Client::new(&clients.sdk)
+        .create_email_identity()
+        .email_identity(LOCAL_SENDER)
+        .send()
+        .await?;
     let (tap, tap_arn) = create_queue(clients, &format!("{prefix}-events-tap"), None).await?;
 
     let bus = format!("{prefix}-bus");
@@ -357,6 +394,9 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
         bus,
         notifications_high_url: high,
         notifications_normal_url: normal,
+        notifications_high_dlq_url: high_dlq_url,
+        notifications_normal_dlq_url: normal_dlq_url,
+        sender: LOCAL_SENDER.to_string(),
         events_tap_url: tap,
         billing_events_url: billing_events,
         appointments_events_url: appointments_events,

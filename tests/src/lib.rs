@@ -394,3 +394,31 @@ pub async fn link_for(stack: &Stack, user: &UserId, kind: &str) -> (String, Valu
 }
 
 pub use shared::provision::join_all;
+
+/// The emails the emulator's SES accepted for `address` (subject, body, source, destinations),
+/// oldest first, read from its model data as a newcomer would.
+pub async fn mail_to(address: &str) -> Vec<Value> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
+    local_stack::sent_mail(&endpoint)
+        .await
+        .expect("emulator data")
+        .into_iter()
+        .filter(|m| {
+            m["destinations"]["ToAddresses"]
+                .as_array()
+                .is_some_and(|to| to.iter().any(|t| t == address))
+        })
+        .collect()
+}
+
+/// Waits (up to about twenty seconds) until `n` emails for `address` have arrived.
+pub async fn await_mail(address: &str, n: usize) -> Vec<Value> {
+    for _ in 0..100 {
+        let mail = mail_to(address).await;
+        if mail.len() >= n {
+            return mail;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("fewer than {n} emails arrived for {address}");
+}

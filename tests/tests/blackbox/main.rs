@@ -4,6 +4,7 @@
 mod billing;
 mod client;
 mod mfa;
+mod notifications;
 mod scheduling;
 mod template;
 mod tenancy;

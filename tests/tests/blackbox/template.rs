@@ -45,10 +45,28 @@ fn every_configuration_variable_is_set() {
         "APP_URL",
         "SESSION_CACHE_SECONDS",
         "EVENT_BUS_NAME",
+        "NOTIFICATIONS_SENDER",
+        "NOTIFICATIONS_QUEUE_URLS",
     ] {
         assert!(
             TEMPLATE.contains(&format!("{var}:")),
             "{var} is not set in template.yaml"
+        );
+    }
+}
+
+#[test]
+fn notification_jobs_get_three_attempts_as_the_worker_counts_them() {
+    let attempts = notifications::rules::MAX_ATTEMPTS;
+    assert_eq!(attempts, shared::provision::NOTIFICATION_RECEIVES);
+    for queue in ["NotificationsHighQueue", "NotificationsNormalQueue"] {
+        let (_, block) = resources()
+            .into_iter()
+            .find(|(name, _)| name == queue)
+            .unwrap_or_else(|| panic!("{queue} is in the template"));
+        assert!(
+            block.contains(&format!("maxReceiveCount: {attempts}")),
+            "{queue} moves a job to its dead-letter queue after {attempts} receives"
         );
     }
 }
@@ -148,6 +166,12 @@ fn every_function_that_authenticates_callers_may_batch_read_the_session_and_user
         let block = &resources.iter().find(|(n, _)| n == role).unwrap().1;
         assert!(block.contains("dynamodb:BatchGetItem"), "{role}");
     }
-    // Queue consumers need no more than the event source mapping uses.
-    assert!(!TEMPLATE.contains("sqs:ChangeMessageVisibility"));
+    // Queue consumers need no more than the event source mapping uses; only the notification
+    // worker sets its own retry delays.
+    let postponers: Vec<&str> = resources
+        .iter()
+        .filter(|(_, b)| b.contains("sqs:ChangeMessageVisibility"))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(postponers, ["NotificationsWorkerFunctionRole"]);
 }

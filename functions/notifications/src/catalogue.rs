@@ -1,0 +1,200 @@
+//! The built-in messages: each template's subject and text, the variables it may use, its
+//! category and priority. Rendering is strict: a variable the template names but the job does
+//! not carry is an error, never an empty string. Messages say what happened and link into the
+//! app; they carry no clinical content and no secrets beyond a link's own URL.
+
+use minijinja::{Environment, UndefinedBehavior};
+use std::collections::BTreeMap;
+
+/// What a message is about; users choose channels per category (account mail always goes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    Account,
+}
+
+/// Which queue carries it: critical work is never behind bulk work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    High,
+}
+
+/// One catalogue entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Template {
+    pub name: &'static str,
+    pub category: Category,
+    pub priority: Priority,
+    /// The variables the template may use (the job's params, plus `url` for link mail).
+    pub variables: &'static [&'static str],
+    pub subject: &'static str,
+    pub text: &'static str,
+}
+
+const LINK: &[&str] = &["url", "expiresAt"];
+
+/// Every template the worker can send.
+pub const TEMPLATES: &[Template] = &[
+    Template {
+        name: "email-verification",
+        category: Category::Account,
+        priority: Priority::High,
+        variables: LINK,
+        subject: "Confirm your email address",
+        text: "Please confirm that this address is yours by opening this link:\n\n{{ url }}\n\nThe link works once, until {{ expiresAt }}. If you did not create an account, ignore this message.\n",
+    },
+    Template {
+        name: "password-reset",
+        category: Category::Account,
+        priority: Priority::High,
+        variables: LINK,
+        subject: "Reset your password",
+        text: "Someone asked to reset the password of your account. To choose a new one, open this link:\n\n{{ url }}\n\nThe link works once, until {{ expiresAt }}. If it was not you, ignore this message: your password stays as it is.\n",
+    },
+    Template {
+        name: "membership-invitation",
+        category: Category::Account,
+        priority: Priority::High,
+        variables: &["url", "expiresAt", "clinicId"],
+        subject: "You are invited to join a clinic",
+        text: "A clinic invited you to join it. To accept, open this link:\n\n{{ url }}\n\nThe link works once, until {{ expiresAt }}. If you do not expect this invitation, ignore this message: nothing changes until you accept.\n",
+    },
+    Template {
+        name: "membership-granted",
+        category: Category::Account,
+        priority: Priority::High,
+        variables: &["clinicId", "role"],
+        subject: "You have joined a clinic",
+        text: "You are now a member of a clinic, as {{ role }}. Sign in to the app to see it.\n\nIf you did not accept this, tell the clinic and change your password.\n",
+    },
+    Template {
+        name: "role-changed",
+        category: Category::Account,
+        priority: Priority::High,
+        variables: &["clinicId", "role"],
+        subject: "Your role in a clinic changed",
+        text: "Your role in one of your clinics is now {{ role }}. Sign in to the app to see it.\n",
+    },
+    Template {
+        name: "mfa-enabled",
+        category: Category::Account,
+        priority: Priority::High,
+        variables: &[],
+        subject: "Two-step sign-in is on",
+        text: "An authenticator app was added to your account: signing in now takes a code from it.\n\nIf this was not you, change your password and tell your clinic at once.\n",
+    },
+    Template {
+        name: "mfa-disabled",
+        category: Category::Account,
+        priority: Priority::High,
+        variables: &[],
+        subject: "Two-step sign-in is off",
+        text: "The authenticator app was removed from your account: signing in takes the password alone again.\n\nIf this was not you, change your password and tell your clinic at once.\n",
+    },
+    Template {
+        name: "mfa-recovery-code-used",
+        category: Category::Account,
+        priority: Priority::High,
+        variables: &[],
+        subject: "A recovery code was used to sign in",
+        text: "Someone signed in to your account with one of its recovery codes. Each code works once.\n\nIf this was not you, change your password and tell your clinic at once.\n",
+    },
+];
+
+pub fn template(name: &str) -> Option<&'static Template> {
+    TEMPLATES.iter().find(|t| t.name == name)
+}
+
+/// A rendered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub subject: String,
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template {0} offers no variable {1}")]
+    NotOffered(&'static str, String),
+    #[error("template {0}: {1}")]
+    Template(&'static str, String),
+}
+
+/// Renders `t` with `vars`: only the variables the entry offers are passed in, and one the
+/// text names that is missing fails.
+pub fn render(t: &Template, vars: &BTreeMap<String, String>) -> Result<Message, RenderError> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let offered: BTreeMap<String, String> = vars
+        .iter()
+        .filter(|(k, _)| t.variables.iter().any(|v| v == k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let fail = |e: minijinja::Error| RenderError::Template(t.name, e.to_string());
+    let subject = env.render_str(t.subject, offered.clone()).map_err(fail)?;
+    let text = env.render_str(t.text, offered).map_err(fail)?;
+    Ok(Message { subject, text })
+}
+
+/// Checks a template text names only the variables its entry offers (for templates a clinic
+/// writes): renders it with every offered variable set, strictly.
+pub fn check(t: &Template, text: &str) -> Result<(), RenderError> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let all: BTreeMap<&str, &str> = t.variables.iter().map(|v| (*v, "x")).collect();
+    env.render_str(text, all)
+        .map(|_| ())
+        .map_err(|e| RenderError::NotOffered(t.name, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn every_template_renders_with_its_own_variables() {
+        for t in TEMPLATES {
+            let all = vars(&t.variables.iter().map(|v| (*v, "V")).collect::<Vec<_>>());
+            let m = render(t, &all).unwrap_or_else(|e| panic!("{}: {e}", t.name));
+            assert!(!m.subject.is_empty() && !m.text.is_empty(), "{}", t.name);
+            assert!(check(t, t.text).is_ok(), "{}", t.name);
+        }
+        let names: std::collections::BTreeSet<_> = TEMPLATES.iter().map(|t| t.name).collect();
+        assert_eq!(names.len(), TEMPLATES.len(), "names are unique");
+    }
+
+    #[test]
+    fn a_missing_variable_fails_instead_of_rendering_empty() {
+        let t = template("password-reset").unwrap();
+        assert!(render(t, &vars(&[("expiresAt", "soon")])).is_err());
+        let m = render(
+            t,
+            &vars(&[("url", "https://app/r?token=x"), ("expiresAt", "soon")]),
+        )
+        .unwrap();
+        assert!(m.text.contains("https://app/r?token=x"));
+    }
+
+    #[test]
+    fn a_template_may_name_only_what_its_entry_offers() {
+        let t = template("membership-granted").unwrap();
+        assert!(check(t, "You are {{ role }}").is_ok());
+        assert!(check(t, "Reason: {{ reason }}").is_err());
+        // A variable a job carries but the entry does not offer never reaches the text.
+        let m = render(
+            &Template {
+                text: "{{ role }}",
+                ..*t
+            },
+            &vars(&[("role", "DOCTOR"), ("reason", "CANARY")]),
+        )
+        .unwrap();
+        assert!(!m.text.contains("CANARY"));
+    }
+}

@@ -1,0 +1,119 @@
+//! The `notifications` context: delivering notification jobs. The worker (`worker`) takes jobs
+//! off the priority queues and sends them, exactly once per job and channel (`store`), with the
+//! built-in templates (`catalogue`); account mail (verification, invitation, password reset,
+//! membership and sign-in notices) always goes out by email through SES.
+
+pub mod catalogue;
+pub mod rules;
+pub mod store;
+pub mod worker;
+
+use shared::{app::BoxError, config, identity::AccountMail};
+use std::sync::Arc;
+
+/// Handlers' state: the platform and the mailer.
+pub type AppState = shared::app::AppState<Mailer>;
+
+/// How the worker sends: SES, the sender identity, and how it opens links.
+#[derive(Clone)]
+pub struct Mailer {
+    pub ses: aws_sdk_sesv2::Client,
+    /// The verified sender address (`NOTIFICATIONS_SENDER`).
+    pub sender: String,
+    /// The SES configuration set whose events report bounces and complaints, if any.
+    pub configuration_set: Option<String>,
+    /// Opens a link job's link into the URL its mail carries.
+    pub links: AccountMail,
+    /// The queues the worker consumes (to postpone a message by its source ARN).
+    pub queue_urls: Vec<String>,
+    /// The first retry waits this long; later ones twice as long each time.
+    pub retry_base_seconds: i64,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("sender", &self.sender)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mailer {
+    /// The URL of the queue an SQS event came from (its ARN ends with the queue's name).
+    pub fn queue_url(&self, arn: &str) -> Option<&str> {
+        let name = arn.rsplit(':').next()?;
+        self.queue_urls
+            .iter()
+            .find(|u| u.rsplit('/').next() == Some(name))
+            .map(String::as_str)
+    }
+}
+
+/// The worker's settings beyond the platform's.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub platform: config::PlatformConfig,
+    pub sender: String,
+    pub configuration_set: Option<String>,
+    pub app_url: String,
+    pub queue_urls: Vec<String>,
+    pub retry_base_seconds: i64,
+}
+
+impl WorkerConfig {
+    pub fn from_env() -> Result<Self, config::ConfigError> {
+        Ok(Self {
+            platform: config::PlatformConfig::from_env()?,
+            sender: config::required("NOTIFICATIONS_SENDER")?,
+            configuration_set: std::env::var("SES_CONFIGURATION_SET")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            app_url: config::optional("APP_URL", "http://127.0.0.1:3000"),
+            queue_urls: config::required("NOTIFICATIONS_QUEUE_URLS")?
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            retry_base_seconds: config::optional("NOTIFICATIONS_RETRY_SECONDS", "30")
+                .parse()
+                .unwrap_or(30),
+        })
+    }
+}
+
+/// The worker's state from its settings.
+pub async fn state(
+    clients: &shared::aws::Clients,
+    cfg: WorkerConfig,
+    clock: Arc<dyn shared::clock::Clock>,
+) -> Result<AppState, BoxError> {
+    let platform = shared::platform::Platform::new(clients, &cfg.platform, clock).await?;
+    let ses = aws_sdk_sesv2::Client::from_conf(
+        aws_sdk_sesv2::config::Builder::from(&clients.sdk)
+            .interceptor(clients.calls.clone())
+            .build(),
+    );
+    let links = AccountMail::new(
+        platform.table.clone(),
+        platform.envelope.clone(),
+        clients.sqs.clone(),
+        cfg.queue_urls.first().cloned().unwrap_or_default(),
+        &cfg.app_url,
+    );
+    let mailer = Mailer {
+        ses,
+        sender: cfg.sender,
+        configuration_set: cfg.configuration_set,
+        links,
+        queue_urls: cfg.queue_urls,
+        retry_base_seconds: cfg.retry_base_seconds,
+    };
+    Ok(AppState::new(platform, mailer))
+}
+
+pub async fn state_from_env() -> Result<AppState, BoxError> {
+    let cfg = WorkerConfig::from_env()?;
+    let clients = shared::aws::Clients::from_env().await;
+    state(&clients, cfg, Arc::new(shared::clock::SystemClock)).await
+}

@@ -1,0 +1,170 @@
+//! Delivery records: one item per (job, channel), which makes a redelivered job send once. A
+//! worker claims the pair before sending (a conditional update that also counts the attempt
+//! and leases the pair for a minute); the send's outcome then settles it, with its event in the
+//! same transaction. A lease left by a worker that died lets the next delivery take over.
+
+use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem, Update};
+use shared::{
+    ApiError,
+    db::{self, Item, Table, get_opt_n, get_opt_s, n, s},
+    keys,
+    outbox::EventEnvelope,
+};
+
+pub const SENDING: &str = "SENDING";
+pub const SENT: &str = "SENT";
+pub const RETRYING: &str = "RETRYING";
+pub const FAILED: &str = "FAILED";
+pub const SKIPPED: &str = "SKIPPED";
+
+/// How long a claim holds the pair before another delivery of the job may take over.
+pub const LEASE_SECONDS: i64 = 60;
+/// Delivery records are kept this long for the delivery log.
+pub const KEEP_SECONDS: i64 = 90 * 24 * 60 * 60;
+
+/// What a delivery record says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub status: String,
+    pub attempts: i64,
+}
+
+fn from_item(item: &Item) -> Delivery {
+    Delivery {
+        status: get_opt_s(item, "status").unwrap_or_default().to_string(),
+        attempts: get_opt_n(item, "attempts").unwrap_or(0),
+    }
+}
+
+/// The job's identity on its record.
+#[derive(Debug, Clone, Copy)]
+pub struct Pair<'a> {
+    pub job: &'a str,
+    pub channel: &'a str,
+    pub user: &'a str,
+    pub template: &'a str,
+}
+
+fn settling(table: &Table, pair: Pair<'_>) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+    Update::builder()
+        .table_name(&table.name)
+        .key(keys::PK, s(keys::delivery_pk(pair.job)))
+        .key(keys::SK, s(keys::delivery_sk(pair.channel)))
+}
+
+/// Claims the pair for one attempt: `Ok(Some(attempt number))`, or `Ok(None)` with what the
+/// record says when it is settled (sent, failed, skipped) or another worker holds it.
+pub async fn claim(
+    table: &Table,
+    pair: Pair<'_>,
+    now: i64,
+) -> Result<Result<i64, Option<Delivery>>, ApiError> {
+    let out = table
+        .client
+        .update_item()
+        .table_name(&table.name)
+        .key(keys::PK, s(keys::delivery_pk(pair.job)))
+        .key(keys::SK, s(keys::delivery_sk(pair.channel)))
+        .update_expression(
+            "SET #st = :sending, attempts = if_not_exists(attempts, :zero) + :one, \
+             leaseUntil = :lease, #entity = :entity, jobId = :job, channel = :channel, \
+             userId = :user, template = :template, createdAt = if_not_exists(createdAt, :now), \
+             updatedAt = :now, #ttl = :ttl",
+        )
+        .condition_expression(
+            "attribute_not_exists(pk) OR #st = :retrying OR (#st = :sending AND leaseUntil < :now)",
+        )
+        .expression_attribute_names("#st", "status")
+        .expression_attribute_names("#ttl", keys::TTL)
+        .expression_attribute_names("#entity", keys::ENTITY)
+        .expression_attribute_values(":sending", s(SENDING))
+        .expression_attribute_values(":retrying", s(RETRYING))
+        .expression_attribute_values(":zero", n(0))
+        .expression_attribute_values(":one", n(1))
+        .expression_attribute_values(":lease", n(now + LEASE_SECONDS))
+        .expression_attribute_values(":entity", s("DELIVERY"))
+        .expression_attribute_values(":job", s(pair.job))
+        .expression_attribute_values(":channel", s(pair.channel))
+        .expression_attribute_values(":user", s(pair.user))
+        .expression_attribute_values(":template", s(pair.template))
+        .expression_attribute_values(":now", n(now))
+        .expression_attribute_values(":ttl", n(now + KEEP_SECONDS))
+        .return_values(ReturnValue::AllNew)
+        .send()
+        .await;
+    match out {
+        Ok(o) => Ok(Ok(o
+            .attributes
+            .as_ref()
+            .and_then(|a| get_opt_n(a, "attempts"))
+            .unwrap_or(1))),
+        Err(e) if db::is_condition_failed(&e) => {
+            let item = table
+                .get(keys::delivery_pk(pair.job), keys::delivery_sk(pair.channel))
+                .await?;
+            Ok(Err(item.as_ref().map(from_item)))
+        }
+        Err(e) => Err(db::internal(e)),
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled<'a> {
+    Sent {
+        message_id: &'a str,
+    },
+    /// Will be tried again (`error` is a code, never a message body or an address).
+    Retrying {
+        error: &'a str,
+    },
+    Failed {
+        error: &'a str,
+    },
+    /// Nothing to send any more (the link was spent or expired, the account is gone).
+    Skipped {
+        reason: &'a str,
+    },
+}
+
+/// Settles the attempt this worker claimed, with the outcome's event when there is one.
+pub async fn settle(
+    table: &Table,
+    pair: Pair<'_>,
+    outcome: &Settled<'_>,
+    event: Option<&EventEnvelope>,
+    now: i64,
+) -> Result<(), ApiError> {
+    let (status, detail_name, detail) = match outcome {
+        Settled::Sent { message_id } => (SENT, "messageId", *message_id),
+        Settled::Retrying { error } => (RETRYING, "lastError", *error),
+        Settled::Failed { error } => (FAILED, "lastError", *error),
+        Settled::Skipped { reason } => (SKIPPED, "reason", *reason),
+    };
+    let update = settling(table, pair)
+        .update_expression(
+            "SET #st = :status, #detail = :detail, updatedAt = :now REMOVE leaseUntil",
+        )
+        .condition_expression("#st = :sending")
+        .expression_attribute_names("#st", "status")
+        .expression_attribute_names("#detail", detail_name)
+        .expression_attribute_values(":status", s(status))
+        .expression_attribute_values(":detail", s(detail))
+        .expression_attribute_values(":sending", s(SENDING))
+        .expression_attribute_values(":now", n(now));
+    let mut items: Vec<TransactWriteItem> = vec![db::tx_update(update)?];
+    if let Some(e) = event {
+        items.push(e.outbox_write(&table.name, now)?);
+    }
+    db::run_guarded(table, items, &[]).await?;
+    Ok(())
+}
+
+/// The record of a pair, if any (for tests and the delivery log).
+pub async fn get(table: &Table, job: &str, channel: &str) -> Result<Option<Delivery>, ApiError> {
+    Ok(table
+        .get(keys::delivery_pk(job), keys::delivery_sk(channel))
+        .await?
+        .as_ref()
+        .map(from_item))
+}

@@ -1,0 +1,188 @@
+//! Notification delivery against the emulator: account mail arrives by SES email and its link
+//! works, a job delivered many times sends once, and a send that keeps failing is tried three
+//! times, then dead-lettered with its failure recorded. Messages are read back from what the
+//! emulator's SES accepted.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use blackbox::{Api, await_mail, mail_to, person};
+use http::StatusCode;
+use local_stack::{Stack, drain_notifications, notifications_config};
+use serde_json::json;
+use shared::{
+    config::PlatformConfig,
+    contracts::NotificationJob,
+    policy::Role,
+    provision::{provision, test_clients, unique_prefix},
+};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+async fn stack(label: &str) -> Stack {
+    let clients = test_clients().await;
+    let resources = provision(&clients, &unique_prefix(label)).await.unwrap();
+    Stack::with_clock(clients, resources, Arc::new(shared::clock::SystemClock))
+        .await
+        .unwrap()
+}
+
+/// A patient of a new clinic, ready to log in.
+async fn patient(stack: &Stack) -> (shared::ids::UserId, String) {
+    let clinic = shared::ids::ClinicId::generate();
+    shared::provision::put_clinic(
+        &stack.clients,
+        &stack.resources.table,
+        &clinic,
+        ("Mail", "Europe/Berlin", "EUR"),
+        false,
+    )
+    .await
+    .unwrap();
+    person(stack, Some(&clinic), Role::Patient, None, true).await
+}
+
+fn job(user: &shared::ids::UserId, template: &str) -> NotificationJob {
+    NotificationJob {
+        job_id: uuid::Uuid::new_v4().to_string(),
+        kind: template.into(),
+        channel: "email".into(),
+        user_id: user.clone(),
+        template: template.into(),
+        params: BTreeMap::new(),
+        correlation_id: "test".into(),
+        created_at: "2026-12-01T00:00:00Z".into(),
+    }
+}
+
+async fn enqueue(stack: &Stack, job: &NotificationJob) {
+    stack
+        .clients
+        .sqs
+        .send_message()
+        .queue_url(&stack.resources.notifications_high_url)
+        .message_body(serde_json::to_string(job).unwrap())
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_forgotten_password_arrives_by_email_and_its_link_resets_it() {
+    let stack = stack("ntf").await;
+    let (_, email) = patient(&stack).await;
+    let _worker = stack.spawn_notifications(Duration::from_millis(100));
+    let _relay = stack.spawn_relay(Duration::from_millis(100));
+    let api = Api::serve(stack).await;
+    let r = api
+        .post("/v1/auth/password/forgot", json!({ "email": email }), None)
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let mail = await_mail(&email, 1).await;
+    let (subject, body) = (
+        mail[0]["subject"].as_str().unwrap(),
+        mail[0]["body"].as_str().unwrap(),
+    );
+    assert_eq!(subject, "Reset your password");
+    assert_eq!(mail[0]["source"], shared::provision::LOCAL_SENDER);
+    let token = body
+        .split("reset-password?token=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the mail carries the reset link");
+    let r = api
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": token, "newPassword": "a password from the mail"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    api.token(&email, "a password from the mail").await;
+    // The delivery is announced (ids only) once it is settled
+    let events = api.bus_events(&["notification.sent"]).await;
+    let sent = events
+        .iter()
+        .find(|e| e["detail-type"] == "notification.sent")
+        .expect("notification.sent on the bus");
+    assert_eq!(sent["detail"]["data"]["template"], "password-reset");
+    assert!(!sent.to_string().contains(&email));
+    assert!(!sent.to_string().contains(token));
+}
+
+#[tokio::test]
+async fn a_job_delivered_five_times_sends_one_email() {
+    let stack = stack("ntf").await;
+    let (user, email) = patient(&stack).await;
+    let job = job(&user, "mfa-enabled");
+    for _ in 0..5 {
+        enqueue(&stack, &job).await;
+    }
+    let url = &stack.resources.notifications_high_url;
+    while drain_notifications(&stack.notifications, url)
+        .await
+        .unwrap()
+        > 0
+    {}
+    let mail = mail_to(&email).await;
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert_eq!(mail[0]["subject"], "Two-step sign-in is on");
+    let record = notifications::store::get(&stack.notifications.table, &job.job_id, "email")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((record.status.as_str(), record.attempts), ("SENT", 1));
+}
+
+#[tokio::test]
+async fn a_send_that_keeps_failing_is_tried_three_times_then_dead_lettered() {
+    let stack = stack("ntf").await;
+    let (user, email) = patient(&stack).await;
+    // A worker whose sender SES has never verified: every send is rejected.
+    let mut cfg = notifications_config(
+        &stack.resources,
+        PlatformConfig {
+            signing_secrets_ciphertext: None,
+            ..local_stack::auth_config(&stack.resources).platform
+        },
+        0,
+    );
+    cfg.sender = "unverified@clinic.local".into();
+    let failing = notifications::state(&stack.clients, cfg, Arc::new(shared::clock::SystemClock))
+        .await
+        .unwrap();
+    let job = job(&user, "mfa-disabled");
+    enqueue(&stack, &job).await;
+    let url = &stack.resources.notifications_high_url;
+    let mut dead = Vec::new();
+    for _ in 0..30 {
+        drain_notifications(&failing, url).await.unwrap();
+        dead = stack
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(&stack.resources.notifications_high_dlq_url)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(dead.len(), 1, "the job reached the dead-letter queue");
+    assert!(dead[0].body().unwrap().contains(&job.job_id));
+    let record = notifications::store::get(&stack.notifications.table, &job.job_id, "email")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((record.status.as_str(), record.attempts), ("FAILED", 3));
+    assert!(mail_to(&email).await.is_empty());
+    // Nothing more is sent once it failed for good, even if the message came back
+    enqueue(&stack, &job).await;
+    while drain_notifications(&stack.notifications, url)
+        .await
+        .unwrap()
+        > 0
+    {}
+    assert!(mail_to(&email).await.is_empty());
+}
