@@ -196,16 +196,25 @@ impl Stack {
         })
     }
 
-    /// Runs the notification worker over both notification queues every `every`, as their
-    /// SQS event sources do on AWS (with the messages' receive counts).
+    /// Runs the notifications context every `every`, as its SQS event sources do on AWS: bus
+    /// events to jobs, then the worker over both job queues (with the receive counts).
     pub fn spawn_notifications(&self, every: Duration) -> tokio::task::JoinHandle<()> {
         let state = self.notifications.clone();
+        let events = self.resources.notifications_events_url.clone();
         let queues = [
             self.resources.notifications_high_url.clone(),
             self.resources.notifications_normal_url.clone(),
         ];
         tokio::spawn(async move {
             loop {
+                let planned = drain_queue(&state.sqs, &events, |e| {
+                    let state = state.clone();
+                    async move { notifications::events::handle(&state, &e).await }
+                })
+                .await;
+                if let Err(e) = planned {
+                    tracing::warn!(error = %e, "notification events poll failed");
+                }
                 for q in &queues {
                     if let Err(e) = drain_notifications(&state, q).await {
                         tracing::warn!(error = %e, "notification queue poll failed");

@@ -31,6 +31,18 @@ pub const BILLING_EVENT_PATTERN: (&str, &[&str]) =
 pub const APPOINTMENTS_EVENT_PATTERN: (&str, &[&str]) =
     ("clinic.billing", &["billing.invoice.paid"]);
 
+/// The bus events that become notifications, by source and type.
+pub const NOTIFICATIONS_EVENT_PATTERN: (&str, &[&str]) = (
+    "clinic.appointment",
+    &[
+        "appointment.created",
+        "appointment.confirmed",
+        "appointment.rescheduled",
+        "appointment.cancelled",
+        "appointment.no_show",
+    ],
+);
+
 /// Every event source the bus carries (one per bounded context).
 pub const EVENT_SOURCES: &[&str] = &[
     "clinic.auth",
@@ -60,6 +72,8 @@ pub struct Resources {
     pub billing_events_url: String,
     /// The appointments queue of bus events (paid visit invoices), with a dead-letter queue.
     pub appointments_events_url: String,
+    /// The notifications queue of bus events (what happens to appointments).
+    pub notifications_events_url: String,
     /// The scheduled jobs' per-clinic work queues, each with a dead-letter queue.
     pub appointments_sweep_url: String,
     pub billing_sweep_url: String,
@@ -368,6 +382,14 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
     )
     .await?;
 
+    let notifications_events = consumer_queue(
+        clients,
+        &bus,
+        &format!("{prefix}-notifications-events"),
+        NOTIFICATIONS_EVENT_PATTERN,
+    )
+    .await?;
+
     let (_, sweep_dlq) =
         create_queue(clients, &format!("{prefix}-appointments-sweep-dlq"), None).await?;
     let (appointments_sweep, _) = create_queue(
@@ -400,6 +422,7 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
         events_tap_url: tap,
         billing_events_url: billing_events,
         appointments_events_url: appointments_events,
+        notifications_events_url: notifications_events,
         appointments_sweep_url: appointments_sweep,
         billing_sweep_url: billing_sweep,
         secrets_ciphertext: sealed.shared,

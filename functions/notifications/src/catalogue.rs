@@ -10,12 +10,16 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Category {
     Account,
+    Appointments,
 }
 
 /// Which queue carries it: critical work is never behind bulk work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Priority {
+    /// Account mail: links that expire, sign-in notices.
     High,
+    /// What happened to an appointment.
+    Normal,
 }
 
 /// One catalogue entry.
@@ -31,9 +35,55 @@ pub struct Template {
 }
 
 const LINK: &[&str] = &["url", "expiresAt"];
+const APPOINTMENT: &[&str] = &["clinicName", "startsAt", "appointmentUrl"];
 
 /// Every template the worker can send.
 pub const TEMPLATES: &[Template] = &[
+    Template {
+        name: "appointment-booked",
+        category: Category::Appointments,
+        priority: Priority::Normal,
+        variables: APPOINTMENT,
+        subject: "Your appointment on {{ startsAt }}",
+        text: "An appointment at {{ clinicName }} was booked for you on {{ startsAt }}. The clinic confirms it soon.\n\nSee it in the app: {{ appointmentUrl }}\n",
+    },
+    Template {
+        name: "appointment-confirmed",
+        category: Category::Appointments,
+        priority: Priority::Normal,
+        variables: APPOINTMENT,
+        subject: "Your appointment on {{ startsAt }} is confirmed",
+        text: "{{ clinicName }} confirmed your appointment on {{ startsAt }}.\n\nSee it in the app: {{ appointmentUrl }}\n",
+    },
+    Template {
+        name: "appointment-rescheduled",
+        category: Category::Appointments,
+        priority: Priority::Normal,
+        variables: &[
+            "clinicName",
+            "startsAt",
+            "appointmentUrl",
+            "previousStartsAt",
+        ],
+        subject: "Your appointment moved to {{ startsAt }}",
+        text: "Your appointment at {{ clinicName }}{% if previousStartsAt is defined %} on {{ previousStartsAt }}{% endif %} is now on {{ startsAt }}.\n\nSee it in the app: {{ appointmentUrl }}\n",
+    },
+    Template {
+        name: "appointment-cancelled",
+        category: Category::Appointments,
+        priority: Priority::Normal,
+        variables: APPOINTMENT,
+        subject: "Your appointment on {{ startsAt }} was cancelled",
+        text: "Your appointment at {{ clinicName }} on {{ startsAt }} was cancelled.\n\nBook another in the app: {{ appointmentUrl }}\n",
+    },
+    Template {
+        name: "appointment-missed",
+        category: Category::Appointments,
+        priority: Priority::Normal,
+        variables: APPOINTMENT,
+        subject: "You missed your appointment on {{ startsAt }}",
+        text: "{{ clinicName }} recorded that you did not come to your appointment on {{ startsAt }}.\n\nBook another in the app: {{ appointmentUrl }}\n",
+    },
     Template {
         name: "email-verification",
         category: Category::Account,

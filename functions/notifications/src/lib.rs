@@ -1,9 +1,11 @@
-//! The `notifications` context: delivering notification jobs. The worker (`worker`) takes jobs
-//! off the priority queues and sends them, exactly once per job and channel (`store`), with the
-//! built-in templates (`catalogue`); account mail (verification, invitation, password reset,
-//! membership and sign-in notices) always goes out by email through SES.
+//! The `notifications` context: delivering notification jobs. Bus events become jobs through
+//! one catalogue (`events`); the worker (`worker`) takes jobs off the priority queues and sends
+//! them, exactly once per job and channel (`store`), with the built-in templates (`catalogue`).
+//! Account mail (verification, invitation, password reset, membership and sign-in notices)
+//! always goes out by email through SES.
 
 pub mod catalogue;
+pub mod events;
 pub mod rules;
 pub mod store;
 pub mod worker;
@@ -39,6 +41,18 @@ impl std::fmt::Debug for Mailer {
 }
 
 impl Mailer {
+    /// The queue of a priority: high first in `queue_urls`, then normal.
+    pub fn queue_for(&self, priority: catalogue::Priority) -> &str {
+        let index = match priority {
+            catalogue::Priority::High => 0,
+            catalogue::Priority::Normal => 1,
+        };
+        self.queue_urls
+            .get(index)
+            .or_else(|| self.queue_urls.first())
+            .map_or("", String::as_str)
+    }
+
     /// The URL of the queue an SQS event came from (its ARN ends with the queue's name).
     pub fn queue_url(&self, arn: &str) -> Option<&str> {
         let name = arn.rsplit(':').next()?;

@@ -186,3 +186,69 @@ async fn a_send_that_keeps_failing_is_tried_three_times_then_dead_lettered() {
     {}
     assert!(mail_to(&email).await.is_empty());
 }
+
+#[tokio::test]
+async fn what_happens_to_an_appointment_is_mailed_to_its_patient_without_its_reason() {
+    const CANARY: &str = "CANARY-REASON-NOTIFY-51c2";
+    let api = Api::start().await;
+    let stack = api.stack.as_ref().unwrap();
+    let _notifications = stack.spawn_notifications(Duration::from_millis(100));
+    let clinic = shared::ids::ClinicId::parse(local_stack::DEMO_CLINIC_ID).unwrap();
+    // A patient of their own: the demo patient's address is every test's.
+    let (_, email) = person(stack, Some(&clinic), Role::Patient, None, true).await;
+    let token = api.token(&email, local_stack::DEMO_PASSWORD).await;
+    let doctor = local_stack::demo_user_id(3);
+    let tomorrow = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::get("Europe/Berlin").unwrap())
+        .date()
+        .tomorrow()
+        .unwrap();
+    let slots = blackbox::call(
+        &api,
+        http::Method::GET,
+        &format!("/v1/clinics/{clinic}/doctors/{doctor}/slots?date={tomorrow}"),
+        None,
+        &token,
+    )
+    .await;
+    assert_eq!(slots.status, StatusCode::OK, "{}", slots.body);
+    let at = slots.body["slots"][0]["startsAt"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let booked = blackbox::call(
+        &api,
+        http::Method::POST,
+        &format!("/v1/clinics/{clinic}/appointments"),
+        Some(json!({"doctorId": doctor, "kind": "VIDEO_CALL", "startsAt": at, "reason": CANARY})),
+        &token,
+    )
+    .await;
+    assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.body);
+    let id = booked.body["id"].as_str().unwrap().to_string();
+    let mail = await_mail(&email, 1).await;
+    let subject = mail[0]["subject"].as_str().unwrap();
+    let body = mail[0]["body"].as_str().unwrap();
+    assert!(subject.starts_with("Your appointment on "), "{subject}");
+    assert!(body.contains("Demo Clinic") && body.contains(&id), "{body}");
+    assert!(
+        body.contains("(CET)") || body.contains("(CEST)"),
+        "the clinic's time: {body}"
+    );
+    let cancelled = blackbox::call(
+        &api,
+        http::Method::POST,
+        &format!("/v1/clinics/{clinic}/appointments/{id}/cancel"),
+        Some(json!({"reason": CANARY})),
+        &token,
+    )
+    .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    let mail = await_mail(&email, 2).await;
+    assert!(
+        mail.iter()
+            .any(|m| m["subject"].as_str().unwrap().ends_with("was cancelled")),
+        "{mail:?}"
+    );
+    assert!(!serde_json::to_string(&mail).unwrap().contains(CANARY));
+}

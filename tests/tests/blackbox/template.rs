@@ -71,6 +71,25 @@ fn notification_jobs_get_three_attempts_as_the_worker_counts_them() {
     }
 }
 
+#[test]
+fn every_event_the_notifications_catalogue_names_is_routed_to_it() {
+    let (_, rule) = resources()
+        .into_iter()
+        .find(|(name, _)| name == "NotificationsEventsRule")
+        .expect("the rule is in the template");
+    let (source, types) = shared::provision::NOTIFICATIONS_EVENT_PATTERN;
+    assert!(rule.contains(&format!("- {source}")));
+    for r in notifications::events::RULES {
+        assert!(
+            rule.contains(&format!("- {}", r.event)),
+            "{} is routed",
+            r.event
+        );
+        assert!(types.contains(&r.event), "{} is routed locally", r.event);
+    }
+    assert_eq!(types.len(), notifications::events::RULES.len());
+}
+
 /// Each top-level resource of the template with its block of lines.
 fn resources() -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
