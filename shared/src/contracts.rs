@@ -61,6 +61,26 @@ pub struct NotificationJob {
     pub created_at: String,
 }
 
+impl NotificationJob {
+    /// Puts the job on the notifications queue at `queue_url`.
+    pub async fn send(
+        &self,
+        sqs: &aws_sdk_sqs::Client,
+        queue_url: &str,
+    ) -> Result<(), crate::ApiError> {
+        let body = serde_json::to_string(self).map_err(crate::ApiError::internal)?;
+        sqs.send_message()
+            .queue_url(queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                crate::ApiError::internal(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+            })?;
+        Ok(())
+    }
+}
+
 /// The current status of an appointment (`None` if there is none), read from the record itself:
 /// consumers of `appointment.*` events act on what is true now, not on what an event says (an
 /// event may be stale, redelivered or, were the bus ever open to others, forged).

@@ -145,17 +145,8 @@ pub async fn handle(state: &AppState, e: &EventEnvelope) -> Result<(), ApiError>
         let priority = catalogue::template(&job.template)
             .map(|t| t.priority)
             .unwrap_or(catalogue::Priority::Normal);
-        let body = serde_json::to_string(&job).map_err(ApiError::internal)?;
-        state
-            .sqs
-            .send_message()
-            .queue_url(state.ext().queue_for(priority))
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                ApiError::internal(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
-            })?;
+        job.send(&state.sqs, state.ext().queue_for(priority))
+            .await?;
     }
     tracing::info!(event_id = %e.event_id, event = e.event_type, "notifications queued");
     Ok(())

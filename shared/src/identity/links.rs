@@ -308,17 +308,7 @@ impl AccountMail {
             correlation_id: crate::http::current_correlation_id(),
             created_at: rfc3339(now),
         };
-        let body = serde_json::to_string(&job).map_err(ApiError::internal)?;
-        self.sqs
-            .send_message()
-            .queue_url(&self.notifications_queue_url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                ApiError::internal(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
-            })?;
-        Ok(())
+        job.send(&self.sqs, &self.notifications_queue_url).await
     }
 
     /// The live link of `kind` a presented token opens, or `None` (unknown, spent, expired,
