@@ -536,25 +536,33 @@ pub async fn drain_notifications(
 }
 
 /// Every email the emulator's SES accepted (subject, body, source, destinations), oldest
-/// first, from the emulator's model data (`/moto-api/data.json`).
+/// first, from the emulator's model data (`/moto-api/data.json`). The emulator builds that
+/// document while other requests create models, and then may fail; it is asked again.
 pub async fn sent_mail(endpoint: &str) -> Result<Vec<serde_json::Value>, BoxError> {
     use http_body_util::BodyExt;
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http();
-    let uri = format!("{}/moto-api/data.json", endpoint.trim_end_matches('/')).parse()?;
-    let body = client
-        .get(uri)
-        .await?
-        .into_body()
-        .collect()
-        .await?
-        .to_bytes();
-    let data: serde_json::Value = serde_json::from_slice(&body)?;
-    Ok(data["ses"]["Message"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default())
+    let uri: http::Uri =
+        format!("{}/moto-api/data.json", endpoint.trim_end_matches('/')).parse()?;
+    let mut last = String::new();
+    for _ in 0..10 {
+        let resp = client.get(uri.clone()).await?;
+        let ok = resp.status().is_success();
+        let body = resp.into_body().collect().await?.to_bytes();
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(data) if ok => {
+                return Ok(data["ses"]["Message"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default());
+            }
+            Ok(_) => last = "an error status".into(),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("the emulator's model data could not be read: {last}").into())
 }
 
 /// The notification worker's settings over `res`; the first retry waits `retry_seconds`.
@@ -573,6 +581,7 @@ pub fn notifications_config(
             res.notifications_normal_url.clone(),
         ],
         retry_base_seconds: retry_seconds,
+        defer_step_seconds: 900,
     }
 }
 

@@ -62,6 +62,9 @@ pub fn delivery_sk(channel: &str) -> String {
     format!("CHANNEL#{channel}")
 }
 
+/// A user's notification preferences.
+pub const PREFERENCES_SK: &str = "NOTIFY#PREFERENCES";
+
 /// A user's authenticator (time-based codes): pending until confirmed, then active.
 pub const TOTP_SK: &str = "MFA#TOTP";
 

@@ -23,6 +23,7 @@ pub mod lambda;
 pub mod outbox;
 pub mod platform;
 pub mod policy;
+pub mod preferences;
 pub mod record;
 pub mod secrets;
 pub mod stream;

@@ -13,6 +13,16 @@ pub enum Category {
     Appointments,
 }
 
+impl Category {
+    /// The name preferences use (`shared::preferences::CATEGORIES`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Account => shared::preferences::ACCOUNT,
+            Category::Appointments => "appointments",
+        }
+    }
+}
+
 /// Which queue carries it: critical work is never behind bulk work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Priority {

@@ -30,6 +30,9 @@ pub struct Mailer {
     pub queue_urls: Vec<String>,
     /// The first retry waits this long; later ones twice as long each time.
     pub retry_base_seconds: i64,
+    /// A job held by quiet hours comes back after at most this long (SQS delays a message
+    /// at most 15 minutes), until the hours end.
+    pub defer_step_seconds: i64,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -72,6 +75,7 @@ pub struct WorkerConfig {
     pub app_url: String,
     pub queue_urls: Vec<String>,
     pub retry_base_seconds: i64,
+    pub defer_step_seconds: i64,
 }
 
 impl WorkerConfig {
@@ -92,6 +96,7 @@ impl WorkerConfig {
             retry_base_seconds: config::optional("NOTIFICATIONS_RETRY_SECONDS", "30")
                 .parse()
                 .unwrap_or(30),
+            defer_step_seconds: 900,
         })
     }
 }
@@ -122,6 +127,7 @@ pub async fn state(
         links,
         queue_urls: cfg.queue_urls,
         retry_base_seconds: cfg.retry_base_seconds,
+        defer_step_seconds: cfg.defer_step_seconds.clamp(0, 900),
     };
     Ok(AppState::new(platform, mailer))
 }

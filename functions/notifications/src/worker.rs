@@ -21,6 +21,8 @@ pub enum Outcome {
     Done,
     /// Try again after this many seconds.
     Retry(i32),
+    /// Held by the recipient's quiet hours for this many seconds more: put back, not retried.
+    Defer(i64),
 }
 
 /// Handles one batch and reports the messages to retry.
@@ -28,7 +30,10 @@ pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse
     let mut response = SqsBatchResponse::default();
     for m in event.records {
         let id = m.message_id.clone().unwrap_or_default();
-        let outcome = handle_message(state, &m).await;
+        let mut outcome = handle_message(state, &m).await;
+        if let Outcome::Defer(seconds) = outcome {
+            outcome = put_back(state, &m, seconds).await;
+        }
         if let Outcome::Retry(delay) = outcome {
             postpone(state, &m, delay).await;
             let mut failure = BatchItemFailure::default();
@@ -68,6 +73,35 @@ pub async fn handle_message(state: &AppState, m: &SqsMessage) -> Outcome {
                 receive_count(m),
                 state.ext().retry_base_seconds,
             ))
+        }
+    }
+}
+
+/// Queues the job again, delayed (at most 15 minutes at a time, which SQS allows), so quiet
+/// hours use no receives: the original is then deleted. A failure to queue retries it.
+async fn put_back(state: &AppState, m: &SqsMessage, seconds: i64) -> Outcome {
+    let (Some(body), Some(url)) = (
+        m.body.as_deref(),
+        m.event_source_arn
+            .as_deref()
+            .and_then(|arn| state.ext().queue_url(arn)),
+    ) else {
+        return Outcome::Retry(0);
+    };
+    let delay = seconds.clamp(0, state.ext().defer_step_seconds);
+    match state
+        .sqs
+        .send_message()
+        .queue_url(url)
+        .message_body(body)
+        .delay_seconds(i32::try_from(delay).unwrap_or(900))
+        .send()
+        .await
+    {
+        Ok(_) => Outcome::Done,
+        Err(e) => {
+            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "deferred job not queued again");
+            Outcome::Retry(0)
         }
     }
 }
@@ -119,6 +153,18 @@ fn event(kind: &str, job: &NotificationJob, outcome: &str, now: i64) -> EventEnv
 /// Delivers one job on its channel, exactly once per (job, channel).
 pub async fn deliver(state: &AppState, job: &NotificationJob) -> Result<Outcome, ApiError> {
     let now = state.clock.epoch();
+    let template = catalogue::template(&job.template);
+    // The recipient's choices, for all but account messages.
+    let category = template.map_or(shared::preferences::ACCOUNT, |t| t.category.as_str());
+    let prefs = if category == shared::preferences::ACCOUNT {
+        shared::preferences::Preferences::default()
+    } else {
+        shared::preferences::load(&state.table, &job.user_id).await?
+    };
+    if let Some(until) = prefs.quiet_until(category, now) {
+        tracing::info!(job_id = %job.job_id, until, "held by quiet hours");
+        return Ok(Outcome::Defer(until - now));
+    }
     let pair = store::Pair {
         job: &job.job_id,
         channel: &job.channel,
@@ -138,9 +184,12 @@ pub async fn deliver(state: &AppState, job: &NotificationJob) -> Result<Outcome,
             return Ok(Outcome::Done);
         }
     };
-    let Some(template) = catalogue::template(&job.template) else {
+    let Some(template) = template else {
         return skip(state, job, pair, "unknown_template", now).await;
     };
+    if !prefs.allows(category, &job.channel) {
+        return skip(state, job, pair, "opted_out", now).await;
+    }
     // The address and the link's URL, read together.
     let link = job.params.get("linkId").and_then(|l| LinkId::parse(l));
     let (to, url) = tokio::try_join!(address(state, &job.user_id), async {

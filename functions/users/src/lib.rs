@@ -13,6 +13,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/users/me"),
     ("PATCH", "/v1/users/me"),
     ("GET", "/v1/users/me/memberships"),
+    ("GET", "/v1/users/me/notification-preferences"),
+    ("PUT", "/v1/users/me/notification-preferences"),
 ];
 
 /// Handlers' state: the platform alone.

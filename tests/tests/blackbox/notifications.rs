@@ -39,6 +39,22 @@ async fn patient(stack: &Stack) -> (shared::ids::UserId, String) {
     person(stack, Some(&clinic), Role::Patient, None, true).await
 }
 
+/// Delivers what the queue at `url` holds until it is empty (as far as one receive sees).
+async fn drain(state: &notifications::AppState, url: &str) {
+    while drain_notifications(state, url).await.unwrap() > 0 {}
+}
+
+/// The email delivery record of `job`.
+async fn record(
+    table: &shared::db::Table,
+    job: &NotificationJob,
+) -> notifications::store::Delivery {
+    notifications::store::get(table, &job.job_id, "email")
+        .await
+        .unwrap()
+        .expect("a delivery record")
+}
+
 fn job(user: &shared::ids::UserId, template: &str) -> NotificationJob {
     NotificationJob {
         job_id: uuid::Uuid::new_v4().to_string(),
@@ -116,18 +132,11 @@ async fn a_job_delivered_five_times_sends_one_email() {
         enqueue(&stack, &job).await;
     }
     let url = &stack.resources.notifications_high_url;
-    while drain_notifications(&stack.notifications, url)
-        .await
-        .unwrap()
-        > 0
-    {}
+    drain(&stack.notifications, url).await;
     let mail = mail_to(&email).await;
     assert_eq!(mail.len(), 1, "{mail:?}");
     assert_eq!(mail[0]["subject"], "Two-step sign-in is on");
-    let record = notifications::store::get(&stack.notifications.table, &job.job_id, "email")
-        .await
-        .unwrap()
-        .unwrap();
+    let record = record(&stack.notifications.table, &job).await;
     assert_eq!((record.status.as_str(), record.attempts), ("SENT", 1));
 }
 
@@ -171,19 +180,12 @@ async fn a_send_that_keeps_failing_is_tried_three_times_then_dead_lettered() {
     }
     assert_eq!(dead.len(), 1, "the job reached the dead-letter queue");
     assert!(dead[0].body().unwrap().contains(&job.job_id));
-    let record = notifications::store::get(&stack.notifications.table, &job.job_id, "email")
-        .await
-        .unwrap()
-        .unwrap();
+    let record = record(&stack.notifications.table, &job).await;
     assert_eq!((record.status.as_str(), record.attempts), ("FAILED", 3));
     assert!(mail_to(&email).await.is_empty());
     // Nothing more is sent once it failed for good, even if the message came back
     enqueue(&stack, &job).await;
-    while drain_notifications(&stack.notifications, url)
-        .await
-        .unwrap()
-        > 0
-    {}
+    drain(&stack.notifications, url).await;
     assert!(mail_to(&email).await.is_empty());
 }
 
@@ -251,4 +253,117 @@ async fn what_happens_to_an_appointment_is_mailed_to_its_patient_without_its_rea
         "{mail:?}"
     );
     assert!(!serde_json::to_string(&mail).unwrap().contains(CANARY));
+}
+
+#[tokio::test]
+async fn preferences_switch_categories_off_and_quiet_hours_hold_all_but_account_mail() {
+    let clients = test_clients().await;
+    let resources = provision(&clients, &unique_prefix("ntf")).await.unwrap();
+    // 13:00 in Berlin.
+    let clock = Arc::new(shared::clock::ManualClock::new(
+        "2026-12-01T12:00:00Z".parse().unwrap(),
+    ));
+    let stack = Stack::with_clock(clients.clone(), resources, clock.clone())
+        .await
+        .unwrap();
+    let (user, email) = patient(&stack).await;
+    let api = Api::serve(stack).await;
+    let stack = api.stack.as_ref().unwrap();
+    let token = api.token(&email, local_stack::DEMO_PASSWORD).await;
+    let put = |body: serde_json::Value| {
+        let (api, token) = (&api, token.clone());
+        async move {
+            blackbox::call(
+                api,
+                http::Method::PUT,
+                "/v1/users/me/notification-preferences",
+                Some(body),
+                &token,
+            )
+            .await
+        }
+    };
+    let r = blackbox::call(
+        &api,
+        http::Method::GET,
+        "/v1/users/me/notification-preferences",
+        None,
+        &token,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, json!({"channels": {}, "quietHours": null}));
+    let r = put(json!({"channels": {"account": {"email": false}}})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.body["errors"][0]["code"], "always_on");
+    let r = put(json!({"quietHours": {"start": "9", "end": "07:00", "timeZone": "Nowhere/City"}}))
+        .await;
+    assert_eq!(r.body["errors"].as_array().unwrap().len(), 2, "{}", r.body);
+
+    // Appointments by email off: that job is skipped, account mail still goes
+    let r = put(json!({"channels": {"appointments": {"email": false}}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut booked = job(&user, "appointment-booked");
+    booked.params = BTreeMap::from([
+        ("clinicName".to_string(), "Mail".to_string()),
+        (
+            "startsAt".to_string(),
+            "Tuesday 2026-12-01, 19:30 (CET)".to_string(),
+        ),
+        (
+            "appointmentUrl".to_string(),
+            "http://app/clinics/c/appointments/a".to_string(),
+        ),
+    ]);
+    enqueue(stack, &booked).await;
+    enqueue(stack, &job(&user, "mfa-enabled")).await;
+    let url = &stack.resources.notifications_high_url;
+    drain(&stack.notifications, url).await;
+    let mail = mail_to(&email).await;
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert_eq!(mail[0]["subject"], "Two-step sign-in is on");
+    let skipped = record(&stack.notifications.table, &booked).await;
+    assert_eq!(skipped.status, "SKIPPED");
+
+    // Quiet hours 12:30-14:00 in Berlin hold the appointment mail (put back, no receive
+    // spent) and let account mail through; after them it goes
+    let r =
+        put(json!({"quietHours": {"start": "12:30", "end": "14:00", "timeZone": "Europe/Berlin"}}))
+            .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut cfg = notifications_config(
+        &stack.resources,
+        PlatformConfig {
+            signing_secrets_ciphertext: None,
+            ..local_stack::auth_config(&stack.resources).platform
+        },
+        0,
+    );
+    cfg.defer_step_seconds = 1;
+    let worker = notifications::state(&stack.clients, cfg, clock.clone())
+        .await
+        .unwrap();
+    let mut later = booked.clone();
+    later.job_id = uuid::Uuid::new_v4().to_string();
+    enqueue(stack, &later).await;
+    enqueue(stack, &job(&user, "mfa-disabled")).await;
+    drain(&worker, url).await;
+    let mail = mail_to(&email).await;
+    assert_eq!(mail.len(), 2, "only the account notice: {mail:?}");
+    assert_eq!(mail[1]["subject"], "Two-step sign-in is off");
+    assert!(
+        notifications::store::get(&worker.table, &later.job_id, "email")
+            .await
+            .unwrap()
+            .is_none(),
+        "a held job is not claimed"
+    );
+    clock.advance(jiff::SignedDuration::from_mins(61));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    drain(&worker, url).await;
+    let mail = await_mail(&email, 3).await;
+    assert_eq!(
+        mail[2]["subject"],
+        "Your appointment on Tuesday 2026-12-01, 19:30 (CET)"
+    );
 }

@@ -13,6 +13,30 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/users/me", get(me).patch(update_me))
         .route("/v1/users/me/memberships", get(list_memberships))
+        .route(
+            "/v1/users/me/notification-preferences",
+            get(preferences).put(set_preferences),
+        )
+}
+
+async fn preferences(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    Ok(present(
+        &shared::preferences::load(&state.table, &caller.user_id).await?,
+    ))
+}
+
+/// Replaces the caller's preferences: what is absent is on again.
+async fn set_preferences(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(prefs): Json<shared::preferences::Preferences>,
+) -> Result<Response, ApiError> {
+    let errors = prefs.errors();
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    shared::preferences::save(&state.table, &caller.user_id, &prefs, state.clock.epoch()).await?;
+    Ok(present(&prefs))
 }
 
 async fn me(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
