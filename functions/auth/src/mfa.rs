@@ -390,8 +390,9 @@ impl Auth<'_> {
         Ok(pair)
     }
 
-    /// An account notice about the second step; the change stands if the mail cannot be queued.
-    async fn notice(&self, user: &UserId, template: &str, now: i64) {
+    /// An account notice (the second step, a new sign-in); what it tells of stands if the mail
+    /// cannot be queued.
+    pub(crate) async fn notice(&self, user: &UserId, template: &str, now: i64) {
         if let Err(e) = self
             .ext()
             .notify(user, template, BTreeMap::new(), now)

@@ -100,7 +100,12 @@ impl Auth<'_> {
             self.user_view_from(&record.user, &record.item)
         )?;
         pair.user = Some(view);
-        self.evict_excess_sessions(&record.user, now).await?;
+        // The owner hears of every sign-in (account mail, always sent), beside the eviction.
+        let (evicted, ()) = tokio::join!(
+            self.evict_excess_sessions(&record.user, now),
+            self.notice(&record.user, "new-sign-in", now)
+        );
+        evicted?;
         Ok(pair)
     }
 

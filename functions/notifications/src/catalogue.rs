@@ -135,6 +135,14 @@ pub const TEMPLATES: &[Template] = &[
         text: "Your role in one of your clinics is now {{ role }}. Sign in to the app to see it.\n",
     },
     Template {
+        name: "new-sign-in",
+        category: Category::Account,
+        priority: Priority::High,
+        variables: &[],
+        subject: "New sign-in to your account",
+        text: "Your account was just signed in to. If this was you, there is nothing to do.\n\nIf it was not, change your password and end your other sessions in the app at once.\n",
+    },
+    Template {
         name: "mfa-enabled",
         category: Category::Account,
         priority: Priority::High,

@@ -39,6 +39,29 @@ async fn patient(stack: &Stack) -> (shared::ids::UserId, String) {
     person(stack, Some(&clinic), Role::Patient, None, true).await
 }
 
+const SIGN_IN: &str = "New sign-in to your account";
+
+/// The mail `address` got, sign-in notices aside (every login sends one).
+async fn news(address: &str) -> Vec<serde_json::Value> {
+    mail_to(address)
+        .await
+        .into_iter()
+        .filter(|m| m["subject"] != SIGN_IN)
+        .collect()
+}
+
+/// Waits (up to about twenty seconds) for `n` messages of [`news`].
+async fn await_news(address: &str, n: usize) -> Vec<serde_json::Value> {
+    for _ in 0..100 {
+        let mail = news(address).await;
+        if mail.len() >= n {
+            return mail;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("fewer than {n} messages arrived for {address}");
+}
+
 /// Delivers what the queue at `url` holds until it is empty (as far as one receive sees).
 async fn drain(state: &notifications::AppState, url: &str) {
     while drain_notifications(state, url).await.unwrap() > 0 {}
@@ -112,6 +135,12 @@ async fn a_forgotten_password_arrives_by_email_and_its_link_resets_it() {
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     api.token(&email, "a password from the mail").await;
+    // Every sign-in is told to the owner
+    let signed_in = await_mail(&email, 2).await;
+    assert!(
+        signed_in.iter().any(|m| m["subject"] == SIGN_IN),
+        "{signed_in:?}"
+    );
     // The delivery is announced (ids only) once it is settled
     let events = api.bus_events(&["notification.sent"]).await;
     let sent = events
@@ -228,7 +257,7 @@ async fn what_happens_to_an_appointment_is_mailed_to_its_patient_without_its_rea
     .await;
     assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.body);
     let id = booked.body["id"].as_str().unwrap().to_string();
-    let mail = await_mail(&email, 1).await;
+    let mail = await_news(&email, 1).await;
     let subject = mail[0]["subject"].as_str().unwrap();
     let body = mail[0]["body"].as_str().unwrap();
     assert!(subject.starts_with("Your appointment on "), "{subject}");
@@ -246,7 +275,7 @@ async fn what_happens_to_an_appointment_is_mailed_to_its_patient_without_its_rea
     )
     .await;
     assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
-    let mail = await_mail(&email, 2).await;
+    let mail = await_news(&email, 2).await;
     assert!(
         mail.iter()
             .any(|m| m["subject"].as_str().unwrap().ends_with("was cancelled")),
@@ -319,7 +348,7 @@ async fn preferences_switch_categories_off_and_quiet_hours_hold_all_but_account_
     enqueue(stack, &job(&user, "mfa-enabled")).await;
     let url = &stack.resources.notifications_high_url;
     drain(&stack.notifications, url).await;
-    let mail = mail_to(&email).await;
+    let mail = news(&email).await;
     assert_eq!(mail.len(), 1, "{mail:?}");
     assert_eq!(mail[0]["subject"], "Two-step sign-in is on");
     let skipped = record(&stack.notifications.table, &booked).await;
@@ -348,7 +377,7 @@ async fn preferences_switch_categories_off_and_quiet_hours_hold_all_but_account_
     enqueue(stack, &later).await;
     enqueue(stack, &job(&user, "mfa-disabled")).await;
     drain(&worker, url).await;
-    let mail = mail_to(&email).await;
+    let mail = news(&email).await;
     assert_eq!(mail.len(), 2, "only the account notice: {mail:?}");
     assert_eq!(mail[1]["subject"], "Two-step sign-in is off");
     assert!(
@@ -361,7 +390,7 @@ async fn preferences_switch_categories_off_and_quiet_hours_hold_all_but_account_
     clock.advance(jiff::SignedDuration::from_mins(61));
     tokio::time::sleep(Duration::from_millis(1200)).await;
     drain(&worker, url).await;
-    let mail = await_mail(&email, 3).await;
+    let mail = await_news(&email, 3).await;
     assert_eq!(
         mail[2]["subject"],
         "Your appointment on Tuesday 2026-12-01, 19:30 (CET)"
