@@ -142,7 +142,8 @@ impl Stack {
                 .merge(users::routes(self.users.clone()))
                 .merge(clinics::routes(self.clinics.clone()))
                 .merge(appointments::routes(self.appointments.clone()))
-                .merge(billing::routes(self.billing.clone())),
+                .merge(billing::routes(self.billing.clone()))
+                .merge(notifications::routes(self.notifications.clone())),
         )
     }
 
@@ -197,14 +198,12 @@ impl Stack {
     }
 
     /// Runs the notifications context every `every`, as its SQS event sources do on AWS: bus
-    /// events to jobs, then the worker over both job queues (with the receive counts).
+    /// events to jobs, then the worker over the four job queues, critical first (with the receive counts).
     pub fn spawn_notifications(&self, every: Duration) -> tokio::task::JoinHandle<()> {
         let state = self.notifications.clone();
         let events = self.resources.notifications_events_url.clone();
-        let queues = [
-            self.resources.notifications_high_url.clone(),
-            self.resources.notifications_normal_url.clone(),
-        ];
+        // Critical first, then high, normal and low: bulk work never holds critical back.
+        let queues = self.resources.notification_queue_urls();
         tokio::spawn(async move {
             loop {
                 let planned = drain_queue(&state.sqs, &events, |e| {
@@ -232,6 +231,17 @@ impl Stack {
             self.appointments.clone(),
             self.resources.appointments_sweep_url.clone(),
             appointments::sweep::JOB,
+            every,
+        )
+    }
+
+    /// Fans the appointment reminders out every `every`, as the five-minute EventBridge
+    /// schedule does on AWS; [`Stack::spawn_consumers`] then queues each clinic's reminders.
+    pub fn spawn_reminders(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        spawn_fan_out(
+            self.notifications.clone(),
+            self.resources.notifications_reminders_url.clone(),
+            notifications::reminders::JOB,
             every,
         )
     }
@@ -535,10 +545,9 @@ pub async fn drain_notifications(
     Ok(messages.len())
 }
 
-/// Every email the emulator's SES accepted (subject, body, source, destinations), oldest
-/// first, from the emulator's model data (`/moto-api/data.json`). The emulator builds that
-/// document while other requests create models, and then may fail; it is asked again.
-pub async fn sent_mail(endpoint: &str) -> Result<Vec<serde_json::Value>, BoxError> {
+/// The emulator's model data (`/moto-api/data.json`). The emulator builds that document while
+/// other requests create models, and then may fail; it is asked again.
+async fn model_data(endpoint: &str) -> Result<serde_json::Value, BoxError> {
     use http_body_util::BodyExt;
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -551,18 +560,49 @@ pub async fn sent_mail(endpoint: &str) -> Result<Vec<serde_json::Value>, BoxErro
         let ok = resp.status().is_success();
         let body = resp.into_body().collect().await?.to_bytes();
         match serde_json::from_slice::<serde_json::Value>(&body) {
-            Ok(data) if ok => {
-                return Ok(data["ses"]["Message"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default());
-            }
+            Ok(data) if ok => return Ok(data),
             Ok(_) => last = "an error status".into(),
             Err(e) => last = e.to_string(),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(format!("the emulator's model data could not be read: {last}").into())
+}
+
+fn models(data: &serde_json::Value, service: &str, model: &str) -> Vec<serde_json::Value> {
+    data[service][model].as_array().cloned().unwrap_or_default()
+}
+
+/// Every email the emulator's SES accepted (subject, body, source, destinations), oldest
+/// first.
+pub async fn sent_mail(endpoint: &str) -> Result<Vec<serde_json::Value>, BoxError> {
+    Ok(models(&model_data(endpoint).await?, "ses", "Message"))
+}
+
+/// Every SMS the emulator's SNS accepted (`phone_number`, `message`), oldest first.
+pub async fn sent_sms(endpoint: &str) -> Result<Vec<serde_json::Value>, BoxError> {
+    Ok(models(&model_data(endpoint).await?, "sns", "SMS"))
+}
+
+/// Every push the emulator's SNS accepted, as `{token, endpoint, message}` (the message is the
+/// JSON document with each platform's payload), oldest first per endpoint.
+pub async fn sent_push(endpoint: &str) -> Result<Vec<serde_json::Value>, BoxError> {
+    let data = model_data(endpoint).await?;
+    let mut out = Vec::new();
+    for e in models(&data, "sns", "PlatformEndpoint") {
+        for message in e["messages"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
+            out.push(serde_json::json!({
+                "token": e["token"],
+                "endpoint": e["arn"],
+                "message": message,
+            }));
+        }
+    }
+    Ok(out)
 }
 
 /// The notification worker's settings over `res`; the first retry waits `retry_seconds`.
@@ -576,10 +616,9 @@ pub fn notifications_config(
         sender: res.sender.clone(),
         configuration_set: None,
         app_url: "http://127.0.0.1:3000".into(),
-        queue_urls: vec![
-            res.notifications_high_url.clone(),
-            res.notifications_normal_url.clone(),
-        ],
+        queue_urls: res.notification_queue_urls(),
+        push_apps: notifications::parse_push_apps(&res.push_apps),
+        limits: notifications::limits::Limits::default(),
         retry_base_seconds: retry_seconds,
         defer_step_seconds: 900,
     }
@@ -626,7 +665,7 @@ where
     .await
 }
 
-/// Both scheduled jobs' work queues.
+/// Every scheduled job's work queue.
 pub async fn drain_sweeps(stack: &Stack) -> Result<usize, BoxError> {
     let (appointments, billing) = (&stack.appointments, &stack.billing);
     let swept = drain_work(
@@ -645,7 +684,15 @@ pub async fn drain_sweeps(stack: &Stack) -> Result<usize, BoxError> {
         },
     )
     .await?;
-    Ok(swept + billed)
+    let notifications = &stack.notifications;
+    let reminded = drain_work(
+        &stack.clients.sqs,
+        &stack.resources.notifications_reminders_url,
+        notifications::reminders::JOB,
+        |clinic| async move { notifications::reminders::sweep_clinic(notifications, &clinic).await },
+    )
+    .await?;
+    Ok(swept + billed + reminded)
 }
 
 /// Billing's queue: cancelled covered appointments give their unit back.

@@ -14,8 +14,9 @@ const USAGE: &str = "usage:
                                          (PlatformSecrets for every function, SigningSecrets for auth)
   local-stack rotate-secrets --key-id ID --current SIGNING_CIPHERTEXT
                                          new signing key (the previous one stays valid), same index keys
-  local-stack mail                       print the mail the running stack's notification worker
-                                         sent (what the emulator's SES accepted)
+  local-stack mail                       print the mail, SMS and push messages the running stack's
+                                         notification worker sent (what the emulator's SES and SNS
+                                         accepted)
   local-stack totp [SECRET]              the current code of an authenticator secret (base32;
                                          default: the demo super admin's)
   local-stack bench BINARY...            cold start, size and AWS-call benchmarks (see Makefile)";
@@ -97,6 +98,7 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     let _sweep = stack.spawn_sweep(Duration::from_secs(60));
     let _consumers = stack.spawn_consumers(Duration::from_millis(500));
     let _billing_sweep = stack.spawn_billing_sweep(Duration::from_secs(60));
+    let _reminders = stack.spawn_reminders(Duration::from_secs(60));
     let _stats = stack.spawn_stats(Duration::from_millis(500));
     let _notifications = stack.spawn_notifications(Duration::from_millis(500));
     let (addr, server) = serve(stack.gateway(), ([127, 0, 0, 1], port).into()).await?;
@@ -143,8 +145,8 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     Ok(())
 }
 
-/// A developer's inbox for the running local stack: every email the emulator's SES accepted
-/// (the notification worker sends account mail there), newest last. For local use only: the
+/// A developer's outbox of the running local stack: every email the emulator's SES accepted,
+/// then every SMS and push message its SNS accepted, newest last. For local use only: the
 /// links printed are live credentials.
 async fn mail() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL")
@@ -165,6 +167,22 @@ async fn mail() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
     if mail.is_empty() {
         println!("No mail sent yet.");
+    }
+    for m in local_stack::sent_sms(&endpoint).await? {
+        println!(
+            "SMS to: {}\n\n{}\n{}",
+            m["phone_number"].as_str().unwrap_or_default(),
+            m["message"].as_str().unwrap_or_default(),
+            "-".repeat(72)
+        );
+    }
+    for m in local_stack::sent_push(&endpoint).await? {
+        println!(
+            "Push to: {}\n\n{}\n{}",
+            m["endpoint"].as_str().unwrap_or_default(),
+            m["message"].as_str().unwrap_or_default(),
+            "-".repeat(72)
+        );
     }
     Ok(())
 }

@@ -52,13 +52,21 @@ pub struct NotificationJob {
     pub job_id: String,
     /// What it is about, e.g. `password_reset`, `invitation`.
     pub kind: String,
+    /// `email`, `sms`, `push` or `inApp`: one job and channel is one delivery.
     pub channel: String,
     pub user_id: UserId,
+    /// The clinic the message is about, if any: its sending limits and its own wording apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clinic_id: Option<crate::ids::ClinicId>,
     pub template: String,
     /// The template's variables.
     pub params: BTreeMap<String, String>,
     pub correlation_id: String,
     pub created_at: String,
+    /// The sending slot (epoch milliseconds) the job reserved when a sending limit held it: it
+    /// goes then without taking another token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_ms: Option<i64>,
 }
 
 impl NotificationJob {
@@ -77,6 +85,47 @@ impl NotificationJob {
             .map_err(|e| {
                 crate::ApiError::internal(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
             })?;
+        Ok(())
+    }
+
+    /// Puts several jobs on the queue at `queue_url`, ten to a request.
+    pub async fn send_all(
+        jobs: &[NotificationJob],
+        sqs: &aws_sdk_sqs::Client,
+        queue_url: &str,
+    ) -> Result<(), crate::ApiError> {
+        for chunk in jobs.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, job)| {
+                    let body = serde_json::to_string(job).map_err(crate::ApiError::internal)?;
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                        .map_err(crate::ApiError::internal)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = sqs
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| {
+                    crate::ApiError::internal(
+                        aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+                    )
+                })?;
+            if !out.failed.is_empty() {
+                return Err(crate::ApiError::internal(format!(
+                    "{} of {} notification jobs refused",
+                    out.failed.len(),
+                    chunk.len()
+                )));
+            }
+        }
         Ok(())
     }
 }

@@ -62,6 +62,44 @@ pub fn delivery_sk(channel: &str) -> String {
     format!("CHANNEL#{channel}")
 }
 
+/// The delivery log of a clinic (GSI2): its deliveries, newest first.
+pub fn clinic_deliveries_pk(clinic: &ClinicId) -> String {
+    format!("CLINIC#{clinic}#DELIVERIES")
+}
+
+/// A message in a user's in-app inbox; the id starts with its time, so the inbox reads in order.
+pub fn inbox_sk(notification: &str) -> String {
+    format!("{INBOX_PREFIX}{notification}")
+}
+pub const INBOX_PREFIX: &str = "INBOX#";
+
+/// A user's registered device (a push token and its SNS platform endpoint).
+pub fn device_sk(device: &str) -> String {
+    format!("{DEVICE_PREFIX}{device}")
+}
+pub const DEVICE_PREFIX: &str = "DEVICE#";
+/// Who a push token belongs to now (one owner at a time).
+pub fn device_owner_pk(device: &str) -> String {
+    format!("{DEVICE_PREFIX}{device}")
+}
+pub const DEVICE_OWNER_SK: &str = "OWNER";
+
+/// A sending limit's bucket: under the clinic (`CLINIC#c`) or the user (`USER#u`) it limits.
+pub fn rate_sk(channel: &str) -> String {
+    format!("NOTIFY#RATE#{channel}")
+}
+
+/// The mark that an appointment's reminder (`24h`, `2h`) for the start `starts_at` was queued.
+pub fn reminder_sk(appointment: &AppointmentId, which: &str, starts_at: i64) -> String {
+    format!("REMINDER#{appointment}#{which}#{starts_at}")
+}
+
+/// A clinic's own wording of a template in a locale.
+pub fn notification_template_sk(template: &str, locale: &str) -> String {
+    format!("{NOTIFICATION_TEMPLATE_PREFIX}{template}#{locale}")
+}
+pub const NOTIFICATION_TEMPLATE_PREFIX: &str = "NOTIFY#TEMPLATE#";
+
 /// A user's notification preferences.
 pub const PREFERENCES_SK: &str = "NOTIFY#PREFERENCES";
 

@@ -25,21 +25,26 @@ pub const LOCAL_SENDER: &str = "notifications@clinic.local";
 pub const NOTIFICATION_RECEIVES: i64 = 3;
 
 /// The bus events billing consumes, by source and type.
-pub const BILLING_EVENT_PATTERN: (&str, &[&str]) =
-    ("clinic.appointment", &["appointment.cancelled"]);
+pub const BILLING_EVENT_PATTERN: (&[&str], &[&str]) =
+    (&["clinic.appointment"], &["appointment.cancelled"]);
 /// The bus events appointments consumes, by source and type.
-pub const APPOINTMENTS_EVENT_PATTERN: (&str, &[&str]) =
-    ("clinic.billing", &["billing.invoice.paid"]);
+pub const APPOINTMENTS_EVENT_PATTERN: (&[&str], &[&str]) =
+    (&["clinic.billing"], &["billing.invoice.paid"]);
 
 /// The bus events that become notifications, by source and type.
-pub const NOTIFICATIONS_EVENT_PATTERN: (&str, &[&str]) = (
-    "clinic.appointment",
+pub const NOTIFICATIONS_EVENT_PATTERN: (&[&str], &[&str]) = (
+    &["clinic.appointment", "clinic.billing"],
     &[
         "appointment.created",
         "appointment.confirmed",
         "appointment.rescheduled",
         "appointment.cancelled",
         "appointment.no_show",
+        "billing.subscription.created",
+        "billing.invoice.issued",
+        "billing.payment.completed",
+        "billing.payment.failed",
+        "billing.payment.refunded",
     ],
 );
 
@@ -59,11 +64,18 @@ pub struct Resources {
     pub table: String,
     pub kms_key_id: String,
     pub bus: String,
+    /// The notification job queues, one per priority.
+    pub notifications_critical_url: String,
     pub notifications_high_url: String,
     pub notifications_normal_url: String,
+    pub notifications_low_url: String,
     /// Their dead-letter queues.
+    pub notifications_critical_dlq_url: String,
     pub notifications_high_dlq_url: String,
     pub notifications_normal_dlq_url: String,
+    pub notifications_low_dlq_url: String,
+    /// The SNS platform applications push goes through: `platform=arn` pairs (`fcm`, `apns`).
+    pub push_apps: String,
     /// The verified sender address of notification mail.
     pub sender: String,
     /// A queue that receives every event on the bus, for inspection and tests.
@@ -77,12 +89,24 @@ pub struct Resources {
     /// The scheduled jobs' per-clinic work queues, each with a dead-letter queue.
     pub appointments_sweep_url: String,
     pub billing_sweep_url: String,
+    /// The appointment reminders' per-clinic work queue.
+    pub notifications_reminders_url: String,
     pub secrets_ciphertext: String,
     /// The signing document, for the auth function only.
     pub signing_secrets_ciphertext: String,
 }
 
 impl Resources {
+    /// The notification job queues, critical first (the worker's order).
+    pub fn notification_queue_urls(&self) -> Vec<String> {
+        vec![
+            self.notifications_critical_url.clone(),
+            self.notifications_high_url.clone(),
+            self.notifications_normal_url.clone(),
+            self.notifications_low_url.clone(),
+        ]
+    }
+
     /// The environment a function needs to run against these resources.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -103,11 +127,9 @@ impl Resources {
             ("NOTIFICATIONS_SENDER", self.sender.clone()),
             (
                 "NOTIFICATIONS_QUEUE_URLS",
-                format!(
-                    "{},{}",
-                    self.notifications_high_url, self.notifications_normal_url
-                ),
+                self.notification_queue_urls().join(","),
             ),
+            ("PUSH_PLATFORM_APPLICATIONS", self.push_apps.clone()),
             ("PAYMENT_WEBHOOK_SECRET", LOCAL_WEBHOOK_SECRET.to_string()),
         ]
     }
@@ -265,7 +287,7 @@ async fn consumer_queue(
     clients: &Clients,
     bus: &str,
     name: &str,
-    pattern: (&str, &[&str]),
+    pattern: (&[&str], &[&str]),
 ) -> Result<String, BoxError> {
     let (_, dlq) = create_queue(clients, &format!("{name}-dlq"), None).await?;
     let (url, arn) = create_queue(clients, name, Some(&dlq)).await?;
@@ -275,7 +297,7 @@ async fn consumer_queue(
         .name(name)
         .event_bus_name(bus)
         .event_pattern(
-            serde_json::json!({ "source": [pattern.0], "detail-type": pattern.1 }).to_string(),
+            serde_json::json!({ "source": pattern.0, "detail-type": pattern.1 }).to_string(),
         )
         .send()
         .await?;
@@ -311,24 +333,42 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
         .map(|m| m.key_id)
         .ok_or("key without metadata")?;
 
-    let (high_dlq_url, high_dlq) =
-        create_queue(clients, &format!("{prefix}-notifications-high-dlq"), None).await?;
-    let (high, _) = create_queue_receiving(
-        clients,
-        &format!("{prefix}-notifications-high"),
-        Some(&high_dlq),
-        NOTIFICATION_RECEIVES,
-    )
-    .await?;
-    let (normal_dlq_url, normal_dlq) =
-        create_queue(clients, &format!("{prefix}-notifications-normal-dlq"), None).await?;
-    let (normal, _) = create_queue_receiving(
-        clients,
-        &format!("{prefix}-notifications-normal"),
-        Some(&normal_dlq),
-        NOTIFICATION_RECEIVES,
-    )
-    .await?;
+    let mut queues = Vec::new();
+    for priority in ["critical", "high", "normal", "low"] {
+        let (dlq_url, dlq) = create_queue(
+            clients,
+            &format!("{prefix}-notifications-{priority}-dlq"),
+            None,
+        )
+        .await?;
+        let (url, _) = create_queue_receiving(
+            clients,
+            &format!("{prefix}-notifications-{priority}"),
+            Some(&dlq),
+            NOTIFICATION_RECEIVES,
+        )
+        .await?;
+        queues.push((url, dlq_url));
+    }
+    let [critical, high, normal, low] =
+        <[(String, String); 4]>::try_from(queues).map_err(|_| "four notification queues")?;
+    // Push goes through one SNS platform application per platform (the emulator keeps what
+    // each endpoint was sent).
+    let sns = aws_sdk_sns::Client::new(&clients.sdk);
+    let mut push_apps = Vec::new();
+    for (platform, sns_platform) in [("fcm", "GCM"), ("apns", "APNS")] {
+        let app = sns
+            .create_platform_application()
+            .name(format!("{prefix}-{platform}"))
+            .platform(sns_platform)
+            .attributes("PlatformCredential", "local-credential")
+            .send()
+            .await?;
+        push_apps.push(format!(
+            "{platform}={}",
+            app.platform_application_arn.unwrap_or_default()
+        ));
+    }
     // The emulator, like SES, sends only from a verified identity.
     aws_sdk_sesv2::Client::new(&clients.sdk)
         .create_email_identity()
@@ -398,6 +438,18 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
         Some(&sweep_dlq),
     )
     .await?;
+    let (_, reminders_dlq) = create_queue(
+        clients,
+        &format!("{prefix}-notifications-reminders-dlq"),
+        None,
+    )
+    .await?;
+    let (notifications_reminders, _) = create_queue(
+        clients,
+        &format!("{prefix}-notifications-reminders"),
+        Some(&reminders_dlq),
+    )
+    .await?;
     let (_, billing_dlq) =
         create_queue(clients, &format!("{prefix}-billing-sweep-dlq"), None).await?;
     let (billing_sweep, _) = create_queue(
@@ -414,10 +466,15 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
         table,
         kms_key_id,
         bus,
-        notifications_high_url: high,
-        notifications_normal_url: normal,
-        notifications_high_dlq_url: high_dlq_url,
-        notifications_normal_dlq_url: normal_dlq_url,
+        notifications_critical_url: critical.0,
+        notifications_high_url: high.0,
+        notifications_normal_url: normal.0,
+        notifications_low_url: low.0,
+        notifications_critical_dlq_url: critical.1,
+        notifications_high_dlq_url: high.1,
+        notifications_normal_dlq_url: normal.1,
+        notifications_low_dlq_url: low.1,
+        push_apps: push_apps.join(","),
         sender: LOCAL_SENDER.to_string(),
         events_tap_url: tap,
         billing_events_url: billing_events,
@@ -425,6 +482,7 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
         notifications_events_url: notifications_events,
         appointments_sweep_url: appointments_sweep,
         billing_sweep_url: billing_sweep,
+        notifications_reminders_url: notifications_reminders,
         secrets_ciphertext: sealed.shared,
         signing_secrets_ciphertext: sealed.signing,
     })

@@ -411,6 +411,81 @@ pub async fn mail_to(address: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The demo doctor's free slots (their starts) `days_ahead` days from today in the demo
+/// clinic's zone, as the caller sees them.
+pub async fn demo_slots(api: &Api, token: &str, days_ahead: i64) -> Vec<String> {
+    let clinic = local_stack::DEMO_CLINIC_ID;
+    let doctor = local_stack::demo_user_id(3);
+    let day = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::get("Europe/Berlin").expect("zone"))
+        .date()
+        .checked_add(jiff::Span::new().days(days_ahead))
+        .expect("date");
+    let r = call(
+        api,
+        Method::GET,
+        &format!("/v1/clinics/{clinic}/doctors/{doctor}/slots?date={day}"),
+        None,
+        token,
+    )
+    .await;
+    assert_eq!(r.status, http::StatusCode::OK, "{}", r.body);
+    r.body["slots"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["startsAt"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Books a video visit with the demo doctor at `at` for the caller; answers its id.
+pub async fn book_demo_doctor(api: &Api, token: &str, at: &str, reason: Option<&str>) -> String {
+    let clinic = local_stack::DEMO_CLINIC_ID;
+    let doctor = local_stack::demo_user_id(3);
+    let mut body = json!({"doctorId": doctor, "kind": "VIDEO_CALL", "startsAt": at});
+    if let Some(r) = reason {
+        body["reason"] = json!(r);
+    }
+    let booked = call(
+        api,
+        Method::POST,
+        &format!("/v1/clinics/{clinic}/appointments"),
+        Some(body),
+        token,
+    )
+    .await;
+    assert_eq!(booked.status, http::StatusCode::CREATED, "{}", booked.body);
+    booked.body["id"].as_str().expect("id").to_string()
+}
+
+/// The SMS the emulator's SNS accepted for `phone`, oldest first (their texts).
+pub async fn sms_to(phone: &str) -> Vec<String> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
+    local_stack::sent_sms(&endpoint)
+        .await
+        .expect("emulator data")
+        .into_iter()
+        .filter(|m| m["phone_number"] == phone)
+        .filter_map(|m| m["message"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The push messages the emulator's SNS accepted for a device's `token` (their JSON documents).
+pub async fn pushes_to(token: &str) -> Vec<Value> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
+    local_stack::sent_push(&endpoint)
+        .await
+        .expect("emulator data")
+        .into_iter()
+        .filter(|m| m["token"] == token)
+        .filter_map(|m| {
+            m["message"]
+                .as_str()
+                .and_then(|t| serde_json::from_str(t).ok())
+        })
+        .collect()
+}
+
 /// Waits (up to about twenty seconds) until `n` emails for `address` have arrived.
 pub async fn await_mail(address: &str, n: usize) -> Vec<Value> {
     for _ in 0..100 {

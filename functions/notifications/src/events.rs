@@ -6,7 +6,7 @@ use shared::{
     ApiError,
     contracts::{AppointmentData, NotificationJob},
     crypto::token_hash,
-    ids::UserId,
+    ids::{AppointmentId, ClinicId, UserId},
     outbox::EventEnvelope,
     tenancy::ClinicRecord,
 };
@@ -14,48 +14,70 @@ use std::collections::BTreeMap;
 
 use crate::{AppState, catalogue};
 
-/// Who an event's notification goes to.
+/// Who an event's notification goes to: the person its data names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recipient {
-    /// The appointment's patient.
+    /// The appointment's, subscription's, invoice's or payment's patient (`patientId`).
     Patient,
+    /// The appointment's doctor (`doctorId`).
+    Doctor,
 }
 
-/// One catalogue entry: an event type and what it sends.
+impl Recipient {
+    fn field(self) -> &'static str {
+        match self {
+            Recipient::Patient => "patientId",
+            Recipient::Doctor => "doctorId",
+        }
+    }
+}
+
+/// One catalogue entry: an event type and what it sends to whom.
 #[derive(Debug, Clone, Copy)]
 pub struct Rule {
     pub event: &'static str,
-    pub template: &'static str,
-    pub recipients: &'static [Recipient],
+    pub sends: &'static [(Recipient, &'static str)],
 }
+
+const fn rule_of(event: &'static str, sends: &'static [(Recipient, &'static str)]) -> Rule {
+    Rule { event, sends }
+}
+
+use Recipient::{Doctor, Patient};
 
 /// Every event that notifies someone (`docs/events.md` lists the same).
 pub const RULES: &[Rule] = &[
-    Rule {
-        event: "appointment.created",
-        template: "appointment-booked",
-        recipients: &[Recipient::Patient],
-    },
-    Rule {
-        event: "appointment.confirmed",
-        template: "appointment-confirmed",
-        recipients: &[Recipient::Patient],
-    },
-    Rule {
-        event: "appointment.rescheduled",
-        template: "appointment-rescheduled",
-        recipients: &[Recipient::Patient],
-    },
-    Rule {
-        event: "appointment.cancelled",
-        template: "appointment-cancelled",
-        recipients: &[Recipient::Patient],
-    },
-    Rule {
-        event: "appointment.no_show",
-        template: "appointment-missed",
-        recipients: &[Recipient::Patient],
-    },
+    rule_of(
+        "appointment.created",
+        &[(Patient, "appointment-booked"), (Doctor, "schedule-booked")],
+    ),
+    rule_of(
+        "appointment.confirmed",
+        &[(Patient, "appointment-confirmed")],
+    ),
+    rule_of(
+        "appointment.rescheduled",
+        &[(Patient, "appointment-rescheduled")],
+    ),
+    rule_of(
+        "appointment.cancelled",
+        &[
+            (Patient, "appointment-cancelled"),
+            (Doctor, "schedule-cancelled"),
+        ],
+    ),
+    rule_of("appointment.no_show", &[(Patient, "appointment-missed")]),
+    rule_of(
+        "billing.subscription.created",
+        &[(Patient, "subscription-started")],
+    ),
+    rule_of("billing.invoice.issued", &[(Patient, "invoice-issued")]),
+    rule_of(
+        "billing.payment.completed",
+        &[(Patient, "payment-completed")],
+    ),
+    rule_of("billing.payment.failed", &[(Patient, "payment-failed")]),
+    rule_of("billing.payment.refunded", &[(Patient, "payment-refunded")]),
 ];
 
 pub fn rule(event: &str) -> Option<&'static Rule> {
@@ -73,8 +95,87 @@ pub fn local_time(rfc3339: &str, time_zone: &str) -> Option<String> {
     )
 }
 
-/// The jobs an event makes (none for an event the catalogue does not name). Params hold the
-/// clinic's name, the local time and a link into the app: never the reason, never a code.
+/// A link into the app under the clinic.
+fn app_link(app_url: &str, clinic: &ClinicId, path: &str) -> String {
+    format!("{}/clinics/{clinic}/{path}", app_url.trim_end_matches('/'))
+}
+
+/// An appointment's template variables: the clinic's name, the local time (and the previous
+/// one, for a move) and the link (never the reason, never a code).
+pub fn appointment_params(
+    appointment: &AppointmentId,
+    starts_at: &str,
+    previous_starts_at: Option<&str>,
+    clinic: &ClinicRecord,
+    app_url: &str,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let starts = local_time(starts_at, &clinic.time_zone)
+        .ok_or_else(|| ApiError::internal("appointment event with a bad time"))?;
+    let mut params = BTreeMap::from([
+        ("clinicName".to_string(), clinic.name.clone()),
+        ("startsAt".to_string(), starts),
+        (
+            "appointmentUrl".to_string(),
+            app_link(app_url, &clinic.id, &format!("appointments/{appointment}")),
+        ),
+    ]);
+    if let Some(previous) = previous_starts_at.and_then(|p| local_time(p, &clinic.time_zone)) {
+        params.insert("previousStartsAt".into(), previous);
+    }
+    Ok(params)
+}
+
+/// A billing event's variables: the clinic's name and a link to what it is about (no amount).
+fn billing_params(
+    e: &EventEnvelope,
+    clinic: &ClinicRecord,
+    app_url: &str,
+) -> BTreeMap<String, String> {
+    let id = |f: &str| e.data.get(f).and_then(|v| v.as_str()).map(str::to_string);
+    let path = match (id("invoiceId"), id("subscriptionId")) {
+        (Some(invoice), _) => format!("invoices/{invoice}"),
+        (None, Some(sub)) => format!("subscriptions/{sub}"),
+        (None, None) => "billing".to_string(),
+    };
+    BTreeMap::from([
+        ("clinicName".to_string(), clinic.name.clone()),
+        (
+            "billingUrl".to_string(),
+            app_link(app_url, &clinic.id, &path),
+        ),
+    ])
+}
+
+/// One job per channel the template offers, all with the same id (a delivery is a job and a
+/// channel): the recipient's preferences choose among them when each is sent.
+pub fn jobs_for(
+    job_id: &str,
+    kind: &str,
+    template: &catalogue::Template,
+    user: &UserId,
+    clinic: &ClinicId,
+    params: &BTreeMap<String, String>,
+    (correlation_id, created_at): (&str, &str),
+) -> Vec<NotificationJob> {
+    template
+        .channels
+        .iter()
+        .map(|channel| NotificationJob {
+            job_id: job_id.to_string(),
+            kind: kind.to_string(),
+            channel: (*channel).to_string(),
+            user_id: user.clone(),
+            clinic_id: Some(clinic.clone()),
+            template: template.name.to_string(),
+            params: params.clone(),
+            correlation_id: correlation_id.to_string(),
+            created_at: created_at.to_string(),
+            slot_ms: None,
+        })
+        .collect()
+}
+
+/// The jobs an event makes (none for an event the catalogue does not name).
 pub fn plan(
     e: &EventEnvelope,
     clinic: &ClinicRecord,
@@ -83,79 +184,85 @@ pub fn plan(
     let Some(rule) = rule(&e.event_type) else {
         return Ok(Vec::new());
     };
-    let data: AppointmentData = e.data_as().map_err(ApiError::internal)?;
-    let starts = local_time(&data.starts_at, &clinic.time_zone)
-        .ok_or_else(|| ApiError::internal("appointment event with a bad time"))?;
-    let mut params = BTreeMap::from([
-        ("clinicName".to_string(), clinic.name.clone()),
-        ("startsAt".to_string(), starts),
-        (
-            "appointmentUrl".to_string(),
-            format!(
-                "{}/clinics/{}/appointments/{}",
-                app_url.trim_end_matches('/'),
-                clinic.id,
-                data.appointment_id
-            ),
-        ),
-    ]);
-    if let Some(previous) = data
-        .extra
-        .get("previousStartsAt")
-        .and_then(|v| v.as_str())
-        .and_then(|p| local_time(p, &clinic.time_zone))
-    {
-        params.insert("previousStartsAt".into(), previous);
+    let params = if e.event_type.starts_with("appointment.") {
+        let data: AppointmentData = e.data_as().map_err(ApiError::internal)?;
+        let previous = data.extra.get("previousStartsAt").and_then(|v| v.as_str());
+        appointment_params(
+            &data.appointment_id,
+            &data.starts_at,
+            previous,
+            clinic,
+            app_url,
+        )?
+    } else {
+        billing_params(e, clinic, app_url)
+    };
+    let mut jobs = Vec::new();
+    for (recipient, name) in rule.sends {
+        let template = catalogue::template(name)
+            .ok_or_else(|| ApiError::internal(format!("no template {name}")))?;
+        let Some(user) = e
+            .data
+            .get(recipient.field())
+            .and_then(|v| v.as_str())
+            .and_then(UserId::parse)
+        else {
+            tracing::warn!(event_id = %e.event_id, field = recipient.field(), "event without its recipient");
+            continue;
+        };
+        let job_id = token_hash(&format!("{}|{name}|{user}", e.event_id));
+        jobs.extend(jobs_for(
+            &job_id,
+            &e.event_type,
+            template,
+            &user,
+            &clinic.id,
+            &params,
+            (&e.correlation_id, &e.occurred_at),
+        ));
     }
-    let recipients: Vec<&UserId> = rule
-        .recipients
-        .iter()
-        .map(|r| match r {
-            Recipient::Patient => &data.patient_id,
-        })
-        .collect();
-    Ok(recipients
-        .into_iter()
-        .map(|user| NotificationJob {
-            job_id: token_hash(&format!("{}|{}|{user}", e.event_id, rule.template)),
-            kind: e.event_type.clone(),
-            channel: "email".into(),
-            user_id: user.clone(),
-            template: rule.template.into(),
-            params: params.clone(),
-            correlation_id: e.correlation_id.clone(),
-            created_at: e.occurred_at.clone(),
-        })
-        .collect())
+    Ok(jobs)
 }
 
-/// Queues the jobs one bus event makes, each on its template's priority queue.
+/// Queues jobs, each on its template's priority queue, ten to a request.
+pub async fn queue(state: &AppState, jobs: &[NotificationJob]) -> Result<(), ApiError> {
+    for priority in catalogue::Priority::ALL {
+        let of: Vec<NotificationJob> = jobs
+            .iter()
+            .filter(|j| {
+                catalogue::template(&j.template).map_or(catalogue::Priority::Normal, |t| t.priority)
+                    == priority
+            })
+            .cloned()
+            .collect();
+        if !of.is_empty() {
+            NotificationJob::send_all(&of, &state.sqs, state.ext().queue_for(priority)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Queues the jobs one bus event makes.
 pub async fn handle(state: &AppState, e: &EventEnvelope) -> Result<(), ApiError> {
     if rule(&e.event_type).is_none() {
         return Ok(());
     }
     let clinic = e
         .clinic()
-        .ok_or_else(|| ApiError::internal("appointment event without a clinic"))?;
+        .ok_or_else(|| ApiError::internal("notifying event without a clinic"))?;
     let Some(record) = state.clinics.get(&clinic).await? else {
         tracing::warn!(event_id = %e.event_id, "event of a clinic that does not exist: ignored");
         return Ok(());
     };
-    for job in plan(e, &record, &state.ext().links.app_url)? {
-        let priority = catalogue::template(&job.template)
-            .map(|t| t.priority)
-            .unwrap_or(catalogue::Priority::Normal);
-        job.send(&state.sqs, state.ext().queue_for(priority))
-            .await?;
-    }
-    tracing::info!(event_id = %e.event_id, event = e.event_type, "notifications queued");
+    let jobs = plan(e, &record, &state.ext().links.app_url)?;
+    queue(state, &jobs).await?;
+    tracing::info!(event_id = %e.event_id, event = e.event_type, jobs = jobs.len(), "notifications queued");
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::ids::ClinicId;
 
     fn clinic() -> ClinicRecord {
         ClinicRecord {
@@ -187,6 +294,7 @@ mod tests {
                 "appointmentId": shared::ids::AppointmentId::generate(),
                 "doctorId": UserId::generate(),
                 "patientId": UserId::generate(),
+                "invoiceId": shared::ids::InvoiceId::generate(),
                 "locationId": null,
                 "kind": "IN_PERSON",
                 "status": "PENDING",
@@ -203,16 +311,15 @@ mod tests {
         let c = clinic();
         for r in RULES {
             let jobs = plan(&event(r.event, &c.id), &c, "https://app.example").unwrap();
-            assert_eq!(jobs.len(), r.recipients.len(), "{}", r.event);
+            assert_eq!(jobs.len(), r.sends.len() * 4, "{}: every channel", r.event);
             for job in jobs {
                 let t = catalogue::template(&job.template).expect("template exists");
                 let m = catalogue::render(t, &job.params).unwrap();
-                assert!(
-                    m.text.contains("https://app.example/clinics/"),
-                    "{}",
-                    r.event
-                );
+                for text in [&m.text, &m.short] {
+                    assert!(text.contains("https://app.example/clinics/"), "{}", r.event);
+                }
                 assert!(!serde_json::to_string(&job).unwrap().contains("CANARY"));
+                assert_eq!(job.clinic_id.as_ref(), Some(&c.id));
             }
         }
         assert!(

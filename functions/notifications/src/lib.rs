@@ -1,32 +1,62 @@
 //! The `notifications` context: delivering notification jobs. Bus events become jobs through
-//! one catalogue (`events`); the worker (`worker`) takes jobs off the priority queues and sends
-//! them, exactly once per job and channel (`store`), with the built-in templates (`catalogue`).
+//! one catalogue (`events`), one job per recipient and channel; the worker (`worker`) takes
+//! jobs off the four priority queues and sends them, exactly once per job and channel
+//! (`store`), within the sending limits (`limits`), with the built-in templates (`catalogue`):
+//! email through SES, SMS and push through SNS (`devices`), and the in-app inbox (`inbox`).
 //! Account mail (verification, invitation, password reset, membership and sign-in notices)
-//! always goes out by email through SES.
+//! always goes out, by email. The HTTP routes (`routes`) serve a person's inbox and devices.
 
 pub mod catalogue;
+pub mod channels;
+pub mod devices;
 pub mod events;
+pub mod inbox;
+pub mod limits;
+pub mod reminders;
+mod routes;
 pub mod rules;
 pub mod store;
 pub mod worker;
 
+use axum::Router;
 use shared::{app::BoxError, config, identity::AccountMail};
 use std::sync::Arc;
 
-/// Handlers' state: the platform and the mailer.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/users/me/notifications"),
+    ("POST", "/v1/users/me/notifications/{notificationId}/read"),
+    ("POST", "/v1/users/me/devices"),
+    ("DELETE", "/v1/users/me/devices"),
+];
+
+/// Handlers' state: the platform and the senders.
 pub type AppState = shared::app::AppState<Mailer>;
 
-/// How the worker sends: SES, the sender identity, and how it opens links.
+pub fn router(state: AppState) -> Router {
+    shared::http::platform(routes(state))
+}
+
+pub fn routes(state: AppState) -> Router {
+    Router::new().merge(routes::me::router()).with_state(state)
+}
+
+/// How the worker sends: SES and SNS, the sender identity, the push applications, the limits,
+/// and how it opens links.
 #[derive(Clone)]
 pub struct Mailer {
     pub ses: aws_sdk_sesv2::Client,
+    pub sns: aws_sdk_sns::Client,
+    /// `(platform, SNS platform application ARN)`: `fcm`, `apns`.
+    pub push_apps: Vec<(String, String)>,
+    pub limits: limits::Limits,
     /// The verified sender address (`NOTIFICATIONS_SENDER`).
     pub sender: String,
     /// The SES configuration set whose events report bounces and complaints, if any.
     pub configuration_set: Option<String>,
     /// Opens a link job's link into the URL its mail carries.
     pub links: AccountMail,
-    /// The queues the worker consumes (to postpone a message by its source ARN).
+    /// The queues the worker consumes, critical, high, normal, low (to queue a job on its
+    /// priority's queue, and to postpone a message by its source ARN).
     pub queue_urls: Vec<String>,
     /// The first retry waits this long; later ones twice as long each time.
     pub retry_base_seconds: i64,
@@ -44,14 +74,10 @@ impl std::fmt::Debug for Mailer {
 }
 
 impl Mailer {
-    /// The queue of a priority: high first in `queue_urls`, then normal.
+    /// The queue of a priority.
     pub fn queue_for(&self, priority: catalogue::Priority) -> &str {
-        let index = match priority {
-            catalogue::Priority::High => 0,
-            catalogue::Priority::Normal => 1,
-        };
         self.queue_urls
-            .get(index)
+            .get(priority.index())
             .or_else(|| self.queue_urls.first())
             .map_or("", String::as_str)
     }
@@ -74,8 +100,20 @@ pub struct WorkerConfig {
     pub configuration_set: Option<String>,
     pub app_url: String,
     pub queue_urls: Vec<String>,
+    pub push_apps: Vec<(String, String)>,
+    pub limits: limits::Limits,
     pub retry_base_seconds: i64,
     pub defer_step_seconds: i64,
+}
+
+/// `fcm=arn:...,apns=arn:...` as pairs.
+pub fn parse_push_apps(value: &str) -> Vec<(String, String)> {
+    value
+        .split(',')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .map(|(p, arn)| (p.trim().to_string(), arn.trim().to_string()))
+        .filter(|(p, arn)| !p.is_empty() && !arn.is_empty())
+        .collect()
 }
 
 impl WorkerConfig {
@@ -93,9 +131,14 @@ impl WorkerConfig {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
                 .collect(),
-            retry_base_seconds: config::optional("NOTIFICATIONS_RETRY_SECONDS", "30")
-                .parse()
-                .unwrap_or(30),
+            push_apps: parse_push_apps(&config::optional("PUSH_PLATFORM_APPLICATIONS", "")),
+            limits: limits::Limits {
+                clinic_per_minute: config::parsed("NOTIFICATIONS_CLINIC_PER_MINUTE", 100i64)?
+                    .max(2),
+                recipient_per_minute: config::parsed("NOTIFICATIONS_RECIPIENT_PER_MINUTE", 20i64)?
+                    .max(2),
+            },
+            retry_base_seconds: config::parsed("NOTIFICATIONS_RETRY_SECONDS", 30i64)?,
             defer_step_seconds: 900,
         })
     }
@@ -113,15 +156,26 @@ pub async fn state(
             .interceptor(clients.calls.clone())
             .build(),
     );
+    let sns = aws_sdk_sns::Client::from_conf(
+        aws_sdk_sns::config::Builder::from(&clients.sdk)
+            .interceptor(clients.calls.clone())
+            .build(),
+    );
     let links = AccountMail::new(
         platform.table.clone(),
         platform.envelope.clone(),
         clients.sqs.clone(),
-        cfg.queue_urls.first().cloned().unwrap_or_default(),
+        cfg.queue_urls
+            .get(catalogue::Priority::High.index())
+            .cloned()
+            .unwrap_or_default(),
         &cfg.app_url,
     );
     let mailer = Mailer {
         ses,
+        sns,
+        push_apps: cfg.push_apps,
+        limits: cfg.limits,
         sender: cfg.sender,
         configuration_set: cfg.configuration_set,
         links,

@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem, Update};
 use shared::{
     ApiError,
     db::{self, Item, Table, get_opt_n, get_opt_s, n, s},
+    ids::ClinicId,
     keys,
     outbox::EventEnvelope,
 };
@@ -27,12 +28,22 @@ pub const KEEP_SECONDS: i64 = 90 * 24 * 60 * 60;
 pub struct Delivery {
     pub status: String,
     pub attempts: i64,
+    /// Why it was skipped, or the last error code.
+    pub reason: Option<String>,
+    pub created_at: i64,
+    /// When it was last claimed or settled (for a sent one: when it was sent).
+    pub updated_at: i64,
 }
 
 fn from_item(item: &Item) -> Delivery {
     Delivery {
         status: get_opt_s(item, "status").unwrap_or_default().to_string(),
         attempts: get_opt_n(item, "attempts").unwrap_or(0),
+        reason: get_opt_s(item, "reason")
+            .or_else(|| get_opt_s(item, "lastError"))
+            .map(str::to_string),
+        created_at: get_opt_n(item, "createdAt").unwrap_or(0),
+        updated_at: get_opt_n(item, "updatedAt").unwrap_or(0),
     }
 }
 
@@ -43,6 +54,8 @@ pub struct Pair<'a> {
     pub channel: &'a str,
     pub user: &'a str,
     pub template: &'a str,
+    /// The clinic whose delivery log lists it, if any.
+    pub clinic: Option<&'a ClinicId>,
 }
 
 fn settling(table: &Table, pair: Pair<'_>) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
@@ -59,18 +72,38 @@ pub async fn claim(
     pair: Pair<'_>,
     now: i64,
 ) -> Result<Result<i64, Option<Delivery>>, ApiError> {
-    let out = table
+    // A clinic's deliveries are listed in its log (GSI2), newest first.
+    let log = pair.clinic.map(|c| {
+        (
+            keys::clinic_deliveries_pk(c),
+            format!("{}#{}#{}", db::newest_first(now), pair.job, pair.channel),
+        )
+    });
+    let mut set = String::from(
+        "SET #st = :sending, attempts = if_not_exists(attempts, :zero) + :one, \
+         leaseUntil = :lease, #entity = :entity, jobId = :job, channel = :channel, \
+         userId = :user, template = :template, createdAt = if_not_exists(createdAt, :now), \
+         updatedAt = :now, #ttl = :ttl",
+    );
+    if log.is_some() {
+        set.push_str(", clinicId = :clinic, #lpk = :lpk, #lsk = if_not_exists(#lsk, :lsk)");
+    }
+    let mut update = table
         .client
         .update_item()
         .table_name(&table.name)
         .key(keys::PK, s(keys::delivery_pk(pair.job)))
-        .key(keys::SK, s(keys::delivery_sk(pair.channel)))
-        .update_expression(
-            "SET #st = :sending, attempts = if_not_exists(attempts, :zero) + :one, \
-             leaseUntil = :lease, #entity = :entity, jobId = :job, channel = :channel, \
-             userId = :user, template = :template, createdAt = if_not_exists(createdAt, :now), \
-             updatedAt = :now, #ttl = :ttl",
-        )
+        .key(keys::SK, s(keys::delivery_sk(pair.channel)));
+    if let (Some((lpk, lsk)), Some(c)) = (log, pair.clinic) {
+        update = update
+            .expression_attribute_names("#lpk", keys::GSI2PK)
+            .expression_attribute_names("#lsk", keys::GSI2SK)
+            .expression_attribute_values(":clinic", s(c.as_str()))
+            .expression_attribute_values(":lpk", s(lpk))
+            .expression_attribute_values(":lsk", s(lsk));
+    }
+    let out = update
+        .update_expression(set)
         .condition_expression(
             "attribute_not_exists(pk) OR #st = :retrying OR (#st = :sending AND leaseUntil < :now)",
         )

@@ -4,25 +4,25 @@
 //! retried with growing, jittered delays (`ChangeMessageVisibility`), and after the third
 //! attempt the queue's redrive moves the message to the dead-letter queue.
 
-use crate::{AppState, catalogue, rules, store};
+use crate::{AppState, catalogue, channels, channels::Sent, limits, rules, store};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 use shared::{
     ApiError,
     contracts::NotificationJob,
-    ids::{LinkId, UserId},
+    ids::LinkId,
     outbox::{Actor, EventEnvelope, Subject},
 };
 
 /// What became of one message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Settled (sent, skipped, or already handled by an earlier delivery): delete the message.
     Done,
     /// Try again after this many seconds.
     Retry(i32),
-    /// Held by the recipient's quiet hours for this many seconds more: put back, not retried.
-    Defer(i64),
+    /// Held by the recipient's quiet hours or a sending limit for this many seconds more: put
+    /// back (with the job as it goes back, when it reserved a sending slot), not retried.
+    Defer(i64, Option<Box<NotificationJob>>),
 }
 
 /// Handles one batch and reports the messages to retry.
@@ -31,8 +31,8 @@ pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse
     for m in event.records {
         let id = m.message_id.clone().unwrap_or_default();
         let mut outcome = handle_message(state, &m).await;
-        if let Outcome::Defer(seconds) = outcome {
-            outcome = put_back(state, &m, seconds).await;
+        if let Outcome::Defer(seconds, job) = outcome {
+            outcome = put_back(state, &m, seconds, job.as_deref()).await;
         }
         if let Outcome::Retry(delay) = outcome {
             postpone(state, &m, delay).await;
@@ -65,7 +65,7 @@ pub async fn handle_message(state: &AppState, m: &SqsMessage) -> Outcome {
         );
         return Outcome::Retry(0);
     };
-    match deliver(state, &job).await {
+    match deliver(state, &job, receive_count(m) == 1).await {
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::error!(job_id = %job.job_id, error = %e, "notification job failed");
@@ -78,10 +78,20 @@ pub async fn handle_message(state: &AppState, m: &SqsMessage) -> Outcome {
 }
 
 /// Queues the job again, delayed (at most 15 minutes at a time, which SQS allows), so quiet
-/// hours use no receives: the original is then deleted. A failure to queue retries it.
-async fn put_back(state: &AppState, m: &SqsMessage, seconds: i64) -> Outcome {
+/// hours and sending limits use no receives: the original is then deleted. A failure to queue
+/// retries it.
+async fn put_back(
+    state: &AppState,
+    m: &SqsMessage,
+    seconds: i64,
+    job: Option<&NotificationJob>,
+) -> Outcome {
+    let body = match job {
+        Some(j) => serde_json::to_string(j).ok(),
+        None => m.body.clone(),
+    };
     let (Some(body), Some(url)) = (
-        m.body.as_deref(),
+        body,
         m.event_source_arn
             .as_deref()
             .and_then(|arn| state.ext().queue_url(arn)),
@@ -150,26 +160,102 @@ fn event(kind: &str, job: &NotificationJob, outcome: &str, now: i64) -> EventEnv
     )
 }
 
-/// Delivers one job on its channel, exactly once per (job, channel).
-pub async fn deliver(state: &AppState, job: &NotificationJob) -> Result<Outcome, ApiError> {
+/// Whole seconds (SQS delays) covering `ms`.
+fn seconds_until(ms: i64) -> i64 {
+    (ms + 999) / 1000
+}
+
+/// The sending limits a job's channel is under: the recipient's, and the clinic's for email
+/// and SMS (the channels that cost the clinic). The inbox is not limited.
+fn buckets(state: &AppState, job: &NotificationJob) -> Vec<limits::Bucket> {
+    let l = state.ext().limits;
+    let channel = job.channel.as_str();
+    if channel == catalogue::IN_APP {
+        return Vec::new();
+    }
+    let mut out = vec![limits::Bucket {
+        pk: shared::keys::user_pk(&job.user_id),
+        channel: channel.to_string(),
+        rate: limits::Rate {
+            per_minute: l.recipient_per_minute,
+            burst: l.recipient_per_minute / 2,
+        },
+    }];
+    if let Some(clinic) = job
+        .clinic_id
+        .as_ref()
+        .filter(|_| channel == catalogue::EMAIL || channel == catalogue::SMS)
+    {
+        out.push(limits::Bucket {
+            pk: shared::keys::clinic_pk(clinic),
+            channel: channel.to_string(),
+            rate: limits::Rate {
+                per_minute: l.clinic_per_minute,
+                burst: l.clinic_per_minute / 10,
+            },
+        });
+    }
+    out
+}
+
+/// Delivers one job on its channel, exactly once per (job, channel). The sending limits apply
+/// to a message's first receive only: a retry of a failed send already took its token.
+pub async fn deliver(
+    state: &AppState,
+    job: &NotificationJob,
+    first_receive: bool,
+) -> Result<Outcome, ApiError> {
     let now = state.clock.epoch();
     let template = catalogue::template(&job.template);
     // The recipient's choices, for all but account messages.
     let category = template.map_or(shared::preferences::ACCOUNT, |t| t.category.as_str());
+    let critical = template.is_some_and(|t| t.priority == catalogue::Priority::Critical);
     let prefs = if category == shared::preferences::ACCOUNT {
         shared::preferences::Preferences::default()
     } else {
         shared::preferences::load(&state.table, &job.user_id).await?
     };
-    if let Some(until) = prefs.quiet_until(category, now) {
-        tracing::info!(job_id = %job.job_id, until, "held by quiet hours");
-        return Ok(Outcome::Defer(until - now));
+    let wanted = template.is_some_and(|t| t.channels.contains(&job.channel.as_str()))
+        && prefs.allows(category, &job.channel);
+    if !critical && wanted {
+        if let Some(until) = prefs.quiet_until(category, now) {
+            tracing::info!(job_id = %job.job_id, until, "held by quiet hours");
+            return Ok(Outcome::Defer(until - now, None));
+        }
+        // A job that will be skipped takes no token; a critical one never waits for one; a
+        // job that reserved its slot goes at it.
+        let now_ms = state.clock.now().as_millisecond();
+        match job.slot_ms {
+            Some(slot) if slot > now_ms + limits::EARLY_MS => {
+                return Ok(Outcome::Defer(seconds_until(slot - now_ms), None));
+            }
+            Some(slot) if now_ms <= slot + limits::LATE_MS => {}
+            // First received, or back too late for its slot (which it gives up).
+            slot if first_receive || slot.is_some() => {
+                match limits::take(&state.table, &buckets(state, job), now_ms).await? {
+                    Ok(0) => {}
+                    Ok(wait_ms) => {
+                        tracing::info!(job_id = %job.job_id, wait_ms, "held for its slot by a sending limit");
+                        let mut held = job.clone();
+                        held.slot_ms = Some(now_ms + wait_ms);
+                        return Ok(Outcome::Defer(seconds_until(wait_ms), Some(Box::new(held))));
+                    }
+                    Err(wait_ms) => {
+                        tracing::warn!(job_id = %job.job_id, wait_ms, "sending limit booked far ahead");
+                        return Ok(Outcome::Defer(seconds_until(wait_ms), None));
+                    }
+                }
+            }
+            // A retry of a failed send already took its token.
+            _ => {}
+        }
     }
     let pair = store::Pair {
         job: &job.job_id,
         channel: &job.channel,
         user: job.user_id.as_str(),
         template: &job.template,
+        clinic: job.clinic_id.as_ref(),
     };
     let attempt = match store::claim(&state.table, pair, now).await? {
         Ok(attempt) => attempt,
@@ -187,20 +273,23 @@ pub async fn deliver(state: &AppState, job: &NotificationJob) -> Result<Outcome,
     let Some(template) = template else {
         return skip(state, job, pair, "unknown_template", now).await;
     };
+    if !template.channels.contains(&job.channel.as_str()) {
+        return skip(state, job, pair, "channel_not_offered", now).await;
+    }
     if !prefs.allows(category, &job.channel) {
         return skip(state, job, pair, "opted_out", now).await;
     }
-    // The address and the link's URL, read together.
+    if crate::reminders::still_due(state, job).await? == Some(false) {
+        return skip(state, job, pair, "stale_reminder", now).await;
+    }
+    // The address (decrypted only now) and the link's URL, read together.
     let link = job.params.get("linkId").and_then(|l| LinkId::parse(l));
-    let (to, url) = tokio::try_join!(address(state, &job.user_id), async {
+    let (contact, url) = tokio::try_join!(contact(state, job), async {
         match &link {
             Some(l) => state.ext().links.url(l, now).await,
             None => Ok(None),
         }
     })?;
-    let Some(to) = to else {
-        return skip(state, job, pair, "no_recipient", now).await;
-    };
     let mut vars = job.params.clone();
     match (link, url) {
         (Some(_), Some(url)) => {
@@ -211,8 +300,20 @@ pub async fn deliver(state: &AppState, job: &NotificationJob) -> Result<Outcome,
     }
     let message =
         catalogue::render(template, &vars).map_err(|e| ApiError::internal(e.to_string()))?;
-    match send_email(state, &to, &message).await {
-        Ok(message_id) => {
+    let app_link = ["appointmentUrl", "billingUrl", "alertUrl"]
+        .iter()
+        .find_map(|k| vars.get(*k))
+        .map(String::as_str);
+    let sent = match (job.channel.as_str(), contact) {
+        (catalogue::EMAIL, Some(to)) => channels::email(state, &to, &message).await,
+        (catalogue::SMS, Some(phone)) => channels::sms(state, &phone, &message).await,
+        (catalogue::EMAIL, None) => Ok(Sent::Nowhere("no_recipient")),
+        (catalogue::SMS, None) => Ok(Sent::Nowhere("no_phone")),
+        (catalogue::PUSH, _) => channels::push(state, job, &message, app_link).await?,
+        _ => channels::in_app(state, job, template, &message, app_link).await?,
+    };
+    match sent {
+        Ok(Sent::Delivered(message_id)) => {
             let sent = event("notification.sent", job, "sent", now);
             store::settle(
                 &state.table,
@@ -224,9 +325,10 @@ pub async fn deliver(state: &AppState, job: &NotificationJob) -> Result<Outcome,
                 now,
             )
             .await?;
-            tracing::info!(job_id = %job.job_id, template = job.template, attempt, "notification sent");
+            tracing::info!(job_id = %job.job_id, template = job.template, channel = job.channel, attempt, "notification sent");
             Ok(Outcome::Done)
         }
+        Ok(Sent::Nowhere(reason)) => skip(state, job, pair, reason, now).await,
         Err(code) => {
             let last = attempt >= rules::MAX_ATTEMPTS;
             let (outcome, failed) = if last {
@@ -238,7 +340,7 @@ pub async fn deliver(state: &AppState, job: &NotificationJob) -> Result<Outcome,
                 (store::Settled::Retrying { error: &code }, None)
             };
             store::settle(&state.table, pair, &outcome, failed.as_ref(), now).await?;
-            tracing::warn!(job_id = %job.job_id, attempt, error = %code, last, "notification not sent");
+            tracing::warn!(job_id = %job.job_id, channel = job.channel, attempt, error = %code, last, "notification not sent");
             Ok(Outcome::Retry(rules::retry_delay(
                 attempt,
                 state.ext().retry_base_seconds,
@@ -254,7 +356,7 @@ async fn skip(
     reason: &str,
     now: i64,
 ) -> Result<Outcome, ApiError> {
-    tracing::info!(job_id = %job.job_id, reason, "notification skipped");
+    tracing::info!(job_id = %job.job_id, channel = job.channel, reason, "notification skipped");
     store::settle(
         &state.table,
         pair,
@@ -266,49 +368,17 @@ async fn skip(
     Ok(Outcome::Done)
 }
 
-/// The user's address, decrypted only now.
-async fn address(state: &AppState, user: &UserId) -> Result<Option<String>, ApiError> {
+/// The address the job's channel needs (the email address or the phone number), decrypted only
+/// now; push and the inbox need none.
+async fn contact(state: &AppState, job: &NotificationJob) -> Result<Option<String>, ApiError> {
+    let field = match job.channel.as_str() {
+        catalogue::EMAIL => "email",
+        catalogue::SMS => "phone",
+        _ => return Ok(None),
+    };
     Ok(state
         .identities
-        .profile(user)
+        .profile(&job.user_id)
         .await?
-        .and_then(|p| p.get("email").map(|e| e.expose().clone())))
-}
-
-/// Sends a text email; the error is the service's error code (no message text, which may
-/// quote the address).
-async fn send_email(
-    state: &AppState,
-    to: &str,
-    message: &catalogue::Message,
-) -> Result<String, String> {
-    let content = |data: &str| {
-        Content::builder()
-            .data(data)
-            .charset("UTF-8")
-            .build()
-            .map_err(|e| e.to_string())
-    };
-    let mail = Message::builder()
-        .subject(content(&message.subject)?)
-        .body(Body::builder().text(content(&message.text)?).build())
-        .build();
-    let mailer = state.ext();
-    let out = mailer
-        .ses
-        .send_email()
-        .from_email_address(&mailer.sender)
-        .destination(Destination::builder().to_addresses(to).build())
-        .content(EmailContent::builder().simple(mail).build())
-        .set_configuration_set_name(mailer.configuration_set.clone())
-        .send()
-        .await;
-    match out {
-        Ok(o) => Ok(o.message_id.unwrap_or_default()),
-        Err(e) => {
-            use aws_sdk_sesv2::error::ProvideErrorMetadata;
-            let code = e.code().unwrap_or("send_failed").to_string();
-            Err(code)
-        }
-    }
+        .and_then(|p| p.get(field).map(|e| e.expose().clone())))
 }

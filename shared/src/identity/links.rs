@@ -302,11 +302,13 @@ impl AccountMail {
             job_id: uuid::Uuid::new_v4().to_string(),
             kind: kind.to_string(),
             channel: "email".into(),
+            clinic_id: None,
             user_id: user.clone(),
             template: template.to_string(),
             params,
             correlation_id: crate::http::current_correlation_id(),
             created_at: rfc3339(now),
+            slot_ms: None,
         };
         job.send(&self.sqs, &self.notifications_queue_url).await
     }

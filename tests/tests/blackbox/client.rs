@@ -36,6 +36,7 @@ async fn platform_routes_and_problem_fallbacks() {
         .chain(clinics::ROUTES)
         .chain(appointments::ROUTES)
         .chain(billing::ROUTES)
+        .chain(notifications::ROUTES)
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     let mut documented = Vec::new();

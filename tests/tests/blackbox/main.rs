@@ -2,9 +2,11 @@
 //! local stack (started in-process per test) or a deployed `API_URL`.
 
 mod billing;
+mod channels;
 mod client;
 mod mfa;
 mod notifications;
+mod reminders;
 mod scheduling;
 mod template;
 mod tenancy;

@@ -84,10 +84,12 @@ fn job(user: &shared::ids::UserId, template: &str) -> NotificationJob {
         kind: template.into(),
         channel: "email".into(),
         user_id: user.clone(),
+        clinic_id: None,
         template: template.into(),
         params: BTreeMap::new(),
         correlation_id: "test".into(),
         created_at: "2026-12-01T00:00:00Z".into(),
+        slot_ms: None,
     }
 }
 
@@ -228,35 +230,8 @@ async fn what_happens_to_an_appointment_is_mailed_to_its_patient_without_its_rea
     // A patient of their own: the demo patient's address is every test's.
     let (_, email) = person(stack, Some(&clinic), Role::Patient, None, true).await;
     let token = api.token(&email, local_stack::DEMO_PASSWORD).await;
-    let doctor = local_stack::demo_user_id(3);
-    let tomorrow = jiff::Zoned::now()
-        .with_time_zone(jiff::tz::TimeZone::get("Europe/Berlin").unwrap())
-        .date()
-        .tomorrow()
-        .unwrap();
-    let slots = blackbox::call(
-        &api,
-        http::Method::GET,
-        &format!("/v1/clinics/{clinic}/doctors/{doctor}/slots?date={tomorrow}"),
-        None,
-        &token,
-    )
-    .await;
-    assert_eq!(slots.status, StatusCode::OK, "{}", slots.body);
-    let at = slots.body["slots"][0]["startsAt"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let booked = blackbox::call(
-        &api,
-        http::Method::POST,
-        &format!("/v1/clinics/{clinic}/appointments"),
-        Some(json!({"doctorId": doctor, "kind": "VIDEO_CALL", "startsAt": at, "reason": CANARY})),
-        &token,
-    )
-    .await;
-    assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.body);
-    let id = booked.body["id"].as_str().unwrap().to_string();
+    let at = blackbox::demo_slots(&api, &token, 1).await.remove(0);
+    let id = blackbox::book_demo_doctor(&api, &token, &at, Some(CANARY)).await;
     let mail = await_news(&email, 1).await;
     let subject = mail[0]["subject"].as_str().unwrap();
     let body = mail[0]["body"].as_str().unwrap();

@@ -25,6 +25,7 @@ fn every_served_route_is_deployed_and_nothing_else() {
         .chain(clinics::ROUTES)
         .chain(appointments::ROUTES)
         .chain(billing::ROUTES)
+        .chain(notifications::ROUTES)
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     deployed.sort();
@@ -59,7 +60,12 @@ fn every_configuration_variable_is_set() {
 fn notification_jobs_get_three_attempts_as_the_worker_counts_them() {
     let attempts = notifications::rules::MAX_ATTEMPTS;
     assert_eq!(attempts, shared::provision::NOTIFICATION_RECEIVES);
-    for queue in ["NotificationsHighQueue", "NotificationsNormalQueue"] {
+    for queue in [
+        "NotificationsCriticalQueue",
+        "NotificationsHighQueue",
+        "NotificationsNormalQueue",
+        "NotificationsLowQueue",
+    ] {
         let (_, block) = resources()
             .into_iter()
             .find(|(name, _)| name == queue)
@@ -77,8 +83,10 @@ fn every_event_the_notifications_catalogue_names_is_routed_to_it() {
         .into_iter()
         .find(|(name, _)| name == "NotificationsEventsRule")
         .expect("the rule is in the template");
-    let (source, types) = shared::provision::NOTIFICATIONS_EVENT_PATTERN;
-    assert!(rule.contains(&format!("- {source}")));
+    let (sources, types) = shared::provision::NOTIFICATIONS_EVENT_PATTERN;
+    for source in sources {
+        assert!(rule.contains(&format!("- {source}")), "{source} is routed");
+    }
     for r in notifications::events::RULES {
         assert!(
             rule.contains(&format!("- {}", r.event)),
