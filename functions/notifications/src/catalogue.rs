@@ -357,9 +357,42 @@ pub enum RenderError {
     Template(&'static str, String),
 }
 
+/// A template's wording: the built-in one, or a clinic's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wording<'a> {
+    pub subject: &'a str,
+    pub short: &'a str,
+    pub text: &'a str,
+}
+
+impl Template {
+    /// The built-in wording.
+    pub fn wording(&self) -> Wording<'static> {
+        Wording {
+            subject: self.subject,
+            short: self.short,
+            text: self.text,
+        }
+    }
+
+    /// Whether a clinic may word it its own way (account mail is the platform's).
+    pub fn clinic_may_word(&self) -> bool {
+        self.category != Category::Account
+    }
+}
+
 /// Renders `t` with `vars`: only the variables the entry offers are passed in, and one the
 /// text names that is missing fails.
 pub fn render(t: &Template, vars: &BTreeMap<String, String>) -> Result<Message, RenderError> {
+    render_worded(t, t.wording(), vars)
+}
+
+/// Renders `t` in `wording` (a clinic's own, checked when it was saved), as [`render`] does.
+pub fn render_worded(
+    t: &Template,
+    wording: Wording<'_>,
+    vars: &BTreeMap<String, String>,
+) -> Result<Message, RenderError> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     let offered: BTreeMap<String, String> = vars
@@ -368,9 +401,13 @@ pub fn render(t: &Template, vars: &BTreeMap<String, String>) -> Result<Message, 
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let fail = |e: minijinja::Error| RenderError::Template(t.name, e.to_string());
-    let subject = env.render_str(t.subject, offered.clone()).map_err(fail)?;
-    let short = env.render_str(t.short, offered.clone()).map_err(fail)?;
-    let text = env.render_str(t.text, offered).map_err(fail)?;
+    let subject = env
+        .render_str(wording.subject, offered.clone())
+        .map_err(fail)?;
+    let short = env
+        .render_str(wording.short, offered.clone())
+        .map_err(fail)?;
+    let text = env.render_str(wording.text, offered).map_err(fail)?;
     Ok(Message {
         subject,
         short,

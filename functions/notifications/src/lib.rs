@@ -16,6 +16,7 @@ pub mod reminders;
 mod routes;
 pub mod rules;
 pub mod store;
+pub mod wording;
 pub mod worker;
 
 use axum::Router;
@@ -27,6 +28,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/users/me/notifications/{notificationId}/read"),
     ("POST", "/v1/users/me/devices"),
     ("DELETE", "/v1/users/me/devices"),
+    ("GET", "/v1/clinics/{clinicId}/notification-templates"),
+    ("PUT", "/v1/clinics/{clinicId}/notification-templates"),
+    ("GET", "/v1/clinics/{clinicId}/notifications/deliveries"),
 ];
 
 /// Handlers' state: the platform and the senders.
@@ -37,7 +41,10 @@ pub fn router(state: AppState) -> Router {
 }
 
 pub fn routes(state: AppState) -> Router {
-    Router::new().merge(routes::me::router()).with_state(state)
+    Router::new()
+        .merge(routes::me::router())
+        .merge(routes::clinic::router())
+        .with_state(state)
 }
 
 /// How the worker sends: SES and SNS, the sender identity, the push applications, the limits,

@@ -201,3 +201,85 @@ pub async fn get(table: &Table, job: &str, channel: &str) -> Result<Option<Deliv
         .as_ref()
         .map(from_item))
 }
+
+/// A delivery as the clinic's log shows it: ids, template, channel, outcome and times; never
+/// an address or a message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    pub job_id: String,
+    pub channel: String,
+    pub template: String,
+    pub recipient_id: String,
+    pub status: String,
+    pub attempts: i64,
+    /// Why it was skipped (`opted_out`, `no_phone`, ...) or the provider's error code.
+    pub reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn log_entry(item: &Item) -> LogEntry {
+    let d = from_item(item);
+    let iso =
+        |t: i64| jiff::Timestamp::from_second(t).map_or_else(|_| String::new(), |t| t.to_string());
+    LogEntry {
+        job_id: get_opt_s(item, "jobId").unwrap_or_default().to_string(),
+        channel: get_opt_s(item, "channel").unwrap_or_default().to_string(),
+        template: get_opt_s(item, "template").unwrap_or_default().to_string(),
+        recipient_id: get_opt_s(item, "userId").unwrap_or_default().to_string(),
+        status: d.status,
+        attempts: d.attempts,
+        reason: d.reason,
+        created_at: iso(d.created_at),
+        updated_at: iso(d.updated_at),
+    }
+}
+
+/// What the delivery log is narrowed to (each compared as given).
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter<'a> {
+    pub template: Option<&'a str>,
+    pub channel: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub recipient: Option<&'a str>,
+}
+
+/// One page of a clinic's delivery log, newest first: `limit` records read (filters narrow the
+/// page, never widen the read), with the cursor of the next page.
+pub async fn log(
+    platform: &shared::platform::Platform,
+    clinic: &ClinicId,
+    f: &LogFilter<'_>,
+    limit: Option<u32>,
+    cursor: Option<&str>,
+) -> Result<(Vec<LogEntry>, Option<String>), ApiError> {
+    let limit = db::page_limit(limit)?;
+    let query = format!(
+        "deliveries?template={:?}&channel={:?}&status={:?}&recipient={:?}",
+        f.template, f.channel, f.status, f.recipient
+    );
+    let start = cursor
+        .map(|c| platform.cursors.open(clinic.as_str(), &query, c))
+        .transpose()?;
+    let mut equal = Vec::new();
+    for (attr, value) in [
+        ("template", f.template),
+        ("channel", f.channel),
+        ("status", f.status),
+        ("userId", f.recipient),
+    ] {
+        if let Some(v) = value {
+            equal.push((attr, s(v)));
+        }
+    }
+    let q = db::IndexQuery {
+        index: keys::GSI2,
+        pk_attr: keys::GSI2PK,
+        pk: keys::clinic_deliveries_pk(clinic),
+        equal,
+    };
+    let (items, last) = db::index_page(&platform.table, q, limit, start).await?;
+    let next = last.map(|k| platform.cursors.seal(clinic.as_str(), &query, &k));
+    Ok((items.iter().map(log_entry).collect(), next))
+}

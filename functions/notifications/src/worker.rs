@@ -4,7 +4,7 @@
 //! retried with growing, jittered delays (`ChangeMessageVisibility`), and after the third
 //! attempt the queue's redrive moves the message to the dead-letter queue.
 
-use crate::{AppState, catalogue, channels, channels::Sent, limits, rules, store};
+use crate::{AppState, catalogue, channels, channels::Sent, limits, rules, store, wording};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use shared::{
     ApiError,
@@ -284,12 +284,16 @@ pub async fn deliver(
     }
     // The address (decrypted only now) and the link's URL, read together.
     let link = job.params.get("linkId").and_then(|l| LinkId::parse(l));
-    let (contact, url) = tokio::try_join!(contact(state, job), async {
-        match &link {
-            Some(l) => state.ext().links.url(l, now).await,
-            None => Ok(None),
-        }
-    })?;
+    let (contact, url, worded) = tokio::try_join!(
+        contact(state, job),
+        async {
+            match &link {
+                Some(l) => state.ext().links.url(l, now).await,
+                None => Ok(None),
+            }
+        },
+        clinic_wording(state, job, template),
+    )?;
     let mut vars = job.params.clone();
     match (link, url) {
         (Some(_), Some(url)) => {
@@ -298,8 +302,11 @@ pub async fn deliver(
         (Some(_), None) => return skip(state, job, pair, "link_spent_or_expired", now).await,
         (None, _) => {}
     }
-    let message =
-        catalogue::render(template, &vars).map_err(|e| ApiError::internal(e.to_string()))?;
+    let wording = worded
+        .as_ref()
+        .map_or(template.wording(), wording::Saved::wording);
+    let message = catalogue::render_worded(template, wording, &vars)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     let app_link = ["appointmentUrl", "billingUrl", "alertUrl"]
         .iter()
         .find_map(|k| vars.get(*k))
@@ -366,6 +373,25 @@ async fn skip(
     )
     .await?;
     Ok(Outcome::Done)
+}
+
+/// The clinic's own wording of the template in the clinic's locale, if it has one.
+async fn clinic_wording(
+    state: &AppState,
+    job: &NotificationJob,
+    template: &catalogue::Template,
+) -> Result<Option<wording::Saved>, ApiError> {
+    let Some(clinic) = job
+        .clinic_id
+        .as_ref()
+        .filter(|_| template.clinic_may_word())
+    else {
+        return Ok(None);
+    };
+    let Some(record) = state.clinics.get(clinic).await? else {
+        return Ok(None);
+    };
+    wording::find(&state.table, clinic, template, &record.locale).await
 }
 
 /// The address the job's channel needs (the email address or the phone number), decrypted only

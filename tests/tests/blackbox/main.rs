@@ -10,3 +10,4 @@ mod reminders;
 mod scheduling;
 mod template;
 mod tenancy;
+mod wording;
