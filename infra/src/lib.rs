@@ -202,8 +202,10 @@ impl Stack {
     pub fn spawn_notifications(&self, every: Duration) -> tokio::task::JoinHandle<()> {
         let state = self.notifications.clone();
         let events = self.resources.notifications_events_url.clone();
-        // Critical first, then high, normal and low: bulk work never holds critical back.
-        let queues = self.resources.notification_queue_urls();
+        // Critical first, then high, normal and low: bulk work never holds critical back;
+        // then what SES reported about sent mail.
+        let mut queues = self.resources.notification_queue_urls();
+        queues.push(self.resources.notifications_feedback_url.clone());
         tokio::spawn(async move {
             loop {
                 let planned = drain_queue(&state.sqs, &events, |e| {
@@ -614,7 +616,8 @@ pub fn notifications_config(
     notifications::WorkerConfig {
         platform,
         sender: res.sender.clone(),
-        configuration_set: None,
+        configuration_set: Some(res.ses_configuration_set.clone()),
+        feedback_queue_url: Some(res.notifications_feedback_url.clone()),
         app_url: "http://127.0.0.1:3000".into(),
         queue_urls: res.notification_queue_urls(),
         push_apps: notifications::parse_push_apps(&res.push_apps),

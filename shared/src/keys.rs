@@ -62,6 +62,12 @@ pub fn delivery_sk(channel: &str) -> String {
     format!("CHANNEL#{channel}")
 }
 
+/// Which delivery an email provider's message id belongs to (for its bounces and complaints).
+pub fn provider_message_pk(message_id: &str) -> String {
+    format!("PROVIDERMSG#{message_id}")
+}
+pub const PROVIDER_MESSAGE_SK: &str = "DELIVERY";
+
 /// The delivery log of a clinic (GSI2): its deliveries, newest first.
 pub fn clinic_deliveries_pk(clinic: &ClinicId) -> String {
     format!("CLINIC#{clinic}#DELIVERIES")

@@ -91,6 +91,10 @@ pub struct Resources {
     pub billing_sweep_url: String,
     /// The appointment reminders' per-clinic work queue.
     pub notifications_reminders_url: String,
+    /// The SES configuration set notification mail is sent with, and the queue its bounce and
+    /// complaint events arrive on (the emulator publishes none: tests put them there).
+    pub ses_configuration_set: String,
+    pub notifications_feedback_url: String,
     pub secrets_ciphertext: String,
     /// The signing document, for the auth function only.
     pub signing_secrets_ciphertext: String,
@@ -130,6 +134,11 @@ impl Resources {
                 self.notification_queue_urls().join(","),
             ),
             ("PUSH_PLATFORM_APPLICATIONS", self.push_apps.clone()),
+            ("SES_CONFIGURATION_SET", self.ses_configuration_set.clone()),
+            (
+                "NOTIFICATIONS_FEEDBACK_QUEUE_URL",
+                self.notifications_feedback_url.clone(),
+            ),
             ("PAYMENT_WEBHOOK_SECRET", LOCAL_WEBHOOK_SECRET.to_string()),
         ]
     }
@@ -375,6 +384,24 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
         .email_identity(LOCAL_SENDER)
         .send()
         .await?;
+    let ses_configuration_set = format!("{prefix}-notifications");
+    aws_sdk_sesv2::Client::new(&clients.sdk)
+        .create_configuration_set()
+        .configuration_set_name(&ses_configuration_set)
+        .send()
+        .await?;
+    let (_, feedback_dlq) = create_queue(
+        clients,
+        &format!("{prefix}-notifications-feedback-dlq"),
+        None,
+    )
+    .await?;
+    let (notifications_feedback, _) = create_queue(
+        clients,
+        &format!("{prefix}-notifications-feedback"),
+        Some(&feedback_dlq),
+    )
+    .await?;
     let (tap, tap_arn) = create_queue(clients, &format!("{prefix}-events-tap"), None).await?;
 
     let bus = format!("{prefix}-bus");
@@ -483,6 +510,8 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
         appointments_sweep_url: appointments_sweep,
         billing_sweep_url: billing_sweep,
         notifications_reminders_url: notifications_reminders,
+        ses_configuration_set,
+        notifications_feedback_url: notifications_feedback,
         secrets_ciphertext: sealed.shared,
         signing_secrets_ciphertext: sealed.signing,
     })

@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod channels;
 pub mod devices;
 pub mod events;
+pub mod feedback;
 pub mod inbox;
 pub mod limits;
 pub mod reminders;
@@ -60,6 +61,8 @@ pub struct Mailer {
     pub sender: String,
     /// The SES configuration set whose events report bounces and complaints, if any.
     pub configuration_set: Option<String>,
+    /// The queue those reports arrive on, if any.
+    pub feedback_queue_url: Option<String>,
     /// Opens a link job's link into the URL its mail carries.
     pub links: AccountMail,
     /// The queues the worker consumes, critical, high, normal, low (to queue a job on its
@@ -94,8 +97,17 @@ impl Mailer {
         let name = arn.rsplit(':').next()?;
         self.queue_urls
             .iter()
+            .chain(self.feedback_queue_url.iter())
             .find(|u| u.rsplit('/').next() == Some(name))
             .map(String::as_str)
+    }
+
+    /// Whether an SQS event came from the feedback queue.
+    pub fn is_feedback(&self, arn: &str) -> bool {
+        let name = arn.rsplit(':').next();
+        self.feedback_queue_url
+            .as_deref()
+            .is_some_and(|u| u.rsplit('/').next() == name)
     }
 }
 
@@ -105,6 +117,7 @@ pub struct WorkerConfig {
     pub platform: config::PlatformConfig,
     pub sender: String,
     pub configuration_set: Option<String>,
+    pub feedback_queue_url: Option<String>,
     pub app_url: String,
     pub queue_urls: Vec<String>,
     pub push_apps: Vec<(String, String)>,
@@ -129,6 +142,9 @@ impl WorkerConfig {
             platform: config::PlatformConfig::from_env()?,
             sender: config::required("NOTIFICATIONS_SENDER")?,
             configuration_set: std::env::var("SES_CONFIGURATION_SET")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            feedback_queue_url: std::env::var("NOTIFICATIONS_FEEDBACK_QUEUE_URL")
                 .ok()
                 .filter(|s| !s.is_empty()),
             app_url: config::optional("APP_URL", "http://127.0.0.1:3000"),
@@ -185,6 +201,7 @@ pub async fn state(
         limits: cfg.limits,
         sender: cfg.sender,
         configuration_set: cfg.configuration_set,
+        feedback_queue_url: cfg.feedback_queue_url,
         links,
         queue_urls: cfg.queue_urls,
         retry_base_seconds: cfg.retry_base_seconds,

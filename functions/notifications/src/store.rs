@@ -17,6 +17,9 @@ pub const SENT: &str = "SENT";
 pub const RETRYING: &str = "RETRYING";
 pub const FAILED: &str = "FAILED";
 pub const SKIPPED: &str = "SKIPPED";
+/// After it was sent: the recipient's mail server refused it, or the recipient marked it spam.
+pub const BOUNCED: &str = "BOUNCED";
+pub const COMPLAINED: &str = "COMPLAINED";
 
 /// How long a claim holds the pair before another delivery of the job may take over.
 pub const LEASE_SECONDS: i64 = 60;
@@ -33,6 +36,8 @@ pub struct Delivery {
     pub created_at: i64,
     /// When it was last claimed or settled (for a sent one: when it was sent).
     pub updated_at: i64,
+    /// The provider's id of the sent message.
+    pub message_id: Option<String>,
 }
 
 fn from_item(item: &Item) -> Delivery {
@@ -44,6 +49,7 @@ fn from_item(item: &Item) -> Delivery {
             .map(str::to_string),
         created_at: get_opt_n(item, "createdAt").unwrap_or(0),
         updated_at: get_opt_n(item, "updatedAt").unwrap_or(0),
+        message_id: get_opt_s(item, "messageId").map(str::to_string),
     }
 }
 
@@ -189,8 +195,75 @@ pub async fn settle(
     if let Some(e) = event {
         items.push(e.outbox_write(&table.name, now)?);
     }
+    // A sent email's provider id leads its bounces and complaints back to this record.
+    if let (Settled::Sent { message_id }, "email") = (outcome, pair.channel) {
+        if !message_id.is_empty() {
+            items.push(db::tx_put(
+                aws_sdk_dynamodb::types::Put::builder()
+                    .table_name(&table.name)
+                    .item(keys::PK, s(keys::provider_message_pk(message_id)))
+                    .item(keys::SK, s(keys::PROVIDER_MESSAGE_SK))
+                    .item(keys::ENTITY, s("PROVIDER_MESSAGE"))
+                    .item("jobId", s(pair.job))
+                    .item("channel", s(pair.channel))
+                    .item(keys::TTL, n(now + KEEP_SECONDS)),
+            )?);
+        }
+    }
     db::run_guarded(table, items, &[]).await?;
     Ok(())
+}
+
+/// What the provider reported after a send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Feedback<'a> {
+    /// `kind`: `Permanent`, `Transient` or `Undetermined` (SES's bounce types).
+    Bounced { kind: &'a str },
+    /// `kind`: the complaint's feedback type (`abuse`, ...), if the mail server said.
+    Complained { kind: &'a str },
+}
+
+/// Records a bounce or complaint on the delivery of the provider's `message_id`, with its
+/// event: `Ok(false)` when no delivery of ours has that id.
+pub async fn record_feedback(
+    table: &Table,
+    message_id: &str,
+    feedback: &Feedback<'_>,
+    event: impl FnOnce(&str, &str) -> EventEnvelope,
+    now: i64,
+) -> Result<bool, ApiError> {
+    let Some(link) = table
+        .get(
+            keys::provider_message_pk(message_id),
+            keys::PROVIDER_MESSAGE_SK,
+        )
+        .await?
+    else {
+        return Ok(false);
+    };
+    let (Some(job), Some(channel)) = (get_opt_s(&link, "jobId"), get_opt_s(&link, "channel"))
+    else {
+        return Ok(false);
+    };
+    let (status, kind) = match feedback {
+        Feedback::Bounced { kind } => (BOUNCED, *kind),
+        Feedback::Complained { kind } => (COMPLAINED, *kind),
+    };
+    let update = Update::builder()
+        .table_name(&table.name)
+        .key(keys::PK, s(keys::delivery_pk(job)))
+        .key(keys::SK, s(keys::delivery_sk(channel)))
+        .update_expression("SET #st = :status, reason = :kind, updatedAt = :now")
+        .condition_expression("attribute_exists(pk) AND #st <> :status")
+        .expression_attribute_names("#st", "status")
+        .expression_attribute_values(":status", s(status))
+        .expression_attribute_values(":kind", s(kind))
+        .expression_attribute_values(":now", n(now));
+    let e = event(job, channel);
+    let items = vec![db::tx_update(update)?, e.outbox_write(&table.name, now)?];
+    // Told twice (SES may): the record already says so, and nothing more happens.
+    db::run_guarded(table, items, &[0]).await?;
+    Ok(true)
 }
 
 /// The record of a pair, if any (for tests and the delivery log).

@@ -53,6 +53,21 @@ fn receive_count(m: &SqsMessage) -> i64 {
 }
 
 pub async fn handle_message(state: &AppState, m: &SqsMessage) -> Outcome {
+    if m.event_source_arn
+        .as_deref()
+        .is_some_and(|arn| state.ext().is_feedback(arn))
+    {
+        return match crate::feedback::handle(state, m.body.as_deref().unwrap_or_default()).await {
+            Ok(()) => Outcome::Done,
+            Err(e) => {
+                tracing::error!(error = %e, "provider feedback not recorded");
+                Outcome::Retry(rules::retry_delay(
+                    receive_count(m),
+                    state.ext().retry_base_seconds,
+                ))
+            }
+        };
+    }
     let Some(job) = m
         .body
         .as_deref()

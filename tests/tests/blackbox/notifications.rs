@@ -371,3 +371,74 @@ async fn preferences_switch_categories_off_and_quiet_hours_hold_all_but_account_
         "Your appointment on Tuesday 2026-12-01, 19:30 (CET)"
     );
 }
+
+#[tokio::test]
+async fn bounces_and_complaints_that_ses_reports_are_recorded_on_their_delivery() {
+    let stack = stack("ntf").await;
+    let (user, email) = patient(&stack).await;
+    let (bounced, complained) = (job(&user, "mfa-enabled"), job(&user, "mfa-disabled"));
+    enqueue(&stack, &bounced).await;
+    enqueue(&stack, &complained).await;
+    drain(
+        &stack.notifications,
+        &stack.resources.notifications_high_url,
+    )
+    .await;
+    assert_eq!(mail_to(&email).await.len(), 2);
+    let id_of = |d: notifications::store::Delivery| d.message_id.expect("a provider id");
+    let bounce_id = id_of(record(&stack.notifications.table, &bounced).await);
+    let complaint_id = id_of(record(&stack.notifications.table, &complained).await);
+    // WHEN SES reports a permanent bounce (raw, as the topic's subscription delivers it), a
+    // complaint (in its SNS envelope), the bounce again, and a message of someone else
+    let feedback = &stack.resources.notifications_feedback_url;
+    let bounce = json!({"eventType": "Bounce", "mail": {"messageId": bounce_id},
+        "bounce": {"bounceType": "Permanent", "bouncedRecipients": [{"emailAddress": email}]}});
+    let complaint = json!({"Type": "Notification", "Message": json!({"eventType": "Complaint",
+        "mail": {"messageId": complaint_id}, "complaint": {"complaintFeedbackType": "abuse"}})
+        .to_string()});
+    let stranger = json!({"eventType": "Bounce", "mail": {"messageId": "not-ours"}, "bounce": {}});
+    for body in [&bounce, &complaint, &bounce, &stranger] {
+        stack
+            .clients
+            .sqs
+            .send_message()
+            .queue_url(feedback)
+            .message_body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    drain(&stack.notifications, feedback).await;
+    // THEN each delivery says what happened, once, and nothing is left on the queue
+    let b = record(&stack.notifications.table, &bounced).await;
+    assert_eq!(
+        (b.status.as_str(), b.reason.as_deref()),
+        ("BOUNCED", Some("Permanent"))
+    );
+    let c = record(&stack.notifications.table, &complained).await;
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_deref()),
+        ("COMPLAINED", Some("abuse"))
+    );
+    let left = stack
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(feedback)
+        .send()
+        .await
+        .unwrap();
+    assert!(left.messages.unwrap_or_default().is_empty());
+    let _relay = stack.spawn_relay(Duration::from_millis(100));
+    let api = Api::serve(stack).await;
+    let events = api
+        .bus_events(&["notification.bounced", "notification.complained"])
+        .await;
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["detail-type"].as_str())
+        .filter(|t| t.starts_with("notification.b") || t.starts_with("notification.c"))
+        .collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert!(!serde_json::to_string(&events).unwrap().contains(&email));
+}

@@ -48,6 +48,10 @@ fn every_configuration_variable_is_set() {
         "EVENT_BUS_NAME",
         "NOTIFICATIONS_SENDER",
         "NOTIFICATIONS_QUEUE_URLS",
+        "PUSH_PLATFORM_APPLICATIONS",
+        "SES_CONFIGURATION_SET",
+        "NOTIFICATIONS_FEEDBACK_QUEUE_URL",
+        "WORK_QUEUE_URL",
     ] {
         assert!(
             TEMPLATE.contains(&format!("{var}:")),
@@ -96,6 +100,32 @@ fn every_event_the_notifications_catalogue_names_is_routed_to_it() {
         assert!(types.contains(&r.event), "{} is routed locally", r.event);
     }
     assert_eq!(types.len(), notifications::events::RULES.len());
+}
+
+#[test]
+fn ses_reports_bounces_and_complaints_of_the_workers_mail_to_its_feedback_queue() {
+    let block = |name: &str| {
+        resources()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b)
+            .unwrap_or_else(|| panic!("{name} is in the template"))
+    };
+    let destination = block("NotificationsFeedbackDestination");
+    for part in [
+        "ConfigurationSetName: !Ref NotificationsConfigurationSet",
+        "- bounce",
+        "- complaint",
+        "TopicARN: !Ref NotificationsFeedbackTopic",
+    ] {
+        assert!(destination.contains(part), "the destination has {part}");
+    }
+    let subscription = block("NotificationsFeedbackSubscription");
+    assert!(subscription.contains("Endpoint: !GetAtt NotificationsFeedbackQueue.Arn"));
+    assert!(subscription.contains("RawMessageDelivery: true"));
+    let worker = block("NotificationsWorkerFunction");
+    assert!(worker.contains("SES_CONFIGURATION_SET: !Ref NotificationsConfigurationSet"));
+    assert!(worker.contains("Queue: !GetAtt NotificationsFeedbackQueue.Arn"));
 }
 
 /// Each top-level resource of the template with its block of lines.
