@@ -17,6 +17,8 @@ pub const SENT: &str = "SENT";
 pub const RETRYING: &str = "RETRYING";
 pub const FAILED: &str = "FAILED";
 pub const SKIPPED: &str = "SKIPPED";
+/// Waiting for quiet hours to end or for a sending limit's slot.
+pub const DEFERRED: &str = "DEFERRED";
 /// After it was sent: the recipient's mail server refused it, or the recipient marked it spam.
 pub const BOUNCED: &str = "BOUNCED";
 pub const COMPLAINED: &str = "COMPLAINED";
@@ -71,6 +73,57 @@ fn settling(table: &Table, pair: Pair<'_>) -> aws_sdk_dynamodb::types::builders:
         .key(keys::SK, s(keys::delivery_sk(pair.channel)))
 }
 
+/// An update of the pair's record that also writes what every record carries (the job, the
+/// recipient, the template, its place in the clinic's log) besides its own `set` assignments,
+/// and removes the `remove` attributes.
+fn recording(
+    table: &Table,
+    pair: Pair<'_>,
+    (set, remove): (&str, &str),
+    now: i64,
+) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    let mut set = format!(
+        "SET {set}, #entity = :entity, jobId = :job, channel = :channel, userId = :user, \
+         template = :template, createdAt = if_not_exists(createdAt, :now), updatedAt = :now, \
+         #ttl = :ttl"
+    );
+    // A clinic's deliveries are listed in its log (GSI2), newest first.
+    if pair.clinic.is_some() {
+        set.push_str(", clinicId = :clinic, #lpk = :lpk, #lsk = if_not_exists(#lsk, :lsk)");
+    }
+    if !remove.is_empty() {
+        set.push_str(" REMOVE ");
+        set.push_str(remove);
+    }
+    let mut update = table
+        .client
+        .update_item()
+        .table_name(&table.name)
+        .key(keys::PK, s(keys::delivery_pk(pair.job)))
+        .key(keys::SK, s(keys::delivery_sk(pair.channel)))
+        .update_expression(set)
+        .expression_attribute_names("#st", "status")
+        .expression_attribute_names("#ttl", keys::TTL)
+        .expression_attribute_names("#entity", keys::ENTITY)
+        .expression_attribute_values(":entity", s("DELIVERY"))
+        .expression_attribute_values(":job", s(pair.job))
+        .expression_attribute_values(":channel", s(pair.channel))
+        .expression_attribute_values(":user", s(pair.user))
+        .expression_attribute_values(":template", s(pair.template))
+        .expression_attribute_values(":now", n(now))
+        .expression_attribute_values(":ttl", n(now + KEEP_SECONDS));
+    if let Some(c) = pair.clinic {
+        let lsk = format!("{}#{}#{}", db::newest_first(now), pair.job, pair.channel);
+        update = update
+            .expression_attribute_names("#lpk", keys::GSI2PK)
+            .expression_attribute_names("#lsk", keys::GSI2SK)
+            .expression_attribute_values(":clinic", s(c.as_str()))
+            .expression_attribute_values(":lpk", s(keys::clinic_deliveries_pk(c)))
+            .expression_attribute_values(":lsk", s(lsk));
+    }
+    update
+}
+
 /// Claims the pair for one attempt: `Ok(Some(attempt number))`, or `Ok(None)` with what the
 /// record says when it is settled (sent, failed, skipped) or another worker holds it.
 pub async fn claim(
@@ -78,59 +131,29 @@ pub async fn claim(
     pair: Pair<'_>,
     now: i64,
 ) -> Result<Result<i64, Option<Delivery>>, ApiError> {
-    // A clinic's deliveries are listed in its log (GSI2), newest first.
-    let log = pair.clinic.map(|c| {
+    let out = recording(
+        table,
+        pair,
         (
-            keys::clinic_deliveries_pk(c),
-            format!("{}#{}#{}", db::newest_first(now), pair.job, pair.channel),
-        )
-    });
-    let mut set = String::from(
-        "SET #st = :sending, attempts = if_not_exists(attempts, :zero) + :one, \
-         leaseUntil = :lease, #entity = :entity, jobId = :job, channel = :channel, \
-         userId = :user, template = :template, createdAt = if_not_exists(createdAt, :now), \
-         updatedAt = :now, #ttl = :ttl",
-    );
-    if log.is_some() {
-        set.push_str(", clinicId = :clinic, #lpk = :lpk, #lsk = if_not_exists(#lsk, :lsk)");
-    }
-    let mut update = table
-        .client
-        .update_item()
-        .table_name(&table.name)
-        .key(keys::PK, s(keys::delivery_pk(pair.job)))
-        .key(keys::SK, s(keys::delivery_sk(pair.channel)));
-    if let (Some((lpk, lsk)), Some(c)) = (log, pair.clinic) {
-        update = update
-            .expression_attribute_names("#lpk", keys::GSI2PK)
-            .expression_attribute_names("#lsk", keys::GSI2SK)
-            .expression_attribute_values(":clinic", s(c.as_str()))
-            .expression_attribute_values(":lpk", s(lpk))
-            .expression_attribute_values(":lsk", s(lsk));
-    }
-    let out = update
-        .update_expression(set)
-        .condition_expression(
-            "attribute_not_exists(pk) OR #st = :retrying OR (#st = :sending AND leaseUntil < :now)",
-        )
-        .expression_attribute_names("#st", "status")
-        .expression_attribute_names("#ttl", keys::TTL)
-        .expression_attribute_names("#entity", keys::ENTITY)
-        .expression_attribute_values(":sending", s(SENDING))
-        .expression_attribute_values(":retrying", s(RETRYING))
-        .expression_attribute_values(":zero", n(0))
-        .expression_attribute_values(":one", n(1))
-        .expression_attribute_values(":lease", n(now + LEASE_SECONDS))
-        .expression_attribute_values(":entity", s("DELIVERY"))
-        .expression_attribute_values(":job", s(pair.job))
-        .expression_attribute_values(":channel", s(pair.channel))
-        .expression_attribute_values(":user", s(pair.user))
-        .expression_attribute_values(":template", s(pair.template))
-        .expression_attribute_values(":now", n(now))
-        .expression_attribute_values(":ttl", n(now + KEEP_SECONDS))
-        .return_values(ReturnValue::AllNew)
-        .send()
-        .await;
+            "#st = :sending, attempts = if_not_exists(attempts, :zero) + :one, \
+             leaseUntil = :lease",
+            "deferredUntil, reason",
+        ),
+        now,
+    )
+    .condition_expression(
+        "attribute_not_exists(pk) OR #st IN (:retrying, :deferred) \
+         OR (#st = :sending AND leaseUntil < :now)",
+    )
+    .expression_attribute_values(":sending", s(SENDING))
+    .expression_attribute_values(":retrying", s(RETRYING))
+    .expression_attribute_values(":deferred", s(DEFERRED))
+    .expression_attribute_values(":zero", n(0))
+    .expression_attribute_values(":one", n(1))
+    .expression_attribute_values(":lease", n(now + LEASE_SECONDS))
+    .return_values(ReturnValue::AllNew)
+    .send()
+    .await;
     match out {
         Ok(o) => Ok(Ok(o
             .attributes
@@ -145,6 +168,32 @@ pub async fn claim(
         }
         Err(e) => Err(db::internal(e)),
     }
+}
+
+/// Records that the pair waits until `until` (`reason`: `quiet_hours`, `sending_limit`), unless
+/// an attempt already began: the log then shows it deferred, not missing.
+pub async fn defer(
+    table: &Table,
+    pair: Pair<'_>,
+    (until, reason): (i64, &str),
+    now: i64,
+) -> Result<(), ApiError> {
+    let out = recording(
+        table,
+        pair,
+        (
+            "#st = :deferred, deferredUntil = :until, reason = :reason",
+            "",
+        ),
+        now,
+    )
+    .condition_expression("attribute_not_exists(pk) OR #st = :deferred")
+    .expression_attribute_values(":deferred", s(DEFERRED))
+    .expression_attribute_values(":until", n(until))
+    .expression_attribute_values(":reason", s(reason))
+    .send()
+    .await;
+    db::condition_held(out).map(|_| ())
 }
 
 /// How an attempt ended.

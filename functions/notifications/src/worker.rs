@@ -232,9 +232,18 @@ pub async fn deliver(
     };
     let wanted = template.is_some_and(|t| t.channels.contains(&job.channel.as_str()))
         && prefs.allows(category, &job.channel);
+    let pair = store::Pair {
+        job: &job.job_id,
+        channel: &job.channel,
+        user: job.user_id.as_str(),
+        template: &job.template,
+        clinic: job.clinic_id.as_ref(),
+    };
+
     if !critical && wanted {
         if let Some(until) = prefs.quiet_until(category, now) {
             tracing::info!(job_id = %job.job_id, until, "held by quiet hours");
+            store::defer(&state.table, pair, (until, "quiet_hours"), now).await?;
             return Ok(Outcome::Defer(until - now, None));
         }
         // A job that will be skipped takes no token; a critical one never waits for one; a
@@ -253,6 +262,8 @@ pub async fn deliver(
                         tracing::info!(job_id = %job.job_id, wait_ms, "held for its slot by a sending limit");
                         let mut held = job.clone();
                         held.slot_ms = Some(now_ms + wait_ms);
+                        let until = now + seconds_until(wait_ms);
+                        store::defer(&state.table, pair, (until, "sending_limit"), now).await?;
                         return Ok(Outcome::Defer(seconds_until(wait_ms), Some(Box::new(held))));
                     }
                     Err(wait_ms) => {
@@ -265,13 +276,6 @@ pub async fn deliver(
             _ => {}
         }
     }
-    let pair = store::Pair {
-        job: &job.job_id,
-        channel: &job.channel,
-        user: job.user_id.as_str(),
-        template: &job.template,
-        clinic: job.clinic_id.as_ref(),
-    };
     let attempt = match store::claim(&state.table, pair, now).await? {
         Ok(attempt) => attempt,
         Err(Some(d)) if d.status == store::SENDING => {

@@ -355,12 +355,14 @@ async fn preferences_switch_categories_off_and_quiet_hours_hold_all_but_account_
     let mail = news(&email).await;
     assert_eq!(mail.len(), 2, "only the account notice: {mail:?}");
     assert_eq!(mail[1]["subject"], "Two-step sign-in is off");
-    assert!(
-        notifications::store::get(&worker.table, &later.job_id, "email")
-            .await
-            .unwrap()
-            .is_none(),
-        "a held job is not claimed"
+    let held = notifications::store::get(&worker.table, &later.job_id, "email")
+        .await
+        .unwrap()
+        .expect("a held job is recorded");
+    assert_eq!(
+        (held.status.as_str(), held.reason.as_deref(), held.attempts),
+        ("DEFERRED", Some("quiet_hours"), 0),
+        "held, not attempted"
     );
     clock.advance(jiff::SignedDuration::from_mins(61));
     tokio::time::sleep(Duration::from_millis(1200)).await;
