@@ -68,7 +68,7 @@ deploy: $(VENV)/.build-installed
 
 bench: setup
 	cargo build --release $(addprefix -p ,$(FUNCTIONS)) -p local-stack --bins
-	infra/with-moto.sh target/release/local-stack bench target/release/hello-lambda target/release/hello-kms $(addprefix target/release/,$(filter-out notifications,$(FUNCTIONS))) target/release/notifications-worker target/release/notifications-events target/release/appointments-sweep target/release/appointments-events target/release/billing-sweep target/release/billing-events target/release/billing-stats
+	infra/with-moto.sh target/release/local-stack bench target/release/hello-lambda target/release/hello-kms $(addprefix target/release/,$(filter-out notifications,$(FUNCTIONS))) target/release/notifications-worker target/release/notifications-events target/release/notifications-api target/release/notifications-reminders target/release/appointments-sweep target/release/appointments-events target/release/billing-sweep target/release/billing-events target/release/billing-stats
 
 fmt:
 	cargo fmt --all

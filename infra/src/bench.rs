@@ -148,6 +148,10 @@ pub async fn run(binaries: &[String]) -> Result<(), BoxError> {
             Some("billing-sweep") => {
                 own_env.push(("WORK_QUEUE_URL", stack.resources.billing_sweep_url.clone()));
             }
+            Some("notifications-reminders") => own_env.push((
+                "WORK_QUEUE_URL",
+                stack.resources.notifications_reminders_url.clone(),
+            )),
             _ => {}
         }
         let mut samples = Vec::with_capacity(runs);
@@ -200,6 +204,7 @@ pub async fn run(binaries: &[String]) -> Result<(), BoxError> {
     let router = stack.gateway();
     let token = super_admin_token(&router).await?;
     report.push_str(&crate::scale::table(&stack, &router, &token, large).await?);
+    report.push_str(&crate::delivery::table(&stack).await?);
     println!("{report}");
     std::fs::create_dir_all("target/bench")?;
     std::fs::write("target/bench/report.md", &report)?;

@@ -177,10 +177,15 @@ async fn mail() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         );
     }
     for m in local_stack::sent_push(&endpoint).await? {
+        // The message holds each platform's payload; its default text is what a phone shows.
+        let text = m["message"]
+            .as_str()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+            .and_then(|v| v["default"].as_str().map(str::to_string))
+            .unwrap_or_default();
         println!(
-            "Push to: {}\n\n{}\n{}",
+            "Push to: {}\n\n{text}\n{}",
             m["endpoint"].as_str().unwrap_or_default(),
-            m["message"].as_str().unwrap_or_default(),
             "-".repeat(72)
         );
     }

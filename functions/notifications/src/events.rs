@@ -132,10 +132,16 @@ fn billing_params(
     app_url: &str,
 ) -> BTreeMap<String, String> {
     let id = |f: &str| e.data.get(f).and_then(|v| v.as_str()).map(str::to_string);
-    let path = match (id("invoiceId"), id("subscriptionId")) {
-        (Some(invoice), _) => format!("invoices/{invoice}"),
-        (None, Some(sub)) => format!("subscriptions/{sub}"),
-        (None, None) => "billing".to_string(),
+    // What the event is about: a subscription's page, else the invoice (a payment's too).
+    let path = match (
+        e.subject.kind.as_str(),
+        id("subscriptionId"),
+        id("invoiceId"),
+    ) {
+        ("subscription", Some(sub), _) => format!("subscriptions/{sub}"),
+        (_, _, Some(invoice)) => format!("invoices/{invoice}"),
+        (_, Some(sub), None) => format!("subscriptions/{sub}"),
+        _ => "billing".to_string(),
     };
     BTreeMap::from([
         ("clinicName".to_string(), clinic.name.clone()),
@@ -326,6 +332,47 @@ mod tests {
             plan(&event("appointment.started", &c.id), &c, "x")
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_billing_message_links_to_what_it_is_about() {
+        let c = clinic();
+        let (sub, inv) = (
+            shared::ids::SubscriptionId::generate(),
+            shared::ids::InvoiceId::generate(),
+        );
+        let billing = |kind: &str, subject: &str| {
+            EventEnvelope::new(
+                kind,
+                Some(&c.id),
+                shared::outbox::Actor::default(),
+                shared::outbox::Subject {
+                    kind: subject.into(),
+                    id: "x".into(),
+                },
+                serde_json::json!({"patientId": UserId::generate(), "subscriptionId": sub, "invoiceId": inv, "amount": 4900}),
+                jiff::Timestamp::now(),
+            )
+        };
+        let url =
+            |e: &EventEnvelope| plan(e, &c, "https://app").unwrap()[0].params["billingUrl"].clone();
+        assert!(
+            url(&billing("billing.subscription.created", "subscription"))
+                .ends_with(&format!("subscriptions/{sub}"))
+        );
+        assert!(
+            url(&billing("billing.invoice.issued", "invoice"))
+                .ends_with(&format!("invoices/{inv}"))
+        );
+        assert!(
+            url(&billing("billing.payment.completed", "payment"))
+                .ends_with(&format!("invoices/{inv}"))
+        );
+        let job = &plan(&billing("billing.payment.completed", "payment"), &c, "x").unwrap()[0];
+        assert!(
+            !serde_json::to_string(job).unwrap().contains("4900"),
+            "no amount"
         );
     }
 

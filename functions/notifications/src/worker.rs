@@ -1,4 +1,5 @@
-//! The worker: one SQS batch of notification jobs at a time. For each job and channel it claims
+//! The worker: one SQS batch of notification jobs at a time, its messages side by side. For each
+//! job and channel it claims
 //! the delivery record, resolves the address (decrypted here, at send time: the job carries ids
 //! only), renders the template, sends, and settles the record with its event. A failed send is
 //! retried with growing, jittered delays (`ChangeMessageVisibility`), and after the third
@@ -26,20 +27,31 @@ pub enum Outcome {
 }
 
 /// Handles one batch and reports the messages to retry.
+/// The batch's messages are handled concurrently (at most ten: SQS's batch), each on its own.
 pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
+    let outcomes = shared::app::join_all(
+        event
+            .records
+            .iter()
+            .map(|m| async move {
+                let mut outcome = handle_message(state, m).await;
+                if let Outcome::Defer(seconds, job) = outcome {
+                    outcome = put_back(state, m, seconds, job.as_deref()).await;
+                }
+                if let Outcome::Retry(delay) = outcome {
+                    postpone(state, m, delay).await;
+                    return Some(m.message_id.clone().unwrap_or_default());
+                }
+                None
+            })
+            .collect(),
+    )
+    .await;
     let mut response = SqsBatchResponse::default();
-    for m in event.records {
-        let id = m.message_id.clone().unwrap_or_default();
-        let mut outcome = handle_message(state, &m).await;
-        if let Outcome::Defer(seconds, job) = outcome {
-            outcome = put_back(state, &m, seconds, job.as_deref()).await;
-        }
-        if let Outcome::Retry(delay) = outcome {
-            postpone(state, &m, delay).await;
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
-        }
+    for id in outcomes.into_iter().flatten() {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = id;
+        response.batch_item_failures.push(failure);
     }
     response
 }

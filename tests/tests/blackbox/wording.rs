@@ -232,3 +232,96 @@ async fn a_subscription_and_its_payment_are_told_to_the_patient_without_amounts(
     let invoice_mail = mail.iter().find(|m| m["subject"] == expected[1]).unwrap();
     assert!(invoice_mail["body"].as_str().unwrap().contains(&invoice));
 }
+
+#[tokio::test]
+async fn every_role_on_the_clinic_notification_routes_gets_what_the_table_says() {
+    use shared::policy::{Action, Resource, Scope, authorize};
+    let clients = shared::provision::test_clients().await;
+    let resources =
+        shared::provision::provision(&clients, &shared::provision::unique_prefix("ntr"))
+            .await
+            .unwrap();
+    let stack = local_stack::Stack::with_clock(
+        clients,
+        resources,
+        std::sync::Arc::new(shared::clock::SystemClock),
+    )
+    .await
+    .unwrap();
+    let clinic = ClinicId::generate();
+    let location = shared::ids::LocationId::generate();
+    shared::provision::put_clinic(
+        &stack.clients,
+        &stack.resources.table,
+        &clinic,
+        ("Walk", "Europe/Berlin", "EUR"),
+        false,
+    )
+    .await
+    .unwrap();
+    shared::provision::put_location(
+        &stack.clients,
+        &stack.resources.table,
+        &clinic,
+        &location,
+        "North",
+        0,
+    )
+    .await
+    .unwrap();
+    let mut people = Vec::new();
+    for role in Role::ALL {
+        let (clinic_of, location_of) = match role {
+            Role::SuperAdmin => (None, None),
+            Role::ClinicLocationHead => (Some(&clinic), Some(&location)),
+            _ => (Some(&clinic), None),
+        };
+        people.push((
+            role,
+            person(&stack, clinic_of, role, location_of, true).await.1,
+        ));
+    }
+    let api = Api::serve(stack).await;
+    let templates = format!("/v1/clinics/{clinic}/notification-templates");
+    let log = format!("/v1/clinics/{clinic}/notifications/deliveries");
+    let body = json!({"template": "appointment-missed", "locale": "en", "useDefault": true});
+    for (role, email) in people {
+        let token = api.token(&email, DEMO_PASSWORD).await;
+        // What the table grants: reading the wording at the caller's own location counts (the
+        // wording is the clinic's), wording and the log need the whole clinic.
+        let wide = |action: Action| {
+            authorize(role, Resource::NotificationTemplates, action)
+                .iter()
+                .any(|g| matches!(g.scope, Scope::Any | Scope::Clinic))
+        };
+        let located = authorize(role, Resource::NotificationTemplates, Action::Read)
+            .iter()
+            .any(|g| g.scope == Scope::Location);
+        let expect = |ok: bool| {
+            if ok {
+                StatusCode::OK
+            } else {
+                StatusCode::FORBIDDEN
+            }
+        };
+        let cells = [
+            (
+                Method::GET,
+                &templates,
+                None,
+                expect(wide(Action::Read) || located),
+            ),
+            (
+                Method::PUT,
+                &templates,
+                Some(body.clone()),
+                expect(wide(Action::Update)),
+            ),
+            (Method::GET, &log, None, expect(wide(Action::Read))),
+        ];
+        for (method, path, body, want) in cells {
+            let r = call(&api, method.clone(), path, body, &token).await;
+            assert_eq!(r.status, want, "{role:?} {method} {path}: {}", r.body);
+        }
+    }
+}
