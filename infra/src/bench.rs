@@ -204,7 +204,7 @@ pub async fn run(binaries: &[String]) -> Result<(), BoxError> {
     let router = stack.gateway();
     let token = super_admin_token(&router).await?;
     report.push_str(&crate::scale::table(&stack, &router, &token, large).await?);
-    report.push_str(&crate::delivery::table(&stack).await?);
+    report.push_str(&crate::delivery::table(&stack.clients).await?);
     println!("{report}");
     std::fs::create_dir_all("target/bench")?;
     std::fs::write("target/bench/report.md", &report)?;

@@ -44,6 +44,16 @@ pub struct InvoiceData {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+/// A delivery record's status from its job's queueing until a worker takes it.
+pub const QUEUED: &str = "QUEUED";
+/// Delivery records are kept this long for the delivery log.
+pub const DELIVERY_KEEP_SECONDS: i64 = 90 * 24 * 60 * 60;
+
+/// A delivery's place in its clinic's log (GSI2): newest first, then the job and channel.
+pub fn delivery_log_sk(created_at: i64, job: &str, channel: &str) -> String {
+    format!("{}#{job}#{channel}", crate::db::newest_first(created_at))
+}
+
 /// A message for one person, queued for the notification worker. It names the user, never
 /// an address: the worker resolves the address at send time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +95,56 @@ impl NotificationJob {
             .map_err(|e| {
                 crate::ApiError::internal(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
             })?;
+        Ok(())
+    }
+
+    /// Writes the job's delivery record as `QUEUED` (for the delivery log: nothing is lost
+    /// between queueing and sending). A record already there, from an earlier delivery of the
+    /// same job, is kept as it is.
+    pub async fn record_queued(
+        &self,
+        table: &crate::db::Table,
+        now: i64,
+    ) -> Result<(), crate::ApiError> {
+        use crate::{db::s, keys};
+        let mut put = table
+            .client
+            .put_item()
+            .table_name(&table.name)
+            .item(keys::PK, s(keys::delivery_pk(&self.job_id)))
+            .item(keys::SK, s(keys::delivery_sk(&self.channel)))
+            .item(keys::ENTITY, s("DELIVERY"))
+            .item("status", s(QUEUED))
+            .item("attempts", crate::db::n(0))
+            .item("jobId", s(&self.job_id))
+            .item("channel", s(&self.channel))
+            .item("userId", s(self.user_id.as_str()))
+            .item("template", s(&self.template))
+            .item("createdAt", crate::db::n(now))
+            .item("updatedAt", crate::db::n(now))
+            .item(keys::TTL, crate::db::n(now + DELIVERY_KEEP_SECONDS))
+            .condition_expression("attribute_not_exists(pk)");
+        if let Some(c) = &self.clinic_id {
+            put = put
+                .item("clinicId", s(c.as_str()))
+                .item(keys::GSI2PK, s(keys::clinic_deliveries_pk(c)))
+                .item(
+                    keys::GSI2SK,
+                    s(delivery_log_sk(now, &self.job_id, &self.channel)),
+                );
+        }
+        crate::db::condition_held(put.send().await).map(|_| ())
+    }
+
+    /// Records the job as queued and queues it, side by side.
+    pub async fn send_recorded(
+        &self,
+        table: &crate::db::Table,
+        sqs: &aws_sdk_sqs::Client,
+        queue_url: &str,
+        now: i64,
+    ) -> Result<(), crate::ApiError> {
+        tokio::try_join!(self.record_queued(table, now), self.send(sqs, queue_url))?;
         Ok(())
     }
 

@@ -98,19 +98,29 @@ pub async fn register(
         .unwrap_or_default();
     let id = req.device_id();
     let now = state.clock.epoch();
-    // SNS answers the same endpoint for the same token (and enables it again).
+    // SNS answers the same endpoint for the same token, but leaves one it disabled disabled:
+    // the app registering again means the token works, so it is enabled again.
     let endpoint = state
         .ext()
         .sns
         .create_platform_endpoint()
         .platform_application_arn(app)
         .token(&req.token)
-        .attributes("Enabled", "true")
         .send()
         .await
         .map_err(|e| ApiError::internal(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))?
         .endpoint_arn
         .unwrap_or_default();
+    state
+        .ext()
+        .sns
+        .set_endpoint_attributes()
+        .endpoint_arn(&endpoint)
+        .attributes("Enabled", "true")
+        .attributes("Token", &req.token)
+        .send()
+        .await
+        .map_err(|e| ApiError::internal(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))?;
     let (opk, osk) = owner_key(&id);
     let previous = state
         .table

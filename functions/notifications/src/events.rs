@@ -230,7 +230,8 @@ pub fn plan(
     Ok(jobs)
 }
 
-/// Queues jobs, each on its template's priority queue, ten to a request.
+/// Queues jobs, each on its template's priority queue, ten to a request, each recorded as
+/// queued first.
 pub async fn queue(state: &AppState, jobs: &[NotificationJob]) -> Result<(), ApiError> {
     for priority in catalogue::Priority::ALL {
         let of: Vec<NotificationJob> = jobs
@@ -242,6 +243,17 @@ pub async fn queue(state: &AppState, jobs: &[NotificationJob]) -> Result<(), Api
             .cloned()
             .collect();
         if !of.is_empty() {
+            // Each is in the delivery log as queued before it is on its queue.
+            let now = state.clock.epoch();
+            for done in shared::app::join_all(
+                of.iter()
+                    .map(|j| j.record_queued(&state.table, now))
+                    .collect(),
+            )
+            .await
+            {
+                done?;
+            }
             NotificationJob::send_all(&of, &state.sqs, state.ext().queue_for(priority)).await?;
         }
     }

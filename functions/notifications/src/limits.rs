@@ -128,7 +128,12 @@ pub async fn take(
     if buckets.is_empty() {
         return Ok(Ok(0));
     }
-    for _ in 0..8 {
+    for tries in 0..20 {
+        if tries > 0 {
+            // Others took tokens meanwhile: let them finish before reading again.
+            let jitter = u64::from(shared::crypto::random_bytes::<1>()[0]) % 10;
+            tokio::time::sleep(std::time::Duration::from_millis(2 + jitter)).await;
+        }
         let keys: Vec<Item> = buckets
             .iter()
             .map(|b| db::key(b.pk.clone(), keys::rate_sk(&b.channel)))

@@ -26,7 +26,9 @@ pub const COMPLAINED: &str = "COMPLAINED";
 /// How long a claim holds the pair before another delivery of the job may take over.
 pub const LEASE_SECONDS: i64 = 60;
 /// Delivery records are kept this long for the delivery log.
-pub const KEEP_SECONDS: i64 = 90 * 24 * 60 * 60;
+pub const KEEP_SECONDS: i64 = shared::contracts::DELIVERY_KEEP_SECONDS;
+/// Queued, no worker has taken it yet.
+pub const QUEUED: &str = shared::contracts::QUEUED;
 
 /// What a delivery record says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +115,7 @@ fn recording(
         .expression_attribute_values(":now", n(now))
         .expression_attribute_values(":ttl", n(now + KEEP_SECONDS));
     if let Some(c) = pair.clinic {
-        let lsk = format!("{}#{}#{}", db::newest_first(now), pair.job, pair.channel);
+        let lsk = shared::contracts::delivery_log_sk(now, pair.job, pair.channel);
         update = update
             .expression_attribute_names("#lpk", keys::GSI2PK)
             .expression_attribute_names("#lsk", keys::GSI2SK)
@@ -142,9 +144,10 @@ pub async fn claim(
         now,
     )
     .condition_expression(
-        "attribute_not_exists(pk) OR #st IN (:retrying, :deferred) \
+        "attribute_not_exists(pk) OR #st IN (:queued, :retrying, :deferred) \
          OR (#st = :sending AND leaseUntil < :now)",
     )
+    .expression_attribute_values(":queued", s(QUEUED))
     .expression_attribute_values(":sending", s(SENDING))
     .expression_attribute_values(":retrying", s(RETRYING))
     .expression_attribute_values(":deferred", s(DEFERRED))
@@ -187,7 +190,8 @@ pub async fn defer(
         ),
         now,
     )
-    .condition_expression("attribute_not_exists(pk) OR #st = :deferred")
+    .condition_expression("attribute_not_exists(pk) OR #st IN (:queued, :deferred)")
+    .expression_attribute_values(":queued", s(QUEUED))
     .expression_attribute_values(":deferred", s(DEFERRED))
     .expression_attribute_values(":until", n(until))
     .expression_attribute_values(":reason", s(reason))

@@ -310,7 +310,8 @@ impl AccountMail {
             created_at: rfc3339(now),
             slot_ms: None,
         };
-        job.send(&self.sqs, &self.notifications_queue_url).await
+        job.send_recorded(&self.table, &self.sqs, &self.notifications_queue_url, now)
+            .await
     }
 
     /// The live link of `kind` a presented token opens, or `None` (unknown, spent, expired,

@@ -134,7 +134,10 @@ async fn a_clinic_words_its_messages_and_reads_its_delivery_log() {
         let r = call(&api, Method::GET, &mine, None, &admin).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         entries = r.body["items"].as_array().cloned().unwrap_or_default();
-        if entries.len() == 4 && entries.iter().all(|e| e["status"] != "SENDING") {
+        let settled = |e: &Value| {
+            !["QUEUED", "DEFERRED", "SENDING"].contains(&e["status"].as_str().unwrap_or(""))
+        };
+        if entries.len() == 4 && entries.iter().all(settled) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
