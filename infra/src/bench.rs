@@ -242,6 +242,23 @@ pub(crate) async fn call(
     ))
 }
 
+/// The access token of a one-step login with the demo password.
+pub(crate) async fn password_token(router: &Router, email: &str) -> Result<String, BoxError> {
+    let (status, login) = call(
+        router,
+        Method::POST,
+        "/v1/auth/login",
+        Some(json!({"email": email, "password": DEMO_PASSWORD})),
+        None,
+    )
+    .await?;
+    ensure(status)?;
+    Ok(login["accessToken"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
 /// The demo super admin's password step: its challenge.
 async fn super_admin_challenge(router: &Router) -> Result<Value, BoxError> {
     let (_, login) = call(
@@ -421,7 +438,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64, u64)>, B
         return Err(format!("expected the one reset job, found {delivered}").into());
     }
     measure(
-        "deliver the reset email (worker: receive, claim, profile, link, SES, settle, delete)",
+        "deliver the reset email (worker: receive, the limits' read and take, claim, profile and link, SES, settle, delete)",
         b,
     );
     let b = (counter.get(), counter.depth());
@@ -436,18 +453,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64, u64)>, B
     measure("logout", b);
 
     // Clinics and profiles, as the demo clinic admin (7 members in the demo clinic).
-    let (_, login) = call(
-        &router,
-        Method::POST,
-        "/v1/auth/login",
-        Some(json!({"email": "admin@demo.clinic", "password": DEMO_PASSWORD})),
-        None,
-    )
-    .await?;
-    let admin = login["accessToken"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let admin = password_token(&router, "admin@demo.clinic").await?;
     let clinic_path = format!("/v1/clinics/{clinic}");
     let b = (counter.get(), counter.depth());
     call(&router, Method::GET, &clinic_path, None, Some(&admin)).await?;
@@ -493,18 +499,7 @@ async fn calls_per_operation(stack: &Stack) -> Result<Vec<(String, u64, u64)>, B
     measure("update own profile (phone: lookup moved)", b);
 
     // Scheduling, as reception, with the seeded doctor's hours (every day, around the clock).
-    let (_, login) = call(
-        &router,
-        Method::POST,
-        "/v1/auth/login",
-        Some(json!({"email": "reception@demo.clinic", "password": DEMO_PASSWORD})),
-        None,
-    )
-    .await?;
-    let desk = login["accessToken"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let desk = password_token(&router, "reception@demo.clinic").await?;
     let doctor = crate::demo_user_id(3);
     let patient = crate::demo_user_id(7);
     let tomorrow = jiff::Zoned::now()

@@ -10,7 +10,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{BoxError, DEMO_CLINIC_ID, DEMO_PASSWORD, Stack, bench::call, drain_notifications};
+use crate::{
+    BoxError, DEMO_CLINIC_ID, Stack,
+    bench::{call, password_token},
+    drain_notifications,
+};
 
 /// An appointment message for the demo patient on `channel`.
 fn job(clinic: &ClinicId, channel: &str) -> NotificationJob {
@@ -105,18 +109,7 @@ pub async fn table(clients: &shared::aws::Clients) -> Result<String, BoxError> {
     );
     // The demo patient gets a phone and a device, so every channel has somewhere to go.
     let router = stack.gateway();
-    let (_, login) = call(
-        &router,
-        Method::POST,
-        "/v1/auth/login",
-        Some(json!({"email": "patient@demo.clinic", "password": DEMO_PASSWORD})),
-        None,
-    )
-    .await?;
-    let token = login["accessToken"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let token = password_token(&router, "patient@demo.clinic").await?;
     for (method, path, body) in [
         (
             Method::PATCH,
@@ -216,15 +209,7 @@ pub async fn table(clients: &shared::aws::Clients) -> Result<String, BoxError> {
     let _notify = stack.spawn_notifications(Duration::from_millis(100));
     let doctor = crate::demo_user_id(3);
     // The desk books (a patient's own open bookings are limited).
-    let (_, desk) = call(
-        &router,
-        Method::POST,
-        "/v1/auth/login",
-        Some(json!({"email": "reception@demo.clinic", "password": DEMO_PASSWORD})),
-        None,
-    )
-    .await?;
-    let desk = desk["accessToken"].as_str().unwrap_or_default().to_string();
+    let desk = password_token(&router, "reception@demo.clinic").await?;
     let day = jiff::Zoned::now()
         .with_time_zone(jiff::tz::TimeZone::get("Europe/Berlin")?)
         .date()

@@ -411,6 +411,22 @@ pub async fn mail_to(address: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A stack of its own (fresh resources under `label`), on the system clock, not served.
+pub async fn fresh_stack(label: &str) -> Stack {
+    let clients = shared::provision::test_clients().await;
+    let resources =
+        shared::provision::provision(&clients, &shared::provision::unique_prefix(label))
+            .await
+            .expect("provision");
+    Stack::with_clock(
+        clients,
+        resources,
+        std::sync::Arc::new(shared::clock::SystemClock),
+    )
+    .await
+    .expect("stack")
+}
+
 /// The demo doctor's free slots (their starts) `days_ahead` days from today in the demo
 /// clinic's zone, as the caller sees them.
 pub async fn demo_slots(api: &Api, token: &str, days_ahead: i64) -> Vec<String> {

@@ -14,9 +14,8 @@ use shared::{
     contracts::NotificationJob,
     ids::{ClinicId, UserId},
     policy::Role,
-    provision::{provision, test_clients, unique_prefix},
 };
-use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, future::Future, time::Duration};
 
 const CANARY: &str = "CANARY-REASON-CHANNELS-7d41";
 
@@ -247,11 +246,7 @@ async fn a_booking_reaches_the_patient_on_every_channel_and_the_doctor_in_the_ap
 }
 
 async fn stack(label: &str) -> Stack {
-    let clients = test_clients().await;
-    let resources = provision(&clients, &unique_prefix(label)).await.unwrap();
-    Stack::with_clock(clients, resources, Arc::new(shared::clock::SystemClock))
-        .await
-        .unwrap()
+    blackbox::fresh_stack(label).await
 }
 
 async fn clinic(stack: &Stack, name: &str) -> ClinicId {

@@ -17,11 +17,7 @@ use shared::{
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 async fn stack(label: &str) -> Stack {
-    let clients = test_clients().await;
-    let resources = provision(&clients, &unique_prefix(label)).await.unwrap();
-    Stack::with_clock(clients, resources, Arc::new(shared::clock::SystemClock))
-        .await
-        .unwrap()
+    blackbox::fresh_stack(label).await
 }
 
 /// A patient of a new clinic, ready to log in.

@@ -239,18 +239,7 @@ async fn a_subscription_and_its_payment_are_told_to_the_patient_without_amounts(
 #[tokio::test]
 async fn every_role_on_the_clinic_notification_routes_gets_what_the_table_says() {
     use shared::policy::{Action, Resource, Scope, authorize};
-    let clients = shared::provision::test_clients().await;
-    let resources =
-        shared::provision::provision(&clients, &shared::provision::unique_prefix("ntr"))
-            .await
-            .unwrap();
-    let stack = local_stack::Stack::with_clock(
-        clients,
-        resources,
-        std::sync::Arc::new(shared::clock::SystemClock),
-    )
-    .await
-    .unwrap();
+    let stack = blackbox::fresh_stack("ntr").await;
     let clinic = ClinicId::generate();
     let location = shared::ids::LocationId::generate();
     shared::provision::put_clinic(
