@@ -417,13 +417,24 @@ pub fn render_worded(
 
 /// Checks a template text names only the variables its entry offers (for templates a clinic
 /// writes): renders it with every offered variable set, strictly.
+/// The longest a checked text may render to (a loop in a clinic's wording could otherwise
+/// turn a short text into a huge message).
+pub const RENDERED_MAX: usize = 10_000;
+
 pub fn check(t: &Template, text: &str) -> Result<(), RenderError> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     let all: BTreeMap<&str, &str> = t.variables.iter().map(|v| (*v, "x")).collect();
-    env.render_str(text, all)
-        .map(|_| ())
-        .map_err(|e| RenderError::NotOffered(t.name, e.to_string()))
+    let rendered = env
+        .render_str(text, all)
+        .map_err(|e| RenderError::NotOffered(t.name, e.to_string()))?;
+    if rendered.chars().count() > RENDERED_MAX {
+        return Err(RenderError::Template(
+            t.name,
+            format!("it renders to more than {RENDERED_MAX} characters"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -466,6 +477,9 @@ mod tests {
         let t = template("membership-granted").unwrap();
         assert!(check(t, "You are {{ role }}").is_ok());
         assert!(check(t, "Reason: {{ reason }}").is_err());
+        // A loop may not turn a short text into a huge message.
+        assert!(check(t, "{% for i in range(3) %}{{ role }} {% endfor %}").is_ok());
+        assert!(check(t, "{% for i in range(9000) %}{{ role }} {% endfor %}").is_err());
         // A variable a job carries but the entry does not offer never reaches the text.
         let m = render(
             &Template {
