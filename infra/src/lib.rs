@@ -81,6 +81,7 @@ pub struct Stack {
     pub appointments: appointments::AppState,
     pub billing: billing::AppState,
     pub notifications: notifications::AppState,
+    pub ehr: ehr::AppState,
 }
 
 impl Stack {
@@ -120,6 +121,7 @@ impl Stack {
             clock.clone(),
         )
         .await?;
+        let ehr = ehr::AppState::open(&clients, &platform, clock.clone(), ()).await?;
         let notifications = notifications::state(
             &clients,
             notifications_config(&resources, platform, 0),
@@ -135,6 +137,7 @@ impl Stack {
             appointments,
             billing,
             notifications,
+            ehr,
         })
     }
 
@@ -147,7 +150,8 @@ impl Stack {
                 .merge(clinics::routes(self.clinics.clone()))
                 .merge(appointments::routes(self.appointments.clone()))
                 .merge(billing::routes(self.billing.clone()))
-                .merge(notifications::routes(self.notifications.clone())),
+                .merge(notifications::routes(self.notifications.clone()))
+                .merge(ehr::routes(self.ehr.clone())),
         )
     }
 
@@ -669,6 +673,7 @@ pub fn auth_config(res: &Resources) -> auth::AuthConfig {
     auth::AuthConfig {
         platform: PlatformConfig {
             table_name: res.table.clone(),
+            audit_table_name: res.audit_table.clone(),
             kms_key_id: res.kms_key_id.clone(),
             secrets_ciphertext: res.secrets_ciphertext.clone(),
             signing_secrets_ciphertext: Some(res.signing_secrets_ciphertext.clone()),

@@ -48,6 +48,8 @@ pub fn parsed<T: FromStr>(name: &str, default: T) -> Result<T, ConfigError> {
 pub struct PlatformConfig {
     /// `TABLE_NAME`: the single DynamoDB table.
     pub table_name: String,
+    /// `AUDIT_TABLE_NAME`: the append-only audit trail of every access to health information.
+    pub audit_table_name: String,
     /// `KMS_KEY_ID`: key (id, ARN or alias) for envelope encryption of PHI.
     pub kms_key_id: String,
     /// `PLATFORM_SECRETS`: base64 KMS ciphertext of the index keys and the signing keys' public
@@ -74,6 +76,7 @@ impl PlatformConfig {
         }
         Ok(Self {
             table_name: required("TABLE_NAME")?,
+            audit_table_name: required("AUDIT_TABLE_NAME")?,
             kms_key_id: required("KMS_KEY_ID")?,
             secrets_ciphertext: required("PLATFORM_SECRETS")?,
             signing_secrets_ciphertext: std::env::var("SIGNING_SECRETS")

@@ -161,6 +161,14 @@ pub enum ApiError {
         detail: Cow<'static, str>,
         retry_after_seconds: i64,
     },
+    /// 503: something this request depends on is down for now (the audit trail, say); nothing
+    /// was returned or changed. Carries `Retry-After`.
+    #[error("unavailable: {code}")]
+    Unavailable {
+        code: &'static str,
+        detail: Cow<'static, str>,
+        retry_after_seconds: i64,
+    },
     /// 500: a fault of ours. The cause is logged with its chain, never sent to the client.
     #[error("internal error")]
     Internal(#[source] Source),
@@ -226,6 +234,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -238,7 +247,8 @@ impl ApiError {
             | ApiError::Unauthorized { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::Refused { code, .. }
-            | ApiError::TooManyRequests { code, .. } => code,
+            | ApiError::TooManyRequests { code, .. }
+            | ApiError::Unavailable { code, .. } => code,
             ApiError::Guarded(g) => g.code,
             ApiError::Validation(_) => "validation_failed",
             ApiError::IllegalTransition { .. } => "illegal_transition",
@@ -258,7 +268,8 @@ impl ApiError {
             | ApiError::Unauthorized { detail, .. }
             | ApiError::Conflict { detail, .. }
             | ApiError::Refused { detail, .. }
-            | ApiError::TooManyRequests { detail, .. } => detail.clone(),
+            | ApiError::TooManyRequests { detail, .. }
+            | ApiError::Unavailable { detail, .. } => detail.clone(),
             ApiError::Guarded(g) => g.detail.into(),
             ApiError::Validation(_) => "One or more fields are invalid.".into(),
             ApiError::IllegalTransition {
@@ -357,6 +368,10 @@ impl IntoResponse for ApiError {
                 );
             }
             ApiError::TooManyRequests {
+                retry_after_seconds,
+                ..
+            }
+            | ApiError::Unavailable {
                 retry_after_seconds,
                 ..
             } => {

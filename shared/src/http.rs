@@ -196,6 +196,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// Reads an already parsed JSON value as `T`, with the same value-free problems.
+pub fn from_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
+    serde_json::from_value(v).map_err(|e| {
+        ApiError::unprocessable("invalid_body", format!("{}.", describe_data_error(&e)))
+    })
+}
+
 /// serde's messages quote the offending value, which may be PHI; keep only the field name.
 fn describe_data_error(e: &serde_json::Error) -> String {
     let msg = e.to_string();

@@ -117,3 +117,11 @@ mod tests {
         assert!(bad.is_err());
     }
 }
+typed_id!(
+    /// One health record (all its versions share it).
+    RecordId
+);
+typed_id!(
+    /// One audit record.
+    AuditId
+);

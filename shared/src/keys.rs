@@ -4,8 +4,8 @@
 //! enforce tenancy; global identity items (users, email lookups, sessions) have their own prefixes.
 
 use crate::ids::{
-    AppointmentId, ClinicId, EventId, InvoiceId, LinkId, LocationId, PaymentId, PlanId, SessionId,
-    SubscriptionId, UserId,
+    AppointmentId, AuditId, ClinicId, EventId, InvoiceId, LinkId, LocationId, PaymentId, PlanId,
+    RecordId, SessionId, SubscriptionId, UserId,
 };
 
 pub const PK: &str = "pk";
@@ -234,6 +234,60 @@ pub const CLAIMS_SK: &str = "CLAIMS";
 /// Care relation between a clinician and a patient: counts their non-cancelled appointments.
 pub fn care_sk(clinician: &UserId, patient: &UserId) -> String {
     format!("CARE#{clinician}#{patient}")
+}
+
+/// A member on a patient's care team (kept by clinic admins), listed under the patient; the
+/// member's care relation item carries the same fact as `team`.
+pub fn care_team_sk(patient: &UserId, member: &UserId) -> String {
+    format!("{}{member}", care_team_prefix(patient))
+}
+pub fn care_team_prefix(patient: &UserId) -> String {
+    format!("CARETEAM#{patient}#")
+}
+
+/// A clinician's time-boxed emergency access to a patient's health record.
+pub fn break_glass_sk(patient: &UserId, clinician: &UserId) -> String {
+    format!("BREAKGLASS#{patient}#{clinician}")
+}
+
+/// The current version of one health record: `EHR#<patient>#<kind>#<record>`, so a patient's
+/// whole record is one key range and each kind a narrower one.
+pub fn ehr_sk(patient: &UserId, kind: &str, record: &RecordId) -> String {
+    format!("{}{record}", ehr_kind_prefix(patient, kind))
+}
+pub fn ehr_patient_prefix(patient: &UserId) -> String {
+    format!("EHR#{patient}#")
+}
+pub fn ehr_kind_prefix(patient: &UserId, kind: &str) -> String {
+    format!("EHR#{patient}#{kind}#")
+}
+/// Every version of a health record, kept for good (`EHRV#`, apart from the current ones).
+pub fn ehr_version_sk(patient: &UserId, kind: &str, record: &RecordId, version: i64) -> String {
+    format!("{}{version:06}", ehr_version_prefix(patient, kind, record))
+}
+pub fn ehr_version_prefix(patient: &UserId, kind: &str, record: &RecordId) -> String {
+    format!("EHRV#{patient}#{kind}#{record}#")
+}
+
+/// The audit table: a clinic's records in time order, and its sealed digests.
+pub fn audit_pk(clinic: &ClinicId) -> String {
+    format!("AUDIT#{clinic}")
+}
+/// `<milliseconds, 13 digits>#<audit id>`: time order, and a time range is a key range.
+pub fn audit_sk(at_ms: i64, id: &AuditId) -> String {
+    format!("{at_ms:013}#{id}")
+}
+/// A patient's audit records across clinics (their access log), on GSI1.
+pub fn audit_patient_pk(patient: &UserId) -> String {
+    format!("PATIENT#{patient}")
+}
+/// One actor's audit records in a clinic, on GSI2.
+pub fn audit_actor_pk(clinic: &ClinicId, actor: &UserId) -> String {
+    format!("ACTOR#{clinic}#{actor}")
+}
+/// One action's audit records in a clinic, on GSI3.
+pub fn audit_action_pk(clinic: &ClinicId, action: &str) -> String {
+    format!("ACTION#{clinic}#{action}")
 }
 
 /// A clinic's check-in queue for one local date; one item per checked-in appointment.

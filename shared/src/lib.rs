@@ -2,9 +2,11 @@
 //! storage helpers, envelope encryption, the outbox and idempotency. No business rules.
 
 pub mod app;
+pub mod audit;
 pub mod authn;
 pub mod aws;
 pub mod cache;
+pub mod clinical;
 pub mod clock;
 pub mod config;
 pub mod contracts;

@@ -34,6 +34,8 @@ pub struct Platform {
     pub sqs: aws_sdk_sqs::Client,
     /// Request limits and password-guess backoff, kept in the table.
     pub throttles: crate::throttle::Throttles,
+    /// The append-only record of every access to health information.
+    pub audit: crate::audit::AuditTrail,
 }
 
 impl std::fmt::Debug for Platform {
@@ -89,7 +91,13 @@ impl Platform {
         };
         let clinics = ClinicSettings::new(table.clone(), clock.clone());
         let throttles = crate::throttle::Throttles::new(table.clone(), blind.clone());
+        let audit = crate::audit::AuditTrail::new(
+            Table::new(clients.dynamodb.clone(), &cfg.audit_table_name),
+            envelope.clone(),
+            clock.clone(),
+        );
         Ok(Self {
+            audit,
             throttles,
             table,
             envelope,

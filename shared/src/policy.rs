@@ -541,6 +541,9 @@ pub struct Subject<'a> {
     pub member_role: Option<Role>,
     /// The narrow part of a resource touched (vitals, lab reports, check-in, ...), if any.
     pub facet: Option<Limit>,
+    /// The caller holds a break-glass grant for the patient concerned, open now (stated
+    /// reason, time-boxed, audited).
+    pub break_glass: bool,
 }
 
 fn scope_reaches(scope: Scope, actor: &Actor<'_>, subject: &Subject<'_>) -> bool {
@@ -563,8 +566,7 @@ fn limit_admits(limit: Limit, subject: &Subject<'_>) -> bool {
         Limit::PatientsOnly => subject.member_role == Some(Role::Patient),
         Limit::DoctorsOnly => subject.member_role.is_some_and(Role::is_doctor),
         Limit::NotAdmins => subject.member_role.is_some_and(|r| !r.is_admin()),
-        // Break-glass access needs a stated reason that no route accepts yet: closed.
-        Limit::BreakGlass => false,
+        Limit::BreakGlass => subject.break_glass,
         narrow => subject.facet == Some(narrow),
     }
 }

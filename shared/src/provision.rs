@@ -62,6 +62,8 @@ pub const EVENT_SOURCES: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct Resources {
     pub table: String,
+    /// The append-only audit trail.
+    pub audit_table: String,
     pub kms_key_id: String,
     pub bus: String,
     /// The notification job queues, one per priority.
@@ -115,6 +117,7 @@ impl Resources {
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("TABLE_NAME", self.table.clone()),
+            ("AUDIT_TABLE_NAME", self.audit_table.clone()),
             ("KMS_KEY_ID", self.kms_key_id.clone()),
             ("PLATFORM_SECRETS", self.secrets_ciphertext.clone()),
             ("SIGNING_SECRETS", self.signing_secrets_ciphertext.clone()),
@@ -176,6 +179,56 @@ pub fn unique_prefix(label: &str) -> String {
 }
 
 pub async fn create_table(clients: &Clients, name: &str) -> Result<(), BoxError> {
+    create_keyed_table(
+        clients,
+        name,
+        &[
+            (keys::GSI1, keys::GSI1PK, keys::GSI1SK),
+            (keys::GSI2, keys::GSI2PK, keys::GSI2SK),
+            (keys::GSI3, keys::GSI3PK, keys::GSI3SK),
+            (keys::GSI4, keys::GSI4PK, keys::GSI4SK),
+            (keys::GSI5, keys::GSI5PK, keys::GSI5SK),
+        ],
+        true,
+    )
+    .await?;
+    clients
+        .dynamodb
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(keys::TTL)
+                .build()?,
+        )
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// The audit table: no stream and no TTL (records are kept for good), indexed by patient,
+/// actor and action.
+pub async fn create_audit_table(clients: &Clients, name: &str) -> Result<(), BoxError> {
+    create_keyed_table(
+        clients,
+        name,
+        &[
+            (keys::GSI1, keys::GSI1PK, keys::GSI1SK),
+            (keys::GSI2, keys::GSI2PK, keys::GSI2SK),
+            (keys::GSI3, keys::GSI3PK, keys::GSI3SK),
+        ],
+        false,
+    )
+    .await
+}
+
+async fn create_keyed_table(
+    clients: &Clients,
+    name: &str,
+    indexes: &[(&str, &str, &str)],
+    stream: bool,
+) -> Result<(), BoxError> {
     let attr = |n: &str| {
         AttributeDefinition::builder()
             .attribute_name(n)
@@ -188,66 +241,43 @@ pub async fn create_table(clients: &Clients, name: &str) -> Result<(), BoxError>
             .key_type(t)
             .build()
     };
-    clients
+    let mut create = clients
         .dynamodb
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(attr(keys::PK)?)
         .attribute_definitions(attr(keys::SK)?)
-        .attribute_definitions(attr(keys::GSI1PK)?)
-        .attribute_definitions(attr(keys::GSI1SK)?)
-        .attribute_definitions(attr(keys::GSI2PK)?)
-        .attribute_definitions(attr(keys::GSI2SK)?)
-        .attribute_definitions(attr(keys::GSI3PK)?)
-        .attribute_definitions(attr(keys::GSI3SK)?)
-        .attribute_definitions(attr(keys::GSI4PK)?)
-        .attribute_definitions(attr(keys::GSI4SK)?)
-        .attribute_definitions(attr(keys::GSI5PK)?)
-        .attribute_definitions(attr(keys::GSI5SK)?)
         .key_schema(key(keys::PK, KeyType::Hash)?)
-        .key_schema(key(keys::SK, KeyType::Range)?)
-        .set_global_secondary_indexes(Some(
-            [
-                (keys::GSI1, keys::GSI1PK, keys::GSI1SK),
-                (keys::GSI2, keys::GSI2PK, keys::GSI2SK),
-                (keys::GSI3, keys::GSI3PK, keys::GSI3SK),
-                (keys::GSI4, keys::GSI4PK, keys::GSI4SK),
-                (keys::GSI5, keys::GSI5PK, keys::GSI5SK),
-            ]
-            .into_iter()
-            .map(|(index, pk, sk)| {
-                GlobalSecondaryIndex::builder()
-                    .index_name(index)
-                    .key_schema(key(pk, KeyType::Hash)?)
-                    .key_schema(key(sk, KeyType::Range)?)
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::All)
-                            .build(),
-                    )
-                    .build()
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        ))
-        .stream_specification(
+        .key_schema(key(keys::SK, KeyType::Range)?);
+    let mut gsis = Vec::new();
+    for (index, pk, sk) in indexes {
+        create = create
+            .attribute_definitions(attr(pk)?)
+            .attribute_definitions(attr(sk)?);
+        gsis.push(
+            GlobalSecondaryIndex::builder()
+                .index_name(*index)
+                .key_schema(key(pk, KeyType::Hash)?)
+                .key_schema(key(sk, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()?,
+        );
+    }
+    if stream {
+        create = create.stream_specification(
             StreamSpecification::builder()
                 .stream_enabled(true)
                 .stream_view_type(StreamViewType::NewAndOldImages)
                 .build()?,
-        )
-        .send()
-        .await?;
-    clients
-        .dynamodb
-        .update_time_to_live()
-        .table_name(name)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .enabled(true)
-                .attribute_name(keys::TTL)
-                .build()?,
-        )
+        );
+    }
+    create
+        .set_global_secondary_indexes(Some(gsis))
         .send()
         .await?;
     Ok(())
@@ -330,6 +360,8 @@ async fn consumer_queue(
 pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, BoxError> {
     let table = format!("{prefix}-table");
     create_table(clients, &table).await?;
+    let audit_table = format!("{prefix}-audit");
+    create_audit_table(clients, &audit_table).await?;
 
     let key = clients
         .kms
@@ -491,6 +523,7 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
         .await?;
     Ok(Resources {
         table,
+        audit_table,
         kms_key_id,
         bus,
         notifications_critical_url: critical.0,

@@ -369,3 +369,23 @@ pub async fn clinic_id_page(
         .collect();
     Ok((ids, page.last_evaluated_key.filter(|k| !k.is_empty())))
 }
+
+/// Whether the member is in a care relation with the patient now (the policy's "assigned"):
+/// on the patient's care team, or an appointment of theirs that counts and a relation not
+/// past its end. One read.
+pub async fn is_assigned(
+    table: &Table,
+    clinic: &ClinicId,
+    member: &UserId,
+    patient: &UserId,
+    now: i64,
+) -> Result<bool, ApiError> {
+    Ok(table
+        .get(keys::clinic_pk(clinic), keys::care_sk(member, patient))
+        .await?
+        .is_some_and(|i| {
+            crate::db::get_opt_bool(&i, "team") == Some(true)
+                || (get_opt_n(&i, "active").is_some_and(|a| a > 0)
+                    && get_opt_n(&i, "until").is_some_and(|u| u > now))
+        }))
+}

@@ -37,6 +37,7 @@ impl Facts {
             assigned: self.assigned,
             member_role: None,
             facet,
+            break_glass: false,
         }
     }
 }
@@ -55,7 +56,7 @@ pub async fn assigned(
     if !reaches_assigned(access.role, Resource::Appointment) {
         return Ok(false);
     }
-    store::is_assigned(
+    shared::tenancy::is_assigned(
         &state.table,
         &access.clinic,
         &access.caller.user_id,
@@ -151,5 +152,6 @@ fn schedule_subject<'a>(doctor: &'a str, m: &'a MemberRecord) -> Subject<'a> {
         assigned: false,
         member_role: Some(m.role),
         facet: None,
+        break_glass: false,
     }
 }

@@ -207,12 +207,35 @@ fn scopes_and_facets() {
         Action::Create,
         &labs
     ));
-    // Break-glass stays closed until a route takes a reason
+    // A doctor reads a patient they do not treat only through an open break-glass grant,
+    // and only reads.
     assert!(!allowed(
         &actor(Role::Doctor),
         Resource::EhrRecord,
         Action::Read,
         &Subject::default()
+    ));
+    let glass = Subject {
+        break_glass: true,
+        ..Default::default()
+    };
+    assert!(allowed(
+        &actor(Role::Doctor),
+        Resource::EhrRecord,
+        Action::Read,
+        &glass
+    ));
+    assert!(!allowed(
+        &actor(Role::Doctor),
+        Resource::EhrRecord,
+        Action::Update,
+        &glass
+    ));
+    assert!(!allowed(
+        &actor(Role::Nurse),
+        Resource::EhrRecord,
+        Action::Read,
+        &glass
     ));
     assert!(!may_ever(
         Role::Pharmacist,

@@ -37,6 +37,7 @@ async fn platform_routes_and_problem_fallbacks() {
         .chain(appointments::ROUTES)
         .chain(billing::ROUTES)
         .chain(notifications::ROUTES)
+        .chain(ehr::ROUTES)
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     let mut documented = Vec::new();

@@ -4,6 +4,7 @@
 mod billing;
 mod channels;
 mod client;
+mod ehr;
 mod mfa;
 mod notifications;
 mod reminders;

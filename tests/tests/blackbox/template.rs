@@ -26,6 +26,7 @@ fn every_served_route_is_deployed_and_nothing_else() {
         .chain(appointments::ROUTES)
         .chain(billing::ROUTES)
         .chain(notifications::ROUTES)
+        .chain(ehr::ROUTES)
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     deployed.sort();
@@ -52,6 +53,7 @@ fn every_configuration_variable_is_set() {
         "SES_CONFIGURATION_SET",
         "NOTIFICATIONS_FEEDBACK_QUEUE_URL",
         "WORK_QUEUE_URL",
+        "AUDIT_TABLE_NAME",
     ] {
         assert!(
             TEMPLATE.contains(&format!("{var}:")),
@@ -231,4 +233,66 @@ fn every_function_that_authenticates_callers_may_batch_read_the_session_and_user
         .map(|(n, _)| n.as_str())
         .collect();
     assert_eq!(postponers, ["NotificationsWorkerFunctionRole"]);
+}
+
+/// The `- dynamodb:...` actions of each statement (split at `- Sid:`) of `block` that names
+/// `resource`.
+fn statements_on<'a>(block: &'a str, resource: &str) -> Vec<Vec<&'a str>> {
+    block
+        .split("- Sid:")
+        .skip(1)
+        .filter(|st| st.contains(resource))
+        .map(|st| {
+            st.lines()
+                .filter_map(|l| l.trim().strip_prefix("- dynamodb:"))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn no_function_role_may_change_or_remove_an_audit_record() {
+    let all = resources();
+    let (_, deny) = all
+        .iter()
+        .find(|(n, _)| n == "AuditTrailAppendOnly")
+        .expect("the append-only policy");
+    assert!(deny.contains("Effect: Deny"));
+    for action in ["UpdateItem", "DeleteItem", "BatchWriteItem", "DeleteTable"] {
+        assert!(
+            deny.contains(&format!("- dynamodb:{action}")),
+            "{action} is denied"
+        );
+    }
+    let roles: Vec<&String> = all
+        .iter()
+        .filter(|(_, b)| b.contains("Type: AWS::IAM::Role"))
+        .map(|(n, _)| n)
+        .collect();
+    assert!(roles.len() >= 16, "{roles:?}");
+    for role in roles {
+        // Every role carries the deny ...
+        assert!(
+            deny.contains(&format!("- !Ref {role}\n")),
+            "{role} is not under AuditTrailAppendOnly"
+        );
+        // ... and none allows more than adding and reading records.
+        let (_, block) = all.iter().find(|(n, _)| n == role).expect("role");
+        for actions in statements_on(block, "AuditTable") {
+            for a in actions {
+                assert!(
+                    ["PutItem", "Query"].contains(&a),
+                    "{role} allows dynamodb:{a} on the audit table"
+                );
+            }
+        }
+    }
+    // The table itself keeps records for good and can be restored.
+    let (_, table) = all
+        .iter()
+        .find(|(n, _)| n == "AuditTable")
+        .expect("audit table");
+    assert!(!table.contains("TimeToLiveSpecification"));
+    assert!(table.contains("PointInTimeRecoveryEnabled: true"));
+    assert!(table.contains("DeletionProtectionEnabled: true"));
 }

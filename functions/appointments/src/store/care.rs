@@ -118,24 +118,6 @@ pub async fn holds_over(
     Ok((ids, out.last_evaluated_key.filter(|k| !k.is_empty())))
 }
 
-/// Whether the clinician is in a care relation with the patient now: an appointment of theirs
-/// that counts (see [`AppointmentRecord::counts_as_care`]) and a relation not past its end.
-pub async fn is_assigned(
-    table: &Table,
-    clinic: &ClinicId,
-    clinician: &UserId,
-    patient: &UserId,
-    now: i64,
-) -> Result<bool, ApiError> {
-    Ok(table
-        .get(keys::clinic_pk(clinic), keys::care_sk(clinician, patient))
-        .await?
-        .is_some_and(|i| {
-            get_opt_n(&i, "active").is_some_and(|a| a > 0)
-                && get_opt_n(&i, "until").is_some_and(|u| u > now)
-        }))
-}
-
 /// How long after an appointment's end its care relation lasts (results, questions, a
 /// follow-up), unless another appointment extends it.
 pub const CARE_DAYS: i64 = 90;

@@ -54,6 +54,7 @@ pub async fn spawn() -> TestApp {
     let cfg = AuthConfig {
         platform: PlatformConfig {
             table_name: res.table.clone(),
+            audit_table_name: res.audit_table.clone(),
             kms_key_id: res.kms_key_id.clone(),
             secrets_ciphertext: res.secrets_ciphertext.clone(),
             signing_secrets_ciphertext: Some(res.signing_secrets_ciphertext.clone()),
@@ -242,6 +243,7 @@ pub async fn second_container(app: &TestApp) -> TestApp {
     let cfg = AuthConfig {
         platform: PlatformConfig {
             table_name: app.res.table.clone(),
+            audit_table_name: app.res.audit_table.clone(),
             kms_key_id: app.res.kms_key_id.clone(),
             secrets_ciphertext: app.res.secrets_ciphertext.clone(),
             signing_secrets_ciphertext: Some(app.res.signing_secrets_ciphertext.clone()),

@@ -1,0 +1,75 @@
+//! The `ehr` function: patients' health records in nine coded kinds, versioned and never
+//! lost, every clinical field sealed under the clinic's keys, every access under the policy
+//! table and in the audit trail.
+//!
+//! The kinds are declarations in [`kinds`] over the generic record of
+//! [`shared::clinical`]; [`records`] holds the operations every kind shares, [`access`] what
+//! the policy needs to know about the caller and the patient, [`care_team`] the members
+//! clinic admins put on a patient's care team, and [`store`] the raw reads.
+
+pub mod access;
+pub mod care_team;
+pub mod kinds;
+pub mod records;
+mod routes;
+pub mod store;
+
+use axum::Router;
+
+/// Every route this function serves: (method, path). The integration tests hold it against
+/// the OpenAPI document and `template.yaml`.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/clinics/{clinicId}/patients/{patientId}/ehr"),
+    (
+        "GET",
+        "/v1/clinics/{clinicId}/patients/{patientId}/ehr/{kind}",
+    ),
+    (
+        "POST",
+        "/v1/clinics/{clinicId}/patients/{patientId}/ehr/{kind}",
+    ),
+    (
+        "GET",
+        "/v1/clinics/{clinicId}/patients/{patientId}/ehr/{kind}/{recordId}",
+    ),
+    (
+        "PATCH",
+        "/v1/clinics/{clinicId}/patients/{patientId}/ehr/{kind}/{recordId}",
+    ),
+    (
+        "DELETE",
+        "/v1/clinics/{clinicId}/patients/{patientId}/ehr/{kind}/{recordId}",
+    ),
+    (
+        "GET",
+        "/v1/clinics/{clinicId}/patients/{patientId}/ehr/{kind}/{recordId}/history",
+    ),
+    (
+        "GET",
+        "/v1/clinics/{clinicId}/patients/{patientId}/care-team",
+    ),
+    (
+        "PUT",
+        "/v1/clinics/{clinicId}/patients/{patientId}/care-team/{memberId}",
+    ),
+    (
+        "DELETE",
+        "/v1/clinics/{clinicId}/patients/{patientId}/care-team/{memberId}",
+    ),
+];
+
+/// Handlers' state: the platform alone.
+pub type AppState = shared::app::AppState<()>;
+
+/// The routes with the platform's layers, for this function's own Lambda.
+pub fn router(state: AppState) -> Router {
+    shared::http::platform(routes(state))
+}
+
+/// The bare routes, for a gateway that merges several functions under one set of layers.
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::records::router(&state))
+        .merge(routes::care_team::router())
+        .with_state(state)
+}

@@ -1,0 +1,2 @@
+pub mod care_team;
+pub mod records;

@@ -1,0 +1,686 @@
+//! Health records: coded, versioned, sealed, under the policy table, and every access in the
+//! audit trail. Each scenario reads what the emulator really stored (table items, audit
+//! records, bus events).
+
+use blackbox::{Api, Reply, book_demo_doctor, call, demo_slots, person};
+use http::{Method, StatusCode};
+use local_stack::{DEMO_CLINIC_ID, DEMO_PASSWORD, demo_user_id};
+use serde_json::{Value, json};
+use shared::{ids::ClinicId, policy::Role};
+
+const CANARY: &str = "CANARY-ehr-5f1c";
+
+fn demo() -> ClinicId {
+    ClinicId::parse(DEMO_CLINIC_ID).expect("clinic")
+}
+
+fn ehr(patient: &str, rest: &str) -> String {
+    format!("/v1/clinics/{DEMO_CLINIC_ID}/patients/{patient}/ehr{rest}")
+}
+
+/// Every audit record of the demo clinic, oldest first, as stored.
+async fn audit_items(api: &Api) -> Vec<shared::db::Item> {
+    let stack = api.stack.as_ref().expect("in-process stack");
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = stack
+            .clients
+            .dynamodb
+            .query()
+            .table_name(&stack.resources.audit_table)
+            .key_condition_expression("pk = :p")
+            .expression_attribute_values(":p", shared::db::s(shared::keys::audit_pk(&demo())))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("audit");
+        out.extend(page.items().iter().cloned());
+        match page.last_evaluated_key.filter(|k| !k.is_empty()) {
+            Some(k) => start = Some(k),
+            None => break,
+        }
+    }
+    out
+}
+
+fn attr<'a>(i: &'a shared::db::Item, k: &str) -> &'a str {
+    i.get(k)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .unwrap_or_default()
+}
+
+fn ids_of(i: &shared::db::Item) -> Vec<String> {
+    i.get("resourceIds")
+        .and_then(|v| v.as_l().ok())
+        .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+        .unwrap_or_default()
+}
+
+/// A new patient of the demo clinic who booked the demo doctor (so the doctor treats them).
+async fn treated_patient(api: &Api) -> (String, String) {
+    let stack = api.stack.as_ref().expect("in-process stack");
+    let (patient, email) = person(stack, Some(&demo()), Role::Patient, None, true).await;
+    let token = api.token(&email, DEMO_PASSWORD).await;
+    let slots = demo_slots(api, &token, 2).await;
+    book_demo_doctor(api, &token, &slots[0], None).await;
+    (patient.to_string(), token)
+}
+
+fn condition(name: &str) -> Value {
+    json!({"data": {
+        "name": name,
+        "condition": {"system": "icd-10", "code": "E11.9", "display": "Type 2 diabetes"},
+        "clinicalStatus": "active",
+        "onsetDate": "2019-04-01",
+        "notes": format!("{CANARY} family aware")
+    }})
+}
+
+#[tokio::test]
+async fn a_treating_doctor_keeps_a_versioned_record_and_every_access_is_audited_once() {
+    let api = &Api::start().await;
+    let doctor = api.token("doctor@demo.clinic", DEMO_PASSWORD).await;
+    let (patient, patient_token) = treated_patient(api).await;
+
+    // GIVEN the doctor records a coded condition for a patient they treat
+    let made = call(
+        api,
+        Method::POST,
+        &ehr(&patient, "/medical-history"),
+        Some(condition("Diabetes")),
+        &doctor,
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let id = made.body["id"].as_str().expect("id").to_string();
+    assert_eq!(made.body["version"], 1);
+    assert_eq!(made.body["status"], "active");
+    assert_eq!(made.body["data"]["condition"]["code"], "E11.9");
+    let one = ehr(&patient, &format!("/medical-history/{id}"));
+
+    // WHEN they change it, a new version is written and the old one stays readable
+    let changed = call(
+        api,
+        Method::PATCH,
+        &one,
+        Some(json!({"version": 1, "data": {"clinicalStatus": "remission", "notes": null}})),
+        &doctor,
+    )
+    .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert_eq!(changed.body["version"], 2);
+    assert_eq!(changed.body["data"]["clinicalStatus"], "remission");
+    assert!(changed.body["data"].get("notes").is_none());
+    let stale = call(
+        api,
+        Method::PATCH,
+        &one,
+        Some(json!({"version": 1, "data": {"clinicalStatus": "active"}})),
+        &doctor,
+    )
+    .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    assert_eq!(stale.body["code"], "version_conflict");
+    let bad = call(
+        api,
+        Method::PATCH,
+        &one,
+        Some(
+            json!({"version": 2, "data": {"condition": {"system": "icd-10", "code": "diabetes"}}}),
+        ),
+        &doctor,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.body["errors"][0]["field"], "condition.code");
+
+    // AND two changes of the same version race: exactly one wins
+    let racing = |status: &'static str| {
+        let one = one.clone();
+        let api = &api;
+        let doctor = doctor.clone();
+        async move {
+            call(
+                api,
+                Method::PATCH,
+                &one,
+                Some(json!({"version": 2, "data": {"clinicalStatus": status}})),
+                &doctor,
+            )
+            .await
+        }
+    };
+    let (a, b) = tokio::join!(racing("inactive"), racing("resolved"));
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{} / {}", a.body, b.body);
+
+    // AND removing it marks it entered in error with a reason, and it stays in history
+    let removed = call(
+        api,
+        Method::DELETE,
+        &one,
+        Some(json!({"reason": "Wrong patient chart"})),
+        &doctor,
+    )
+    .await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
+    assert_eq!(removed.body["status"], "entered-in-error");
+    assert_eq!(removed.body["version"], 4);
+    let again = call(
+        api,
+        Method::PATCH,
+        &one,
+        Some(json!({"version": 4, "data": {}})),
+        &doctor,
+    )
+    .await;
+    assert_eq!(again.body["code"], "entered_in_error");
+    let history = call(api, Method::GET, &format!("{one}/history"), None, &doctor).await;
+    assert_eq!(history.status, StatusCode::OK);
+    let versions: Vec<_> = history.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_i64().unwrap(),
+                v["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(versions.len(), 4);
+    assert_eq!(versions[0], (1, "active".into()));
+    assert_eq!(versions[3], (4, "entered-in-error".into()));
+    assert_eq!(
+        history.body["items"][0]["data"]["notes"],
+        format!("{CANARY} family aware")
+    );
+    assert_eq!(
+        history.body["items"][3]["enteredInErrorReason"],
+        "Wrong patient chart"
+    );
+    let read = call(api, Method::GET, &one, None, &doctor).await;
+    assert_eq!(read.body["status"], "entered-in-error");
+
+    // AND lists and the summary leave it out; the patient reads their own record
+    let vitals = call(api, Method::POST, &ehr(&patient, "/vitals"), Some(json!({"data": {"takenAt": "2026-01-05T09:30:00Z", "measurements": [{"type": "heart-rate", "value": 64, "unit": "/min"}]}})), &doctor).await;
+    assert_eq!(vitals.status, StatusCode::CREATED, "{}", vitals.body);
+    assert_eq!(vitals.body["data"]["measurements"][0]["loinc"], "8867-4");
+    let listed = call(
+        api,
+        Method::GET,
+        &ehr(&patient, "/medical-history"),
+        None,
+        &doctor,
+    )
+    .await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 0);
+    let summary = call(api, Method::GET, &ehr(&patient, ""), None, &patient_token).await;
+    assert_eq!(summary.status, StatusCode::OK, "{}", summary.body);
+    let kinds: Vec<_> = summary.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["vitals"]);
+
+    // THEN each request left exactly one audit record naming what it touched
+    let audit = audit_items(api).await;
+    let of = |action: &str, resource: &str| -> Vec<Vec<String>> {
+        audit
+            .iter()
+            .filter(|i| {
+                attr(i, "action") == action
+                    && attr(i, "resource") == resource
+                    && attr(i, "outcome") == "success"
+            })
+            .map(ids_of)
+            .collect()
+    };
+    assert_eq!(of("create", "ehr.medical-history"), [vec![id.clone()]]);
+    assert_eq!(
+        of("update", "ehr.medical-history").len(),
+        2,
+        "two successful changes"
+    );
+    assert_eq!(of("delete", "ehr.medical-history"), [vec![id.clone()]]);
+    assert_eq!(
+        of("read", "ehr.medical-history.history"),
+        [vec![id.clone()]]
+    );
+    assert_eq!(
+        of("read", "ehr.medical-history"),
+        [vec![id.clone()], vec![]],
+        "the read, then the empty list"
+    );
+    let vid = vitals.body["id"].as_str().unwrap().to_string();
+    assert_eq!(of("read", "ehr.summary"), [vec![vid]]);
+    let own = audit
+        .iter()
+        .find(|i| attr(i, "resource") == "ehr.summary")
+        .unwrap();
+    assert_eq!(attr(own, "role"), "PATIENT");
+    assert_eq!(attr(own, "purpose"), "own-record");
+    assert_eq!(attr(own, "patientId"), patient);
+    assert!(!attr(own, "correlationId").is_empty());
+
+    // AND no clinical value is stored in plain text, in the records or the trail
+    let stack = api.stack.as_ref().unwrap();
+    let raw = stack
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(&stack.resources.table)
+        .send()
+        .await
+        .unwrap();
+    let raw = format!("{:?}", raw.items());
+    assert!(raw.contains("EHRV#"), "versions are stored");
+    for plain in [
+        CANARY,
+        "E11.9",
+        "Diabetes",
+        "Wrong patient chart",
+        "remission",
+    ] {
+        assert!(!raw.contains(plain), "{plain} is stored in plain text");
+    }
+    assert!(!format!("{audit:?}").contains(CANARY));
+    // AND the events name ids and the kind only
+    let events = api
+        .bus_events(&[
+            "ehr.medical_history.created",
+            "ehr.medical_history.updated",
+            "ehr.medical_history.entered_in_error",
+            "ehr.vitals.created",
+        ])
+        .await;
+    let ehr_events: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["detail-type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("ehr."))
+        })
+        .collect();
+    assert_eq!(ehr_events.len(), 5, "{ehr_events:?}");
+    for e in &ehr_events {
+        let text = e.to_string();
+        assert!(
+            !text.contains(CANARY) && !text.contains("E11.9") && !text.contains("8867-4"),
+            "{text}"
+        );
+        assert_eq!(e["source"], "clinic.ehr");
+    }
+}
+
+/// (who, their token, method, path after `/ehr`, body, the answer).
+type Cell<'a> = (&'a str, &'a str, Method, &'a str, Option<Value>, u16);
+
+fn status(r: &Reply) -> u16 {
+    r.status.as_u16()
+}
+
+#[tokio::test]
+async fn every_role_meets_the_record_as_the_policy_table_says() {
+    let api = &Api::start().await;
+    let stack = api.stack.as_ref().expect("in-process stack");
+    let (patient, patient_token) = treated_patient(api).await;
+    let doctor = api.token("doctor@demo.clinic", DEMO_PASSWORD).await;
+    let login = |role: Role| async move {
+        let (id, email) = person(stack, Some(&demo()), role, None, true).await;
+        (id.to_string(), api.token(&email, DEMO_PASSWORD).await)
+    };
+    let admin = api.token("admin@demo.clinic", DEMO_PASSWORD).await;
+    let head = api.token("head@demo.clinic", DEMO_PASSWORD).await;
+    let nurse = api.token("nurse@demo.clinic", DEMO_PASSWORD).await;
+    let reception = api.token("reception@demo.clinic", DEMO_PASSWORD).await;
+    let finance = api.token("finance@demo.clinic", DEMO_PASSWORD).await;
+    let (_, lab) = login(Role::LabTechnician).await;
+    let (pharmacist_id, pharmacist) = login(Role::Pharmacist).await;
+    let (_, other_doctor) = login(Role::Doctor).await;
+    let (_, other_patient) = treated_patient(api).await;
+    let second_admin = api.token("admin@second.clinic", DEMO_PASSWORD).await;
+
+    let allergy = json!({"data": {"name": "Penicillin", "substance": {"system": "snomed-ct", "code": "91936005"}, "type": "allergy", "category": "medication", "criticality": "high", "reactions": [{"manifestation": "Hives"}]}});
+    let made = call(
+        api,
+        Method::POST,
+        &ehr(&patient, "/allergies"),
+        Some(allergy.clone()),
+        &doctor,
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let lab_report = json!({"data": {"name": "Hemoglobin A1c", "status": "final", "results": [{"name": "HbA1c", "code": {"system": "loinc", "code": "4548-4"}, "value": 6.1, "unit": "%"}]}});
+    let vitals = json!({"data": {"takenAt": "2026-01-05T09:30:00Z", "measurements": [{"type": "spo2", "value": 97, "unit": "%"}]}});
+
+    // (who, what they do, the answer)
+    let cells: Vec<Cell> = vec![
+        ("admin", &admin, Method::GET, "", None, 200),
+        (
+            "admin",
+            &admin,
+            Method::POST,
+            "/allergies",
+            Some(allergy.clone()),
+            403,
+        ),
+        ("head", &head, Method::GET, "", None, 403),
+        (
+            "reception",
+            &reception,
+            Method::GET,
+            "/allergies",
+            None,
+            403,
+        ),
+        ("finance", &finance, Method::GET, "", None, 403),
+        (
+            "doctor of another patient",
+            &other_doctor,
+            Method::GET,
+            "",
+            None,
+            404,
+        ),
+        (
+            "doctor of another patient",
+            &other_doctor,
+            Method::POST,
+            "/allergies",
+            Some(allergy.clone()),
+            404,
+        ),
+        (
+            "nurse off the care team",
+            &nurse,
+            Method::GET,
+            "/allergies",
+            None,
+            404,
+        ),
+        (
+            "pharmacist off the care team",
+            &pharmacist,
+            Method::GET,
+            "/allergies",
+            None,
+            404,
+        ),
+        (
+            "lab technician",
+            &lab,
+            Method::POST,
+            "/lab-reports",
+            Some(lab_report.clone()),
+            201,
+        ),
+        (
+            "lab technician",
+            &lab,
+            Method::GET,
+            "/lab-reports",
+            None,
+            200,
+        ),
+        ("lab technician", &lab, Method::GET, "/allergies", None, 403),
+        (
+            "lab technician",
+            &lab,
+            Method::POST,
+            "/vitals",
+            Some(vitals.clone()),
+            403,
+        ),
+        (
+            "patient",
+            &patient_token,
+            Method::GET,
+            "/allergies",
+            None,
+            200,
+        ),
+        (
+            "patient",
+            &patient_token,
+            Method::POST,
+            "/allergies",
+            Some(allergy.clone()),
+            403,
+        ),
+        (
+            "another patient",
+            &other_patient,
+            Method::GET,
+            "",
+            None,
+            404,
+        ),
+        (
+            "another clinic's admin",
+            &second_admin,
+            Method::GET,
+            "",
+            None,
+            404,
+        ),
+        ("doctor", &doctor, Method::GET, "/nonsense-kind", None, 404),
+    ];
+    for (who, token, method, rest, body, want) in cells {
+        let r = call(api, method.clone(), &ehr(&patient, rest), body, token).await;
+        assert_eq!(status(&r), want, "{who} {method} {rest}: {}", r.body);
+        assert!(
+            !r.body.to_string().contains("Penicillin") || want == 200,
+            "{who} saw the record"
+        );
+    }
+
+    // WHEN an admin puts the nurse and the pharmacist on the patient's care team
+    let team = |member: String| {
+        format!("/v1/clinics/{DEMO_CLINIC_ID}/patients/{patient}/care-team/{member}")
+    };
+    let nurse_id = demo_user_id(4).to_string();
+    assert_eq!(
+        status(&call(api, Method::PUT, &team(nurse_id.clone()), None, &head).await),
+        403
+    );
+    let put = call(api, Method::PUT, &team(nurse_id.clone()), None, &admin).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let finance_id = demo_user_id(6).to_string();
+    assert_eq!(
+        call(api, Method::PUT, &team(finance_id), None, &admin)
+            .await
+            .body["code"],
+        "not_a_carer"
+    );
+    assert_eq!(
+        status(&call(api, Method::PUT, &team(pharmacist_id.clone()), None, &admin).await),
+        200
+    );
+    let listed = call(
+        api,
+        Method::GET,
+        &format!("/v1/clinics/{DEMO_CLINIC_ID}/patients/{patient}/care-team"),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(
+        listed.body["items"].as_array().unwrap().len(),
+        2,
+        "{}",
+        listed.body
+    );
+
+    // THEN they reach what the table gives them, and no more
+    let cells: Vec<Cell> = vec![
+        ("nurse", &nurse, Method::GET, "/allergies", None, 200),
+        (
+            "nurse",
+            &nurse,
+            Method::POST,
+            "/vitals",
+            Some(vitals.clone()),
+            201,
+        ),
+        (
+            "nurse",
+            &nurse,
+            Method::POST,
+            "/allergies",
+            Some(allergy.clone()),
+            403,
+        ),
+        (
+            "pharmacist",
+            &pharmacist,
+            Method::GET,
+            "/allergies",
+            None,
+            200,
+        ),
+        (
+            "pharmacist",
+            &pharmacist,
+            Method::GET,
+            "/medications",
+            None,
+            200,
+        ),
+        (
+            "pharmacist",
+            &pharmacist,
+            Method::GET,
+            "/lab-reports",
+            None,
+            403,
+        ),
+        (
+            "pharmacist",
+            &pharmacist,
+            Method::POST,
+            "/medications",
+            Some(
+                json!({"data": {"name": "Metformin", "dosage": "500 mg twice daily", "status": "active"}}),
+            ),
+            403,
+        ),
+    ];
+    for (who, token, method, rest, body, want) in cells {
+        let r = call(api, method.clone(), &ehr(&patient, rest), body, token).await;
+        assert_eq!(status(&r), want, "{who} {method} {rest}: {}", r.body);
+    }
+    // The pharmacist's summary holds only allergies and medications.
+    let summary = call(api, Method::GET, &ehr(&patient, ""), None, &pharmacist).await;
+    let kinds: Vec<_> = summary.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["allergies"], "{}", summary.body);
+    // Off the team again, the nurse no longer finds the patient.
+    assert_eq!(
+        status(&call(api, Method::DELETE, &team(nurse_id.clone()), None, &admin).await),
+        204
+    );
+    assert_eq!(
+        status(&call(api, Method::DELETE, &team(nurse_id), None, &admin).await),
+        404
+    );
+    assert_eq!(
+        status(&call(api, Method::GET, &ehr(&patient, "/allergies"), None, &nurse).await),
+        404
+    );
+    // Refusals are in the trail too.
+    let denied = audit_items(api)
+        .await
+        .into_iter()
+        .filter(|i| attr(i, "outcome") == "denied")
+        .count();
+    assert!(denied >= 10, "{denied} refusals recorded");
+}
+
+#[tokio::test]
+async fn a_read_whose_audit_record_cannot_be_written_returns_no_phi() {
+    let api = &Api::start().await;
+    let doctor = api.token("doctor@demo.clinic", DEMO_PASSWORD).await;
+    let (patient, _) = treated_patient(api).await;
+    let made = call(
+        api,
+        Method::POST,
+        &ehr(&patient, "/medical-history"),
+        Some(condition("Asthma")),
+        &doctor,
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let id = made.body["id"].as_str().unwrap();
+
+    // WHEN the audit trail is gone
+    let stack = api.stack.as_ref().unwrap();
+    stack
+        .clients
+        .dynamodb
+        .delete_table()
+        .table_name(&stack.resources.audit_table)
+        .send()
+        .await
+        .expect("drop");
+
+    // THEN every read answers 503 with Retry-After and nothing clinical
+    for path in [
+        ehr(&patient, ""),
+        ehr(&patient, "/medical-history"),
+        ehr(&patient, &format!("/medical-history/{id}")),
+        ehr(&patient, &format!("/medical-history/{id}/history")),
+    ] {
+        let r = call(api, Method::GET, &path, None, &doctor).await;
+        assert_eq!(
+            r.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {}",
+            r.body
+        );
+        assert_eq!(r.body["code"], "audit_unavailable");
+        assert_eq!(r.headers["content-type"], "application/problem+json");
+        assert!(r.headers.contains_key("retry-after"));
+        let text = r.body.to_string();
+        assert!(
+            !text.contains(CANARY) && !text.contains("Asthma") && !text.contains("E11.9"),
+            "{text}"
+        );
+    }
+    // AND a change cannot happen without its record: nothing is written
+    let records = || async {
+        stack
+            .clients
+            .dynamodb
+            .query()
+            .table_name(&stack.resources.table)
+            .key_condition_expression("pk = :p AND begins_with(sk, :s)")
+            .expression_attribute_values(":p", shared::db::s(shared::keys::clinic_pk(&demo())))
+            .expression_attribute_values(":s", shared::db::s("EHR"))
+            .send()
+            .await
+            .unwrap()
+            .count()
+    };
+    let before = records().await;
+    assert_eq!(before, 2, "the record and its first version");
+    let r = call(
+        api,
+        Method::POST,
+        &ehr(&patient, "/medical-history"),
+        Some(condition("Gout")),
+        &doctor,
+    )
+    .await;
+    assert!(!r.status.is_success(), "{}", r.body);
+    assert_eq!(records().await, before, "nothing written");
+}
