@@ -33,7 +33,7 @@ pub const APPOINTMENTS_EVENT_PATTERN: (&[&str], &[&str]) =
 
 /// The bus events that become notifications, by source and type.
 pub const NOTIFICATIONS_EVENT_PATTERN: (&[&str], &[&str]) = (
-    &["clinic.appointment", "clinic.billing"],
+    &["clinic.appointment", "clinic.billing", "clinic.ehr"],
     &[
         "appointment.created",
         "appointment.confirmed",
@@ -45,6 +45,7 @@ pub const NOTIFICATIONS_EVENT_PATTERN: (&[&str], &[&str]) = (
         "billing.payment.completed",
         "billing.payment.failed",
         "billing.payment.refunded",
+        "ehr.break_glass.opened",
     ],
 );
 

@@ -389,3 +389,29 @@ pub async fn is_assigned(
                     && get_opt_n(&i, "until").is_some_and(|u| u > now))
         }))
 }
+
+/// The active members of a clinic with `role` (its role partition of GSI2), at most `max`.
+pub async fn members_with_role(
+    table: &Table,
+    clinic: &ClinicId,
+    role: Role,
+    max: i32,
+) -> Result<Vec<UserId>, ApiError> {
+    let out = table
+        .client
+        .query()
+        .table_name(&table.name)
+        .index_name(keys::GSI2)
+        .key_condition_expression("gsi2pk = :r")
+        .expression_attribute_values(":r", s(keys::role_members_pk(clinic, role.as_str())))
+        .limit(max)
+        .send()
+        .await
+        .map_err(crate::db::internal)?;
+    Ok(out
+        .items()
+        .iter()
+        .filter(|i| get_opt_s(i, "status") == Some("ACTIVE"))
+        .filter_map(|i| get_opt_s(i, "userId").and_then(UserId::parse))
+        .collect())
+}

@@ -4,15 +4,19 @@
 //!
 //! The kinds are declarations in [`kinds`] over the generic record of
 //! [`shared::clinical`]; [`records`] holds the operations every kind shares, [`access`] what
-//! the policy needs to know about the caller and the patient, [`care_team`] the members
-//! clinic admins put on a patient's care team, and [`store`] the raw reads.
+//! the policy needs to know about the caller and the patient, [`break_glass`] a clinician's audited emergency access, [`care_team`] the members
+//! clinic admins put on a patient's care team, [`trail`] the clinic's audit trail and a patient's access log, [`own`] a patient's
+//! record across clinics, and [`store`] the raw reads.
 
 pub mod access;
+pub mod break_glass;
 pub mod care_team;
 pub mod kinds;
+pub mod own;
 pub mod records;
 mod routes;
 pub mod store;
+pub mod trail;
 
 use axum::Router;
 
@@ -45,6 +49,10 @@ pub const ROUTES: &[(&str, &str)] = &[
         "/v1/clinics/{clinicId}/patients/{patientId}/ehr/{kind}/{recordId}/history",
     ),
     (
+        "POST",
+        "/v1/clinics/{clinicId}/patients/{patientId}/break-glass",
+    ),
+    (
         "GET",
         "/v1/clinics/{clinicId}/patients/{patientId}/care-team",
     ),
@@ -56,6 +64,9 @@ pub const ROUTES: &[(&str, &str)] = &[
         "DELETE",
         "/v1/clinics/{clinicId}/patients/{patientId}/care-team/{memberId}",
     ),
+    ("GET", "/v1/clinics/{clinicId}/audit"),
+    ("GET", "/v1/users/me/access-log"),
+    ("GET", "/v1/users/me/health-record"),
 ];
 
 /// Handlers' state: the platform alone.
@@ -71,5 +82,6 @@ pub fn routes(state: AppState) -> Router {
     Router::new()
         .merge(routes::records::router(&state))
         .merge(routes::care_team::router())
+        .merge(routes::trail::router())
         .with_state(state)
 }

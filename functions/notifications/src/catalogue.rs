@@ -245,6 +245,16 @@ pub const TEMPLATES: &[Template] = &[
         text: "{{ clinicName }} has a clinical alert for you. Open it in the app: {{ alertUrl }}\n",
     },
     Template {
+        name: "break-glass-opened",
+        category: Category::Clinical,
+        priority: Priority::High,
+        channels: EVERY_CHANNEL,
+        variables: &["clinicName", "expiresAt", "auditUrl"],
+        subject: "Emergency access to a health record at {{ clinicName }}",
+        short: "{{ clinicName }}: a clinician used emergency access to a patient's record, open until {{ expiresAt }}. Review: {{ auditUrl }}",
+        text: "A clinician at {{ clinicName }} used emergency (break-glass) access to a patient's health record. The access stays open until {{ expiresAt }} and every read under it is in the audit trail.\n\nReview it in the app: {{ auditUrl }}\n",
+    },
+    Template {
         name: "email-verification",
         category: Category::Account,
         priority: Priority::High,

@@ -21,6 +21,8 @@ pub enum Recipient {
     Patient,
     /// The appointment's doctor (`doctorId`).
     Doctor,
+    /// Every active admin of the event's clinic.
+    ClinicAdmins,
 }
 
 impl Recipient {
@@ -28,9 +30,13 @@ impl Recipient {
         match self {
             Recipient::Patient => "patientId",
             Recipient::Doctor => "doctorId",
+            Recipient::ClinicAdmins => "clinicId",
         }
     }
 }
+
+/// At most this many admins are told of one event.
+const MAX_ADMINS: i32 = 50;
 
 /// One catalogue entry: an event type and what it sends to whom.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +49,7 @@ const fn rule_of(event: &'static str, sends: &'static [(Recipient, &'static str)
     Rule { event, sends }
 }
 
-use Recipient::{Doctor, Patient};
+use Recipient::{ClinicAdmins, Doctor, Patient};
 
 /// Every event that notifies someone (`docs/events.md` lists the same).
 pub const RULES: &[Rule] = &[
@@ -78,6 +84,10 @@ pub const RULES: &[Rule] = &[
     ),
     rule_of("billing.payment.failed", &[(Patient, "payment-failed")]),
     rule_of("billing.payment.refunded", &[(Patient, "payment-refunded")]),
+    rule_of(
+        "ehr.break_glass.opened",
+        &[(ClinicAdmins, "break-glass-opened")],
+    ),
 ];
 
 pub fn rule(event: &str) -> Option<&'static Rule> {
@@ -181,11 +191,41 @@ pub fn jobs_for(
         .collect()
 }
 
-/// The jobs an event makes (none for an event the catalogue does not name).
+/// An emergency access's variables: the clinic, when the grant ends in the clinic's time, and
+/// a link to the clinic's audit trail (never the patient's name, never the reason).
+fn break_glass_params(
+    e: &EventEnvelope,
+    clinic: &ClinicRecord,
+    app_url: &str,
+) -> BTreeMap<String, String> {
+    let expires = e
+        .data
+        .get("expiresAt")
+        .and_then(|v| v.as_str())
+        .and_then(|at| local_time(at, &clinic.time_zone))
+        .unwrap_or_default();
+    BTreeMap::from([
+        ("clinicName".to_string(), clinic.name.clone()),
+        ("expiresAt".to_string(), expires),
+        (
+            "auditUrl".to_string(),
+            app_link(app_url, &clinic.id, "audit?action=break-glass"),
+        ),
+    ])
+}
+
+/// Whether an event's notifications go to the clinic's admins (who must be looked up).
+pub fn tells_admins(event: &str) -> bool {
+    rule(event).is_some_and(|r| r.sends.iter().any(|(to, _)| *to == ClinicAdmins))
+}
+
+/// The jobs an event makes (none for an event the catalogue does not name); `admins` are the
+/// clinic's admins, for the events that tell them.
 pub fn plan(
     e: &EventEnvelope,
     clinic: &ClinicRecord,
     app_url: &str,
+    admins: &[UserId],
 ) -> Result<Vec<NotificationJob>, ApiError> {
     let Some(rule) = rule(&e.event_type) else {
         return Ok(Vec::new());
@@ -200,6 +240,8 @@ pub fn plan(
             clinic,
             app_url,
         )?
+    } else if e.event_type.starts_with("ehr.") {
+        break_glass_params(e, clinic, app_url)
     } else {
         billing_params(e, clinic, app_url)
     };
@@ -207,25 +249,33 @@ pub fn plan(
     for (recipient, name) in rule.sends {
         let template = catalogue::template(name)
             .ok_or_else(|| ApiError::internal(format!("no template {name}")))?;
-        let Some(user) = e
-            .data
-            .get(recipient.field())
-            .and_then(|v| v.as_str())
-            .and_then(UserId::parse)
-        else {
-            tracing::warn!(event_id = %e.event_id, field = recipient.field(), "event without its recipient");
-            continue;
+        let users = match recipient {
+            ClinicAdmins => admins.to_vec(),
+            _ => match e
+                .data
+                .get(recipient.field())
+                .and_then(|v| v.as_str())
+                .and_then(UserId::parse)
+            {
+                Some(user) => vec![user],
+                None => {
+                    tracing::warn!(event_id = %e.event_id, field = recipient.field(), "event without its recipient");
+                    continue;
+                }
+            },
         };
-        let job_id = token_hash(&format!("{}|{name}|{user}", e.event_id));
-        jobs.extend(jobs_for(
-            &job_id,
-            &e.event_type,
-            template,
-            &user,
-            &clinic.id,
-            &params,
-            (&e.correlation_id, &e.occurred_at),
-        ));
+        for user in users {
+            let job_id = token_hash(&format!("{}|{name}|{user}", e.event_id));
+            jobs.extend(jobs_for(
+                &job_id,
+                &e.event_type,
+                template,
+                &user,
+                &clinic.id,
+                &params,
+                (&e.correlation_id, &e.occurred_at),
+            ));
+        }
     }
     Ok(jobs)
 }
@@ -272,7 +322,18 @@ pub async fn handle(state: &AppState, e: &EventEnvelope) -> Result<(), ApiError>
         tracing::warn!(event_id = %e.event_id, "event of a clinic that does not exist: ignored");
         return Ok(());
     };
-    let jobs = plan(e, &record, &state.ext().links.app_url)?;
+    let admins = if tells_admins(&e.event_type) {
+        shared::tenancy::members_with_role(
+            &state.table,
+            &clinic,
+            shared::policy::Role::ClinicAdmin,
+            MAX_ADMINS,
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
+    let jobs = plan(e, &record, &state.ext().links.app_url, &admins)?;
     queue(state, &jobs).await?;
     tracing::info!(event_id = %e.event_id, event = e.event_type, jobs = jobs.len(), "notifications queued");
     Ok(())
@@ -328,7 +389,13 @@ mod tests {
     fn every_rule_has_a_template_that_renders_what_the_event_gives() {
         let c = clinic();
         for r in RULES {
-            let jobs = plan(&event(r.event, &c.id), &c, "https://app.example").unwrap();
+            let jobs = plan(
+                &event(r.event, &c.id),
+                &c,
+                "https://app.example",
+                &[UserId::generate()],
+            )
+            .unwrap();
             assert_eq!(jobs.len(), r.sends.len() * 4, "{}: every channel", r.event);
             for job in jobs {
                 let t = catalogue::template(&job.template).expect("template exists");
@@ -341,7 +408,7 @@ mod tests {
             }
         }
         assert!(
-            plan(&event("appointment.started", &c.id), &c, "x")
+            plan(&event("appointment.started", &c.id), &c, "x", &[])
                 .unwrap()
                 .is_empty()
         );
@@ -367,8 +434,9 @@ mod tests {
                 jiff::Timestamp::now(),
             )
         };
-        let url =
-            |e: &EventEnvelope| plan(e, &c, "https://app").unwrap()[0].params["billingUrl"].clone();
+        let url = |e: &EventEnvelope| {
+            plan(e, &c, "https://app", &[]).unwrap()[0].params["billingUrl"].clone()
+        };
         assert!(
             url(&billing("billing.subscription.created", "subscription"))
                 .ends_with(&format!("subscriptions/{sub}"))
@@ -381,7 +449,13 @@ mod tests {
             url(&billing("billing.payment.completed", "payment"))
                 .ends_with(&format!("invoices/{inv}"))
         );
-        let job = &plan(&billing("billing.payment.completed", "payment"), &c, "x").unwrap()[0];
+        let job = &plan(
+            &billing("billing.payment.completed", "payment"),
+            &c,
+            "x",
+            &[],
+        )
+        .unwrap()[0];
         assert!(
             !serde_json::to_string(job).unwrap().contains("4900"),
             "no amount"
@@ -392,11 +466,11 @@ mod tests {
     fn the_same_event_makes_the_same_jobs_and_times_read_locally() {
         let c = clinic();
         let e = event("appointment.created", &c.id);
-        let a = plan(&e, &c, "x").unwrap();
-        let b = plan(&e, &c, "x").unwrap();
+        let a = plan(&e, &c, "x", &[]).unwrap();
+        let b = plan(&e, &c, "x", &[]).unwrap();
         assert_eq!(a, b);
         assert_eq!(a[0].params["startsAt"], "Tuesday 2026-12-01, 19:30 (CET)");
-        let other = plan(&event("appointment.created", &c.id), &c, "x").unwrap();
+        let other = plan(&event("appointment.created", &c.id), &c, "x", &[]).unwrap();
         assert_ne!(a[0].job_id, other[0].job_id);
     }
 }

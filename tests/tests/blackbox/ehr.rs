@@ -684,3 +684,269 @@ async fn a_read_whose_audit_record_cannot_be_written_returns_no_phi() {
     assert!(!r.status.is_success(), "{}", r.body);
     assert_eq!(records().await, before, "nothing written");
 }
+
+#[tokio::test]
+async fn a_doctor_who_does_not_treat_the_patient_reads_only_through_break_glass_and_the_patient_sees_it()
+ {
+    let api = &Api::start().await;
+    let stack = api.stack.as_ref().expect("in-process stack");
+    let _notifications = stack.spawn_notifications(std::time::Duration::from_millis(100));
+    let doctor = api.token("doctor@demo.clinic", DEMO_PASSWORD).await;
+    let admin = api.token("admin@demo.clinic", DEMO_PASSWORD).await;
+    let nurse = api.token("nurse@demo.clinic", DEMO_PASSWORD).await;
+    let (patient, patient_token) = treated_patient(api).await;
+    let (er_id, er_email) = person(stack, Some(&demo()), Role::Doctor, None, true).await;
+    let er = api.token(&er_email, DEMO_PASSWORD).await;
+    let allergy = json!({"data": {"name": "Latex", "type": "allergy", "category": "environment", "criticality": "high"}});
+    let made = call(
+        api,
+        Method::POST,
+        &ehr(&patient, "/allergies"),
+        Some(allergy),
+        &doctor,
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let allergy_id = made.body["id"].as_str().unwrap().to_string();
+
+    // GIVEN a doctor who does not treat the patient: the patient does not exist for them
+    assert_eq!(
+        status(&call(api, Method::GET, &ehr(&patient, ""), None, &er).await),
+        404
+    );
+    let glass = format!("/v1/clinics/{DEMO_CLINIC_ID}/patients/{patient}/break-glass");
+    let reason = "Unconscious in the emergency room, allergies needed";
+    // Only doctors may break the glass, with a stated reason, and not for their own patients.
+    assert_eq!(
+        status(
+            &call(
+                api,
+                Method::POST,
+                &glass,
+                Some(json!({"reason": reason})),
+                &nurse
+            )
+            .await
+        ),
+        403
+    );
+    let short = call(
+        api,
+        Method::POST,
+        &glass,
+        Some(json!({"reason": "urgent", "minutes": 600})),
+        &er,
+    )
+    .await;
+    assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(short.body["errors"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        call(
+            api,
+            Method::POST,
+            &glass,
+            Some(json!({"reason": reason})),
+            &doctor
+        )
+        .await
+        .body["code"],
+        "not_needed"
+    );
+
+    // WHEN they break the glass
+    let opened = call(
+        api,
+        Method::POST,
+        &glass,
+        Some(json!({"reason": reason})),
+        &er,
+    )
+    .await;
+    assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
+    let expires: jiff::Timestamp = opened.body["expiresAt"].as_str().unwrap().parse().unwrap();
+    let minutes = (expires.as_second() - jiff::Timestamp::now().as_second()) / 60;
+    assert!((58..=60).contains(&minutes), "{minutes} minutes");
+
+    // THEN they read the record (not change it) for the hour
+    let read = call(api, Method::GET, &ehr(&patient, ""), None, &er).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    assert_eq!(read.body["items"][0]["data"]["name"], "Latex");
+    let change = call(
+        api,
+        Method::PATCH,
+        &ehr(&patient, &format!("/allergies/{allergy_id}")),
+        Some(json!({"version": 1, "data": {"criticality": "low"}})),
+        &er,
+    )
+    .await;
+    assert!(!change.status.is_success(), "{}", change.body);
+
+    // AND the clinic's admins are told, with a link to the trail and nothing about the patient
+    let message = {
+        let mut found = None;
+        for _ in 0..100 {
+            let inbox = call(api, Method::GET, "/v1/users/me/notifications", None, &admin).await;
+            found = inbox.body["items"].as_array().and_then(|i| {
+                i.iter()
+                    .find(|m| m["template"] == "break-glass-opened")
+                    .cloned()
+            });
+            if found.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        found.expect("the admins' message")
+    };
+    let text = message.to_string();
+    assert!(text.contains("audit?action=break-glass"), "{text}");
+    assert!(
+        !text.contains(reason) && !text.contains(&patient) && !text.contains("Latex"),
+        "{text}"
+    );
+
+    // AND the override is in the clinic's trail, with its reason, for admins only
+    let trail = |q: &str| format!("/v1/clinics/{DEMO_CLINIC_ID}/audit{q}");
+    let overrides = call(
+        api,
+        Method::GET,
+        &trail("?action=break-glass"),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(overrides.status, StatusCode::OK, "{}", overrides.body);
+    let items = overrides.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{}", overrides.body);
+    assert_eq!(items[0]["actorId"], er_id.to_string());
+    assert_eq!(items[0]["purpose"], "emergency");
+    assert_eq!(items[0]["reason"], reason);
+    assert_eq!(items[0]["patientId"], patient);
+    let by_er = call(
+        api,
+        Method::GET,
+        &trail(&format!("?actorId={er_id}&action=read")),
+        None,
+        &admin,
+    )
+    .await;
+    let reads = by_er.body["items"].as_array().unwrap();
+    // Newest first: the read under the grant, then the refused one before it.
+    assert_eq!(reads.len(), 2, "{}", by_er.body);
+    assert_eq!(reads[0]["outcome"], "success");
+    assert_eq!(reads[0]["purpose"], "emergency");
+    assert_eq!(reads[0]["resourceIds"], json!([allergy_id]));
+    assert_eq!(reads[1]["outcome"], "denied");
+    let of_patient = call(
+        api,
+        Method::GET,
+        &trail(&format!("?patientId={patient}&limit=2")),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(of_patient.body["items"].as_array().unwrap().len(), 2);
+    let cursor = of_patient.body["nextCursor"]
+        .as_str()
+        .expect("more")
+        .to_string();
+    let next = call(
+        api,
+        Method::GET,
+        &trail(&format!("?patientId={patient}&limit=2&cursor={cursor}")),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(next.status, StatusCode::OK);
+    assert_ne!(
+        next.body["items"][0]["id"],
+        of_patient.body["items"][0]["id"]
+    );
+    // The cursor continues only the query it was made for.
+    assert_eq!(
+        status(
+            &call(
+                api,
+                Method::GET,
+                &trail(&format!("?cursor={cursor}")),
+                None,
+                &admin
+            )
+            .await
+        ),
+        400
+    );
+    let past = call(
+        api,
+        Method::GET,
+        &trail("?to=2020-01-01T00:00:00Z"),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(past.body["items"].as_array().unwrap().len(), 0);
+    for token in [&doctor, &er, &patient_token] {
+        assert_eq!(
+            status(&call(api, Method::GET, &trail(""), None, token).await),
+            403
+        );
+    }
+    let second = api.token("admin@second.clinic", DEMO_PASSWORD).await;
+    assert_eq!(
+        status(&call(api, Method::GET, &trail(""), None, &second).await),
+        404
+    );
+
+    // AND the patient sees who accessed their record, in which role, when and why
+    let log = call(
+        api,
+        Method::GET,
+        "/v1/users/me/access-log",
+        None,
+        &patient_token,
+    )
+    .await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.body);
+    let entries = log.body["items"].as_array().unwrap();
+    let glass_entry = entries
+        .iter()
+        .find(|e| e["action"] == "break-glass")
+        .expect("the override");
+    assert_eq!(glass_entry["actor"]["role"], "DOCTOR");
+    assert_eq!(glass_entry["actor"]["name"], "Given Family");
+    assert_eq!(glass_entry["reason"], reason);
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "read" && e["purpose"] == "emergency")
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "create" && e["actor"]["name"] == "Dana Doctor")
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["resource"] == "audit" && e["actor"]["role"] == "CLINIC_ADMIN"),
+        "the admins' reading of the trail"
+    );
+    assert!(
+        entries.iter().all(|e| e["actor"]["id"] != json!(patient)),
+        "not their own reads"
+    );
+
+    // AND their own record across clinics holds the allergy
+    let own = call(
+        api,
+        Method::GET,
+        "/v1/users/me/health-record",
+        None,
+        &patient_token,
+    )
+    .await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    assert_eq!(own.body["clinics"][0]["clinicId"], DEMO_CLINIC_ID);
+    assert_eq!(own.body["clinics"][0]["items"][0]["id"], allergy_id);
+}

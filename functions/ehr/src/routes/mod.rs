@@ -1,2 +1,3 @@
 pub mod care_team;
 pub mod records;
+pub mod trail;

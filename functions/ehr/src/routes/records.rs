@@ -35,6 +35,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/v1/clinics/{clinicId}/patients/{patientId}/ehr/{kind}",
             get(list).merge(idempotent_post(state, create)),
         )
+        .route(
+            "/v1/clinics/{clinicId}/patients/{patientId}/break-glass",
+            post(break_glass),
+        )
         .route(RECORD, get(read).patch(update).delete(remove))
         .route(&format!("{RECORD}/history"), get(history))
 }
@@ -95,6 +99,19 @@ async fn create(
         kind.slug, view.id
     );
     Ok(created(&view, Some(&location)))
+}
+
+async fn break_glass(
+    State(state): State<AppState>,
+    access: ClinicAccess,
+    Path((_, patient)): Path<(String, String)>,
+    Json(req): Json<crate::break_glass::BreakGlassRequest>,
+) -> Result<Response, ApiError> {
+    let pa = access::patient(&state, &access, &patient).await?;
+    Ok(created(
+        &crate::break_glass::open(&state, &pa, req).await?,
+        None,
+    ))
 }
 
 async fn read(
