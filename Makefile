@@ -5,13 +5,14 @@ SHELL := /bin/bash
 VENV := .venv
 PORT ?= 3000
 MOTO_PORT ?= 4566
-FUNCTIONS := auth users clinics appointments billing relay notifications
+FUNCTIONS := auth users clinics appointments billing relay notifications ehr
 
-.PHONY: help setup dev mail totp test lint unit emulator-test build deploy bench fmt clean
+.PHONY: help setup dev mail audit-verify totp test lint unit emulator-test build deploy bench fmt clean
 
 help:
 	@echo "make dev     local stack: emulated AWS, every function on 127.0.0.1:$(PORT), demo data"
 	@echo "make mail    print the account mail (verification, invitation, reset links) make dev queued"
+	@echo "make audit-verify  seal the demo clinic's audit trail so far and verify every sealed day"
 	@echo "make totp    the demo super admin's current authenticator code (SECRET=... for another)"
 	@echo "make test    formatting, clippy, cfn-lint and every test against the emulator"
 	@echo "make lint    formatting, clippy and cfn-lint only"
@@ -38,6 +39,11 @@ dev: setup
 mail:
 	@cargo build -q -p local-stack
 	@set -a && source .local/stack.env && AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test target/debug/local-stack mail
+
+audit-verify:
+	@cargo build -q -p local-stack
+	@test -f .local/stack.env || { echo "make dev is not running (no .local/stack.env)"; exit 1; }
+	@set -a && source .local/stack.env && AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test target/debug/local-stack audit seal && AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test target/debug/local-stack audit verify
 
 totp:
 	@cargo build -q -p local-stack
@@ -68,7 +74,7 @@ deploy: $(VENV)/.build-installed
 
 bench: setup
 	cargo build --release $(addprefix -p ,$(FUNCTIONS)) -p local-stack --bins
-	infra/with-moto.sh target/release/local-stack bench target/release/hello-lambda target/release/hello-kms $(addprefix target/release/,$(filter-out notifications,$(FUNCTIONS))) target/release/notifications-worker target/release/notifications-events target/release/notifications-api target/release/notifications-reminders target/release/appointments-sweep target/release/appointments-events target/release/billing-sweep target/release/billing-events target/release/billing-stats
+	infra/with-moto.sh target/release/local-stack bench target/release/hello-lambda target/release/hello-kms $(addprefix target/release/,$(filter-out notifications,$(FUNCTIONS))) target/release/notifications-worker target/release/notifications-events target/release/notifications-api target/release/notifications-reminders target/release/appointments-sweep target/release/appointments-events target/release/billing-sweep target/release/billing-events target/release/billing-stats target/release/ehr-audit-seal
 
 fmt:
 	cargo fmt --all

@@ -152,6 +152,9 @@ pub async fn run(binaries: &[String]) -> Result<(), BoxError> {
                 "WORK_QUEUE_URL",
                 stack.resources.notifications_reminders_url.clone(),
             )),
+            Some("ehr-audit-seal") => {
+                own_env.push(("WORK_QUEUE_URL", stack.resources.audit_seal_url.clone()));
+            }
             _ => {}
         }
         let mut samples = Vec::with_capacity(runs);

@@ -256,6 +256,25 @@ impl Stack {
         )
     }
 
+    /// Fans the audit sealing job out every `every`, as the daily EventBridge schedule does
+    /// on AWS; [`Stack::spawn_consumers`] then seals each clinic's finished days.
+    pub fn spawn_audit_seal(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        spawn_fan_out(
+            self.ehr.clone(),
+            self.resources.audit_seal_url.clone(),
+            ehr::seal::JOB,
+            every,
+        )
+    }
+
+    /// The audit signing key, for sealing and verifying the trail's digests.
+    pub fn audit_signer(&self) -> ehr::seal::Signer {
+        ehr::seal::Signer {
+            kms: self.clients.kms.clone(),
+            key_id: self.resources.audit_signing_key_id.clone(),
+        }
+    }
+
     /// Fans the billing job out every `every`, as the hourly EventBridge schedule does on AWS.
     pub fn spawn_billing_sweep(&self, every: Duration) -> tokio::task::JoinHandle<()> {
         spawn_fan_out(
@@ -643,7 +662,19 @@ pub async fn drain_sweeps(stack: &Stack) -> Result<usize, BoxError> {
         |clinic| async move { notifications::reminders::sweep_clinic(notifications, &clinic).await },
     )
     .await?;
-    Ok(swept + billed + reminded)
+    let (ehr, signer) = (&stack.ehr, stack.audit_signer());
+    let signer = &signer;
+    let sealed = drain_work(
+        &stack.clients.sqs,
+        &stack.resources.audit_seal_url,
+        ehr::seal::JOB,
+        |clinic| async move {
+            let today = ehr.clock.now().to_zoned(jiff::tz::TimeZone::UTC).date();
+            ehr::seal::seal_clinic(&ehr.audit.table, signer, &clinic, today).await
+        },
+    )
+    .await?;
+    Ok(swept + billed + reminded + sealed)
 }
 
 /// Billing's queue: cancelled covered appointments give their unit back.

@@ -17,6 +17,10 @@ const USAGE: &str = "usage:
   local-stack mail                       print the mail, SMS and push messages the running stack's
                                          notification worker sent (what the emulator's SES and SNS
                                          accepted)
+  local-stack audit seal|verify [--clinic ID]
+                                         seal the running stack's finished audit days (as the daily
+                                         job does; default: the demo clinic), or verify every sealed day: count, hash chain,
+                                         link to the day before and KMS signature (exit 1 on a finding)
   local-stack totp [SECRET]              the current code of an authenticator secret (base32;
                                          default: the demo super admin's)
   local-stack bench BINARY...            cold start, size and AWS-call benchmarks (see Makefile)";
@@ -63,6 +67,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             Ok(())
         }
         Some("mail") => mail().await,
+        Some("audit") => {
+            let clinic = flag("--clinic").unwrap_or_else(|| DEMO_CLINIC_ID.to_string());
+            audit(args.get(1).map(String::as_str), &clinic).await
+        }
         Some("totp") => {
             let secret = args.get(1).map_or(DEMO_SUPER_ADMIN_TOTP, String::as_str);
             let code = local_stack::totp_code(secret, jiff::Timestamp::now().as_second())
@@ -99,6 +107,9 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     let _consumers = stack.spawn_consumers(Duration::from_millis(500));
     let _billing_sweep = stack.spawn_billing_sweep(Duration::from_secs(60));
     let _reminders = stack.spawn_reminders(Duration::from_secs(60));
+    // Seals finished days of the audit trail (the daily job; hourly here, so a stack left
+    // running over midnight seals the day that ended).
+    let _audit_seal = stack.spawn_audit_seal(Duration::from_secs(3600));
     let _stats = stack.spawn_stats(Duration::from_millis(500));
     let _notifications = stack.spawn_notifications(Duration::from_millis(500));
     let (addr, server) = serve(stack.gateway(), ([127, 0, 0, 1], port).into()).await?;
@@ -190,4 +201,58 @@ async fn mail() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         );
     }
     Ok(())
+}
+
+/// Seals or verifies one clinic's audit trail in the running local stack (names from its
+/// environment: `AUDIT_TABLE_NAME`, `AUDIT_SIGNING_KEY_ID`).
+async fn audit(
+    what: Option<&str>,
+    clinic: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let clinic = shared::ids::ClinicId::parse(clinic).ok_or("--clinic is not a clinic id")?;
+    let table_name = shared::config::required("AUDIT_TABLE_NAME")?;
+    let clients = Clients::from_env().await;
+    let table = shared::db::Table::new(clients.dynamodb.clone(), table_name);
+    let signer = ehr::seal::Signer {
+        kms: clients.kms.clone(),
+        key_id: shared::config::required("AUDIT_SIGNING_KEY_ID")?,
+    };
+    match what {
+        Some("seal") => {
+            // Finished days only, as the daily job: a day is sealed once, when it is over.
+            let today = jiff::Zoned::now()
+                .with_time_zone(jiff::tz::TimeZone::UTC)
+                .date();
+            let sealed = ehr::seal::seal_clinic(&table, &signer, &clinic, today).await?;
+            for d in &sealed {
+                println!(
+                    "sealed {} {}: {} records, root {}",
+                    d.clinic_id, d.day, d.count, d.root
+                );
+            }
+            if sealed.is_empty() {
+                println!(
+                    "nothing to seal: every finished day with records is sealed (today is sealed tomorrow)"
+                );
+            }
+            Ok(())
+        }
+        Some("verify") => {
+            let report = ehr::seal::verify(&table, &signer, &clinic).await?;
+            println!(
+                "{clinic}: {} sealed days, {} sealed records",
+                report.days_sealed, report.records_sealed
+            );
+            for f in &report.findings {
+                println!("  {}: {}", f.day, f.problem);
+            }
+            if report.ok() {
+                println!("  every sealed day verifies");
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
+        _ => Err("usage: local-stack audit seal|verify [--clinic ID]".into()),
+    }
 }

@@ -63,8 +63,11 @@ pub const EVENT_SOURCES: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct Resources {
     pub table: String,
-    /// The append-only audit trail.
+    /// The append-only audit trail, the key its daily digests are signed with, and the
+    /// sealing job's per-clinic work queue.
     pub audit_table: String,
+    pub audit_signing_key_id: String,
+    pub audit_seal_url: String,
     pub kms_key_id: String,
     pub bus: String,
     /// The notification job queues, one per priority.
@@ -119,6 +122,7 @@ impl Resources {
         vec![
             ("TABLE_NAME", self.table.clone()),
             ("AUDIT_TABLE_NAME", self.audit_table.clone()),
+            ("AUDIT_SIGNING_KEY_ID", self.audit_signing_key_id.clone()),
             ("KMS_KEY_ID", self.kms_key_id.clone()),
             ("PLATFORM_SECRETS", self.secrets_ciphertext.clone()),
             ("SIGNING_SECRETS", self.signing_secrets_ciphertext.clone()),
@@ -375,6 +379,20 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
         .map(|m| m.key_id)
         .ok_or("key without metadata")?;
 
+    // The audit trail's digests are signed with an asymmetric key of their own.
+    let signing = clients
+        .kms
+        .create_key()
+        .description(format!("{prefix} audit digest signing key"))
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await?;
+    let audit_signing_key_id = signing
+        .key_metadata
+        .map(|m| m.key_id)
+        .ok_or("key without metadata")?;
+
     let mut queues = Vec::new();
     for priority in ["critical", "high", "normal", "low"] {
         let (dlq_url, dlq) = create_queue(
@@ -510,6 +528,9 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
         Some(&reminders_dlq),
     )
     .await?;
+    let (_, seal_dlq) = create_queue(clients, &format!("{prefix}-audit-seal-dlq"), None).await?;
+    let (audit_seal, _) =
+        create_queue(clients, &format!("{prefix}-audit-seal"), Some(&seal_dlq)).await?;
     let (_, billing_dlq) =
         create_queue(clients, &format!("{prefix}-billing-sweep-dlq"), None).await?;
     let (billing_sweep, _) = create_queue(
@@ -525,6 +546,8 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
     Ok(Resources {
         table,
         audit_table,
+        audit_signing_key_id,
+        audit_seal_url: audit_seal,
         kms_key_id,
         bus,
         notifications_critical_url: critical.0,

@@ -15,6 +15,7 @@ pub mod kinds;
 pub mod own;
 pub mod records;
 mod routes;
+pub mod seal;
 pub mod store;
 pub mod trail;
 
@@ -71,6 +72,27 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// Handlers' state: the platform alone.
 pub type AppState = shared::app::AppState<()>;
+
+/// The sealing job's state: the platform and the audit signing key.
+pub type SealState = shared::app::AppState<seal::Signer>;
+
+/// The sealing job's state from the environment (`AUDIT_SIGNING_KEY_ID` besides the
+/// platform's variables).
+pub async fn seal_state_from_env() -> Result<SealState, shared::app::BoxError> {
+    let cfg = shared::config::PlatformConfig::from_env()?;
+    let clients = shared::aws::Clients::from_env().await;
+    let signer = seal::Signer {
+        kms: clients.kms.clone(),
+        key_id: shared::config::required("AUDIT_SIGNING_KEY_ID")?,
+    };
+    SealState::open(
+        &clients,
+        &cfg,
+        std::sync::Arc::new(shared::clock::SystemClock),
+        signer,
+    )
+    .await
+}
 
 /// The routes with the platform's layers, for this function's own Lambda.
 pub fn router(state: AppState) -> Router {

@@ -54,6 +54,7 @@ fn every_configuration_variable_is_set() {
         "NOTIFICATIONS_FEEDBACK_QUEUE_URL",
         "WORK_QUEUE_URL",
         "AUDIT_TABLE_NAME",
+        "AUDIT_SIGNING_KEY_ID",
     ] {
         assert!(
             TEMPLATE.contains(&format!("{var}:")),
