@@ -200,6 +200,7 @@ pub async fn run(binaries: &[String]) -> Result<(), BoxError> {
     for (op, calls, depth) in calls_per_operation(&stack).await? {
         report.push_str(&format!("| {op} | {calls} | {depth} |\n"));
     }
+    report.push_str(&crate::ehr_bench::table(&stack).await?);
     let large: usize = std::env::var("BENCH_SCALE")
         .ok()
         .and_then(|v| v.parse().ok())

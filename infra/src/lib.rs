@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod delivery;
+pub mod ehr_bench;
 mod received;
 pub mod scale;
 

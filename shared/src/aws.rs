@@ -136,6 +136,8 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     pub eventbridge: aws_sdk_eventbridge::Client,
     pub calls: CallCounter,
+    /// KMS calls alone (also counted in `calls`).
+    pub kms_calls: CallCounter,
     pub sdk: aws_types::SdkConfig,
 }
 
@@ -150,6 +152,7 @@ impl Clients {
 
     pub fn from_sdk(sdk: aws_types::SdkConfig) -> Self {
         let calls = CallCounter::default();
+        let kms_calls = CallCounter::default();
         let dynamodb = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&sdk)
                 .interceptor(calls.clone())
@@ -158,6 +161,7 @@ impl Clients {
         let kms = aws_sdk_kms::Client::from_conf(
             aws_sdk_kms::config::Builder::from(&sdk)
                 .interceptor(calls.clone())
+                .interceptor(kms_calls.clone())
                 .build(),
         );
         let sqs = aws_sdk_sqs::Client::from_conf(
@@ -176,6 +180,7 @@ impl Clients {
             sqs,
             eventbridge,
             calls,
+            kms_calls,
             sdk,
         }
     }

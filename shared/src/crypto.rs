@@ -210,17 +210,33 @@ impl Envelope {
             return Err(CryptoError::Malformed);
         }
         key.copy_from_slice(plain);
-        let mut cache = lock(&self.encrypt_keys);
-        if cache.len() >= self.limits.max_entries {
-            cache.clear();
+        {
+            let mut cache = lock(&self.encrypt_keys);
+            if cache.len() >= self.limits.max_entries {
+                cache.clear();
+            }
+            cache.insert(
+                tenant.to_string(),
+                CachedKey {
+                    plaintext: key.clone(),
+                    wrapped: wrapped.clone(),
+                    created: Instant::now(),
+                    uses: 1,
+                },
+            );
         }
-        cache.insert(
-            tenant.to_string(),
+        // What this container seals it can open without asking KMS to unwrap the key again.
+        let mut opened = lock(&self.decrypt_keys);
+        if opened.len() >= self.limits.max_entries {
+            opened.clear();
+        }
+        opened.insert(
+            [tenant.as_bytes(), b"\x1f", &wrapped].concat(),
             CachedKey {
                 plaintext: key.clone(),
-                wrapped: wrapped.clone(),
+                wrapped: Vec::new(),
                 created: Instant::now(),
-                uses: 1,
+                uses: 0,
             },
         );
         Ok((key, wrapped))
