@@ -88,12 +88,12 @@ fn team_flag(
     )
 }
 
-/// Puts a member on the patient's care team (again: no change).
-pub async fn add(
+/// The member named, if the caller may manage them (the policy's member row).
+async fn managed_member(
     state: &AppState,
     pa: &PatientAccess,
     member_id: &str,
-) -> Result<TeamMember, ApiError> {
+) -> Result<(UserId, shared::tenancy::MemberRecord), ApiError> {
     let member_id = UserId::parse(member_id).ok_or(ApiError::NotFound)?;
     let m = get_member(&state.table, &pa.access.clinic, &member_id)
         .await?
@@ -105,6 +105,16 @@ pub async fn add(
     };
     pa.access
         .require(Resource::Member, Action::Manage, &subject)?;
+    Ok((member_id, m))
+}
+
+/// Puts a member on the patient's care team (again: no change).
+pub async fn add(
+    state: &AppState,
+    pa: &PatientAccess,
+    member_id: &str,
+) -> Result<TeamMember, ApiError> {
+    let (member_id, m) = managed_member(state, pa, member_id).await?;
     if !cares(m.role) {
         return Err(ApiError::unprocessable(
             "not_a_carer",
@@ -136,17 +146,7 @@ pub async fn add(
 
 /// Takes a member off the patient's care team (404 when they were not on it).
 pub async fn remove(state: &AppState, pa: &PatientAccess, member_id: &str) -> Result<(), ApiError> {
-    let member_id = UserId::parse(member_id).ok_or(ApiError::NotFound)?;
-    let m = get_member(&state.table, &pa.access.clinic, &member_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    let subject = Subject {
-        member_role: Some(m.role),
-        location: m.location.as_ref().map(|l| l.as_str()),
-        ..Default::default()
-    };
-    pa.access
-        .require(Resource::Member, Action::Manage, &subject)?;
+    let (member_id, _) = managed_member(state, pa, member_id).await?;
     let mut tx = Tx::default();
     tx.guard(
         tx_delete(

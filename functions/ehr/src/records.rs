@@ -52,19 +52,9 @@ pub struct RecordView {
 async fn view(state: &AppState, r: &Stored) -> Result<RecordView, ApiError> {
     let (data, reason) = r.open(&state.envelope).await?;
     Ok(RecordView {
-        id: r.id.to_string(),
-        kind: r.kind.slug,
-        clinic_id: r.clinic.to_string(),
-        patient_id: r.patient.to_string(),
-        version: r.version,
-        status: r.status.as_str(),
-        encounter_id: r.encounter.as_ref().map(ToString::to_string),
-        author_id: r.author.to_string(),
-        author_role: r.author_role.clone(),
-        created_at: rfc3339(r.created_at),
-        updated_at: rfc3339(r.updated_at),
         data,
         entered_in_error_reason: reason,
+        ..view_meta(r)
     })
 }
 

@@ -130,29 +130,30 @@ fn day_ms(day: Date) -> Result<(i64, i64), ApiError> {
     Ok((start, start + 86_400_000 - 1))
 }
 
-/// Every record of one clinic's day, in key order.
-pub async fn day_records(
+/// Every item of a query, all pages, in key order.
+async fn query_all(
     table: &Table,
-    clinic: &ClinicId,
-    day: Date,
+    pk: String,
+    range: Option<(String, String)>,
 ) -> Result<Vec<Item>, ApiError> {
-    let (from, to) = day_ms(day)?;
     let mut out = Vec::new();
     let mut start = None;
     loop {
-        let page = table
+        let mut q = table
             .client
             .query()
             .table_name(&table.name)
-            .key_condition_expression("pk = :p AND sk BETWEEN :from AND :to")
-            .expression_attribute_values(":p", s(keys::audit_pk(clinic)))
-            .expression_attribute_values(":from", s(format!("{from:013}")))
-            .expression_attribute_values(":to", s(format!("{to:013}~")))
+            .expression_attribute_values(":p", s(&pk))
             .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(internal)?;
+            .set_exclusive_start_key(start);
+        q = match &range {
+            Some((from, to)) => q
+                .key_condition_expression("pk = :p AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":from", s(from))
+                .expression_attribute_values(":to", s(to)),
+            None => q.key_condition_expression("pk = :p"),
+        };
+        let page = q.send().await.map_err(internal)?;
         out.extend(page.items().iter().cloned());
         match page.last_evaluated_key.filter(|k| !k.is_empty()) {
             Some(k) => start = Some(k),
@@ -162,34 +163,30 @@ pub async fn day_records(
     Ok(out)
 }
 
+/// Every record of one clinic's day, in key order.
+pub async fn day_records(
+    table: &Table,
+    clinic: &ClinicId,
+    day: Date,
+) -> Result<Vec<Item>, ApiError> {
+    let (from, to) = day_ms(day)?;
+    query_all(
+        table,
+        keys::audit_pk(clinic),
+        Some((format!("{from:013}"), format!("{to:013}~"))),
+    )
+    .await
+}
+
 /// Every digest of the clinic, oldest first, with its signature.
 async fn digests(table: &Table, clinic: &ClinicId) -> Result<Vec<(DayDigest, Vec<u8>)>, ApiError> {
-    let mut out = Vec::new();
-    let mut start = None;
-    loop {
-        let page = table
-            .client
-            .query()
-            .table_name(&table.name)
-            .key_condition_expression("pk = :p")
-            .expression_attribute_values(":p", s(digest_pk(clinic)))
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(internal)?;
-        for i in page.items() {
-            out.push(
-                DayDigest::from_item(i)
-                    .ok_or_else(|| ApiError::internal("a malformed audit digest"))?,
-            );
-        }
-        match page.last_evaluated_key.filter(|k| !k.is_empty()) {
-            Some(k) => start = Some(k),
-            None => break,
-        }
-    }
-    Ok(out)
+    query_all(table, digest_pk(clinic), None)
+        .await?
+        .iter()
+        .map(|i| {
+            DayDigest::from_item(i).ok_or_else(|| ApiError::internal("a malformed audit digest"))
+        })
+        .collect()
 }
 
 /// The day of the clinic's first audit record, if it has any.
