@@ -79,6 +79,22 @@ fn sha(parts: &[&[u8]]) -> String {
     B64.encode(h.finalize())
 }
 
+/// A `POST` route a client may retry with the same `Idempotency-Key` without doing it twice.
+pub fn idempotent_post<H, T, S>(
+    store: &IdempotencyStore,
+    handler: H,
+) -> axum::routing::MethodRouter<S>
+where
+    H: axum::handler::Handler<T, S>,
+    T: 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    axum::routing::post(handler).layer(axum::middleware::from_fn_with_state(
+        store.clone(),
+        idempotent,
+    ))
+}
+
 /// The middleware. Requests without the header pass straight through.
 pub async fn idempotent(
     State(store): State<IdempotencyStore>,

@@ -8,12 +8,8 @@ pub mod clinical_notes;
 pub mod queue;
 pub mod slots;
 
-use axum::{
-    handler::Handler,
-    middleware,
-    routing::{MethodRouter, post},
-};
-use shared::{ApiError, authn::ClinicAccess, idempotency::idempotent};
+use axum::{handler::Handler, routing::MethodRouter};
+use shared::{ApiError, authn::ClinicAccess};
 
 use crate::{
     AppState,
@@ -28,10 +24,7 @@ where
     H: Handler<T, AppState>,
     T: 'static,
 {
-    post(handler).layer(middleware::from_fn_with_state(
-        state.idempotency.clone(),
-        idempotent,
-    ))
+    shared::idempotency::idempotent_post(&state.idempotency, handler)
 }
 
 /// The view of `a` for this caller: with its reason, symptoms and notes only if they may see

@@ -1,21 +1,20 @@
 //! Patient self-registration into a clinic (idempotent by `Idempotency-Key`).
 
-use axum::{Router, extract::State, middleware, response::Response, routing::post};
+use axum::{Router, extract::State, response::Response};
 use shared::{
     ApiError,
     http::{Json, SourceAddress, created},
-    idempotency::idempotent,
+    idempotency::idempotent_post,
     policy::Role,
 };
 
 use crate::{AppState, Auth, rules::limits::REGISTER_PER_SOURCE, service::RegisterRequest};
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    let register = post(register).layer(middleware::from_fn_with_state(
-        state.idempotency.clone(),
-        idempotent,
-    ));
-    Router::new().route("/v1/auth/register", register)
+    Router::new().route(
+        "/v1/auth/register",
+        idempotent_post(&state.idempotency, register),
+    )
 }
 
 async fn register(

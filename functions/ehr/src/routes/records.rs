@@ -4,17 +4,15 @@
 use axum::{
     Router,
     extract::{Path, State},
-    handler::Handler,
-    middleware,
     response::Response,
-    routing::{MethodRouter, get, post},
+    routing::{get, post},
 };
 use serde::Deserialize;
 use shared::{
     ApiError,
     authn::ClinicAccess,
     http::{Json, Query, created, page, present},
-    idempotency::idempotent,
+    idempotency::idempotent_post,
 };
 
 use crate::{
@@ -33,7 +31,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route(
             "/v1/clinics/{clinicId}/patients/{patientId}/ehr/{kind}",
-            get(list).merge(idempotent_post(state, create)),
+            get(list).merge(idempotent_post(&state.idempotency, create)),
         )
         .route(
             "/v1/clinics/{clinicId}/patients/{patientId}/break-glass",
@@ -41,18 +39,6 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route(RECORD, get(read).patch(update).delete(remove))
         .route(&format!("{RECORD}/history"), get(history))
-}
-
-/// A `POST` a client may retry with the same `Idempotency-Key` without adding twice.
-fn idempotent_post<H, T>(state: &AppState, handler: H) -> MethodRouter<AppState>
-where
-    H: Handler<T, AppState>,
-    T: 'static,
-{
-    post(handler).layer(middleware::from_fn_with_state(
-        state.idempotency.clone(),
-        idempotent,
-    ))
 }
 
 #[derive(Debug, Default, Deserialize)]
