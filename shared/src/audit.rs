@@ -116,6 +116,31 @@ pub struct AuditEntry {
     pub outcome: Outcome,
 }
 
+impl AuditEntry {
+    /// A successful access by a clinic's member to `patient`'s information.
+    pub fn by(
+        access: &crate::authn::ClinicAccess,
+        patient: &UserId,
+        action: AuditAction,
+        resource: &str,
+        ids: Vec<String>,
+    ) -> Self {
+        let own = access.caller.user_id == *patient;
+        Self {
+            clinic: access.clinic.clone(),
+            actor: access.caller.user_id.clone(),
+            role: access.role,
+            patient: Some(patient.clone()),
+            action,
+            resource: resource.to_string(),
+            ids,
+            purpose: purpose_of(access.role, own, false),
+            reason: None,
+            outcome: Outcome::Success,
+        }
+    }
+}
+
 /// An audit record as its readers see it (the reason opened for those allowed to read it).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

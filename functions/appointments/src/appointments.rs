@@ -291,6 +291,16 @@ pub async fn update(
             )
             .outbox_write(&state.table.name, now.as_second())?,
         );
+        tx.push(
+            state
+                .audit
+                .put(&crate::booking::audit_of(
+                    access,
+                    &b,
+                    shared::audit::AuditAction::Update,
+                ))
+                .await?,
+        );
         tx.commit(&state.table).await?;
     }
     Ok(b)

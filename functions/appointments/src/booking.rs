@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use shared::{
     ApiError,
+    audit::{AuditAction, AuditEntry},
     authn::ClinicAccess,
     crypto::Phi,
     db::{self, Tx},
@@ -302,6 +303,15 @@ pub async fn book(
                     tx.push(store::hold_put(&state.table, &a, until)?);
                 }
                 lifecycle::add_booking(state, &mut tx, &a, who, now).await?;
+                if !a.sealed.is_empty() {
+                    // The reason, symptoms or notes written: the audit record commits with them.
+                    tx.push(
+                        state
+                            .audit
+                            .put(&audit_of(access, &a, AuditAction::Create))
+                            .await?,
+                    );
+                }
                 tx.commit(&state.table).await?;
                 Ok(a)
             }
@@ -312,6 +322,17 @@ pub async fn book(
             other => break other,
         }
     }
+}
+
+/// The audit record of an access to an appointment's free text (reason, symptoms, notes).
+pub fn audit_of(access: &ClinicAccess, a: &AppointmentRecord, action: AuditAction) -> AuditEntry {
+    AuditEntry::by(
+        access,
+        &a.patient,
+        action,
+        "appointment",
+        vec![a.id.to_string()],
+    )
 }
 
 /// The patient's count of open holds is at the clinic's limit.

@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use shared::{
     ApiError,
+    audit::{AuditAction, AuditEntry},
     authn::ClinicAccess,
     clock::rfc3339,
     crypto::{FieldContext, Phi},
@@ -169,6 +170,18 @@ pub async fn add(
         )
         .outbox_write(&state.table.name, now.as_second())?,
     );
+    tx.push(
+        state
+            .audit
+            .put(&AuditEntry::by(
+                access,
+                &a.patient,
+                AuditAction::Create,
+                "appointment.clinical-note",
+                vec![id.clone()],
+            ))
+            .await?,
+    );
     tx.commit(&state.table).await?;
     Ok(NoteView {
         id,
@@ -223,5 +236,16 @@ pub async fn list(
             text,
         });
     }
+    // Nothing leaves unless the reading is recorded.
+    state
+        .audit
+        .record(&AuditEntry::by(
+            access,
+            &a.patient,
+            AuditAction::Read,
+            "appointment.clinical-note",
+            notes.iter().map(|n| n.id.clone()).collect(),
+        ))
+        .await?;
     Ok(notes)
 }

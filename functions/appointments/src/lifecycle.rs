@@ -300,7 +300,35 @@ pub async fn apply(
                     .user
                     .as_ref()
                     .ok_or_else(|| ApiError::internal("a note without an author"))?;
-                tx.push(crate::clinical_notes::put(state, a, author, &notes, now_s).await?);
+                let note = crate::clinical_notes::put(state, a, author, &notes, now_s).await?;
+                let note_id = note
+                    .put
+                    .as_ref()
+                    .and_then(|p| p.item.get("noteId"))
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                tx.push(note);
+                // The note's audit record commits with it.
+                let role = shared::policy::Role::parse(who.role)
+                    .ok_or_else(|| ApiError::internal("a note by no role"))?;
+                tx.push(
+                    state
+                        .audit
+                        .put(&shared::audit::AuditEntry {
+                            clinic: a.clinic.clone(),
+                            actor: author.clone(),
+                            role,
+                            patient: Some(a.patient.clone()),
+                            action: shared::audit::AuditAction::Create,
+                            resource: "appointment.clinical-note".into(),
+                            ids: vec![note_id],
+                            purpose: shared::audit::purpose_of(role, false, false),
+                            reason: None,
+                            outcome: shared::audit::Outcome::Success,
+                        })
+                        .await?,
+                );
             }
             if let Some((starts_at, minutes)) = f {
                 let next = AppointmentRecord {

@@ -950,3 +950,144 @@ async fn a_doctor_who_does_not_treat_the_patient_reads_only_through_break_glass_
     assert_eq!(own.body["clinics"][0]["clinicId"], DEMO_CLINIC_ID);
     assert_eq!(own.body["clinics"][0]["items"][0]["id"], allergy_id);
 }
+
+/// One request sent with its own correlation id, and the audit records it left.
+async fn audited(
+    api: &Api,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    token: &str,
+) -> (Reply, Vec<shared::db::Item>) {
+    let correlation = uuid::Uuid::new_v4().to_string();
+    let auth = format!("Bearer {token}");
+    let r = api
+        .send(
+            method,
+            path,
+            body.map(|b| b.to_string().into_bytes()),
+            &[
+                ("authorization", auth.as_str()),
+                ("x-correlation-id", correlation.as_str()),
+            ],
+        )
+        .await;
+    let records = audit_items(api)
+        .await
+        .into_iter()
+        .filter(|i| attr(i, "correlationId") == correlation)
+        .collect();
+    (r, records)
+}
+
+#[tokio::test]
+async fn an_appointments_free_text_and_clinical_notes_are_audited_once_per_request() {
+    let api = &Api::start().await;
+    let patient = api.token("patient@demo.clinic", DEMO_PASSWORD).await;
+    let doctor = api.token("doctor@demo.clinic", DEMO_PASSWORD).await;
+    let reception = api.token("reception@demo.clinic", DEMO_PASSWORD).await;
+    let finance = api.token("finance@demo.clinic", DEMO_PASSWORD).await;
+    let pat = demo_user_id(7).to_string();
+    let slots = demo_slots(api, &patient, 2).await;
+    let appointments = format!("/v1/clinics/{DEMO_CLINIC_ID}/appointments");
+    let one_of = |records: &[shared::db::Item], action: &str, resource: &str| {
+        assert_eq!(records.len(), 1, "one record per request: {records:?}");
+        assert_eq!(attr(&records[0], "action"), action);
+        assert_eq!(attr(&records[0], "resource"), resource);
+        assert_eq!(attr(&records[0], "patientId"), pat);
+        ids_of(&records[0])
+    };
+
+    // A booking with a reason: its record commits with it
+    let (booked, records) = audited(api, Method::POST, &appointments, Some(json!({"doctorId": demo_user_id(3), "kind": "VIDEO_CALL", "startsAt": slots[0], "reason": CANARY})), &patient).await;
+    assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.body);
+    let id = booked.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        one_of(&records, "create", "appointment"),
+        std::slice::from_ref(&id)
+    );
+    assert_eq!(attr(&records[0], "purpose"), "own-record");
+    let one = format!("{appointments}/{id}");
+    // Reading it, changing its text, and an action that shows it: one record each
+    let (_, records) = audited(api, Method::GET, &one, None, &doctor).await;
+    assert_eq!(
+        one_of(&records, "read", "appointment"),
+        std::slice::from_ref(&id)
+    );
+    let (changed, records) = audited(
+        api,
+        Method::PATCH,
+        &one,
+        Some(json!({"reason": "knee pain"})),
+        &reception,
+    )
+    .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert_eq!(
+        one_of(&records, "update", "appointment"),
+        std::slice::from_ref(&id)
+    );
+    let (confirmed, records) = audited(
+        api,
+        Method::POST,
+        &format!("{one}/confirm"),
+        None,
+        &reception,
+    )
+    .await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+    assert_eq!(
+        one_of(&records, "read", "appointment"),
+        std::slice::from_ref(&id)
+    );
+    // Finance sees no text, so nothing of it is recorded as read
+    let (seen, records) = audited(api, Method::GET, &one, None, &finance).await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert!(
+        seen.body.get("reason").is_none() && records.is_empty(),
+        "{records:?}"
+    );
+    // A clinical note: written with its record; the notes read with one
+    let notes = format!("{one}/clinical-notes");
+    let (added, records) = audited(
+        api,
+        Method::POST,
+        &notes,
+        Some(json!({"text": "Rest for a week"})),
+        &doctor,
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    let note = added.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        one_of(&records, "create", "appointment.clinical-note"),
+        std::slice::from_ref(&note)
+    );
+    let (_, records) = audited(api, Method::GET, &notes, None, &patient).await;
+    assert_eq!(
+        one_of(&records, "read", "appointment.clinical-note"),
+        [note]
+    );
+    // The patient sees the doctor's and reception's readings in their access log
+    let log = call(api, Method::GET, "/v1/users/me/access-log", None, &patient).await;
+    let resources: Vec<_> = log.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["actor"]["role"].as_str().unwrap().to_string(),
+                e["resource"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        resources.contains(&("DOCTOR".into(), "appointment".into())),
+        "{resources:?}"
+    );
+    assert!(
+        resources.contains(&("RECEPTIONIST".into(), "appointment".into())),
+        "{resources:?}"
+    );
+    assert!(!format!("{:?}", audit_items(api).await).contains(CANARY));
+}

@@ -42,11 +42,30 @@ async fn act(
     let (b, follow_up) = actions::perform(&state, &access, &a, action, &raw).await?;
     let phi = sees_phi(&access, &b);
     let mut v = serde_json::to_value(view(&state, &b, phi).await?).map_err(ApiError::internal)?;
-    if let (Some(fu), Some(obj)) = (follow_up, v.as_object_mut()) {
+    if let (Some(fu), Some(obj)) = (&follow_up, v.as_object_mut()) {
         obj.insert(
             "followUp".into(),
-            serde_json::to_value(view(&state, &fu, phi).await?).map_err(ApiError::internal)?,
+            serde_json::to_value(view(&state, fu, phi).await?).map_err(ApiError::internal)?,
         );
+    }
+    // What was shown of the appointments' free text is recorded before it leaves.
+    let texts: Vec<String> = [Some(&b), follow_up.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter(|x| phi && !x.sealed.is_empty())
+        .map(|x| x.id.to_string())
+        .collect();
+    if !texts.is_empty() {
+        state
+            .audit
+            .record(&shared::audit::AuditEntry::by(
+                &access,
+                &b.patient,
+                shared::audit::AuditAction::Read,
+                "appointment",
+                texts,
+            ))
+            .await?;
     }
     Ok(present(&v))
 }

@@ -9,6 +9,7 @@ use axum::{
 };
 use shared::{
     ApiError,
+    audit::AuditAction,
     authn::ClinicAccess,
     http::{Json, Query, created, page, present},
 };
@@ -16,7 +17,7 @@ use shared::{
 use super::{idempotent_post, shown};
 use crate::{
     AppState,
-    access::load_visible,
+    access::{load_visible, sees_phi},
     appointments::{self, ListQuery, PatchBody},
     booking::{self, BookBody},
     views,
@@ -65,7 +66,14 @@ async fn show(
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (a, _) = load_visible(&state, &access, &id).await?;
-    Ok(present(&shown(&state, &access, &a).await?))
+    let v = shown(&state, &access, &a).await?;
+    if sees_phi(&access, &a) && !a.sealed.is_empty() {
+        state
+            .audit
+            .record(&booking::audit_of(&access, &a, AuditAction::Read))
+            .await?;
+    }
+    Ok(present(&v))
 }
 
 async fn update(
