@@ -93,21 +93,22 @@ pub fn reads(access: &ClinicAccess, a: &AppointmentRecord) -> bool {
     }
 }
 
-/// The put of a new note (never overwriting one), encrypted and bound to its clinic and id.
+/// The put of a new note (never overwriting one), encrypted and bound to its clinic and id,
+/// with the note's id.
 pub async fn put(
     state: &AppState,
     a: &AppointmentRecord,
     author: &UserId,
     text: &Phi<String>,
     now: i64,
-) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
+) -> Result<(String, aws_sdk_dynamodb::types::TransactWriteItem), ApiError> {
     let id = uuid::Uuid::new_v4().to_string();
     let seq = next_seq(state, a).await?;
     let sealed = state
         .envelope
         .encrypt_str(&text_field(&a.clinic, &id), text)
         .await?;
-    tx_put(
+    let put = tx_put(
         Put::builder()
             .table_name(&state.table.name)
             .item(keys::PK, s(keys::clinic_pk(&a.clinic)))
@@ -121,7 +122,8 @@ pub async fn put(
             .item("text", s(sealed))
             .item("createdAt", n(now))
             .condition_expression("attribute_not_exists(pk)"),
-    )
+    )?;
+    Ok((id, put))
 }
 
 /// Adds a note by the treating clinician, with its event (ids only).
@@ -143,7 +145,7 @@ pub async fn add(
         ));
     }
     let now: Timestamp = state.clock.now();
-    let put = put(
+    let (id, put) = put(
         state,
         a,
         &access.caller.user_id,
@@ -151,13 +153,6 @@ pub async fn add(
         now.as_second(),
     )
     .await?;
-    let id = put
-        .put
-        .as_ref()
-        .and_then(|p| p.item.get("noteId"))
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_default();
     let mut tx = Tx::default();
     tx.guard(put, NUMBER_TAKEN);
     tx.push(

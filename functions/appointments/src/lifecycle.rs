@@ -300,14 +300,8 @@ pub async fn apply(
                     .user
                     .as_ref()
                     .ok_or_else(|| ApiError::internal("a note without an author"))?;
-                let note = crate::clinical_notes::put(state, a, author, &notes, now_s).await?;
-                let note_id = note
-                    .put
-                    .as_ref()
-                    .and_then(|p| p.item.get("noteId"))
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default();
+                let (note_id, note) =
+                    crate::clinical_notes::put(state, a, author, &notes, now_s).await?;
                 tx.push(note);
                 // The note's audit record commits with it.
                 let role = shared::policy::Role::parse(who.role)

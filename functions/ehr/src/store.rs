@@ -1,7 +1,6 @@
 //! The only place with raw SDK calls for health records: reads of current records, of a
 //! record's versions, pages of a patient's records, and the encounter check.
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use shared::{
     ApiError,
     clinical::Stored,
@@ -74,12 +73,4 @@ pub async fn is_patients_appointment(
         .get(keys::clinic_pk(clinic), keys::appointment_sk(appointment))
         .await?
         .is_some_and(|i| get_opt_s(&i, "patientId") == Some(patient.as_str())))
-}
-
-/// A key attribute map for a cursor.
-pub fn key_of(pk: String, sk: String) -> Item {
-    Item::from([
-        (keys::PK.to_string(), AttributeValue::S(pk)),
-        (keys::SK.to_string(), AttributeValue::S(sk)),
-    ])
 }
