@@ -383,11 +383,15 @@ pub async fn is_assigned(
     Ok(table
         .get(keys::clinic_pk(clinic), keys::care_sk(member, patient))
         .await?
-        .is_some_and(|i| {
-            crate::db::get_opt_bool(&i, "team") == Some(true)
-                || (get_opt_n(&i, "active").is_some_and(|a| a > 0)
-                    && get_opt_n(&i, "until").is_some_and(|u| u > now))
-        }))
+        .is_some_and(|i| care_holds(&i, now)))
+}
+
+/// Whether a care relation item (`CARE#<member>#<patient>`) puts the pair in a care relation
+/// at `now`.
+pub fn care_holds(i: &Item, now: i64) -> bool {
+    crate::db::get_opt_bool(i, "team") == Some(true)
+        || (get_opt_n(i, "active").is_some_and(|a| a > 0)
+            && get_opt_n(i, "until").is_some_and(|u| u > now))
 }
 
 /// The active members of a clinic with `role` (its role partition of GSI2), at most `max`.

@@ -1,7 +1,7 @@
 //! What the policy needs to know about a request on a patient's health record, and its
 //! answer. The tenant comes from the path; the patient must be a patient of that clinic; the
 //! caller's relation to them (their own record, a care relation, an open break-glass grant) is
-//! read once per request.
+//! read once per request, in one batch.
 //!
 //! Refusals follow `ROLES.md`: a role the table gives no access of this kind answers 403; a
 //! role that would have access to a patient it is not related to answers 404, as if the
@@ -12,11 +12,11 @@ use shared::{
     audit::{AuditAction, AuditEntry, Outcome, purpose_of},
     authn::ClinicAccess,
     clinical::Kind,
-    db::get_opt_n,
+    db::{get_opt_n, get_opt_s, key},
     ids::UserId,
     keys,
     policy::{Action, Limit, Resource, Role, Scope, Subject, authorize},
-    tenancy::{get_member, is_assigned},
+    tenancy::{MemberRecord, care_holds},
 };
 
 use crate::AppState;
@@ -47,33 +47,35 @@ pub async fn patient(
     patient_id: &str,
 ) -> Result<PatientAccess, ApiError> {
     let patient = UserId::parse(patient_id).ok_or(ApiError::NotFound)?;
-    let member = get_member(&state.table, &access.clinic, &patient)
-        .await?
-        .filter(|m| m.role == Role::Patient)
-        .ok_or(ApiError::NotFound)?;
+    let caller = &access.caller.user_id;
+    let own = patient == *caller;
+    let pk = keys::clinic_pk(&access.clinic);
+    let (member_sk, care_sk, glass_sk) = (
+        keys::member_sk(&patient),
+        keys::care_sk(caller, &patient),
+        keys::break_glass_sk(&patient, caller),
+    );
+    // The patient's membership, and the relations the table could give this role, in one read.
+    let mut wanted = vec![key(pk.clone(), member_sk.clone())];
+    if !own && relates_by(access.role, Scope::Assigned, None) {
+        wanted.push(key(pk.clone(), care_sk.clone()));
+    }
+    if !own && relates_by(access.role, Scope::Clinic, Some(Limit::BreakGlass)) {
+        wanted.push(key(pk.clone(), glass_sk.clone()));
+    }
+    let items = state.table.batch_get(wanted).await?;
+    let item = |sk: &str| items.iter().find(|i| get_opt_s(i, keys::SK) == Some(sk));
+    let is_patient = item(&member_sk)
+        .map(MemberRecord::from_item)
+        .transpose()?
+        .is_some_and(|m| m.role == Role::Patient);
+    if !is_patient {
+        return Err(ApiError::NotFound);
+    }
     let now = state.clock.now().as_second();
-    let own = member.user == access.caller.user_id;
-    let assigned = !own
-        && relates_by(access.role, Scope::Assigned, None)
-        && is_assigned(
-            &state.table,
-            &access.clinic,
-            &access.caller.user_id,
-            &patient,
-            now,
-        )
-        .await?;
-    let break_glass = !own
-        && !assigned
-        && relates_by(access.role, Scope::Clinic, Some(Limit::BreakGlass))
-        && state
-            .table
-            .get(
-                keys::clinic_pk(&access.clinic),
-                keys::break_glass_sk(&patient, &access.caller.user_id),
-            )
-            .await?
-            .is_some_and(|i| get_opt_n(&i, "until").is_some_and(|u| u > now));
+    let assigned = item(&care_sk).is_some_and(|i| care_holds(i, now));
+    let break_glass = !assigned
+        && item(&glass_sk).is_some_and(|i| get_opt_n(i, "until").is_some_and(|u| u > now));
     Ok(PatientAccess {
         access: access.clone(),
         patient,
