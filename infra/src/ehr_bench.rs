@@ -191,7 +191,7 @@ pub async fn table(stack: &Stack) -> Result<String, BoxError> {
     let entry = AuditEntry {
         clinic: ClinicId::parse(DEMO_CLINIC_ID).ok_or("demo clinic id")?,
         actor: doctor.clone(),
-        role: Role::Doctor,
+        role: Some(Role::Doctor),
         patient: Some(patient.clone()),
         action: AuditAction::Read,
         resource: "ehr.summary".into(),

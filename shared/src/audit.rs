@@ -102,8 +102,11 @@ pub fn purpose_of(role: Role, own: bool, break_glass: bool) -> &'static str {
 pub struct AuditEntry {
     pub clinic: ClinicId,
     pub actor: UserId,
-    pub role: Role,
-    /// The patient whose information it was, when one is.
+    /// The actor's role in the clinic; none for a person's access to their own information
+    /// outside any clinic (recorded as `self`).
+    pub role: Option<Role>,
+    /// The person whose information it was (a patient, or a member whose contact details
+    /// were read), when there is one.
     pub patient: Option<UserId>,
     pub action: AuditAction,
     /// What kind of information, e.g. `ehr.vitals`, `ehr.summary`, `appointment`.
@@ -129,7 +132,7 @@ impl AuditEntry {
         Self {
             clinic: access.clinic.clone(),
             actor: access.caller.user_id.clone(),
-            role: access.role,
+            role: Some(access.role),
             patient: Some(patient.clone()),
             action,
             resource: resource.to_string(),
@@ -139,7 +142,52 @@ impl AuditEntry {
             outcome: Outcome::Success,
         }
     }
+
+    /// A successful access by a clinic's member to information about several people at once
+    /// (a page of members): the ids say whose.
+    pub fn of_clinic(
+        access: &crate::authn::ClinicAccess,
+        action: AuditAction,
+        resource: &str,
+        ids: Vec<String>,
+    ) -> Self {
+        Self {
+            clinic: access.clinic.clone(),
+            actor: access.caller.user_id.clone(),
+            role: Some(access.role),
+            patient: None,
+            action,
+            resource: resource.to_string(),
+            ids,
+            purpose: purpose_of(access.role, false, false),
+            reason: None,
+            outcome: Outcome::Success,
+        }
+    }
+
+    /// A person's access to their own information outside any clinic (their profile, their
+    /// inbox), in the platform scope ([`ClinicId::platform`]).
+    pub fn own(user: &UserId, action: AuditAction, resource: &str, ids: Vec<String>) -> Self {
+        Self {
+            clinic: ClinicId::platform(),
+            actor: user.clone(),
+            role: None,
+            patient: Some(user.clone()),
+            action,
+            resource: resource.to_string(),
+            ids,
+            purpose: "own-record",
+            reason: None,
+            outcome: Outcome::Success,
+        }
+    }
 }
+
+/// The scheduled job that seals each clinic's trail (and the platform scope's) day by day.
+pub const SEAL_JOB: &str = "audit-seal";
+
+/// The role recorded for an access outside any clinic.
+pub const SELF_ROLE: &str = "self";
 
 /// An audit record as its readers see it (the reason opened for those allowed to read it).
 #[derive(Debug, Clone, Serialize)]
@@ -223,7 +271,7 @@ impl AuditTrail {
             .item("at", n(at))
             .item("clinicId", s(e.clinic.as_str()))
             .item("actorId", s(e.actor.as_str()))
-            .item("role", s(e.role.as_str()))
+            .item("role", s(e.role.map_or(SELF_ROLE, Role::as_str)))
             .item("action", s(e.action.as_str()))
             .item("resource", s(&e.resource))
             .item(

@@ -58,6 +58,18 @@ typed_id!(
     /// A tenant.
     ClinicId
 );
+impl ClinicId {
+    /// The scope of what happens outside any clinic (a person's own profile, their inbox): the
+    /// nil UUID, which no clinic is ever given. The audit trail keeps such accesses under it.
+    pub fn platform() -> Self {
+        Self(uuid::Uuid::nil().hyphenated().to_string())
+    }
+
+    pub fn is_platform(&self) -> bool {
+        *self == Self::platform()
+    }
+}
+
 typed_id!(
     /// An appointment, unique within the platform.
     AppointmentId

@@ -29,8 +29,13 @@ const BATCH: usize = 10;
 pub async fn fan_out(p: &Platform, queue_url: &str, job: &str) -> Result<usize, ApiError> {
     let mut sent = 0;
     let mut start = None;
+    let mut first = true;
     loop {
-        let (clinics, next) = tenancy::clinic_id_page(&p.table, start).await?;
+        let (mut clinics, next) = tenancy::clinic_id_page(&p.table, start).await?;
+        if std::mem::take(&mut first) && job == crate::audit::SEAL_JOB {
+            // The audit trail also keeps accesses outside any clinic; they are sealed alike.
+            clinics.insert(0, ClinicId::platform());
+        }
         for chunk in clinics.chunks(BATCH) {
             let entries = chunk
                 .iter()

@@ -312,7 +312,7 @@ pub async fn apply(
                         .put(&shared::audit::AuditEntry {
                             clinic: a.clinic.clone(),
                             actor: author.clone(),
-                            role,
+                            role: Some(role),
                             patient: Some(a.patient.clone()),
                             action: shared::audit::AuditAction::Create,
                             resource: "appointment.clinical-note".into(),

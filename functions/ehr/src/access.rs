@@ -150,7 +150,7 @@ impl PatientAccess {
         AuditEntry {
             clinic: self.access.clinic.clone(),
             actor: self.access.caller.user_id.clone(),
-            role: self.access.role,
+            role: Some(self.access.role),
             patient: Some(self.patient.clone()),
             action,
             resource,

@@ -23,7 +23,7 @@ use shared::{
 };
 
 /// The job's name on its work queue.
-pub const JOB: &str = "audit-seal";
+pub const JOB: &str = shared::audit::SEAL_JOB;
 /// At most this many days are sealed for one clinic in one run (a backlog catches up daily).
 const MAX_DAYS: usize = 31;
 const ALGORITHM: SigningAlgorithmSpec = SigningAlgorithmSpec::EcdsaSha256;

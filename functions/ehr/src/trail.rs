@@ -209,7 +209,7 @@ pub async fn clinic_trail(
         .record(&AuditEntry {
             clinic: clinic.clone(),
             actor: access.caller.user_id.clone(),
-            role: access.role,
+            role: Some(access.role),
             patient,
             action: AuditAction::Read,
             resource: "audit".into(),
@@ -327,7 +327,7 @@ pub async fn access_log(
             .record(&AuditEntry {
                 clinic,
                 actor: me.clone(),
-                role: Role::Patient,
+                role: Some(Role::Patient),
                 patient: Some(me.clone()),
                 action: AuditAction::Read,
                 resource: "audit.access-log".into(),

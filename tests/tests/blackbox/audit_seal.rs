@@ -18,7 +18,7 @@ fn entry(clinic: &ClinicId, patient: &UserId, action: AuditAction) -> AuditEntry
     AuditEntry {
         clinic: clinic.clone(),
         actor: UserId::generate(),
-        role: Role::Doctor,
+        role: Some(Role::Doctor),
         patient: Some(patient.clone()),
         action,
         resource: "ehr.vitals".into(),
