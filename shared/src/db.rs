@@ -191,6 +191,66 @@ pub fn internal<E: std::error::Error + Send + Sync + 'static>(e: SdkErr<E>) -> A
     ApiError::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
 }
 
+/// The answer when a service the request needs is throttled, down or unreachable: nothing was
+/// changed, and the same request may be sent again shortly.
+pub fn unavailable() -> ApiError {
+    ApiError::Unavailable {
+        code: "temporarily_unavailable",
+        detail:
+            "A service this request needs is unavailable; nothing was changed. Try again shortly."
+                .into(),
+        retry_after_seconds: 2,
+    }
+}
+
+/// Error codes that say the service, not the request, is at fault (or the table is not
+/// there, as when a deployment is incomplete): the caller may retry.
+const FAULT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "ResourceNotFoundException",
+    "ThrottlingError",
+];
+
+/// A failed call as its answer: a fault of the service (throttling, an outage, a timeout, a
+/// missing table, a transaction cancelled by throttling) is [`unavailable`]; anything else is
+/// ours to fix, a 500 with the cause logged.
+pub fn fault<E>(e: SdkErr<E>) -> ApiError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let transient = match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(se) => se.err().code().is_some_and(|c| FAULT_CODES.contains(&c)),
+        _ => false,
+    };
+    if transient {
+        tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "service unavailable");
+        unavailable()
+    } else {
+        internal(e)
+    }
+}
+
+/// [`fault`] for a transaction, whose cancellation reasons may name throttling.
+pub fn tx_fault(e: SdkErr<TransactWriteItemsError>) -> ApiError {
+    let throttled = cancellation_reasons(&e).is_some_and(|r| {
+        r.iter()
+            .flatten()
+            .any(|c| FAULT_CODES.contains(&c.as_str()))
+    });
+    if throttled {
+        tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "transaction throttled");
+        return unavailable();
+    }
+    fault(e)
+}
+
 /// True when a single-item write failed its condition expression.
 pub fn is_condition_failed<E>(e: &SdkErr<E>) -> bool
 where
@@ -282,9 +342,9 @@ pub async fn run_guarded(
                         "Another request changed the same records; try again.",
                     ));
                 }
-                Err(internal(e))
+                Err(tx_fault(e))
             }
-            None => Err(internal(e)),
+            None => Err(tx_fault(e)),
         },
     }
 }

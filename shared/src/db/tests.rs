@@ -100,3 +100,44 @@ fn reads_typed_attributes() {
     assert!(get_s(&item, "b").is_err());
     assert!(get_opt_n(&item, "zz").is_none());
 }
+
+fn service_error(code: &str) -> SdkErr<aws_sdk_dynamodb::operation::put_item::PutItemError> {
+    let meta = aws_sdk_dynamodb::error::ErrorMetadata::builder()
+        .code(code)
+        .build();
+    let raw = aws_smithy_runtime_api::http::Response::new(
+        aws_smithy_runtime_api::http::StatusCode::try_from(400).expect("status"),
+        aws_smithy_types::body::SdkBody::empty(),
+    );
+    SdkError::service_error(
+        aws_sdk_dynamodb::operation::put_item::PutItemError::generic(meta),
+        raw,
+    )
+}
+
+#[test]
+fn faults_of_the_service_are_503_and_everything_else_500() {
+    for code in [
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "InternalServerError",
+        "ResourceNotFoundException",
+    ] {
+        let e = fault(service_error(code));
+        assert_eq!(e.status(), http::StatusCode::SERVICE_UNAVAILABLE, "{code}");
+        assert_eq!(e.code(), "temporarily_unavailable");
+    }
+    let timeout: SdkErr<aws_sdk_dynamodb::operation::put_item::PutItemError> =
+        SdkError::timeout_error("slow");
+    assert_eq!(
+        fault(timeout).status(),
+        http::StatusCode::SERVICE_UNAVAILABLE
+    );
+    for code in ["ValidationException", "ConditionalCheckFailedException"] {
+        assert_eq!(
+            fault(service_error(code)).status(),
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "{code}"
+        );
+    }
+}

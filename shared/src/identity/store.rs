@@ -228,7 +228,7 @@ pub async fn create_user(
                     "Another request changed the same records; try again.",
                 )))
             }
-            _ => Err(store(db::internal(e))),
+            _ => Err(store(db::tx_fault(e))),
         },
     }
 }
