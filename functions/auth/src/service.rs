@@ -279,8 +279,19 @@ impl Auth<'_> {
             .ext()
             .prepare(&user, LinkKind::EmailVerification, None, now)
             .await?;
+        // The new profile's audit record commits with it.
+        let audited = shared::audit::AuditEntry {
+            clinic: clinic.clone(),
+            role: Some(role),
+            ..shared::audit::AuditEntry::own(
+                &user,
+                shared::audit::AuditAction::Create,
+                "profile",
+                vec![user.to_string()],
+            )
+        };
         let together = Together {
-            actions: vec![link_put],
+            actions: vec![link_put, self.audit.put(&audited).await?],
             self_registration: true,
             ..Together::default()
         };

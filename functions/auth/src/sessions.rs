@@ -95,9 +95,17 @@ impl Auth<'_> {
         mfa: bool,
         now: i64,
     ) -> Result<TokenPair, ApiError> {
-        let (mut pair, view) = tokio::try_join!(
+        // The answer carries the profile: its read is recorded (fail closed) alongside.
+        let read = shared::audit::AuditEntry::own(
+            &record.user,
+            shared::audit::AuditAction::Read,
+            "profile",
+            vec![record.user.to_string()],
+        );
+        let (mut pair, view, ()) = tokio::try_join!(
             self.start_session(&record.user, session, mfa, now),
-            self.user_view_from(&record.user, &record.item)
+            self.user_view_from(&record.user, &record.item),
+            self.audit.record(&read)
         )?;
         pair.user = Some(view);
         // The owner hears of every sign-in (account mail, always sent), beside the eviction.

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use shared::{
     ApiError, FieldError,
+    audit::{AuditAction, AuditEntry, Outcome, purpose_of},
     authn::{Caller, ClinicAccess},
     clock::rfc3339,
     db::{self, VersionedUpdate, s},
@@ -245,6 +246,24 @@ pub async fn create(
         db::run_guarded(&state.table, items, &[]).await?;
     } else {
         let identity = req.admin.identity(admin.clone(), email, None, membership);
+        // A new person's details are written: the audit record commits with them.
+        items.push(
+            state
+                .audit
+                .put(&AuditEntry {
+                    clinic: clinic.id.clone(),
+                    actor: caller.user_id.clone(),
+                    role: Some(Role::SuperAdmin),
+                    patient: Some(admin.clone()),
+                    action: AuditAction::Create,
+                    resource: "member".into(),
+                    ids: vec![admin.to_string()],
+                    purpose: purpose_of(Role::SuperAdmin, false, false),
+                    reason: None,
+                    outcome: Outcome::Success,
+                })
+                .await?,
+        );
         let together = Together {
             actions: items,
             creates_clinic: true,

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use shared::{
     ApiError, FieldError,
+    audit::{AuditAction, AuditEntry},
     authn::ClinicAccess,
     crypto::Phi,
     db::{self, Tx, VersionedUpdate, s},
@@ -72,8 +73,30 @@ fn sees_contacts(access: &ClinicAccess, m: &MemberRecord) -> bool {
         || access.allows(Resource::Member, Action::Manage, &target(m))
 }
 
+/// What audit records name a member's details by.
+const RESOURCE: &str = "member";
+
+fn audited(access: &ClinicAccess, user: &UserId, action: AuditAction) -> AuditEntry {
+    AuditEntry::by(access, user, action, RESOURCE, vec![user.to_string()])
+}
+
+/// One member with their profile, as this caller may see them, recorded in the audit trail
+/// before it is returned.
+pub async fn read(
+    state: &AppState,
+    access: &ClinicAccess,
+    m: &MemberRecord,
+) -> Result<MemberView, ApiError> {
+    let view = view(state, access, m).await?;
+    state
+        .audit
+        .record(&audited(access, &m.user, AuditAction::Read))
+        .await?;
+    Ok(view)
+}
+
 /// The member with their profile, as this caller may see them.
-pub async fn view(
+async fn view(
     state: &AppState,
     access: &ClinicAccess,
     m: &MemberRecord,
@@ -136,7 +159,22 @@ pub async fn list(
         store::member_page(&state.table, &access.clinic, role, limit, start).await?;
     let next = last.map(|k| state.cursors.seal(access.clinic.as_str(), &query_key, &k));
     let (items, _) = views(state, access, &records).await?;
+    record_page(state, access, AuditAction::Read, &items).await?;
     Ok((items, next))
+}
+
+/// One audit record for a page of members, naming each of them.
+async fn record_page(
+    state: &AppState,
+    access: &ClinicAccess,
+    action: AuditAction,
+    items: &[MemberView],
+) -> Result<(), ApiError> {
+    let ids = items.iter().map(|v| v.user_id.clone()).collect();
+    state
+        .audit
+        .record(&AuditEntry::of_clinic(access, action, RESOURCE, ids))
+        .await
 }
 
 /// The members among `records` the caller may read, with their profiles (one batched read),
@@ -229,11 +267,13 @@ pub async fn search(
         }
     }
     let (items, proven) = views(state, access, &records).await?;
-    Ok(items
+    let found: Vec<MemberView> = items
         .into_iter()
         .zip(proven)
         .filter_map(|(v, proven)| proven.then_some(v))
-        .collect())
+        .collect();
+    record_page(state, access, AuditAction::Search, &found).await?;
+    Ok(found)
 }
 
 #[derive(Debug, Deserialize)]
@@ -365,8 +405,15 @@ pub async fn add(
     let (link_put, link) = mail
         .prepare(&fresh, LinkKind::Membership, Some(&access.clinic), now)
         .await?;
+    // A new person's details, or a membership shown with them: its record commits with it.
     let mut together = Together {
-        actions: vec![link_put],
+        actions: vec![
+            link_put,
+            state
+                .audit
+                .put(&audited(access, &fresh, AuditAction::Create))
+                .await?,
+        ],
         ..Together::default()
     };
     counted(&mut together.guards, &mut together.actions)?;
@@ -403,6 +450,12 @@ pub async fn add(
         );
         tx.push(link_put);
         tx.push(added(state, access, &user, &membership).outbox_write(&state.table.name, now)?);
+        tx.push(
+            state
+                .audit
+                .put(&audited(access, &user, AuditAction::Create))
+                .await?,
+        );
         tx.commit(&state.table).await?;
         (user, link)
     };
@@ -623,6 +676,12 @@ pub async fn update(
         serde_json::json!({ "clinicId": access.clinic, "userId": m.user, "role": new_role.unwrap_or(m.role), "previousRole": m.role, "status": status, "locationId": new_location.clone().unwrap_or(m.location.clone()) }),
     );
     tx.push(event.outbox_write(&state.table.name, now)?);
+    tx.push(
+        state
+            .audit
+            .put(&audited(access, &m.user, AuditAction::Update))
+            .await?,
+    );
     tx.commit(&state.table).await?;
     state.authn.forget_membership(&access.clinic, &m.user);
     if let Some(r) = new_role.filter(|r| *r != m.role) {

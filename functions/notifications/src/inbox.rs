@@ -152,6 +152,7 @@ async fn entry(envelope: &Envelope, user: &UserId, item: &Item) -> Result<Entry,
 
 /// One page of the user's inbox, newest first, with the cursor of the next page. With
 /// `unread`, only messages not yet read (the page may then hold fewer than `limit`).
+/// Recorded in the audit trail before it is returned.
 pub async fn page(
     platform: &shared::platform::Platform,
     user: &UserId,
@@ -187,6 +188,17 @@ pub async fn page(
         .last_evaluated_key
         .filter(|k| !k.is_empty())
         .map(|k| platform.cursors.seal(user.as_str(), &query, &k));
+    // Messages speak of appointments and care: their reading is recorded (fail closed).
+    let ids = entries.iter().map(|e| e.notification_id.clone()).collect();
+    platform
+        .audit
+        .record(&shared::audit::AuditEntry::own(
+            user,
+            shared::audit::AuditAction::Read,
+            "notification",
+            ids,
+        ))
+        .await?;
     Ok((entries, next))
 }
 

@@ -5,6 +5,7 @@ use aws_sdk_dynamodb::types::Delete;
 use serde::{Deserialize, Serialize};
 use shared::{
     ApiError, FieldError,
+    audit::{AuditAction, AuditEntry},
     crypto::Phi,
     db::{self, VersionedUpdate, s, tx_delete},
     http::patch_field,
@@ -192,13 +193,22 @@ impl ProfilePatch {
     }
 }
 
+/// The caller's own profile, recorded in the audit trail before it is returned.
 pub async fn view(state: &AppState, user: &UserId) -> Result<serde_json::Value, ApiError> {
     let profile = state
         .identities
         .profile(user)
         .await?
         .ok_or(ApiError::NotFound)?;
+    state
+        .audit
+        .record(&own_profile(user, AuditAction::Read))
+        .await?;
     Ok(render(user, &profile))
+}
+
+fn own_profile(user: &UserId, action: AuditAction) -> AuditEntry {
+    AuditEntry::own(user, action, "profile", vec![user.to_string()])
 }
 
 /// The profile as its owner sees it.
@@ -319,6 +329,13 @@ pub async fn update(
     let mut items = vec![update];
     items.extend(extra);
     items.push(event.outbox_write(&state.table.name, epoch)?);
+    // The change and its audit record commit together.
+    items.push(
+        state
+            .audit
+            .put(&own_profile(user, AuditAction::Update))
+            .await?,
+    );
     if shared::db::run_guarded(&state.table, items, &[0])
         .await?
         .is_some()

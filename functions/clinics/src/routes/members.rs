@@ -90,7 +90,7 @@ async fn get_member(
 ) -> Result<Response, ApiError> {
     let m = members::visible(&state, &access, &found(UserId::parse(&user))?).await?;
     Ok(shared::http::present(
-        &members::view(&state, &access, &m).await?,
+        &members::read(&state, &access, &m).await?,
     ))
 }
 
