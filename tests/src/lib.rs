@@ -2,6 +2,8 @@
 //! it targets that deployment (demo data expected); otherwise it brings up an in-process local
 //! stack (gateway, relay, seed) against the emulator at `AWS_ENDPOINT_URL` on a free port.
 
+pub mod audit;
+
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};

@@ -2,7 +2,11 @@
 //! audit trail. Each scenario reads what the emulator really stored (table items, audit
 //! records, bus events).
 
-use blackbox::{Api, Reply, book_demo_doctor, call, demo_slots, person};
+use blackbox::{
+    Api, Reply,
+    audit::{attr, audited, ids_of},
+    book_demo_doctor, call, demo_slots, person,
+};
 use http::{Method, StatusCode};
 use local_stack::{DEMO_CLINIC_ID, DEMO_PASSWORD, demo_user_id};
 use serde_json::{Value, json};
@@ -42,20 +46,6 @@ async fn audit_items(api: &Api) -> Vec<shared::db::Item> {
         }
     }
     out
-}
-
-fn attr<'a>(i: &'a shared::db::Item, k: &str) -> &'a str {
-    i.get(k)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
-        .unwrap_or_default()
-}
-
-fn ids_of(i: &shared::db::Item) -> Vec<String> {
-    i.get("resourceIds")
-        .and_then(|v| v.as_l().ok())
-        .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
-        .unwrap_or_default()
 }
 
 /// A new patient of the demo clinic who booked the demo doctor (so the doctor treats them).
@@ -681,7 +671,9 @@ async fn a_read_whose_audit_record_cannot_be_written_returns_no_phi() {
         &doctor,
     )
     .await;
-    assert!(!r.status.is_success(), "{}", r.body);
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert!(r.headers.contains_key("retry-after"));
+    assert_eq!(r.headers["content-type"], "application/problem+json");
     assert_eq!(records().await, before, "nothing written");
 }
 
@@ -951,35 +943,6 @@ async fn a_doctor_who_does_not_treat_the_patient_reads_only_through_break_glass_
     assert_eq!(own.body["clinics"][0]["items"][0]["id"], allergy_id);
 }
 
-/// One request sent with its own correlation id, and the audit records it left.
-async fn audited(
-    api: &Api,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-    token: &str,
-) -> (Reply, Vec<shared::db::Item>) {
-    let correlation = uuid::Uuid::new_v4().to_string();
-    let auth = format!("Bearer {token}");
-    let r = api
-        .send(
-            method,
-            path,
-            body.map(|b| b.to_string().into_bytes()),
-            &[
-                ("authorization", auth.as_str()),
-                ("x-correlation-id", correlation.as_str()),
-            ],
-        )
-        .await;
-    let records = audit_items(api)
-        .await
-        .into_iter()
-        .filter(|i| attr(i, "correlationId") == correlation)
-        .collect();
-    (r, records)
-}
-
 #[tokio::test]
 async fn an_appointments_free_text_and_clinical_notes_are_audited_once_per_request() {
     let api = &Api::start().await;
@@ -999,7 +962,7 @@ async fn an_appointments_free_text_and_clinical_notes_are_audited_once_per_reque
     };
 
     // A booking with a reason: its record commits with it
-    let (booked, records) = audited(api, Method::POST, &appointments, Some(json!({"doctorId": demo_user_id(3), "kind": "VIDEO_CALL", "startsAt": slots[0], "reason": CANARY})), &patient).await;
+    let (booked, records) = audited(api, Method::POST, &appointments, Some(json!({"doctorId": demo_user_id(3), "kind": "VIDEO_CALL", "startsAt": slots[0], "reason": CANARY})), Some(&patient)).await;
     assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.body);
     let id = booked.body["id"].as_str().unwrap().to_string();
     assert_eq!(
@@ -1009,7 +972,7 @@ async fn an_appointments_free_text_and_clinical_notes_are_audited_once_per_reque
     assert_eq!(attr(&records[0], "purpose"), "own-record");
     let one = format!("{appointments}/{id}");
     // Reading it, changing its text, and an action that shows it: one record each
-    let (_, records) = audited(api, Method::GET, &one, None, &doctor).await;
+    let (_, records) = audited(api, Method::GET, &one, None, Some(&doctor)).await;
     assert_eq!(
         one_of(&records, "read", "appointment"),
         std::slice::from_ref(&id)
@@ -1019,7 +982,7 @@ async fn an_appointments_free_text_and_clinical_notes_are_audited_once_per_reque
         Method::PATCH,
         &one,
         Some(json!({"reason": "knee pain"})),
-        &reception,
+        Some(&reception),
     )
     .await;
     assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
@@ -1032,7 +995,7 @@ async fn an_appointments_free_text_and_clinical_notes_are_audited_once_per_reque
         Method::POST,
         &format!("{one}/confirm"),
         None,
-        &reception,
+        Some(&reception),
     )
     .await;
     assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
@@ -1041,7 +1004,7 @@ async fn an_appointments_free_text_and_clinical_notes_are_audited_once_per_reque
         std::slice::from_ref(&id)
     );
     // Finance sees no text, so nothing of it is recorded as read
-    let (seen, records) = audited(api, Method::GET, &one, None, &finance).await;
+    let (seen, records) = audited(api, Method::GET, &one, None, Some(&finance)).await;
     assert_eq!(seen.status, StatusCode::OK);
     assert!(
         seen.body.get("reason").is_none() && records.is_empty(),
@@ -1054,7 +1017,7 @@ async fn an_appointments_free_text_and_clinical_notes_are_audited_once_per_reque
         Method::POST,
         &notes,
         Some(json!({"text": "Rest for a week"})),
-        &doctor,
+        Some(&doctor),
     )
     .await;
     assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
@@ -1063,7 +1026,7 @@ async fn an_appointments_free_text_and_clinical_notes_are_audited_once_per_reque
         one_of(&records, "create", "appointment.clinical-note"),
         std::slice::from_ref(&note)
     );
-    let (_, records) = audited(api, Method::GET, &notes, None, &patient).await;
+    let (_, records) = audited(api, Method::GET, &notes, None, Some(&patient)).await;
     assert_eq!(
         one_of(&records, "read", "appointment.clinical-note"),
         [note]

@@ -8,6 +8,7 @@ mod client;
 mod ehr;
 mod mfa;
 mod notifications;
+mod phi_audit;
 mod reminders;
 mod scheduling;
 mod template;
