@@ -185,3 +185,63 @@ async fn a_sealed_day_shows_any_changed_removed_or_inserted_record() {
         "{report:?}"
     );
 }
+
+#[tokio::test]
+async fn accesses_outside_any_clinic_are_fanned_out_and_sealed_like_a_clinics() {
+    let clients = shared::provision::test_clients().await;
+    let resources =
+        shared::provision::provision(&clients, &shared::provision::unique_prefix("sealp"))
+            .await
+            .expect("provision");
+    let yesterday = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24);
+    let clock = Arc::new(ManualClock::new(yesterday));
+    let stack = Stack::with_clock(clients, resources, clock.clone())
+        .await
+        .expect("stack");
+    // GIVEN a person read their own profile yesterday (no clinic: the platform scope)
+    let me = UserId::generate();
+    stack
+        .ehr
+        .audit
+        .record(&AuditEntry::own(
+            &me,
+            AuditAction::Read,
+            "profile",
+            vec![me.to_string()],
+        ))
+        .await
+        .expect("record");
+    let platform = ClinicId::platform();
+    let records = records_of(&stack, &platform).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["role"].as_s().unwrap(), "self");
+    clock.set(jiff::Timestamp::now());
+    // WHEN the seal job fans out (this stack has no clinic) and its work is drained
+    let sent = shared::jobs::fan_out(&stack.ehr, &stack.resources.audit_seal_url, ehr::seal::JOB)
+        .await
+        .expect("fan out");
+    assert_eq!(sent, 1, "the platform scope's message");
+    let mut done = 0;
+    for _ in 0..10 {
+        done += local_stack::drain_sweeps(&stack).await.expect("drain");
+        if done >= 1 {
+            break;
+        }
+    }
+    assert_eq!(done, 1);
+    // THEN yesterday's platform record is sealed and verifies
+    let report = ehr::seal::verify(&stack.ehr.audit.table, &stack.audit_signer(), &platform)
+        .await
+        .expect("verify");
+    assert!(report.ok(), "{report:?}");
+    assert_eq!((report.days_sealed, report.records_sealed), (1, 1));
+    // AND other jobs do not get the platform scope
+    let swept = shared::jobs::fan_out(
+        &stack.appointments,
+        &stack.resources.appointments_sweep_url,
+        appointments::sweep::JOB,
+    )
+    .await
+    .expect("fan out");
+    assert_eq!(swept, 0);
+}
