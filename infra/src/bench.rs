@@ -105,7 +105,7 @@ pub async fn run(binaries: &[String]) -> Result<(), BoxError> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(15);
-    let clients = Clients::from_env().await;
+    let clients = Clients::from_env_with(shared::aws::CallLimits::EMULATOR).await;
     let stack = Stack::up(clients.clone(), &unique_prefix("bench")).await?;
     let mut env = stack.resources.env();
     for var in [

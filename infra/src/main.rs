@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         }
         Some("seal-secrets") => {
             let key_id = flag("--key-id").ok_or("--key-id is required")?;
-            let clients = Clients::from_env().await;
+            let clients = Clients::from_env_with(shared::aws::CallLimits::EMULATOR).await;
             let sealed = shared::secrets::PlatformSecrets::generate()
                 .seal(&clients.kms, &key_id)
                 .await?;
@@ -57,7 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             let key_id = flag("--key-id").ok_or("--key-id is required")?;
             let current =
                 flag("--current").ok_or("--current is required (the SigningSecrets in use)")?;
-            let clients = Clients::from_env().await;
+            let clients = Clients::from_env_with(shared::aws::CallLimits::EMULATOR).await;
             let rotated = shared::secrets::PlatformSecrets::open_signing(&clients.kms, &current)
                 .await?
                 .rotate_signing_key();
@@ -98,7 +98,7 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
             "AWS_ENDPOINT_URL is not set: `make dev` starts the emulator and sets it".into(),
         );
     }
-    let clients = Clients::from_env().await;
+    let clients = Clients::from_env_with(shared::aws::CallLimits::EMULATOR).await;
     let stack = Stack::up(clients, "clinic-dev").await?;
     stack.seed_demo().await?;
     let stack = std::sync::Arc::new(stack);
@@ -211,7 +211,7 @@ async fn audit(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let clinic = shared::ids::ClinicId::parse(clinic).ok_or("--clinic is not a clinic id")?;
     let table_name = shared::config::required("AUDIT_TABLE_NAME")?;
-    let clients = Clients::from_env().await;
+    let clients = Clients::from_env_with(shared::aws::CallLimits::EMULATOR).await;
     let table = shared::db::Table::new(clients.dynamodb.clone(), table_name);
     let signer = ehr::seal::Signer {
         kms: clients.kms.clone(),

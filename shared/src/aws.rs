@@ -128,6 +128,54 @@ impl Intercept for CallCounter {
     }
 }
 
+/// How long one AWS call may take and how often it is tried, set explicitly rather than left to
+/// the SDK's defaults. A function answers within its Lambda timeout (10 s for the HTTP
+/// functions) even when a service hangs: each attempt is cut at `attempt`, the whole call at
+/// `operation`, and the standard retry mode (jittered exponential backoff, with a retry quota
+/// that stops retry storms) tries throttled, failing and timed-out calls again up to
+/// `max_attempts` times in all.
+#[derive(Debug, Clone, Copy)]
+pub struct CallLimits {
+    pub connect: std::time::Duration,
+    pub attempt: std::time::Duration,
+    pub operation: std::time::Duration,
+    pub max_attempts: u32,
+}
+
+impl CallLimits {
+    /// In a Lambda function, against AWS.
+    pub const FUNCTION: CallLimits = CallLimits {
+        connect: std::time::Duration::from_millis(1000),
+        attempt: std::time::Duration::from_millis(2000),
+        operation: std::time::Duration::from_millis(4500),
+        max_attempts: 3,
+    };
+
+    /// Against the local emulator, one Python process that a loaded machine may slow down.
+    pub const EMULATOR: CallLimits = CallLimits {
+        connect: std::time::Duration::from_millis(2000),
+        attempt: std::time::Duration::from_secs(30),
+        operation: std::time::Duration::from_secs(60),
+        max_attempts: 3,
+    };
+
+    /// The loader of the standard environment (region, credentials, `AWS_ENDPOINT_URL`) with
+    /// these limits.
+    pub fn loader(self) -> aws_config::ConfigLoader {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .retry_config(
+                aws_config::retry::RetryConfig::standard().with_max_attempts(self.max_attempts),
+            )
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(self.connect)
+                    .operation_attempt_timeout(self.attempt)
+                    .operation_timeout(self.operation)
+                    .build(),
+            )
+    }
+}
+
 /// The clients a function may use. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Clients {
@@ -142,12 +190,14 @@ pub struct Clients {
 }
 
 impl Clients {
-    /// Loads region, credentials and endpoint from the environment.
+    /// Loads region, credentials and endpoint from the environment, with a function's limits.
     pub async fn from_env() -> Self {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        Self::from_sdk(sdk)
+        Self::from_env_with(CallLimits::FUNCTION).await
+    }
+
+    /// [`Clients::from_env`] with other limits.
+    pub async fn from_env_with(limits: CallLimits) -> Self {
+        Self::from_sdk(limits.loader().load().await)
     }
 
     pub fn from_sdk(sdk: aws_types::SdkConfig) -> Self {

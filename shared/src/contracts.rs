@@ -92,9 +92,7 @@ impl NotificationJob {
             .message_body(body)
             .send()
             .await
-            .map_err(|e| {
-                crate::ApiError::internal(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
-            })?;
+            .map_err(crate::db::fault)?;
         Ok(())
     }
 

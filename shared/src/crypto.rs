@@ -75,6 +75,9 @@ pub fn token_hash(secret: &str) -> String {
 pub enum CryptoError {
     #[error("key management service: {0}")]
     Kms(String),
+    /// KMS is throttled, failing or unreachable: nothing was sealed or opened.
+    #[error("key management service unavailable: {0}")]
+    Unavailable(String),
     #[error("ciphertext is malformed")]
     Malformed,
     #[error("ciphertext failed authentication (wrong record, field, clinic or tampered)")]
@@ -83,7 +86,27 @@ pub enum CryptoError {
 
 impl From<CryptoError> for crate::ApiError {
     fn from(e: CryptoError) -> Self {
-        crate::ApiError::internal(e)
+        match e {
+            CryptoError::Unavailable(cause) => {
+                tracing::warn!(%cause, "key management unavailable");
+                crate::db::unavailable()
+            }
+            e => crate::ApiError::internal(e),
+        }
+    }
+}
+
+/// A failed KMS call: [`CryptoError::Unavailable`] when it was the service's fault, `other`
+/// otherwise.
+fn kms_error<E>(e: crate::db::SdkErr<E>, other: impl FnOnce(String) -> CryptoError) -> CryptoError
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let text = aws_sdk_kms::error::DisplayErrorContext(&e).to_string();
+    if crate::db::is_transient(&e) {
+        CryptoError::Unavailable(text)
+    } else {
+        other(text)
     }
 }
 
@@ -196,9 +219,7 @@ impl Envelope {
             .encryption_context("tenant", tenant)
             .send()
             .await
-            .map_err(|e| {
-                CryptoError::Kms(aws_sdk_kms::error::DisplayErrorContext(e).to_string())
-            })?;
+            .map_err(|e| kms_error(e, CryptoError::Kms))?;
         let plain = out.plaintext().ok_or(CryptoError::Malformed)?.as_ref();
         let wrapped = out
             .ciphertext_blob()
@@ -242,6 +263,16 @@ impl Envelope {
         Ok((key, wrapped))
     }
 
+    /// Whether the key answers and is enabled (readiness; one `DescribeKey`).
+    pub async fn ready(&self) -> bool {
+        self.kms
+            .describe_key()
+            .key_id(&self.key_id)
+            .send()
+            .await
+            .is_ok_and(|k| k.key_metadata().is_some_and(|m| m.enabled()))
+    }
+
     /// Unwraps a data key through KMS `Decrypt` (tenant in the encryption context), cached.
     async fn unwrap_key(
         &self,
@@ -266,7 +297,7 @@ impl Envelope {
             .encryption_context("tenant", tenant)
             .send()
             .await
-            .map_err(|_| CryptoError::Integrity)?;
+            .map_err(|e| kms_error(e, |_| CryptoError::Integrity))?;
         let plain = out.plaintext().ok_or(CryptoError::Malformed)?.as_ref();
         if plain.len() != 32 {
             return Err(CryptoError::Malformed);

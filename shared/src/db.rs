@@ -41,7 +41,7 @@ impl Table {
             .consistent_read(true)
             .send()
             .await
-            .map_err(internal)?;
+            .map_err(fault)?;
         Ok(out.item)
     }
 
@@ -66,7 +66,7 @@ impl Table {
                     .request_items(&self.name, req)
                     .send()
                     .await
-                    .map_err(internal)?;
+                    .map_err(fault)?;
                 if let Some(items) = resp.responses().and_then(|r| r.get(&self.name)) {
                     out.extend(items.iter().cloned());
                 }
@@ -186,8 +186,8 @@ pub fn get_ss(item: &Item, name: &'static str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Any SDK failure is ours to fix, not the caller's: a 500 with the cause logged.
-pub fn internal<E: std::error::Error + Send + Sync + 'static>(e: SdkErr<E>) -> ApiError {
+/// A failure that is ours to fix, not the caller's: a 500 with the cause logged.
+fn bug<E: std::error::Error + Send + Sync + 'static>(e: SdkErr<E>) -> ApiError {
     ApiError::internal(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
 }
 
@@ -206,6 +206,7 @@ pub fn unavailable() -> ApiError {
 /// Error codes that say the service, not the request, is at fault (or the table is not
 /// there, as when a deployment is incomplete): the caller may retry.
 const FAULT_CODES: &[&str] = &[
+    // DynamoDB
     "ThrottlingException",
     "ProvisionedThroughputExceededException",
     "RequestLimitExceeded",
@@ -213,7 +214,30 @@ const FAULT_CODES: &[&str] = &[
     "ServiceUnavailable",
     "ResourceNotFoundException",
     "ThrottlingError",
+    // KMS
+    "KMSInternalException",
+    "DependencyTimeoutException",
+    "KeyUnavailableException",
+    // SQS, EventBridge
+    "RequestThrottled",
+    "InternalError",
+    "InternalException",
 ];
+
+/// Whether a failed call of any AWS service was the service's fault (throttled, failing,
+/// unreachable, too slow, or its resource missing) rather than the request's.
+pub fn is_transient<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &SdkErr<E>) -> bool {
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(se) => {
+            se.raw().status().is_server_error()
+                || se.err().code().is_some_and(|c| FAULT_CODES.contains(&c))
+        }
+        _ => false,
+    }
+}
 
 /// A failed call as its answer: a fault of the service (throttling, an outage, a timeout, a
 /// missing table, a transaction cancelled by throttling) is [`unavailable`]; anything else is
@@ -222,18 +246,11 @@ pub fn fault<E>(e: SdkErr<E>) -> ApiError
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let transient = match &e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(se) => se.err().code().is_some_and(|c| FAULT_CODES.contains(&c)),
-        _ => false,
-    };
-    if transient {
+    if is_transient(&e) {
         tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "service unavailable");
         unavailable()
     } else {
-        internal(e)
+        bug(e)
     }
 }
 
@@ -267,7 +284,7 @@ where
     match res {
         Ok(_) => Ok(true),
         Err(e) if is_condition_failed(&e) => Ok(false),
-        Err(e) => Err(internal(e)),
+        Err(e) => Err(fault(e)),
     }
 }
 
@@ -566,7 +583,7 @@ pub async fn index_page(
     if !filters.is_empty() {
         query = query.filter_expression(filters.join(" AND "));
     }
-    let out = query.send().await.map_err(internal)?;
+    let out = query.send().await.map_err(fault)?;
     let last = out.last_evaluated_key.filter(|k| !k.is_empty());
     Ok((out.items.unwrap_or_default(), last))
 }

@@ -158,7 +158,7 @@ async fn run(store: IdempotencyStore, req: Request, next: Next) -> Result<Respon
         .await;
     if let Err(e) = claimed {
         if !is_condition_failed(&e) {
-            return Err(crate::db::internal(e));
+            return Err(crate::db::fault(e));
         }
         return replay(&store, &pk, &scope, &request_hash).await;
     }
@@ -241,7 +241,7 @@ async fn save(
         .expression_attribute_values(":hash", s(request_hash))
         .send()
         .await
-        .map_err(crate::db::internal)?;
+        .map_err(crate::db::fault)?;
     Ok(())
 }
 

@@ -172,7 +172,7 @@ pub async fn save(
         .item("updatedAt", n(now))
         .send()
         .await
-        .map_err(crate::db::internal)?;
+        .map_err(crate::db::fault)?;
     Ok(())
 }
 

@@ -154,7 +154,13 @@ impl Resources {
 
 /// Clients for a local emulator at `endpoint` with fixed test credentials.
 pub async fn local_clients(endpoint: &str) -> Clients {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    local_clients_with(endpoint, crate::aws::CallLimits::EMULATOR).await
+}
+
+/// [`local_clients`] with other limits (tests of timeouts make them short).
+pub async fn local_clients_with(endpoint: &str, limits: crate::aws::CallLimits) -> Clients {
+    let sdk = limits
+        .loader()
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

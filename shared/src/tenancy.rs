@@ -361,7 +361,7 @@ pub async fn clinic_id_page(
         .set_exclusive_start_key(start)
         .send()
         .await
-        .map_err(crate::db::internal)?;
+        .map_err(crate::db::fault)?;
     let ids = page
         .items()
         .iter()
@@ -411,7 +411,7 @@ pub async fn members_with_role(
         .limit(max)
         .send()
         .await
-        .map_err(crate::db::internal)?;
+        .map_err(crate::db::fault)?;
     Ok(out
         .items()
         .iter()

@@ -107,7 +107,7 @@ impl Throttles {
                 tracing::info!(purpose = limit.purpose, "throttled");
                 Err(too_many(window_left(now, limit.window_seconds)))
             }
-            Err(e) => Err(db::internal(e)),
+            Err(e) => Err(db::fault(e)),
         }
     }
 
@@ -158,7 +158,7 @@ impl Throttles {
                 tracing::info!("parallel password guess refused");
                 Err(too_many(guess_delay(count).max(1)))
             }
-            Err(e) => Err(db::internal(e)),
+            Err(e) => Err(db::fault(e)),
         }
     }
 
@@ -179,7 +179,7 @@ impl Throttles {
         match res {
             Ok(_) => Ok(()),
             Err(e) if db::is_condition_failed(&e) => Ok(()),
-            Err(e) => Err(db::internal(e)),
+            Err(e) => Err(db::fault(e)),
         }
     }
 }

@@ -67,7 +67,7 @@ async fn next_seq(state: &AppState, a: &AppointmentRecord) -> Result<i64, ApiErr
         .consistent_read(true)
         .send()
         .await
-        .map_err(shared::db::internal)?;
+        .map_err(shared::db::fault)?;
     Ok(i64::from(out.count()) + 1)
 }
 
@@ -210,7 +210,7 @@ pub async fn list(
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(shared::db::internal)?;
+            .map_err(shared::db::fault)?;
         items.extend(out.items().iter().cloned());
         match out.last_evaluated_key.filter(|k| !k.is_empty()) {
             Some(k) => start = Some(k),

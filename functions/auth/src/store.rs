@@ -139,7 +139,7 @@ pub async fn create_session(
         ],
     )
     .await
-    .map_err(db::internal)
+    .map_err(db::fault)
 }
 
 fn session_from_item(item: &Item) -> Result<SessionRecord, ApiError> {
@@ -187,7 +187,7 @@ pub async fn live_sessions(
             .set_exclusive_start_key(start.take())
             .send()
             .await
-            .map_err(db::internal)?;
+            .map_err(db::fault)?;
         for item in out.items() {
             let rec = session_from_item(item)?;
             if rec.status == "ACTIVE" && rec.refresh_expires_at > now {
@@ -287,7 +287,7 @@ pub async fn revoke_sessions(
     if items.len() > 100 {
         return Err(ApiError::internal("too many actions for one transaction"));
     }
-    transact(table, items).await.map_err(db::internal)
+    transact(table, items).await.map_err(db::fault)
 }
 
 /// The action that sets a new password hash, guarded by the version that was read. A password

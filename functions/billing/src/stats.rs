@@ -242,7 +242,7 @@ pub async fn read(
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(shared::db::internal)?;
+                .map_err(shared::db::fault)?;
             for item in page.items() {
                 if let Ok(sk) = shared::db::get_s(item, keys::SK) {
                     let day = sk.trim_start_matches(keys::STATS_DAY_PREFIX).to_string();

@@ -48,7 +48,7 @@ pub(crate) async fn clinic_page(
         .set_exclusive_start_key(start)
         .send()
         .await
-        .map_err(db::internal)?;
+        .map_err(db::fault)?;
     let ids = out
         .items()
         .iter()
@@ -75,7 +75,7 @@ pub(crate) async fn locations(
             .set_exclusive_start_key(start.take())
             .send()
             .await
-            .map_err(db::internal)?;
+            .map_err(db::fault)?;
         for i in out.items() {
             items.push(LocationRecord::from_item(i)?);
         }
@@ -150,7 +150,7 @@ pub(crate) async fn member_page(
     }
     .limit(limit)
     .set_exclusive_start_key(start);
-    let out = req.send().await.map_err(db::internal)?;
+    let out = req.send().await.map_err(db::fault)?;
     let records = out
         .items()
         .iter()

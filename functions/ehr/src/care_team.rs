@@ -8,7 +8,7 @@ use shared::{
     ApiError,
     authn::ClinicAccess,
     clock::rfc3339,
-    db::{Tx, b, get_opt_n, get_opt_s, internal, s, tx_delete, tx_put, tx_update},
+    db::{Tx, b, fault, get_opt_n, get_opt_s, s, tx_delete, tx_put, tx_update},
     ids::UserId,
     keys,
     policy::{Action, Resource, Role, Scope, Subject, authorize},
@@ -58,7 +58,7 @@ pub async fn list(state: &AppState, pa: &PatientAccess) -> Result<Vec<TeamMember
         .limit(100)
         .send()
         .await
-        .map_err(internal)?;
+        .map_err(fault)?;
     Ok(out
         .items()
         .iter()

@@ -17,7 +17,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use shared::{
     ApiError,
-    db::{Item, Table, get_opt_n, get_opt_s, internal, n, s},
+    db::{Item, Table, fault, get_opt_n, get_opt_s, n, s},
     ids::ClinicId,
     keys,
 };
@@ -153,7 +153,7 @@ async fn query_all(
                 .expression_attribute_values(":to", s(to)),
             None => q.key_condition_expression("pk = :p"),
         };
-        let page = q.send().await.map_err(internal)?;
+        let page = q.send().await.map_err(fault)?;
         out.extend(page.items().iter().cloned());
         match page.last_evaluated_key.filter(|k| !k.is_empty()) {
             Some(k) => start = Some(k),
@@ -200,7 +200,7 @@ async fn first_day(table: &Table, clinic: &ClinicId) -> Result<Option<Date>, Api
         .limit(1)
         .send()
         .await
-        .map_err(internal)?;
+        .map_err(fault)?;
     Ok(out
         .items()
         .first()
@@ -276,7 +276,7 @@ pub async fn seal_clinic(
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await
-            .map_err(internal)?;
+            .map_err(fault)?;
         previous = digest.root.clone();
         day = day.checked_add(1.day()).map_err(ApiError::internal)?;
         done.push(digest);

@@ -4,7 +4,7 @@
 use shared::{
     ApiError,
     clinical::Stored,
-    db::{Item, Table, get_opt_s, internal, s},
+    db::{Item, Table, fault, get_opt_s, s},
     ids::{AppointmentId, ClinicId, RecordId, UserId},
     keys,
 };
@@ -53,7 +53,7 @@ pub async fn page(
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":active", s("active"));
     }
-    let out = q.send().await.map_err(internal)?;
+    let out = q.send().await.map_err(fault)?;
     let items = out
         .items()
         .iter()

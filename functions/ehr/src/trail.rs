@@ -10,7 +10,7 @@ use shared::{
     audit::{AuditAction, AuditEntry, AuditView, Outcome, purpose_of},
     authn::{Caller, ClinicAccess},
     crypto::Phi,
-    db::{Item, get_opt_s, internal, s},
+    db::{Item, fault, get_opt_s, s},
     ids::{ClinicId, UserId},
     keys,
     policy::{Action, Resource, Role, Subject},
@@ -110,7 +110,7 @@ async fn read_page(
         .key_condition_expression(cond)
         .send()
         .await
-        .map_err(internal)?;
+        .map_err(fault)?;
     Ok((
         out.items().to_vec(),
         out.last_evaluated_key.filter(|k| !k.is_empty()),

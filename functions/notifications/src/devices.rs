@@ -255,7 +255,7 @@ async fn device_items(table: &Table, user: &UserId) -> Result<Vec<db::Item>, Api
         .limit(50)
         .send()
         .await
-        .map_err(db::internal)?;
+        .map_err(db::fault)?;
     Ok(out.items.unwrap_or_default())
 }
 

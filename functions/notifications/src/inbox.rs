@@ -116,7 +116,7 @@ pub async fn put(
     match put.send().await {
         Ok(_) => Ok(id),
         Err(e) if db::is_condition_failed(&e) => Ok(id),
-        Err(e) => Err(db::internal(e)),
+        Err(e) => Err(db::fault(e)),
     }
 }
 
@@ -179,7 +179,7 @@ pub async fn page(
     if unread {
         q = q.filter_expression("attribute_not_exists(readAt)");
     }
-    let out = q.send().await.map_err(db::internal)?;
+    let out = q.send().await.map_err(db::fault)?;
     let mut entries = Vec::new();
     for item in out.items() {
         entries.push(entry(&platform.envelope, user, item).await?);
@@ -221,7 +221,7 @@ pub async fn mark_read(table: &Table, user: &UserId, id: &str, now: i64) -> Resu
     match out {
         Ok(_) => Ok(()),
         Err(e) if db::is_condition_failed(&e) => Err(ApiError::NotFound),
-        Err(e) => Err(db::internal(e)),
+        Err(e) => Err(db::fault(e)),
     }
 }
 

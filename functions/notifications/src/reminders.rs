@@ -119,7 +119,7 @@ pub async fn sweep_clinic(state: &AppState, clinic: &ClinicId) -> Result<Reminde
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(db::internal)?;
+            .map_err(db::fault)?;
         let page: Vec<(Upcoming, Reminder)> = out
             .items()
             .iter()
@@ -192,7 +192,7 @@ async fn remind(
             .item(keys::TTL, n(a.starts_at + DAY_AHEAD_SECONDS))
             .send()
             .await
-            .map_err(db::internal)?;
+            .map_err(db::fault)?;
         queued += 1;
     }
     Ok(queued)

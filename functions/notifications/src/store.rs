@@ -169,7 +169,7 @@ pub async fn claim(
                 .await?;
             Ok(Err(item.as_ref().map(from_item)))
         }
-        Err(e) => Err(db::internal(e)),
+        Err(e) => Err(db::fault(e)),
     }
 }
 

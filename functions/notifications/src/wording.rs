@@ -160,7 +160,7 @@ pub async fn list(table: &Table, clinic: &ClinicId) -> Result<Vec<TemplateView>,
         .expression_attribute_values(":prefix", s(keys::NOTIFICATION_TEMPLATE_PREFIX))
         .send()
         .await
-        .map_err(db::internal)?;
+        .map_err(db::fault)?;
     let items = out.items.unwrap_or_default();
     Ok(catalogue::TEMPLATES
         .iter()
@@ -203,7 +203,7 @@ pub async fn save(
             .key(keys::SK, s(sk))
             .send()
             .await
-            .map_err(db::internal)?;
+            .map_err(db::fault)?;
         return Ok(None);
     }
     let (subject, short, text) = (
@@ -227,7 +227,7 @@ pub async fn save(
         .item("updatedBy", s(by.as_str()))
         .send()
         .await
-        .map_err(db::internal)?;
+        .map_err(db::fault)?;
     Ok(Some(Saved {
         locale: input.locale.clone(),
         subject,

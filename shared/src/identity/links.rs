@@ -260,7 +260,7 @@ impl AccountMail {
         let (put, prepared) = self.prepare(user, kind, clinic, now).await?;
         db::transact(&self.table.client, vec![put])
             .await
-            .map_err(db::internal)?;
+            .map_err(db::fault)?;
         self.send(&prepared, now).await
     }
 

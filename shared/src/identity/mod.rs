@@ -222,7 +222,7 @@ impl Identities {
             )
             .send()
             .await
-            .map_err(crate::db::internal)?;
+            .map_err(crate::db::fault)?;
         Ok(out
             .items()
             .iter()

@@ -216,7 +216,7 @@ pub async fn create_user(
                     .iter()
                     .find(|(i, _)| condition_failed_at(&r, first_extra + i));
                 Err(failed.map_or_else(
-                    || store(db::internal(e)),
+                    || store(db::fault(e)),
                     |(_, g)| CreateUserError::Guarded(*g),
                 ))
             }
@@ -259,7 +259,7 @@ pub async fn current_memberships(
         .expression_attribute_values(":p", s(keys::MEMBERSHIP_GSI1_PREFIX))
         .send()
         .await
-        .map_err(db::internal)?;
+        .map_err(db::fault)?;
     out.items()
         .iter()
         .filter(|i| get_opt_s(i, "status").is_some_and(|s| s == ACTIVE || s == PENDING))
@@ -285,7 +285,7 @@ pub async fn memberships(
         .expression_attribute_values(":p", s(keys::MEMBERSHIP_GSI1_PREFIX))
         .send()
         .await
-        .map_err(db::internal)?;
+        .map_err(db::fault)?;
     Ok(out
         .items()
         .iter()

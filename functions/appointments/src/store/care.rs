@@ -109,7 +109,7 @@ pub async fn holds_over(
         .limit(100)
         .send()
         .await
-        .map_err(db::internal)?;
+        .map_err(db::fault)?;
     let ids = out
         .items()
         .iter()

@@ -336,7 +336,7 @@ pub async fn appointment_page(
     if !filters.is_empty() {
         req = req.filter_expression(filters.join(" AND "));
     }
-    let out = req.send().await.map_err(db::internal)?;
+    let out = req.send().await.map_err(db::fault)?;
     let items = out
         .items()
         .iter()

@@ -135,7 +135,7 @@ pub async fn queue(
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(db::internal)?;
+            .map_err(db::fault)?;
         for i in page.items() {
             out.push(QueueEntry::from_item(i)?);
         }

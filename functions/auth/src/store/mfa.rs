@@ -175,7 +175,7 @@ pub async fn put_challenge(
         .condition_expression("attribute_not_exists(pk)")
         .send()
         .await
-        .map_err(db::internal)?;
+        .map_err(db::fault)?;
     Ok(())
 }
 

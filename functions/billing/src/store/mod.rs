@@ -63,7 +63,7 @@ pub async fn query_prefix(
             .consistent_read(true)
             .send()
             .await
-            .map_err(shared::db::internal)?;
+            .map_err(shared::db::fault)?;
         out.extend(resp.items.unwrap_or_default());
         match resp.last_evaluated_key {
             Some(k) if !k.is_empty() => start = Some(k),
@@ -124,7 +124,7 @@ pub async fn due_page<R: Record>(
         .set_exclusive_start_key(start)
         .send()
         .await
-        .map_err(shared::db::internal)?;
+        .map_err(shared::db::fault)?;
     let records = out.items().iter().map(R::parse).collect::<Result<_, _>>()?;
     Ok((records, out.last_evaluated_key.filter(|k| !k.is_empty())))
 }
