@@ -14,6 +14,7 @@ pub mod correlation;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod idempotency;
 pub mod identity;

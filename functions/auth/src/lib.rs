@@ -24,6 +24,7 @@ pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 /// Every route this function serves: (method, path). Checked against the OpenAPI document.
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/health"),
+    ("GET", "/v1/health/ready"),
     ("GET", "/.well-known/jwks.json"),
     ("GET", "/v1/openapi.json"),
     ("POST", "/v1/auth/register"),
