@@ -154,6 +154,18 @@ async fn hostile_requests_get_problems_not_crashes() {
         .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(r.body["code"], "payload_too_large");
+    // The webhook reads its raw body (the signature covers it), under the same limit.
+    let r = api
+        .send(
+            Method::POST,
+            "/v1/webhooks/payments/gateway",
+            Some(vec![b'x'; 2200 * 1024]),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.body["code"], "payload_too_large");
+    assert_eq!(r.headers["content-type"], "application/problem+json");
     let r = api
         .send(
             Method::POST,

@@ -2,13 +2,12 @@
 
 use axum::{
     Router,
-    body::Bytes,
     extract::{Path, State},
     response::Response,
     routing::post,
 };
 use http::HeaderMap;
-use shared::ApiError;
+use shared::{ApiError, http::RawBody};
 
 use crate::{AppState, payments};
 
@@ -22,7 +21,7 @@ async fn receive(
     State(state): State<AppState>,
     Path(provider): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let provider = state.ext().named(&provider).ok_or(ApiError::NotFound)?;
     let now = state.clock.now();
