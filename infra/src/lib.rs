@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod delivery;
 pub mod ehr_bench;
+pub mod faults;
 mod received;
 pub mod scale;
 

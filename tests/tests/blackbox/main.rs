@@ -6,6 +6,7 @@ mod billing;
 mod channels;
 mod client;
 mod ehr;
+mod faults;
 mod mfa;
 mod notifications;
 mod phi_audit;
