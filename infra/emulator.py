@@ -382,12 +382,27 @@ def patch_moto() -> None:
     read_streams_from_the_live_table()
 
 
+def exit_with_parent() -> None:
+    """Stops the emulator when the process that started it is gone (killed outright, so it
+    could not stop the emulator itself): no orphan keeps the port and the memory."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=4566)
     args = parser.parse_args()
     patch_moto()
+    exit_with_parent()
     os.environ.setdefault("MOTO_PORT", str(args.port))
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod delivery;
 pub mod ehr_bench;
 pub mod faults;
+pub mod lifecycle;
 mod received;
 pub mod scale;
 

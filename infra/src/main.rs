@@ -150,10 +150,16 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     println!("\nTry: curl -s http://{addr}/v1/health");
     println!("Resource names are in .local/stack.env. Ctrl-C stops everything.\n");
     tokio::select! {
-        _ = server => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = server => Err("the gateway stopped".into()),
+        why = local_stack::lifecycle::stopped() => {
+            println!("\nStopping: {why}.");
+            Ok(())
+        }
+        dead = local_stack::lifecycle::emulator_gone() => {
+            eprintln!("\nStopping: {dead}.");
+            std::process::exit(1);
+        }
     }
-    Ok(())
 }
 
 /// A developer's outbox of the running local stack: every email the emulator's SES accepted,
