@@ -25,6 +25,11 @@ the server starts, keep DynamoDB's semantics and remove the growth:
 - one_stream_record_per_update: moto's UpdateItem on an absent item first puts the bare key and
   then updates it, streaming two INSERT records; the first (key only) is dropped so every write
   streams exactly one record, as DynamoDB does.
+- queries_read_their_partition: a query starts from its partition (or, on an index, the items
+  whose index hash key matches), narrowed by the sort-key condition on raw strings, instead of
+  moto's sorted list of every item of the table: a query costs what it reads.
+- batch_sends_keep_system_attributes: SendMessageBatch keeps each entry's
+  MessageSystemAttributes (the AWSTraceHeader), as SendMessage does.
 - untrack_dynamodb_models: moto's BaseModel.__new__ appends every instance to its class's
   `instances_tracked` list (for /moto-api/data.json) and only /moto-api/reset clears them. For
   the DynamoDB and DynamoDB Streams models (tables, items, stream records, shards, iterators) that
@@ -363,6 +368,125 @@ def read_streams_from_the_live_table():
     streams.ShardIterator.get = get
 
 
+_RANGE_TESTS = {
+    "EQ": lambda v, a: v == a[0],
+    "=": lambda v, a: v == a[0],
+    "LT": lambda v, a: v < a[0],
+    "<": lambda v, a: v < a[0],
+    "LE": lambda v, a: v <= a[0],
+    "<=": lambda v, a: v <= a[0],
+    "GT": lambda v, a: v > a[0],
+    ">": lambda v, a: v > a[0],
+    "GE": lambda v, a: v >= a[0],
+    ">=": lambda v, a: v >= a[0],
+    "BEGINS_WITH": lambda v, a: v.startswith(a[0]),
+    "BETWEEN": lambda v, a: a[0] <= v <= a[1],
+}
+
+
+def _range_test(comparison, objs):
+    """A cheap test on a raw string sort key that keeps every item the key condition keeps
+    (Python compares str by code point, which is DynamoDB's UTF-8 byte order); None when the
+    condition is not on strings."""
+    test = _RANGE_TESTS.get((comparison or "").upper())
+    if test is None or not objs or any(getattr(o, "type", None) != "S" for o in objs):
+        return None
+    values = [o.value for o in objs]
+    return lambda v: v is not None and v.type == "S" and test(v.value, values)
+
+
+def queries_read_their_partition():
+    """A query costs what it reads, not the whole table. moto's Table.query lists every item
+    of the table, keeps those of the partition (for an index, by comparing each item's
+    attributes), sorts them and only then applies the sort-key condition, with moto's generic
+    comparisons on every item: each query cost O(table), and a clinic's queries slowed down with
+    everything ever written. Here a table query starts from its partition's own dictionary, an
+    index query from the items whose index hash key matches, both narrowed first by the
+    sort-key condition on raw strings. Only items moto would drop are left out, so sorting,
+    key conditions, paging, filters and projections stay moto's own."""
+    from moto.dynamodb.models.table import Table
+
+    original = Table.query
+
+    def every_item(table):
+        # moto's all_items() also sorts the whole table, with its slow comparisons; the
+        # query sorts what it keeps anyway.
+        for held in table.items.values():
+            if table.range_key_attr:
+                yield from held.values()
+            else:
+                yield held
+
+    def query(self, hash_key, *args, **kwargs):
+        # moto passes these positionally: range_comparison, range_objs, limit,
+        # exclusive_start_key, scan_index_forward, projection_expressions, index_name.
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        comparison = args[0] if args else kwargs.get("range_comparison")
+        objs = (args[1] if len(args) > 1 else kwargs.get("range_objs")) or []
+        range_conditions = kwargs.get("range_key_conditions") or []
+        condition_on = range_conditions[-1][0] if range_conditions else None
+        if len(range_conditions) > 1:
+            comparison = None  # a multi-attribute sort key: leave it to moto
+        test = _range_test(comparison, objs)
+
+        if index_name:
+            index = next((i for i in self.all_indexes() if i.name == index_name), None)
+            if index is None:
+                return original(self, hash_key, *args, **kwargs)
+            hashes = [k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH"]
+            ranges = [k["AttributeName"] for k in index.schema if k["KeyType"] == "RANGE"]
+            if len(hashes) != 1:
+                return original(self, hash_key, *args, **kwargs)
+            attr = hashes[0]
+            want = dict(kwargs.get("hash_key_conditions") or []).get(attr, hash_key)
+            if want is None:
+                return original(self, hash_key, *args, **kwargs)
+            sort_attr = ranges[0] if len(ranges) == 1 else None
+            if sort_attr is None or (condition_on and condition_on != sort_attr):
+                test = None
+
+            def keep(item):
+                v = item.attrs.get(attr)
+                if v is None or v.type != want.type or v.value != want.value:
+                    return False
+                return test is None or test(item.attrs.get(sort_attr))
+
+            items = [i for i in every_item(self) if keep(i)]
+        else:
+            if hash_key is None or not self.range_key_attr:
+                return original(self, hash_key, *args, **kwargs)
+            partition = self.items.get(hash_key)
+            items = list(partition.values()) if isinstance(partition, dict) else []
+            if test is not None and (condition_on is None or condition_on == self.range_key_attr):
+                items = [i for i in items if test(i.range_key)]
+        self.all_items = lambda: items
+        try:
+            return original(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    Table.query = query
+
+
+def batch_sends_keep_system_attributes():
+    """SendMessageBatch keeps each entry's MessageSystemAttributes (the X-Ray AWSTraceHeader),
+    as SendMessage does and SQS does for both; moto's batch dropped them."""
+    from moto.sqs.models import SQSBackend
+
+    original = SQSBackend.send_message_batch
+
+    def send_message_batch(self, queue_name, entries):
+        messages, failed = original(self, queue_name, entries)
+        by_id = {e.get("Id"): e for e in entries.values()}
+        for m in messages:
+            entry = by_id.get(getattr(m, "user_id", None)) or {}
+            if entry.get("MessageSystemAttributes"):
+                m.system_attributes = entry["MessageSystemAttributes"]
+        return messages, failed
+
+    SQSBackend.send_message_batch = send_message_batch
+
+
 def serialise_dynamodb(app):
     def wrapped(environ, start_response):
         target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -380,6 +504,8 @@ def patch_moto() -> None:
     one_stream_record_per_update()
     bounded_streams()
     read_streams_from_the_live_table()
+    queries_read_their_partition()
+    batch_sends_keep_system_attributes()
 
 
 def exit_with_parent() -> None:

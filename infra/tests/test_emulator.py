@@ -380,6 +380,137 @@ class TransactionTest(EmulatorTest):
         self.assertEqual(counter["Item"]["n"], {"N": "5"})
 
 
+class QueryTest(EmulatorTest):
+    """A table query reads its partition alone (queries_read_their_partition) and answers
+    exactly what DynamoDB would: key conditions, order, paging, filters."""
+
+    def test_queries_answer_their_partition_only_in_order_and_in_pages(self):
+        table = "queries"
+        create_table(self.ddb, table, view="NEW_IMAGE")
+        for p in ("p1", "p2", "p3"):
+            for i in range(30):
+                self.ddb.put_item(
+                    TableName=table,
+                    Item={**key(p, f"{'A' if i % 2 else 'B'}#{i:03}"), "n": {"N": str(i)},
+                          "gpk": S("g"), "gsk": S(f"{p}{i:03}")},
+                )
+
+        def query(limit=None, forward=True, **kw):
+            out, start = [], None
+            while True:
+                args = dict(TableName=table, ScanIndexForward=forward, **kw)
+                if limit:
+                    args["Limit"] = limit
+                if start:
+                    args["ExclusiveStartKey"] = start
+                page = self.ddb.query(**args)
+                out += [i["sk"]["S"] for i in page["Items"]]
+                start = page.get("LastEvaluatedKey")
+                if not start:
+                    return out
+
+        every = sorted(f"{'A' if i % 2 else 'B'}#{i:03}" for i in range(30))
+        base = dict(ExpressionAttributeValues={":p": S("p2")})
+        self.assertEqual(query(KeyConditionExpression="pk = :p", **base), every)
+        self.assertEqual(query(limit=7, KeyConditionExpression="pk = :p", **base), every)
+        self.assertEqual(
+            query(limit=4, forward=False, KeyConditionExpression="pk = :p", **base),
+            every[::-1],
+        )
+        a_only = [s for s in every if s.startswith("A#")]
+        self.assertEqual(
+            query(limit=5, KeyConditionExpression="pk = :p AND begins_with(sk, :a)",
+                  ExpressionAttributeValues={":p": S("p2"), ":a": S("A#")}),
+            a_only,
+        )
+        self.assertEqual(
+            query(KeyConditionExpression="pk = :p AND sk BETWEEN :lo AND :hi",
+                  ExpressionAttributeValues={":p": S("p2"), ":lo": S("A#005"), ":hi": S("A#011")}),
+            ["A#005", "A#007", "A#009", "A#011"],
+        )
+        self.assertEqual(
+            query(KeyConditionExpression="pk = :p", FilterExpression="n < :k",
+                  ExpressionAttributeValues={":p": S("p2"), ":k": {"N": "3"}}),
+            ["A#001", "B#000", "B#002"],
+        )
+        self.assertEqual(query(KeyConditionExpression="pk = :p",
+                               ExpressionAttributeValues={":p": S("nobody")}), [])
+        # An index query still sees every partition, with its own key conditions and order.
+        def gsi(limit=None, forward=True, **kw):
+            out, start = [], None
+            while True:
+                args = dict(TableName=table, IndexName="gsi", ScanIndexForward=forward, **kw)
+                if limit:
+                    args["Limit"] = limit
+                if start:
+                    args["ExclusiveStartKey"] = start
+                page = self.ddb.query(**args)
+                out += [i["gsk"]["S"] for i in page["Items"]]
+                start = page.get("LastEvaluatedKey")
+                if not start:
+                    return out
+
+        every_g = sorted(f"{p}{i:03}" for p in ("p1", "p2", "p3") for i in range(30))
+        g = {":g": S("g")}
+        self.assertEqual(gsi(KeyConditionExpression="gpk = :g", ExpressionAttributeValues=g), every_g)
+        self.assertEqual(
+            gsi(limit=11, forward=False, KeyConditionExpression="gpk = :g",
+                ExpressionAttributeValues=g),
+            every_g[::-1],
+        )
+        self.assertEqual(
+            gsi(limit=4, KeyConditionExpression="gpk = :g AND begins_with(gsk, :p)",
+                ExpressionAttributeValues={**g, ":p": S("p3")}),
+            [s for s in every_g if s.startswith("p3")],
+        )
+        self.assertEqual(
+            gsi(KeyConditionExpression="gpk = :g AND gsk > :lo",
+                ExpressionAttributeValues={**g, ":lo": S("p3027")}),
+            ["p3028", "p3029"],
+        )
+        self.assertEqual(
+            gsi(limit=3, forward=False,
+                KeyConditionExpression="gpk = :g AND gsk BETWEEN :lo AND :hi",
+                ExpressionAttributeValues={**g, ":lo": S("p1028"), ":hi": S("p2001")}),
+            ["p2001", "p2000", "p1029", "p1028"],
+        )
+        self.assertEqual(
+            gsi(KeyConditionExpression="gpk = :g AND gsk <= :hi",
+                ExpressionAttributeValues={**g, ":hi": S("p1001")}),
+            ["p1000", "p1001"],
+        )
+        self.assertEqual(
+            gsi(KeyConditionExpression="gpk = :none", ExpressionAttributeValues={":none": S("x")}),
+            [],
+        )
+        # Table queries with every comparison.
+        for cond, values, expected in [
+            ("sk < :v", {":v": S("A#005")}, ["A#001", "A#003"]),
+            ("sk >= :v", {":v": S("B#026")}, ["B#026", "B#028"]),
+            ("sk = :v", {":v": S("B#010")}, ["B#010"]),
+        ]:
+            self.assertEqual(
+                query(KeyConditionExpression=f"pk = :p AND {cond}",
+                      ExpressionAttributeValues={":p": S("p2"), **values}),
+                expected,
+            )
+
+
+class SqsTest(EmulatorTest):
+    def test_a_batch_keeps_each_entrys_trace_header(self):
+        sqs = self.emulator.client("sqs")
+        url = sqs.create_queue(QueueName="traced")["QueueUrl"]
+        trace = {"AWSTraceHeader": {"DataType": "String", "StringValue": "Root=1-5759e988-bd862e3fe1be46a994272793"}}
+        sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": "a", "MessageBody": "traced", "MessageSystemAttributes": trace},
+            {"Id": "b", "MessageBody": "plain"},
+        ])
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                  MessageSystemAttributeNames=["All"])["Messages"]
+        headers = {m["Body"]: m.get("Attributes", {}).get("AWSTraceHeader") for m in got}
+        self.assertEqual(headers, {"traced": "Root=1-5759e988-bd862e3fe1be46a994272793", "plain": None})
+
+
 class StreamTest(EmulatorTest):
     # a small tail so that trimming happens many times within the test
     env = {"EMULATOR_STREAM_TAIL": "50"}
