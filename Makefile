@@ -7,7 +7,7 @@ PORT ?= 3000
 MOTO_PORT ?= 4566
 FUNCTIONS := auth users clinics appointments billing relay notifications ehr
 
-.PHONY: help setup dev mail audit-verify totp test lint unit emulator-test build deploy bench fmt clean
+.PHONY: help setup dev mail audit-verify totp test lint unit emulator-test build deploy bench soak fmt clean
 
 help:
 	@echo "make dev     local stack: emulated AWS, every function on 127.0.0.1:$(PORT), demo data"
@@ -19,6 +19,7 @@ help:
 	@echo "make build   arm64 Lambda binaries with cargo-lambda (into target/lambda/)"
 	@echo "make deploy  sam build && sam deploy --guided"
 	@echo "make bench   binary sizes, cold starts vs two hello-world floors, AWS calls and depth per operation"
+	@echo "make soak    MINUTES (10) of CLIENTS (16) driving the local gateway; latency, errors, memory"
 
 $(VENV)/.installed: infra/requirements.txt
 	python3 -m venv $(VENV)
@@ -75,6 +76,12 @@ deploy: $(VENV)/.build-installed
 bench: setup
 	cargo build --release $(addprefix -p ,$(FUNCTIONS)) -p local-stack --bins
 	infra/with-moto.sh target/release/local-stack bench target/release/hello-lambda target/release/hello-kms $(addprefix target/release/,$(filter-out notifications,$(FUNCTIONS))) target/release/notifications-worker target/release/notifications-events target/release/notifications-api target/release/notifications-reminders target/release/appointments-sweep target/release/appointments-events target/release/billing-sweep target/release/billing-events target/release/billing-stats target/release/ehr-audit-seal
+
+MINUTES ?= 10
+CLIENTS ?= 16
+soak: setup
+	cargo build -p local-stack
+	infra/with-moto.sh target/debug/local-stack soak --minutes $(MINUTES) --clients $(CLIENTS)
 
 fmt:
 	cargo fmt --all

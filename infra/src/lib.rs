@@ -9,6 +9,7 @@ pub mod faults;
 pub mod lifecycle;
 mod received;
 pub mod scale;
+pub mod soak;
 
 use axum::Router;
 use shared::identity::NewMembership;

@@ -23,7 +23,11 @@ const USAGE: &str = "usage:
                                          link to the day before and KMS signature (exit 1 on a finding)
   local-stack totp [SECRET]              the current code of an authenticator secret (base32;
                                          default: the demo super admin's)
-  local-stack bench BINARY...            cold start, size and AWS-call benchmarks (see Makefile)";
+  local-stack bench BINARY...            cold start, size and AWS-call benchmarks (see Makefile)
+  local-stack soak [--minutes 10] [--clients 16]
+                                         drive a fresh stack's gateway with a clinic's mix; report
+                                         latency per operation, errors and memory (exit 1 on a
+                                         missed target)";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -77,6 +81,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 .ok_or("not a base32 authenticator secret of at least 128 bits")?;
             println!("{code}");
             Ok(())
+        }
+        Some("soak") => {
+            shared::telemetry::init();
+            local_stack::soak::run(&args[1..]).await
         }
         Some("bench") => {
             // The report is the output; logs only when asked for.
