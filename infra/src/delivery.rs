@@ -37,6 +37,7 @@ fn job(clinic: &ClinicId, channel: &str) -> NotificationJob {
             ),
         ]),
         correlation_id: "bench".into(),
+        trace_id: None,
         created_at: jiff::Timestamp::now().to_string(),
         slot_ms: None,
     }

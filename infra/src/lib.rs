@@ -468,7 +468,11 @@ where
         sqs,
         url,
         |body| EventEnvelope::from_bus_message(body).ok(),
-        handle,
+        |e| {
+            // As on AWS (`shared::lambda::handle_batch`): the consumer continues the event's work.
+            let (correlation, trace) = (e.correlation_id.clone(), e.trace_id.clone());
+            shared::correlation::continuing(correlation, trace, handle(e))
+        },
     )
     .await
 }

@@ -310,7 +310,7 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 
 /// Every token failure is the same 401 to the client; the reason goes to the log only.
 fn token_problem(e: TokenError) -> ApiError {
-    tracing::info!(reason = %e, "access token refused");
+    tracing::info!(log_type = "security", reason = %e, "access token refused");
     match e {
         TokenError::Expired => {
             ApiError::unauthorized("token_expired", "The access token has expired.")

@@ -72,6 +72,9 @@ pub struct NotificationJob {
     /// The template's variables.
     pub params: BTreeMap<String, String>,
     pub correlation_id: String,
+    /// The X-Ray trace of the work that queued it (also the message's `AWSTraceHeader`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     pub created_at: String,
     /// The sending slot (epoch milliseconds) the job reserved when a sending limit held it: it
     /// goes then without taking another token.
@@ -80,6 +83,32 @@ pub struct NotificationJob {
 }
 
 impl NotificationJob {
+    /// The job's trace as the message's `AWSTraceHeader`, which X-Ray follows through SQS.
+    fn trace_attribute(
+        &self,
+    ) -> Result<
+        Option<
+            std::collections::HashMap<
+                aws_sdk_sqs::types::MessageSystemAttributeNameForSends,
+                aws_sdk_sqs::types::MessageSystemAttributeValue,
+            >,
+        >,
+        crate::ApiError,
+    > {
+        let Some(trace) = &self.trace_id else {
+            return Ok(None);
+        };
+        let value = aws_sdk_sqs::types::MessageSystemAttributeValue::builder()
+            .data_type("String")
+            .string_value(trace)
+            .build()
+            .map_err(crate::ApiError::internal)?;
+        Ok(Some(std::collections::HashMap::from([(
+            aws_sdk_sqs::types::MessageSystemAttributeNameForSends::AwsTraceHeader,
+            value,
+        )])))
+    }
+
     /// Puts the job on the notifications queue at `queue_url`.
     pub async fn send(
         &self,
@@ -87,12 +116,12 @@ impl NotificationJob {
         queue_url: &str,
     ) -> Result<(), crate::ApiError> {
         let body = serde_json::to_string(self).map_err(crate::ApiError::internal)?;
-        sqs.send_message()
+        let send = sqs
+            .send_message()
             .queue_url(queue_url)
             .message_body(body)
-            .send()
-            .await
-            .map_err(crate::db::fault)?;
+            .set_message_system_attributes(self.trace_attribute()?);
+        send.send().await.map_err(crate::db::fault)?;
         Ok(())
     }
 
@@ -161,6 +190,7 @@ impl NotificationJob {
                     aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
                         .message_body(body)
+                        .set_message_system_attributes(job.trace_attribute()?)
                         .build()
                         .map_err(crate::ApiError::internal)
                 })
@@ -171,11 +201,7 @@ impl NotificationJob {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| {
-                    crate::ApiError::internal(
-                        aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
-                    )
-                })?;
+                .map_err(crate::db::fault)?;
             if !out.failed.is_empty() {
                 return Err(crate::ApiError::internal(format!(
                     "{} of {} notification jobs refused",

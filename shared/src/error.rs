@@ -319,6 +319,10 @@ impl IntoResponse for ApiError {
             }
             tracing::error!(error.chain = %chain, "internal error");
         }
+        if matches!(self, ApiError::Forbidden) {
+            // A refused action is a security event (the caller was authenticated).
+            tracing::info!(log_type = "security", "action forbidden");
+        }
         let problem = Problem {
             kind: format!("/problems/{}", self.code().replace('_', "-")),
             title: status.canonical_reason().unwrap_or("Error").to_string(),

@@ -35,11 +35,29 @@ async fn correlation(req: Request, next: Next) -> Response {
         .get(CORRELATION_HEADER)
         .and_then(acceptable_correlation_id)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    // The trace API Gateway passes on, else the one Lambda set for this invocation, else new.
+    let trace = req
+        .headers()
+        .get(crate::correlation::TRACE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::correlation::acceptable_trace_id)
+        .or_else(|| {
+            std::env::var("_X_AMZN_TRACE_ID")
+                .ok()
+                .and_then(|t| crate::correlation::acceptable_trace_id(&t))
+        })
+        .unwrap_or_else(crate::correlation::new_trace_id);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let span = tracing::info_span!("request", correlation_id = %id, method = %method);
+    let span =
+        tracing::info_span!("request", correlation_id = %id, trace_id = %trace, method = %method);
     let started = std::time::Instant::now();
-    let mut resp = with_correlation_id(id.clone(), next.run(req).instrument(span.clone())).await;
+    let mut resp = crate::correlation::continuing(
+        id.clone(),
+        Some(trace),
+        next.run(req).instrument(span.clone()),
+    )
+    .await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(CORRELATION_HEADER, v);
     }

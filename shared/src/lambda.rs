@@ -111,7 +111,13 @@ where
         |body| EventEnvelope::from_bus_message(body).ok(),
         |e| {
             let event_id = e.event_id.clone();
-            let done = handle(e);
+            // The consumer continues the event's work: what it logs, raises and queues carries
+            // the event's correlation id and trace.
+            let done = crate::correlation::continuing(
+                e.correlation_id.clone(),
+                e.trace_id.clone(),
+                handle(e),
+            );
             async move {
                 done.await
                     .map_err(|err| tracing::error!(%event_id, error = %err, "event failed"))

@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod jwt;
 pub mod keys;
 pub mod lambda;
+pub mod metrics;
 pub mod outbox;
 pub mod platform;
 pub mod policy;

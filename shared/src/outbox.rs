@@ -76,12 +76,15 @@ pub struct EventEnvelope {
     pub clinic_id: Option<String>,
     pub actor: Actor,
     pub correlation_id: String,
+    /// The X-Ray trace of the work that raised it, carried to the bus and on to consumers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     pub subject: Subject,
     pub data: serde_json::Value,
 }
 
 impl EventEnvelope {
-    /// A version-1 event stamped with the current request's correlation id.
+    /// A version-1 event stamped with the current request's correlation id and trace.
     pub fn new(
         event_type: &str,
         clinic: Option<&ClinicId>,
@@ -98,6 +101,7 @@ impl EventEnvelope {
             clinic_id: clinic.map(ToString::to_string),
             actor,
             correlation_id: current_correlation_id(),
+            trace_id: crate::correlation::current_trace_id(),
             subject,
             data,
         }
@@ -176,6 +180,7 @@ pub async fn publish(
                     .source(e.source())
                     .detail_type(&e.event_type)
                     .detail(serde_json::to_string(e).unwrap_or_default())
+                    .set_trace_header(e.trace_id.clone())
                     .build()
             })
             .collect();

@@ -104,7 +104,7 @@ impl Throttles {
         match res {
             Ok(_) => Ok(()),
             Err(e) if db::is_condition_failed(&e) => {
-                tracing::info!(purpose = limit.purpose, "throttled");
+                tracing::info!(log_type = "security", purpose = limit.purpose, "throttled");
                 Err(too_many(window_left(now, limit.window_seconds)))
             }
             Err(e) => Err(db::fault(e)),
@@ -155,7 +155,7 @@ impl Throttles {
             Ok(_) => Ok(Guess { pk, count }),
             // Another guess of this pair was reserved meanwhile: this one waits its turn.
             Err(e) if db::is_condition_failed(&e) => {
-                tracing::info!("parallel password guess refused");
+                tracing::info!(log_type = "security", "parallel password guess refused");
                 Err(too_many(guess_delay(count).max(1)))
             }
             Err(e) => Err(db::fault(e)),

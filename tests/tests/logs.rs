@@ -39,7 +39,7 @@ async fn canary_values_never_reach_the_logs() {
     let subscriber = tracing_subscriber::fmt()
         .json()
         .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
+        .with_writer(move || shared::telemetry::Typed(writer.clone()))
         .finish();
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
 
@@ -118,4 +118,40 @@ async fn canary_values_never_reach_the_logs() {
         String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|e| e.into_inner())).to_string();
     assert!(logs.lines().count() > 10, "the functions logged: {logs}");
     assert!(!logs.contains(CANARY), "a canary in the logs");
+
+    // Every line is typed; requests, security events and business metrics among them.
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let known = [
+        "api", "database", "security", "audit", "metrics", "error", "system",
+    ];
+    for l in &lines {
+        let kind = l["type"].as_str().unwrap_or_default();
+        assert!(known.contains(&kind), "untyped line: {l}");
+    }
+    let of = |kind: &str| lines.iter().filter(|l| l["type"] == kind).count();
+    assert!(of("api") >= 10, "request lines");
+    // The doctor's 404 is no security event, but break-glass is
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["type"] == "security" && l["fields"]["message"] == "break-glass opened"),
+        "break-glass is a security event"
+    );
+    // A booking is counted as an embedded metric document CloudWatch reads.
+    let booking = lines
+        .iter()
+        .find(|l| l["type"] == "metrics" && l.get("BookingsCreated").is_some())
+        .expect("a BookingsCreated metric");
+    assert_eq!(booking["BookingsCreated"], 1);
+    assert_eq!(
+        booking["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        shared::metrics::NAMESPACE
+    );
+    assert_eq!(
+        booking["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+        "BookingsCreated"
+    );
 }

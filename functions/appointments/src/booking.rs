@@ -313,6 +313,10 @@ pub async fn book(
                     );
                 }
                 tx.commit(&state.table).await?;
+                shared::metrics::count(shared::metrics::Metric::BookingsCreated);
+                if a.billing.as_ref().is_some_and(|b| b.covered) {
+                    shared::metrics::count(shared::metrics::Metric::CoveredBookings);
+                }
                 Ok(a)
             }
         })

@@ -271,7 +271,7 @@ impl Auth<'_> {
         }
         self.throttles.forgive(&guess).await?;
         self.notice(user, "mfa-enabled", now).await;
-        tracing::info!(user_id = %user, "authenticator enabled");
+        tracing::info!(log_type = "security", user_id = %user, "authenticator enabled");
         Ok(ConfirmedView {
             enabled: true,
             recovery_codes: codes,
@@ -318,7 +318,7 @@ impl Auth<'_> {
         }
         self.throttles.forgive(&guess).await?;
         self.notice(user, "mfa-disabled", now).await;
-        tracing::info!(user_id = %user, "authenticator removed");
+        tracing::info!(log_type = "security", user_id = %user, "authenticator removed");
         Ok(())
     }
 
@@ -384,7 +384,7 @@ impl Auth<'_> {
             self.signed_in(&record, &session, true, now)
         )?;
         if let Proof::Recovery(_) = proof {
-            tracing::warn!(user_id = %c.user, "signed in with a recovery code");
+            tracing::warn!(log_type = "security", user_id = %c.user, "signed in with a recovery code");
             self.notice(&c.user, "mfa-recovery-code-used", now).await;
         }
         Ok(pair)

@@ -112,7 +112,7 @@ impl Auth<'_> {
         self.ext()
             .issue(&user, LinkKind::PasswordReset, None, self.clock.epoch())
             .await?;
-        tracing::info!(user_id = %user, "password reset requested");
+        tracing::info!(log_type = "security", user_id = %user, "password reset requested");
         Ok(())
     }
 
@@ -180,7 +180,7 @@ impl Auth<'_> {
         for s in &sessions {
             self.authn.forget(s);
         }
-        tracing::info!(user_id = %user, "password reset completed");
+        tracing::info!(log_type = "security", user_id = %user, "password reset completed");
         Ok(())
     }
 }

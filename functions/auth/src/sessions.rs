@@ -68,7 +68,7 @@ impl Auth<'_> {
             .verify_password(password, &record.password_hash)
             .await?
         {
-            tracing::info!(user_id = %record.user, "login failed");
+            tracing::info!(log_type = "security", user_id = %record.user, "login failed");
             return Err(Self::invalid_credentials());
         }
         if record.mfa_enabled {
@@ -241,7 +241,7 @@ impl Auth<'_> {
                     now,
                 )
                 .await?;
-                tracing::warn!(user_id = %token.user, session_id = %token.session, "refresh token reuse: session revoked");
+                tracing::warn!(log_type = "security", user_id = %token.user, session_id = %token.session, "refresh token reuse: session revoked");
                 return Err(ApiError::unauthorized(
                     "refresh_token_reused",
                     "This refresh token was already used; the session has been ended.",

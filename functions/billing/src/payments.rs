@@ -289,7 +289,10 @@ pub async fn complete(
             }
         }
         match tx.commit(&state.table).await {
-            Ok(()) => return Ok(Some(done)),
+            Ok(()) => {
+                shared::metrics::count(shared::metrics::Metric::PaymentsCompleted);
+                return Ok(Some(done));
+            }
             Err(ApiError::Guarded(MOVED_MEANWHILE)) => {
                 p = store::get_payment(&state.table, &p.clinic, &p.id)
                     .await?

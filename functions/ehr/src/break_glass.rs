@@ -124,6 +124,14 @@ pub async fn open(
         .outbox_write(&state.table.name, now.as_second())?,
     );
     tx.commit(&state.table).await?;
+    tracing::warn!(
+        log_type = "security",
+        clinic_id = %pa.access.clinic,
+        patient_id = %pa.patient,
+        clinician_id = %clinician,
+        minutes,
+        "break-glass opened"
+    );
     Ok(BreakGlassGrant {
         patient_id: pa.patient.to_string(),
         clinician_id: clinician.to_string(),

@@ -185,6 +185,7 @@ pub fn jobs_for(
             template: template.name.to_string(),
             params: params.clone(),
             correlation_id: correlation_id.to_string(),
+            trace_id: shared::correlation::current_trace_id(),
             created_at: created_at.to_string(),
             slot_ms: None,
         })

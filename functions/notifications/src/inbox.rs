@@ -240,6 +240,7 @@ mod tests {
             template: "t".into(),
             params: Default::default(),
             correlation_id: "c".into(),
+            trace_id: None,
             created_at: created.into(),
             slot_ms: None,
         };

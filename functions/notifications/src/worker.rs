@@ -92,7 +92,13 @@ pub async fn handle_message(state: &AppState, m: &SqsMessage) -> Outcome {
         );
         return Outcome::Retry(0);
     };
-    match deliver(state, &job, receive_count(m) == 1).await {
+    // The job continues the work that queued it: its logs and events carry the same ids.
+    let delivered = shared::correlation::continuing(
+        job.correlation_id.clone(),
+        job.trace_id.clone(),
+        deliver(state, &job, receive_count(m) == 1),
+    );
+    match delivered.await {
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::error!(job_id = %job.job_id, error = %e, "notification job failed");
@@ -364,6 +370,7 @@ pub async fn deliver(
             )
             .await?;
             tracing::info!(job_id = %job.job_id, template = job.template, channel = job.channel, attempt, "notification sent");
+            shared::metrics::count(shared::metrics::Metric::NotificationsSent);
             Ok(Outcome::Done)
         }
         Ok(Sent::Nowhere(reason)) => skip(state, job, pair, reason, now).await,
@@ -378,6 +385,9 @@ pub async fn deliver(
                 (store::Settled::Retrying { error: &code }, None)
             };
             store::settle(&state.table, pair, &outcome, failed.as_ref(), now).await?;
+            if last {
+                shared::metrics::count(shared::metrics::Metric::NotificationsFailed);
+            }
             tracing::warn!(job_id = %job.job_id, channel = job.channel, attempt, error = %code, last, "notification not sent");
             Ok(Outcome::Retry(rules::retry_delay(
                 attempt,

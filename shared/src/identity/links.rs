@@ -307,6 +307,7 @@ impl AccountMail {
             template: template.to_string(),
             params,
             correlation_id: crate::http::current_correlation_id(),
+            trace_id: crate::correlation::current_trace_id(),
             created_at: rfc3339(now),
             slot_ms: None,
         };

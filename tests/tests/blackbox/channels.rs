@@ -287,6 +287,7 @@ fn job(user: &UserId, clinic: &ClinicId, template: &str, channel: &str) -> Notif
             ),
         ]),
         correlation_id: "test".into(),
+        trace_id: None,
         created_at: jiff::Timestamp::now().to_string(),
         slot_ms: None,
     }

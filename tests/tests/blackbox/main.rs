@@ -14,4 +14,5 @@ mod reminders;
 mod scheduling;
 mod template;
 mod tenancy;
+mod trace;
 mod wording;

@@ -84,6 +84,7 @@ fn job(user: &shared::ids::UserId, template: &str) -> NotificationJob {
         template: template.into(),
         params: BTreeMap::new(),
         correlation_id: "test".into(),
+        trace_id: None,
         created_at: "2026-12-01T00:00:00Z".into(),
         slot_ms: None,
     }

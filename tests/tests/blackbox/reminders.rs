@@ -142,6 +142,7 @@ async fn a_confirmed_appointment_is_reminded_twice_and_a_moved_one_only_of_its_n
         .map(|(k, v)| (k.to_string(), v))
         .collect(),
         correlation_id: "test".into(),
+        trace_id: None,
         created_at: jiff::Timestamp::now().to_string(),
         slot_ms: None,
     };
