@@ -49,46 +49,21 @@ async fn patient(
     clinic: &ClinicId,
     i: usize,
 ) -> Result<shared::ids::UserId, BoxError> {
-    let user = shared::ids::UserId::generate();
-    let identity = shared::identity::NewIdentity {
-        user: user.clone(),
-        email: shared::types::Email::parse(&format!("latency-{i}@bench.example"))
-            .ok_or("bad bench email")?,
-        given_name: "Lat".into(),
-        family_name: "Ency".into(),
-        phone: None,
-        birth_date: None,
-        password_hash: None,
-        platform_role: None,
-        membership: Some(shared::identity::NewMembership {
-            clinic: clinic.clone(),
-            role: shared::policy::Role::Patient,
-            location: None,
-            pending: false,
-        }),
-        email_verified: true,
-    };
-    let now = jiff::Timestamp::now();
-    let event = shared::outbox::EventEnvelope::new(
-        "auth.user_registered",
-        Some(clinic),
-        shared::outbox::Actor::default(),
-        shared::outbox::Subject {
-            kind: "user".into(),
-            id: user.to_string(),
-        },
-        json!({ "userId": user, "clinicId": clinic, "role": "PATIENT" }),
-        now,
-    );
-    stack
-        .auth
-        .identities
-        .create(identity, &event, now.as_second())
-        .await?;
-    Ok(user)
+    crate::soak::member(
+        stack,
+        clinic,
+        &format!("latency-{i}@bench.example"),
+        shared::policy::Role::Patient,
+        None,
+    )
+    .await
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+/// The `p` quantile of sorted durations, in milliseconds (0 for none).
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
