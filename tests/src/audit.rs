@@ -6,24 +6,26 @@ use shared::db::Item;
 
 use crate::{Api, Reply};
 
-/// Every audit record the request with correlation id `correlation` left.
-pub async fn records_of(api: &Api, correlation: &str) -> Vec<Item> {
-    let stack = api.stack.as_ref().expect("in-process stack");
+/// Every item of `table` (whose `correlationId` is `correlation`, when given), all pages.
+pub async fn scan(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    correlation: Option<&str>,
+) -> Vec<Item> {
     let mut out = Vec::new();
     let mut start = None;
     loop {
-        let page = stack
-            .clients
-            .dynamodb
+        let mut q = dynamodb
             .scan()
-            .table_name(&stack.resources.audit_table)
-            .filter_expression("correlationId = :c")
-            .expression_attribute_values(":c", shared::db::s(correlation))
+            .table_name(table)
             .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("audit scan");
+            .set_exclusive_start_key(start);
+        if let Some(c) = correlation {
+            q = q
+                .filter_expression("correlationId = :c")
+                .expression_attribute_values(":c", shared::db::s(c));
+        }
+        let page = q.send().await.expect("scan");
         out.extend(page.items().iter().cloned());
         match page.last_evaluated_key.filter(|k| !k.is_empty()) {
             Some(k) => start = Some(k),
@@ -31,6 +33,17 @@ pub async fn records_of(api: &Api, correlation: &str) -> Vec<Item> {
         }
     }
     out
+}
+
+/// Every audit record the request with correlation id `correlation` left.
+pub async fn records_of(api: &Api, correlation: &str) -> Vec<Item> {
+    let stack = api.stack.as_ref().expect("in-process stack");
+    scan(
+        &stack.clients.dynamodb,
+        &stack.resources.audit_table,
+        Some(correlation),
+    )
+    .await
 }
 
 /// Sends one request under a fresh correlation id; answers the reply and every audit record

@@ -241,27 +241,11 @@ async fn a_throttled_booking_writes_nothing_its_retry_books_once_and_its_event_i
 
 /// Every item of the table, as text.
 async fn table_text(stack: &Stack) -> String {
-    let mut out = String::new();
-    let mut start = None;
-    loop {
-        let page = stack
-            .clients
-            .dynamodb
-            .scan()
-            .table_name(&stack.resources.table)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("scan");
-        for i in page.items() {
-            out.push_str(&format!("{i:?}\n"));
-        }
-        match page.last_evaluated_key.filter(|k| !k.is_empty()) {
-            Some(k) => start = Some(k),
-            None => break,
-        }
-    }
-    out
+    blackbox::audit::scan(&stack.clients.dynamodb, &stack.resources.table, None)
+        .await
+        .iter()
+        .map(|i| format!("{i:?}\n"))
+        .collect()
 }
 
 #[tokio::test]
