@@ -35,16 +35,16 @@ async fn correlation(req: Request, next: Next) -> Response {
         .get(CORRELATION_HEADER)
         .and_then(acceptable_correlation_id)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    // The trace API Gateway passes on, else the one Lambda set for this invocation, else new.
-    let trace = req
-        .headers()
-        .get(crate::correlation::TRACE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(crate::correlation::acceptable_trace_id)
+    // The trace of this invocation's X-Ray segment (Lambda sets it when tracing is active),
+    // else the one API Gateway passed on (and the local gateway's callers send), else new.
+    let trace = std::env::var("_X_AMZN_TRACE_ID")
+        .ok()
+        .and_then(|t| crate::correlation::acceptable_trace_id(&t))
         .or_else(|| {
-            std::env::var("_X_AMZN_TRACE_ID")
-                .ok()
-                .and_then(|t| crate::correlation::acceptable_trace_id(&t))
+            req.headers()
+                .get(crate::correlation::TRACE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::correlation::acceptable_trace_id)
         })
         .unwrap_or_else(crate::correlation::new_trace_id);
     let method = req.method().clone();
