@@ -7,31 +7,44 @@
 use std::time::Duration;
 
 use shared::aws::{CallLimits, Clients};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
-/// Resolves with the reason once the stack is asked to stop.
-pub async fn stopped() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return "interrupted";
-    };
-    let parent = std::os::unix::process::parent_id();
-    let orphaned = async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            if std::os::unix::process::parent_id() != parent {
-                return;
+/// The ways the stack is asked to stop, listened for from the moment it is installed (before
+/// the stack says it is ready, so a signal sent right after never meets the default action).
+pub struct Stop {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+    parent: u32,
+}
+
+impl Stop {
+    pub fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+            parent: std::os::unix::process::parent_id(),
+        })
+    }
+
+    /// Resolves with the reason once the stack is asked to stop.
+    pub async fn requested(mut self) -> &'static str {
+        let parent = self.parent;
+        let orphaned = async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if std::os::unix::process::parent_id() != parent {
+                    return;
+                }
             }
+        };
+        tokio::select! {
+            _ = self.interrupt.recv() => "interrupted",
+            _ = self.terminate.recv() => "terminated",
+            _ = self.hangup.recv() => "hung up",
+            () = orphaned => "the process that started it went away",
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "interrupted",
-        _ = term.recv() => "terminated",
-        _ = hup.recv() => "hung up",
-        () = orphaned => "the process that started it went away",
     }
 }
 

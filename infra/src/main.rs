@@ -106,6 +106,8 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
             "AWS_ENDPOINT_URL is not set: `make dev` starts the emulator and sets it".into(),
         );
     }
+    // Listening for Ctrl-C and SIGTERM starts now, not when the stack is ready.
+    let stop = local_stack::lifecycle::Stop::install()?;
     let clients = Clients::from_env_with(shared::aws::CallLimits::EMULATOR).await;
     let stack = Stack::up(clients, "clinic-dev").await?;
     stack.seed_demo().await?;
@@ -159,7 +161,7 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     println!("Resource names are in .local/stack.env. Ctrl-C stops everything.\n");
     tokio::select! {
         _ = server => Err("the gateway stopped".into()),
-        why = local_stack::lifecycle::stopped() => {
+        why = stop.requested() => {
             println!("\nStopping: {why}.");
             Ok(())
         }
