@@ -260,6 +260,25 @@ impl Stack {
         )
     }
 
+    /// Everything `make dev` runs beside the gateway, at its local pace: the relay, the
+    /// consumers and the notification worker every half second, the scheduled jobs every
+    /// minute, and the audit seal hourly (so a stack left running over midnight seals the day
+    /// that ended). The tasks run until the process ends.
+    pub fn spawn_background(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let often = Duration::from_millis(500);
+        let minute = Duration::from_secs(60);
+        vec![
+            self.spawn_relay(often),
+            self.spawn_consumers(often),
+            self.spawn_notifications(often),
+            self.spawn_stats(often),
+            self.spawn_sweep(minute),
+            self.spawn_billing_sweep(minute),
+            self.spawn_reminders(minute),
+            self.spawn_audit_seal(Duration::from_secs(3600)),
+        ]
+    }
+
     /// Fans the audit sealing job out every `every`, as the daily EventBridge schedule does
     /// on AWS; [`Stack::spawn_consumers`] then seals each clinic's finished days.
     pub fn spawn_audit_seal(&self, every: Duration) -> tokio::task::JoinHandle<()> {

@@ -6,7 +6,6 @@ use local_stack::{
     DEMO_SUPER_ADMIN_TOTP, DEMO_USERS, SECOND_CLINIC_ID, SECOND_CLINIC_USERS, Stack, serve,
 };
 use shared::aws::Clients;
-use std::time::Duration;
 
 const USAGE: &str = "usage:
   local-stack dev [--port 3000]          provision, seed, and serve every function on 127.0.0.1
@@ -112,16 +111,7 @@ async fn dev(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> 
     let stack = Stack::up(clients, "clinic-dev").await?;
     stack.seed_demo().await?;
     let stack = std::sync::Arc::new(stack);
-    let _relay = stack.spawn_relay(Duration::from_millis(500));
-    let _sweep = stack.spawn_sweep(Duration::from_secs(60));
-    let _consumers = stack.spawn_consumers(Duration::from_millis(500));
-    let _billing_sweep = stack.spawn_billing_sweep(Duration::from_secs(60));
-    let _reminders = stack.spawn_reminders(Duration::from_secs(60));
-    // Seals finished days of the audit trail (the daily job; hourly here, so a stack left
-    // running over midnight seals the day that ended).
-    let _audit_seal = stack.spawn_audit_seal(Duration::from_secs(3600));
-    let _stats = stack.spawn_stats(Duration::from_millis(500));
-    let _notifications = stack.spawn_notifications(Duration::from_millis(500));
+    let _background = stack.spawn_background();
     let (addr, server) = serve(stack.gateway(), ([127, 0, 0, 1], port).into()).await?;
     let env_file = std::path::Path::new(".local/stack.env");
     if let Some(dir) = env_file.parent() {

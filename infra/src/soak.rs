@@ -440,13 +440,7 @@ pub async fn run(args: &[String]) -> Result<(), BoxError> {
     let stack = Arc::new(Stack::up(aws, &shared::provision::unique_prefix("soak")).await?);
     let demo = stack.seed_demo().await?;
     // What `make dev` runs beside the gateway.
-    let _relay = stack.spawn_relay(Duration::from_millis(500));
-    let _consumers = stack.spawn_consumers(Duration::from_millis(500));
-    let _notifications = stack.spawn_notifications(Duration::from_millis(500));
-    let _stats = stack.spawn_stats(Duration::from_millis(500));
-    let _sweep = stack.spawn_sweep(Duration::from_secs(60));
-    let _billing = stack.spawn_billing_sweep(Duration::from_secs(60));
-    let _reminders = stack.spawn_reminders(Duration::from_secs(60));
+    let _background = stack.spawn_background();
     let (addr, _server) =
         crate::serve(stack.gateway(), SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let base = format!("http://{addr}");
