@@ -7,15 +7,16 @@ PORT ?= 3000
 MOTO_PORT ?= 4566
 FUNCTIONS := auth users clinics appointments billing relay notifications ehr
 
-.PHONY: help setup dev mail audit-verify totp test lint unit emulator-test build deploy bench soak fmt clean
+.PHONY: help setup dev mail audit-verify totp test lint unit emulator-test contract build deploy bench soak fmt clean
 
 help:
 	@echo "make dev     local stack: emulated AWS, every function on 127.0.0.1:$(PORT), demo data"
 	@echo "make mail    print the account mail (verification, invitation, reset links) make dev queued"
 	@echo "make audit-verify  seal the demo clinic's audit trail so far and verify every sealed day"
 	@echo "make totp    the demo super admin's current authenticator code (SECRET=... for another)"
-	@echo "make test    formatting, clippy, cfn-lint and every test against the emulator"
+	@echo "make test    formatting, clippy, cfn-lint, every test against the emulator, the contract"
 	@echo "make lint    formatting, clippy and cfn-lint only"
+	@echo "make contract  schemathesis against a fresh stack's OpenAPI document, as four roles"
 	@echo "make build   arm64 Lambda binaries with cargo-lambda (into target/lambda/)"
 	@echo "make deploy  sam build && sam deploy --guided"
 	@echo "make bench   binary sizes, cold starts vs two hello-world floors, AWS calls and depth per operation"
@@ -61,7 +62,13 @@ emulator-test: $(VENV)/.installed
 unit: setup emulator-test
 	infra/with-moto.sh cargo test --workspace --all-targets
 
-test: lint unit
+CONTRACT_EXAMPLES ?= 5
+# The OpenAPI document as a contract: schemathesis against a fresh stack, as four roles.
+contract: setup
+	cargo build -p local-stack
+	infra/with-moto.sh target/debug/local-stack contract --examples $(CONTRACT_EXAMPLES)
+
+test: lint unit contract
 
 build: $(VENV)/.build-installed
 	@if command -v rustup >/dev/null; then rustup target add aarch64-unknown-linux-gnu >/dev/null; fi

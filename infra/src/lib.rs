@@ -3,6 +3,7 @@
 //! in-process, and seeds demo data. `make dev`, the black-box tests and the benchmarks use it.
 
 pub mod bench;
+pub mod contract;
 pub mod delivery;
 pub mod ehr_bench;
 pub mod faults;

@@ -23,6 +23,8 @@ const USAGE: &str = "usage:
   local-stack totp [SECRET]              the current code of an authenticator secret (base32;
                                          default: the demo super admin's)
   local-stack bench BINARY...            cold start, size and AWS-call benchmarks (see Makefile)
+  local-stack contract [--examples 5]    check a fresh stack against its OpenAPI document with
+                                         schemathesis, signed in as several roles (exit 1 on a failure)
   local-stack soak [--minutes 10] [--clients 16]
                                          drive a fresh stack's gateway with a clinic's mix; report
                                          latency per operation, errors and memory (exit 1 on a
@@ -84,6 +86,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Some("soak") => {
             shared::telemetry::init();
             local_stack::soak::run(&args[1..]).await
+        }
+        Some("contract") => {
+            if std::env::var("LOG_LEVEL").is_ok() {
+                shared::telemetry::init();
+            }
+            local_stack::contract::run(&args[1..]).await
         }
         Some("bench") => {
             // The report is the output; logs only when asked for.

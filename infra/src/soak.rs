@@ -81,7 +81,7 @@ fn emulator_pid() -> Option<String> {
 
 /// One virtual client: its own loopback address (the API throttles per source, as API Gateway
 /// does per caller), an HTTP client, and what it has recorded.
-struct Driver {
+pub(crate) struct Driver {
     base: String,
     http: Client<HttpConnector, Full<Bytes>>,
     started: Instant,
@@ -89,7 +89,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(base: &str, index: usize, started: Instant) -> Self {
+    pub(crate) fn new(base: &str, index: usize, started: Instant) -> Self {
         let mut connector = HttpConnector::new();
         let octet = u8::try_from(10 + index % 240).unwrap_or(10);
         connector.set_local_address(Some(IpAddr::V4(Ipv4Addr::new(127, 0, 1, octet))));
@@ -101,7 +101,7 @@ impl Driver {
         }
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &mut self,
         op: &'static str,
         method: Method,

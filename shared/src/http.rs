@@ -17,6 +17,8 @@ use crate::error::ApiError;
 /// Largest request body any route accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+pub mod strict;
+
 pub use crate::correlation::{CORRELATION_HEADER, current_correlation_id, with_correlation_id};
 
 /// Accepts a caller's id only if it is short and plain, so it is safe to log and echo.
@@ -201,9 +203,10 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
     }
 }
 
-/// Parses a JSON body, mapping errors to problems that describe position and kind only.
+/// Parses a JSON body, mapping errors to problems that describe position and kind only. The
+/// body is read strictly ([`strict`]): a struct only from an object.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
             Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
@@ -214,22 +217,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                     e.column()
                 ),
             ),
-            Category::Data => ApiError::unprocessable(
-                "invalid_body",
-                format!(
-                    "{} (line {}, column {}).",
-                    describe_data_error(&e),
-                    e.line(),
-                    e.column()
-                ),
-            ),
+            Category::Data => {
+                ApiError::unprocessable("invalid_body", format!("{}.", describe_data_error(&e)))
+            }
         }
+    })?;
+    T::deserialize(strict::Strict(&value)).map_err(|e| {
+        ApiError::unprocessable("invalid_body", format!("{}.", describe_data_error(&e)))
     })
 }
 
 /// Reads an already parsed JSON value as `T`, with the same value-free problems.
 pub fn from_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
-    serde_json::from_value(v).map_err(|e| {
+    T::deserialize(strict::Strict(&v)).map_err(|e| {
         ApiError::unprocessable("invalid_body", format!("{}.", describe_data_error(&e)))
     })
 }

@@ -3,6 +3,19 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// An optional id query parameter: absent, or well-formed (422 `invalid_id` naming the field).
+pub fn query_id<T>(
+    v: Option<&str>,
+    field: &'static str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<Option<T>, crate::ApiError> {
+    v.map(|v| {
+        parse(v)
+            .ok_or_else(|| crate::ApiError::invalid_field(field, "invalid_id", "Not a valid id."))
+    })
+    .transpose()
+}
+
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

@@ -136,17 +136,7 @@ pub fn validation(errors: Vec<FieldError>) -> Result<(), ApiError> {
     }
 }
 
-/// An optional id query parameter: absent, or well-formed (422 naming the field).
-pub fn opt_id<T>(
-    v: Option<&str>,
-    field: &'static str,
-    parse: fn(&str) -> Option<T>,
-) -> Result<Option<T>, ApiError> {
-    v.map(|v| {
-        parse(v).ok_or_else(|| ApiError::invalid_field(field, "invalid_id", "Not a valid id."))
-    })
-    .transpose()
-}
+pub use shared::ids::query_id as opt_id;
 
 pub fn text_ok(v: &Phi<String>) -> bool {
     let n = v.expose().trim().chars().count();

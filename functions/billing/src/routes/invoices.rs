@@ -12,7 +12,7 @@ use shared::{
     authn::ClinicAccess,
     http::page as page_of,
     http::{Json, OptionalJson, Query},
-    ids::LocationId,
+    ids::{LocationId, SubscriptionId, UserId, query_id},
     policy::{Action, Resource, Role, Subject, may_ever},
 };
 
@@ -170,10 +170,16 @@ async fn list(
     access: ClinicAccess,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
+    query_id(q.patient_id.as_deref(), "patientId", UserId::parse)?;
     let status = status_filter(
         q.status.as_deref(),
         InvoiceStatus::parse,
         "Unknown invoice status.",
+    )?;
+    query_id(
+        q.subscription_id.as_deref(),
+        "subscriptionId",
+        SubscriptionId::parse,
     )?;
     if !may_ever(access.role, Resource::Invoice, Action::Read) {
         return Err(ApiError::Forbidden);

@@ -11,7 +11,7 @@ use shared::{
     ApiError,
     authn::ClinicAccess,
     http::{Json, OptionalJson, Query, page as page_of},
-    ids::LocationId,
+    ids::{InvoiceId, LocationId, UserId, query_id},
     policy::{Action, Resource, Role, Subject, may_ever},
 };
 
@@ -175,6 +175,8 @@ async fn list(
     access: ClinicAccess,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
+    query_id(q.invoice_id.as_deref(), "invoiceId", InvoiceId::parse)?;
+    query_id(q.patient_id.as_deref(), "patientId", UserId::parse)?;
     let status = status_filter(
         q.status.as_deref(),
         PaymentStatus::parse,

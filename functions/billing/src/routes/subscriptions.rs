@@ -13,7 +13,7 @@ use shared::{
     ApiError,
     authn::ClinicAccess,
     http::{Json, OptionalJson, Query, page as page_of},
-    ids::LocationId,
+    ids::{LocationId, PlanId, UserId, query_id},
     policy::{Action, Resource, Role, Subject, may_ever},
 };
 
@@ -201,6 +201,8 @@ async fn list(
     access: ClinicAccess,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
+    query_id(q.patient_id.as_deref(), "patientId", UserId::parse)?;
+    query_id(q.plan_id.as_deref(), "planId", PlanId::parse)?;
     let status = status_filter(
         q.status.as_deref(),
         SubStatus::parse,
