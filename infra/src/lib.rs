@@ -162,16 +162,27 @@ impl Stack {
 
     /// Starts the stream-to-bus relay in the background.
     pub fn spawn_relay(&self, every: Duration) -> tokio::task::JoinHandle<()> {
-        let poller = relay::StreamPoller::new(
+        tokio::spawn(self.relay_poller().run(every))
+    }
+
+    /// A reader of the table's stream that publishes outbox items to the bus, as the relay's
+    /// event source mapping does on AWS (retries, then the dead-letter queue).
+    pub fn relay_poller(&self) -> relay::StreamPoller<relay::Relay> {
+        let dead_letters = relay::DeadLetters {
+            sqs: self.clients.sqs.clone(),
+            url: self.resources.events_relay_dlq_url.clone(),
+        };
+        relay::StreamPoller::new(
             aws_sdk_dynamodbstreams::Client::new(&self.clients.sdk),
             self.clients.dynamodb.clone(),
             &self.resources.table,
             relay::Relay {
                 eventbridge: self.clients.eventbridge.clone(),
                 bus: self.resources.bus.clone(),
+                dead_letters: dead_letters.clone(),
             },
-        );
-        tokio::spawn(poller.run(every))
+        )
+        .with_dead_letters(dead_letters)
     }
 
     /// A reader of the table's stream that keeps billing's analytics counters, as the

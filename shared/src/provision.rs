@@ -86,6 +86,8 @@ pub struct Resources {
     pub sender: String,
     /// A queue that receives every event on the bus, for inspection and tests.
     pub events_tap_url: String,
+    /// The relay's dead-letter queue: outbox items it could not publish.
+    pub events_relay_dlq_url: String,
     /// Billing's queue of bus events (appointment cancellations), with a dead-letter queue.
     pub billing_events_url: String,
     /// The appointments queue of bus events (paid visit invoices), with a dead-letter queue.
@@ -136,6 +138,7 @@ impl Resources {
                 self.notifications_normal_url.clone(),
             ),
             ("EVENTS_TAP_QUEUE_URL", self.events_tap_url.clone()),
+            ("EVENTS_RELAY_DLQ_URL", self.events_relay_dlq_url.clone()),
             ("NOTIFICATIONS_SENDER", self.sender.clone()),
             (
                 "NOTIFICATIONS_QUEUE_URLS",
@@ -546,6 +549,8 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
     )
     .await?;
 
+    let (relay_dlq, _) = create_queue(clients, &format!("{prefix}-events-relay-dlq"), None).await?;
+
     let sealed = PlatformSecrets::generate()
         .seal(&clients.kms, &kms_key_id)
         .await?;
@@ -567,6 +572,7 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
         push_apps: push_apps.join(","),
         sender: LOCAL_SENDER.to_string(),
         events_tap_url: tap,
+        events_relay_dlq_url: relay_dlq,
         billing_events_url: billing_events,
         appointments_events_url: appointments_events,
         notifications_events_url: notifications_events,

@@ -9,11 +9,67 @@ use shared::outbox::{EventEnvelope, publish};
 use shared::stream::{Change, ChangeSink};
 use std::collections::HashMap;
 
+/// How often a change that failed is tried again before it is dead-lettered: the template's
+/// `MaximumRetryAttempts` of the relay's event source mapping.
+pub const RETRY_ATTEMPTS: u32 = 10;
+
 /// Where events go.
 #[derive(Debug, Clone)]
 pub struct Relay {
     pub eventbridge: aws_sdk_eventbridge::Client,
     pub bus: String,
+    /// Where outbox items go that can never be published (undecodable envelopes).
+    pub dead_letters: DeadLetters,
+}
+
+/// The relay's dead-letter queue (`EventsRelayDlq`; on AWS also the event source mapping's
+/// on-failure destination). A record there names the change and the item's key, never its
+/// content, and why it was not relayed; the item itself stays in the table until its TTL.
+#[derive(Debug, Clone)]
+pub struct DeadLetters {
+    pub sqs: aws_sdk_sqs::Client,
+    pub url: String,
+}
+
+impl DeadLetters {
+    /// Records `change` as not relayed for `condition`. False when the queue did not take the
+    /// record, so the caller keeps the change.
+    pub async fn send(&self, change: &Change, condition: &str, attempts: u32) -> bool {
+        let key = |name: &str| {
+            change
+                .new
+                .as_ref()
+                .or(change.old.as_ref())
+                .and_then(|i| i.get(name))
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+        };
+        let body = serde_json::json!({
+            "condition": condition,
+            "attempts": attempts,
+            "eventId": change.id,
+            "sequenceNumber": change.sequence,
+            "pk": key(shared::keys::PK),
+            "sk": key(shared::keys::SK),
+        });
+        match self
+            .sqs
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body.to_string())
+            .send()
+            .await
+        {
+            Ok(_) => {
+                tracing::error!(event_id = %change.id, condition, attempts, "change dead-lettered");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(event_id = %change.id, error = %e, "the dead-letter queue refused a change");
+                false
+            }
+        }
+    }
 }
 
 /// The envelope of an outbox insert, `None` for any other change.
@@ -33,11 +89,12 @@ pub fn envelope_of(change: &Change) -> Option<Result<EventEnvelope, serde_json::
 
 impl ChangeSink for Relay {
     /// Publishes the batch's outbox inserts; answers those that failed to publish. Undecodable
-    /// envelopes are logged and skipped (retrying cannot fix them, and they must not block the
-    /// shard).
+    /// envelopes go to the dead-letter queue at once (retrying cannot fix them, and they must
+    /// not block the shard); one the queue does not take is answered as failed.
     async fn handle(&self, changes: Vec<Change>) -> Vec<Change> {
         let mut envelopes = Vec::new();
         let mut carried = Vec::new();
+        let mut kept = Vec::new();
         for change in changes {
             match envelope_of(&change) {
                 Some(Ok(env)) => {
@@ -45,7 +102,14 @@ impl ChangeSink for Relay {
                     carried.push(change);
                 }
                 Some(Err(e)) => {
-                    tracing::error!(event_id = %change.id, error = %e, "undecodable outbox item skipped");
+                    tracing::error!(event_id = %change.id, error = %e, "undecodable outbox item");
+                    if !self
+                        .dead_letters
+                        .send(&change, "UndecodableOutboxItem", 1)
+                        .await
+                    {
+                        kept.push(change);
+                    }
                 }
                 None => {}
             }
@@ -56,7 +120,8 @@ impl ChangeSink for Relay {
             failed = failed.len(),
             "relay batch done"
         );
-        failed.into_iter().map(|i| carried[i].clone()).collect()
+        kept.extend(failed.into_iter().map(|i| carried[i].clone()));
+        kept
     }
 }
 
@@ -114,6 +179,9 @@ pub struct StreamPoller<S> {
     sink: S,
     iterators: HashMap<String, Option<String>>,
     pending: Vec<Change>,
+    /// Failed attempts so far of each pending change, by change id.
+    attempts: HashMap<String, u32>,
+    dead_letters: Option<DeadLetters>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -132,7 +200,17 @@ impl<S: ChangeSink> StreamPoller<S> {
             sink,
             iterators: HashMap::new(),
             pending: Vec::new(),
+            attempts: HashMap::new(),
+            dead_letters: None,
         }
+    }
+
+    /// Moves a change that still fails after [`RETRY_ATTEMPTS`] retries to `dead_letters`, as
+    /// the event source mapping's on-failure destination does (without one, it is retried for
+    /// as long as the stream keeps it).
+    pub fn with_dead_letters(mut self, dead_letters: DeadLetters) -> Self {
+        self.dead_letters = Some(dead_letters);
+        self
     }
 
     async fn discover_shards(&mut self) -> Result<(), BoxError> {
@@ -199,7 +277,24 @@ impl<S: ChangeSink> StreamPoller<S> {
             self.iterators.insert(id, out.next_shard_iterator);
         }
         let total = batch.len();
-        self.pending = self.sink.handle(batch).await;
+        let failed = self.sink.handle(batch).await;
+        let mut pending = Vec::with_capacity(failed.len());
+        let mut attempts = HashMap::with_capacity(failed.len());
+        for change in failed {
+            let n = self.attempts.get(&change.id).copied().unwrap_or(0) + 1;
+            let exhausted = n > RETRY_ATTEMPTS;
+            let dead = match &self.dead_letters {
+                Some(dl) if exhausted => dl.send(&change, "RetryAttemptsExhausted", n).await,
+                _ => false,
+            };
+            if !dead {
+                attempts.insert(change.id.clone(), n);
+                pending.push(change);
+            }
+        }
+        // Changes that succeeded (or were dead-lettered) are forgotten.
+        self.attempts = attempts;
+        self.pending = pending;
         Ok(total - self.pending.len())
     }
 

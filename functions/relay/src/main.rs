@@ -10,6 +10,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let relay = relay::Relay {
         eventbridge: clients.eventbridge.clone(),
         bus,
+        dead_letters: relay::DeadLetters {
+            sqs: clients.sqs.clone(),
+            url: shared::config::required("EVENTS_RELAY_DLQ_URL")?,
+        },
     };
     let relay = &relay;
     lambda_runtime::run(service_fn(

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use aws_lambda_events::event::dynamodb::Event;
-use relay::{Relay, StreamPoller};
+use relay::{DeadLetters, RETRY_ATTEMPTS, Relay, StreamPoller};
 use shared::{
     aws::Clients,
     ids::ClinicId,
@@ -17,6 +17,88 @@ async fn setup() -> (Clients, Resources) {
         .await
         .expect("provision");
     (clients, res)
+}
+
+fn dead_letters(clients: &Clients, res: &Resources) -> DeadLetters {
+    DeadLetters {
+        sqs: clients.sqs.clone(),
+        url: res.events_relay_dlq_url.clone(),
+    }
+}
+
+/// The relay, publishing to `bus`.
+fn relay_to(clients: &Clients, res: &Resources, bus: &str) -> Relay {
+    Relay {
+        eventbridge: clients.eventbridge.clone(),
+        bus: bus.to_string(),
+        dead_letters: dead_letters(clients, res),
+    }
+}
+
+/// A poller of the table's stream feeding `relay`, dead-lettering as the mapping does.
+fn poller(clients: &Clients, res: &Resources, relay: Relay) -> StreamPoller<Relay> {
+    StreamPoller::new(
+        aws_sdk_dynamodbstreams::Client::new(&clients.sdk),
+        clients.dynamodb.clone(),
+        &res.table,
+        relay,
+    )
+    .with_dead_letters(dead_letters(clients, res))
+}
+
+/// An event written through the outbox in its own transaction, as every function does.
+async fn committed(clients: &Clients, res: &Resources) -> EventEnvelope {
+    let clinic = ClinicId::generate();
+    let env = EventEnvelope::new(
+        "clinic.updated",
+        Some(&clinic),
+        Actor::default(),
+        Subject {
+            kind: "clinic".into(),
+            id: clinic.to_string(),
+        },
+        serde_json::json!({ "fields": ["name"] }),
+        jiff::Timestamp::now(),
+    );
+    let write = env
+        .outbox_write(&res.table, jiff::Timestamp::now().as_second())
+        .unwrap();
+    clients
+        .dynamodb
+        .transact_write_items()
+        .transact_items(write)
+        .send()
+        .await
+        .unwrap();
+    env
+}
+
+/// What is waiting in the relay's dead-letter queue (read, then deleted).
+async fn dead_lettered(clients: &Clients, res: &Resources) -> Vec<serde_json::Value> {
+    let msgs = clients
+        .sqs
+        .receive_message()
+        .queue_url(&res.events_relay_dlq_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for m in msgs {
+        clients
+            .sqs
+            .delete_message()
+            .queue_url(&res.events_relay_dlq_url)
+            .receipt_handle(m.receipt_handle().unwrap())
+            .send()
+            .await
+            .unwrap();
+        out.push(serde_json::from_str(m.body().unwrap()).unwrap());
+    }
+    out
 }
 
 /// Bodies of messages that arrived on the events tap queue (EventBridge's full event JSON).
@@ -50,10 +132,7 @@ async fn lambda_handler_publishes_outbox_inserts_only() {
     let (clients, res) = setup().await;
     let sample = include_str!("../../../events/relay-dynamodb-stream.json");
     let event: Event = serde_json::from_str(sample).unwrap();
-    let relay = Relay {
-        eventbridge: clients.eventbridge.clone(),
-        bus: res.bus.clone(),
-    };
+    let relay = relay_to(&clients, &res, &res.bus);
     // WHEN the handler runs
     let resp = relay.handle(event).await;
     // THEN nothing failed and exactly the outbox event is on the bus, envelope intact
@@ -68,13 +147,10 @@ async fn lambda_handler_publishes_outbox_inserts_only() {
 
 #[tokio::test]
 async fn failed_publishes_are_reported_for_retry() {
-    let (clients, _res) = setup().await;
+    let (clients, res) = setup().await;
     let sample = include_str!("../../../events/relay-dynamodb-stream.json");
     let event: Event = serde_json::from_str(sample).unwrap();
-    let relay = Relay {
-        eventbridge: clients.eventbridge.clone(),
-        bus: "no-such-bus".into(),
-    };
+    let relay = relay_to(&clients, &res, "no-such-bus");
     let resp = relay.handle(event).await;
     let ids: Vec<_> = resp
         .batch_item_failures
@@ -88,42 +164,9 @@ async fn failed_publishes_are_reported_for_retry() {
 async fn poller_relays_events_written_in_transactions() {
     // GIVEN an event written through the outbox, as every function does
     let (clients, res) = setup().await;
-    let clinic = ClinicId::generate();
-    let env = EventEnvelope::new(
-        "clinic.updated",
-        Some(&clinic),
-        Actor {
-            user_id: Some("u-1".into()),
-            role: Some("CLINIC_ADMIN".into()),
-        },
-        Subject {
-            kind: "clinic".into(),
-            id: clinic.to_string(),
-        },
-        serde_json::json!({ "fields": ["timeZone"] }),
-        jiff::Timestamp::now(),
-    );
-    let write = env
-        .outbox_write(&res.table, jiff::Timestamp::now().as_second())
-        .unwrap();
-    clients
-        .dynamodb
-        .transact_write_items()
-        .transact_items(write)
-        .send()
-        .await
-        .unwrap();
+    let env = committed(&clients, &res).await;
     // WHEN the poller runs
-    let streams = aws_sdk_dynamodbstreams::Client::new(&clients.sdk);
-    let mut poller = StreamPoller::new(
-        streams,
-        clients.dynamodb.clone(),
-        &res.table,
-        Relay {
-            eventbridge: clients.eventbridge.clone(),
-            bus: res.bus.clone(),
-        },
-    );
+    let mut poller = poller(&clients, &res, relay_to(&clients, &res, &res.bus));
     let published = poller.poll_once().await.unwrap();
     // THEN the envelope arrives once, and a second poll publishes nothing new
     assert_eq!(published, 1);
@@ -133,4 +176,104 @@ async fn poller_relays_events_written_in_transactions() {
     let detail: EventEnvelope = serde_json::from_value(got[0]["detail"].clone()).unwrap();
     assert_eq!(detail, env);
     assert_eq!(got[0]["source"], "clinic.clinic");
+}
+
+#[tokio::test]
+async fn an_undecodable_outbox_item_is_dead_lettered_and_the_rest_of_the_batch_published() {
+    // GIVEN one stream batch holding an ordinary event and an outbox item whose envelope is
+    // not JSON
+    let (clients, res) = setup().await;
+    let env = committed(&clients, &res).await;
+    let poison_pk = format!("OUTBOX#{}", uuid::Uuid::new_v4());
+    let s = aws_sdk_dynamodb::types::AttributeValue::S;
+    clients
+        .dynamodb
+        .put_item()
+        .table_name(&res.table)
+        .item(shared::keys::PK, s(poison_pk.clone()))
+        .item(shared::keys::SK, s(shared::keys::OUTBOX_SK.into()))
+        .item(shared::keys::ENTITY, s(shared::keys::OUTBOX_ENTITY.into()))
+        .item("envelope", s("{not an envelope".into()))
+        .send()
+        .await
+        .unwrap();
+    // WHEN the poller runs
+    let mut poller = poller(&clients, &res, relay_to(&clients, &res, &res.bus));
+    let handled = poller.poll_once().await.unwrap();
+    // THEN both changes are done with: the event is on the bus, the item is in the dead-letter
+    // queue by its key (not its content), and neither comes back
+    assert_eq!(handled, 2);
+    let got = tapped(&clients, &res, 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["detail"]["eventId"], env.event_id.to_string());
+    let dead = dead_lettered(&clients, &res).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["condition"], "UndecodableOutboxItem");
+    assert_eq!(dead[0]["pk"], poison_pk);
+    assert!(!dead[0].to_string().contains("not an envelope"));
+    assert_eq!(poller.poll_once().await.unwrap(), 0);
+    assert!(dead_lettered(&clients, &res).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_event_that_keeps_failing_is_dead_lettered_after_its_retries() {
+    // GIVEN a committed event and a bus that refuses every publish
+    let (clients, res) = setup().await;
+    let env = committed(&clients, &res).await;
+    let mut poller = poller(&clients, &res, relay_to(&clients, &res, "no-such-bus"));
+    // WHEN the poller tries it, then retries it as often as the event source mapping would
+    for attempt in 1..=RETRY_ATTEMPTS {
+        assert_eq!(poller.poll_once().await.unwrap(), 0, "attempt {attempt}");
+    }
+    assert!(dead_lettered(&clients, &res).await.is_empty());
+    let last = poller.poll_once().await.unwrap();
+    // THEN after its last retry it is in the dead-letter queue with its attempts, and it is
+    // not tried again
+    assert_eq!(last, 1);
+    let dead = dead_lettered(&clients, &res).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["condition"], "RetryAttemptsExhausted");
+    assert_eq!(dead[0]["attempts"], RETRY_ATTEMPTS + 1);
+    assert_eq!(
+        dead[0]["pk"],
+        shared::keys::outbox_pk(
+            env.clinic().as_ref(),
+            &shared::ids::EventId::parse(&env.event_id).unwrap()
+        )
+    );
+    assert_eq!(poller.poll_once().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_event_committed_before_a_crash_is_published_once_when_the_relay_comes_back() {
+    // GIVEN an event committed while the bus was out of reach, which the relay tried to
+    // publish, failed, and then the relay process died (its retries, kept in memory, gone)
+    let (clients, res) = setup().await;
+    let env = committed(&clients, &res).await;
+    let mut crashed = poller(&clients, &res, relay_to(&clients, &res, "no-such-bus"));
+    assert_eq!(crashed.poll_once().await.unwrap(), 0);
+    drop(crashed);
+    // WHEN the relay comes back
+    let mut back = poller(&clients, &res, relay_to(&clients, &res, &res.bus));
+    let published = back.poll_once().await.unwrap();
+    // THEN the event is published, once
+    assert_eq!(published, 1);
+    assert_eq!(back.poll_once().await.unwrap(), 0);
+    let got = tapped(&clients, &res, 2).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["detail"]["eventId"], env.event_id.to_string());
+    assert!(dead_lettered(&clients, &res).await.is_empty());
+}
+
+#[test]
+fn the_local_poller_retries_and_dead_letters_as_the_template_mapping_does() {
+    let template = include_str!("../../../template.yaml");
+    let function = template
+        .split("\n  EventsRelayFunction:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("the relay's function in template.yaml");
+    assert!(function.contains(&format!("MaximumRetryAttempts: {RETRY_ATTEMPTS}")));
+    assert!(function.contains("Destination: !GetAtt EventsRelayDlq.Arn"));
+    assert!(function.contains("EVENTS_RELAY_DLQ_URL: !Ref EventsRelayDlq"));
 }

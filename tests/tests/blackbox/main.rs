@@ -10,6 +10,7 @@ mod faults;
 mod mfa;
 mod notifications;
 mod phi_audit;
+mod poison;
 mod reminders;
 mod scheduling;
 mod template;

@@ -55,6 +55,7 @@ fn every_configuration_variable_is_set() {
         "WORK_QUEUE_URL",
         "AUDIT_TABLE_NAME",
         "AUDIT_SIGNING_KEY_ID",
+        "EVENTS_RELAY_DLQ_URL",
     ] {
         assert!(
             TEMPLATE.contains(&format!("{var}:")),
