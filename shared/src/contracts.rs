@@ -54,6 +54,13 @@ pub fn delivery_log_sk(created_at: i64, job: &str, channel: &str) -> String {
     format!("{}#{job}#{channel}", crate::db::newest_first(created_at))
 }
 
+/// The bus event of a job an API call asked for (`data` is the job). It is written to the
+/// outbox before the call puts the job on its queue, so a queue that is down at that moment,
+/// or a process that dies before it sends, does not lose the message: the notifications
+/// consumer queues the job again from the event. The worker sends a job once, however often it
+/// arrives.
+pub const NOTIFICATION_REQUESTED: &str = "notification.requested";
+
 /// A message for one person, queued for the notification worker. It names the user, never
 /// an address: the worker resolves the address at send time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +90,25 @@ pub struct NotificationJob {
 }
 
 impl NotificationJob {
+    /// The job as a [`NOTIFICATION_REQUESTED`] event: ids and template parameters only (a
+    /// job names people by id, never by address).
+    pub fn requested(
+        &self,
+        now: jiff::Timestamp,
+    ) -> Result<crate::outbox::EventEnvelope, crate::ApiError> {
+        Ok(crate::outbox::EventEnvelope::new(
+            NOTIFICATION_REQUESTED,
+            self.clinic_id.as_ref(),
+            crate::outbox::Actor::default(),
+            crate::outbox::Subject {
+                kind: "notification".into(),
+                id: self.job_id.clone(),
+            },
+            serde_json::to_value(self).map_err(crate::ApiError::internal)?,
+            now,
+        ))
+    }
+
     /// The job's trace as the message's `AWSTraceHeader`, which X-Ray follows through SQS.
     fn trace_attribute(
         &self,

@@ -33,7 +33,12 @@ pub const APPOINTMENTS_EVENT_PATTERN: (&[&str], &[&str]) =
 
 /// The bus events that become notifications, by source and type.
 pub const NOTIFICATIONS_EVENT_PATTERN: (&[&str], &[&str]) = (
-    &["clinic.appointment", "clinic.billing", "clinic.ehr"],
+    &[
+        "clinic.appointment",
+        "clinic.billing",
+        "clinic.ehr",
+        "clinic.notification",
+    ],
     &[
         "appointment.created",
         "appointment.confirmed",
@@ -46,6 +51,7 @@ pub const NOTIFICATIONS_EVENT_PATTERN: (&[&str], &[&str]) = (
         "billing.payment.failed",
         "billing.payment.refunded",
         "ehr.break_glass.opened",
+        crate::contracts::NOTIFICATION_REQUESTED,
     ],
 );
 

@@ -313,6 +313,9 @@ pub async fn queue(state: &AppState, jobs: &[NotificationJob]) -> Result<(), Api
 
 /// Queues the jobs one bus event makes.
 pub async fn handle(state: &AppState, e: &EventEnvelope) -> Result<(), ApiError> {
+    if e.event_type == shared::contracts::NOTIFICATION_REQUESTED {
+        return requested(state, e).await;
+    }
     if rule(&e.event_type).is_none() {
         return Ok(());
     }
@@ -337,6 +340,21 @@ pub async fn handle(state: &AppState, e: &EventEnvelope) -> Result<(), ApiError>
     let jobs = plan(e, &record, &state.ext().links.app_url, &admins)?;
     queue(state, &jobs).await?;
     tracing::info!(event_id = %e.event_id, event = e.event_type, jobs = jobs.len(), "notifications queued");
+    Ok(())
+}
+
+/// A job an API call asked for: queued again unless its delivery already went (the call's
+/// own send usually got there first; a second copy would be a no-op for the worker anyway).
+async fn requested(state: &AppState, e: &EventEnvelope) -> Result<(), ApiError> {
+    let job: NotificationJob = e.data_as().map_err(ApiError::internal)?;
+    let delivered = crate::store::get(&state.table, &job.job_id, &job.channel)
+        .await?
+        .is_some_and(|d| d.status != shared::contracts::QUEUED);
+    if delivered {
+        return Ok(());
+    }
+    queue(state, std::slice::from_ref(&job)).await?;
+    tracing::info!(event_id = %e.event_id, job_id = %job.job_id, "requested job queued from its event");
     Ok(())
 }
 

@@ -311,8 +311,29 @@ impl AccountMail {
             created_at: rfc3339(now),
             slot_ms: None,
         };
-        job.send_recorded(&self.table, &self.sqs, &self.notifications_queue_url, now)
-            .await
+        // First in the outbox, then on the queue: if the queue does not take it now, the
+        // notifications consumer queues it from the event.
+        let at = jiff::Timestamp::from_second(now).unwrap_or_default();
+        let durable = match job
+            .requested(at)
+            .and_then(|event| event.outbox_write(&self.table.name, now))
+        {
+            Ok(write) => db::transact(&self.table.client, vec![write])
+                .await
+                .map_err(db::fault),
+            Err(e) => Err(e),
+        };
+        let sent = job
+            .send_recorded(&self.table, &self.sqs, &self.notifications_queue_url, now)
+            .await;
+        match (durable, sent) {
+            (_, Ok(())) => Ok(()),
+            (Ok(()), Err(e)) => {
+                tracing::warn!(job_id = %job.job_id, error = %e, "job not queued now; the notifications consumer will queue it from its event");
+                Ok(())
+            }
+            (Err(_), Err(e)) => Err(e),
+        }
     }
 
     /// The live link of `kind` a presented token opens, or `None` (unknown, spent, expired,

@@ -316,3 +316,43 @@ async fn kms_faults_answer_503_and_no_plaintext_is_ever_stored_or_returned() {
     assert_eq!(r.body["phone"], phone);
     assert!(!table_text(stack).await.contains(phone), "plaintext stored");
 }
+
+#[tokio::test]
+async fn account_mail_the_queue_refused_is_queued_from_its_event_and_sent_once() {
+    let (api, proxy) = faulty("fml").await;
+    let stack = api.stack.as_ref().expect("stack");
+    let demo = ClinicId::parse(DEMO_CLINIC_ID).expect("clinic");
+    let (_, email) = person(stack, Some(&demo), Role::Patient, None, true).await;
+    // GIVEN a notifications queue that refuses every message
+    proxy.inject(
+        "AmazonSQS.SendMessage",
+        Fault::error(500, "InternalError"),
+        None,
+    );
+    // WHEN the person asks for a password reset
+    let r = api
+        .post("/v1/auth/password/forgot", json!({ "email": email }), None)
+        .await;
+    // THEN the answer is the usual 202 although the queue refused the job
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    assert!(
+        proxy.injected("AmazonSQS.SendMessage") > 0,
+        "the call tried the queue"
+    );
+    // AND once the queue is back, the relay, the notifications consumer and the worker
+    // deliver the reset mail, once
+    proxy.clear();
+    let _relay = stack.spawn_relay(Duration::from_millis(200));
+    let _notifications = stack.spawn_notifications(Duration::from_millis(200));
+    let mut mail = Vec::new();
+    for _ in 0..100 {
+        mail = blackbox::mail_to(&email).await;
+        if !mail.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(mail.len(), 1, "the reset mail arrived");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(blackbox::mail_to(&email).await.len(), 1, "and only once");
+}

@@ -103,7 +103,14 @@ fn every_event_the_notifications_catalogue_names_is_routed_to_it() {
         );
         assert!(types.contains(&r.event), "{} is routed locally", r.event);
     }
-    assert_eq!(types.len(), notifications::events::RULES.len());
+    // And the jobs API calls asked for, queued again from their events.
+    let requested = shared::contracts::NOTIFICATION_REQUESTED;
+    assert!(
+        rule.contains(&format!("- {requested}")),
+        "{requested} is routed"
+    );
+    assert!(types.contains(&requested), "{requested} is routed locally");
+    assert_eq!(types.len(), notifications::events::RULES.len() + 1);
 }
 
 #[test]
