@@ -65,7 +65,8 @@ unit: setup emulator-test
 CONTRACT_EXAMPLES ?= 5
 # The OpenAPI document as a contract: schemathesis against a fresh stack, as four roles.
 contract: setup
-	cargo build -p local-stack
+	# The workspace's feature set, as `make unit` built it: nothing is compiled twice.
+	cargo build --workspace --all-targets
 	infra/with-moto.sh target/debug/local-stack contract --examples $(CONTRACT_EXAMPLES)
 
 test: lint unit contract
