@@ -73,42 +73,15 @@ async fn committed(clients: &Clients, res: &Resources) -> EventEnvelope {
     env
 }
 
-/// What is waiting in the relay's dead-letter queue (read, then deleted).
-async fn dead_lettered(clients: &Clients, res: &Resources) -> Vec<serde_json::Value> {
-    let msgs = clients
-        .sqs
-        .receive_message()
-        .queue_url(&res.events_relay_dlq_url)
-        .max_number_of_messages(10)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default();
+/// Message bodies taken (received, then deleted) from `url`, as JSON: up to `rounds` receives
+/// of a second each, until `want` have arrived.
+async fn take(clients: &Clients, url: &str, want: usize, rounds: usize) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
-    for m in msgs {
-        clients
-            .sqs
-            .delete_message()
-            .queue_url(&res.events_relay_dlq_url)
-            .receipt_handle(m.receipt_handle().unwrap())
-            .send()
-            .await
-            .unwrap();
-        out.push(serde_json::from_str(m.body().unwrap()).unwrap());
-    }
-    out
-}
-
-/// Bodies of messages that arrived on the events tap queue (EventBridge's full event JSON).
-async fn tapped(clients: &Clients, res: &Resources, want: usize) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..rounds {
         let msgs = clients
             .sqs
             .receive_message()
-            .queue_url(&res.events_tap_url)
+            .queue_url(url)
             .max_number_of_messages(10)
             .wait_time_seconds(1)
             .send()
@@ -117,6 +90,14 @@ async fn tapped(clients: &Clients, res: &Resources, want: usize) -> Vec<serde_js
             .messages
             .unwrap_or_default();
         for m in msgs {
+            clients
+                .sqs
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
             out.push(serde_json::from_str(m.body().unwrap()).unwrap());
         }
         if out.len() >= want {
@@ -124,6 +105,16 @@ async fn tapped(clients: &Clients, res: &Resources, want: usize) -> Vec<serde_js
         }
     }
     out
+}
+
+/// What is waiting in the relay's dead-letter queue.
+async fn dead_lettered(clients: &Clients, res: &Resources) -> Vec<serde_json::Value> {
+    take(clients, &res.events_relay_dlq_url, 1, 1).await
+}
+
+/// Bodies of messages that arrived on the events tap queue (EventBridge's full event JSON).
+async fn tapped(clients: &Clients, res: &Resources, want: usize) -> Vec<serde_json::Value> {
+    take(clients, &res.events_tap_url, want, 20).await
 }
 
 #[tokio::test]
