@@ -275,7 +275,7 @@ impl Auth<'_> {
         };
         // The verification link commits with the account; the clinic must take registrations.
         let now = self.clock.epoch();
-        let (link_put, link) = self
+        let (mut link_writes, link) = self
             .ext()
             .prepare(&user, LinkKind::EmailVerification, None, now)
             .await?;
@@ -291,7 +291,10 @@ impl Auth<'_> {
             )
         };
         let together = Together {
-            actions: vec![link_put, self.audit.put(&audited).await?],
+            actions: {
+                link_writes.push(self.audit.put(&audited).await?);
+                link_writes
+            },
             self_registration: true,
             ..Together::default()
         };

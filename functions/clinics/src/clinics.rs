@@ -229,7 +229,7 @@ pub async fn create(
         ("member", admin.to_string()),
         serde_json::json!({ "clinicId": clinic.id, "userId": admin, "role": Role::ClinicAdmin, "status": PENDING }),
     );
-    let (link_put, link) = state
+    let (link_writes, link) = state
         .ext()
         .prepare(&admin, LinkKind::Membership, Some(&clinic.id), now)
         .await?;
@@ -238,8 +238,8 @@ pub async fn create(
     let mut items = vec![
         clinic.put(&state.table)?,
         created.outbox_write(&state.table.name, now)?,
-        link_put,
     ];
+    items.extend(link_writes);
     if existing.is_some() {
         items.push(member_put(&state.table, &admin, &membership, now)?);
         items.push(added.outbox_write(&state.table.name, now)?);

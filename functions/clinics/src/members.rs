@@ -402,18 +402,18 @@ pub async fn add(
     };
     let mail = state.ext();
     let fresh = UserId::generate();
-    let (link_put, link) = mail
+    let (mut actions, link) = mail
         .prepare(&fresh, LinkKind::Membership, Some(&access.clinic), now)
         .await?;
     // A new person's details, or a membership shown with them: its record commits with it.
+    actions.push(
+        state
+            .audit
+            .put(&audited(access, &fresh, AuditAction::Create))
+            .await?,
+    );
     let mut together = Together {
-        actions: vec![
-            link_put,
-            state
-                .audit
-                .put(&audited(access, &fresh, AuditAction::Create))
-                .await?,
-        ],
+        actions,
         ..Together::default()
     };
     counted(&mut together.guards, &mut together.actions)?;
@@ -435,7 +435,7 @@ pub async fn add(
             .user_by_email(&email)
             .await?
             .ok_or(db::CHANGED_MEANWHILE)?;
-        let (link_put, link) = mail
+        let (link_writes, link) = mail
             .prepare(&user, LinkKind::Membership, Some(&access.clinic), now)
             .await?;
         let mut tx = Tx::default();
@@ -448,7 +448,9 @@ pub async fn add(
             member_put(&state.table, &user, &membership, now)?,
             ALREADY_MEMBER,
         );
-        tx.push(link_put);
+        for write in link_writes {
+            tx.push(write);
+        }
         tx.push(added(state, access, &user, &membership).outbox_write(&state.table.name, now)?);
         tx.push(
             state

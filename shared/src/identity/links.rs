@@ -124,14 +124,45 @@ impl crate::app::AppState<AccountMail> {
     }
 }
 
-/// A link whose item is (or is about to be) stored, ready to [`send`](AccountMail::send).
+/// An account mail job for `user`, in the current request's correlation id and trace.
+fn job(
+    user: &UserId,
+    kind: &str,
+    template: &str,
+    params: BTreeMap<String, String>,
+    now: i64,
+) -> NotificationJob {
+    NotificationJob {
+        job_id: uuid::Uuid::new_v4().to_string(),
+        kind: kind.to_string(),
+        channel: "email".into(),
+        clinic_id: None,
+        user_id: user.clone(),
+        template: template.to_string(),
+        params,
+        correlation_id: crate::http::current_correlation_id(),
+        trace_id: crate::correlation::current_trace_id(),
+        created_at: rfc3339(now),
+        slot_ms: None,
+    }
+}
+
+/// The outbox write of `job`'s `notification.requested` event.
+fn requested_write(
+    table: &Table,
+    job: &NotificationJob,
+    now: i64,
+) -> Result<TransactWriteItem, ApiError> {
+    job.requested(jiff::Timestamp::from_second(now).unwrap_or_default())?
+        .outbox_write(&table.name, now)
+}
+
+/// A link whose item is (or is about to be) stored, ready to [`send`](AccountMail::send), with
+/// the job that mails it (its `notification.requested` event commits with the link).
 #[derive(Debug, Clone)]
 pub struct PreparedLink {
     pub id: LinkId,
-    user: UserId,
-    kind: LinkKind,
-    clinic: Option<ClinicId>,
-    expires: i64,
+    job: NotificationJob,
 }
 
 /// A live link, opened from the token its owner presented.
@@ -215,7 +246,7 @@ impl AccountMail {
         kind: LinkKind,
         clinic: Option<&ClinicId>,
         now: i64,
-    ) -> Result<(TransactWriteItem, PreparedLink), ApiError> {
+    ) -> Result<(Vec<TransactWriteItem>, PreparedLink), ApiError> {
         let id = LinkId::generate();
         let secret = random_token();
         let sealed = self
@@ -239,14 +270,17 @@ impl AccountMail {
         if let Some(c) = clinic {
             put = put.item("clinicId", s(c.as_str()));
         }
-        let prepared = PreparedLink {
-            id,
-            user: user.clone(),
-            kind,
-            clinic: clinic.cloned(),
-            expires,
-        };
-        Ok((tx_put(put)?, prepared))
+        // The job names the link, never its token, and the user, never their address.
+        let mut params = BTreeMap::from([
+            ("linkId".to_string(), id.to_string()),
+            ("expiresAt".to_string(), rfc3339(expires)),
+        ]);
+        if let Some(c) = clinic {
+            params.insert("clinicId".into(), c.to_string());
+        }
+        let job = job(user, kind.as_str(), &kind.template(), params, now);
+        let requested = requested_write(&self.table, &job, now)?;
+        Ok((vec![tx_put(put)?, requested], PreparedLink { id, job }))
     }
 
     /// Stores a new link on its own and sends it.
@@ -257,25 +291,25 @@ impl AccountMail {
         clinic: Option<&ClinicId>,
         now: i64,
     ) -> Result<(), ApiError> {
-        let (put, prepared) = self.prepare(user, kind, clinic, now).await?;
-        db::transact(&self.table.client, vec![put])
+        let (writes, prepared) = self.prepare(user, kind, clinic, now).await?;
+        db::transact(&self.table.client, writes)
             .await
             .map_err(db::fault)?;
         self.send(&prepared, now).await
     }
 
-    /// Hands a stored link to the notification queue: the job names the link, never its
-    /// token, and the user, never their address.
+    /// Hands a stored link's job to the notification queue. Its event is committed with the
+    /// link, so a queue that does not take it now only delays the mail: the notifications
+    /// consumer queues it from the event.
     pub async fn send(&self, p: &PreparedLink, now: i64) -> Result<(), ApiError> {
-        let mut params = BTreeMap::from([
-            ("linkId".to_string(), p.id.to_string()),
-            ("expiresAt".to_string(), rfc3339(p.expires)),
-        ]);
-        if let Some(c) = &p.clinic {
-            params.insert("clinicId".into(), c.to_string());
-        }
-        self.enqueue(&p.user, p.kind.as_str(), &p.kind.template(), params, now)
+        if let Err(e) = p
+            .job
+            .send_recorded(&self.table, &self.sqs, &self.notifications_queue_url, now)
             .await
+        {
+            tracing::warn!(job_id = %p.job.job_id, error = %e, "job not queued now; the notifications consumer will queue it from its event");
+        }
+        Ok(())
     }
 
     /// An account notice (a membership gained, a role changed): always sent, whatever the
@@ -287,37 +321,11 @@ impl AccountMail {
         params: BTreeMap<String, String>,
         now: i64,
     ) -> Result<(), ApiError> {
-        self.enqueue(user, template, template, params, now).await
-    }
-
-    async fn enqueue(
-        &self,
-        user: &UserId,
-        kind: &str,
-        template: &str,
-        params: BTreeMap<String, String>,
-        now: i64,
-    ) -> Result<(), ApiError> {
-        let job = NotificationJob {
-            job_id: uuid::Uuid::new_v4().to_string(),
-            kind: kind.to_string(),
-            channel: "email".into(),
-            clinic_id: None,
-            user_id: user.clone(),
-            template: template.to_string(),
-            params,
-            correlation_id: crate::http::current_correlation_id(),
-            trace_id: crate::correlation::current_trace_id(),
-            created_at: rfc3339(now),
-            slot_ms: None,
-        };
+        let job = job(user, template, template, params, now);
         // First in the outbox, then on the queue: if the queue does not take it now, the
-        // notifications consumer queues it from the event.
-        let at = jiff::Timestamp::from_second(now).unwrap_or_default();
-        let durable = match job
-            .requested(at)
-            .and_then(|event| event.outbox_write(&self.table.name, now))
-        {
+        // notifications consumer queues it from the event. (The change the notice tells of
+        // is committed already; this is a write of its own.)
+        let durable = match requested_write(&self.table, &job, now) {
             Ok(write) => db::transact(&self.table.client, vec![write])
                 .await
                 .map_err(db::fault),
