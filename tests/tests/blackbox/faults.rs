@@ -355,4 +355,21 @@ async fn account_mail_the_queue_refused_is_queued_from_its_event_and_sent_once()
     assert_eq!(mail.len(), 1, "the reset mail arrived");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(blackbox::mail_to(&email).await.len(), 1, "and only once");
+    // AND with the queue up, a job sent directly and queued again from its event is one mail
+    let r = api
+        .post("/v1/auth/password/forgot", json!({ "email": email }), None)
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    for _ in 0..100 {
+        if blackbox::mail_to(&email).await.len() > 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        blackbox::mail_to(&email).await.len(),
+        2,
+        "one more mail, not two"
+    );
 }
