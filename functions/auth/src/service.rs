@@ -301,10 +301,8 @@ impl Auth<'_> {
         self.identities
             .create_with(identity, &event, now, together)
             .await?;
-        if let Err(e) = self.ext().send(&link, now).await {
-            // The account exists; the user can ask for a new link once signed in.
-            tracing::error!(user_id = %user, error = %e, "verification link not sent");
-        }
+        // The link's job committed with the account: a queue that is down only delays it.
+        self.ext().send(&link, now).await;
         tracing::info!(user_id = %user, clinic_id = %clinic, "user registered");
         Ok(view)
     }

@@ -274,7 +274,7 @@ pub async fn create(
             .create_with(identity, &added, now, together)
             .await?;
     }
-    send_invitation(state, &admin, &link, now).await;
+    send_invitation(state, &link, now).await;
     tracing::info!(clinic_id = %clinic.id, admin_id = %admin, "clinic created");
     Ok(Created {
         clinic: ClinicView::from(&clinic),

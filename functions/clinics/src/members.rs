@@ -461,7 +461,7 @@ pub async fn add(
         tx.commit(&state.table).await?;
         (user, link)
     };
-    send_invitation(state, &user, &link, now).await;
+    send_invitation(state, &link, now).await;
     tracing::info!(clinic_id = %access.clinic, user_id = %user, role = %role, "member invited");
     // The member as committed, with what the caller sent: nothing stored elsewhere is shown.
     let m = MemberRecord {

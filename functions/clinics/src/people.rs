@@ -73,16 +73,9 @@ impl NewPerson {
     }
 }
 
-/// Sends the invitation whose link is stored. The pending membership exists whatever happens
-/// here, so a failure is logged rather than failing a request whose writes are committed: the
-/// person can still prove their address with "forgot password" and accept in the app.
-pub(crate) async fn send_invitation(
-    state: &AppState,
-    user: &UserId,
-    link: &PreparedLink,
-    now: i64,
-) {
-    if let Err(e) = state.ext().send(link, now).await {
-        tracing::error!(user_id = %user, error = %e, "invitation not sent");
-    }
+/// Sends the invitation whose link is stored. Its job committed with the pending membership,
+/// so a queue that is down only delays it (the notifications consumer queues it from its
+/// event).
+pub(crate) async fn send_invitation(state: &AppState, link: &PreparedLink, now: i64) {
+    state.ext().send(link, now).await;
 }

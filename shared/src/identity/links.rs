@@ -295,13 +295,14 @@ impl AccountMail {
         db::transact(&self.table.client, writes)
             .await
             .map_err(db::fault)?;
-        self.send(&prepared, now).await
+        self.send(&prepared, now).await;
+        Ok(())
     }
 
     /// Hands a stored link's job to the notification queue. Its event is committed with the
     /// link, so a queue that does not take it now only delays the mail: the notifications
     /// consumer queues it from the event.
-    pub async fn send(&self, p: &PreparedLink, now: i64) -> Result<(), ApiError> {
+    pub async fn send(&self, p: &PreparedLink, now: i64) {
         if let Err(e) = p
             .job
             .send_recorded(&self.table, &self.sqs, &self.notifications_queue_url, now)
@@ -309,7 +310,6 @@ impl AccountMail {
         {
             tracing::warn!(job_id = %p.job.job_id, error = %e, "job not queued now; the notifications consumer will queue it from its event");
         }
-        Ok(())
     }
 
     /// An account notice (a membership gained, a role changed): always sent, whatever the
