@@ -25,9 +25,17 @@ the server starts, keep DynamoDB's semantics and remove the growth:
 - one_stream_record_per_update: moto's UpdateItem on an absent item first puts the bare key and
   then updates it, streaming two INSERT records; the first (key only) is dropped so every write
   streams exactly one record, as DynamoDB does.
-- queries_read_their_partition: a query starts from its partition (or, on an index, the items
-  whose index hash key matches), narrowed by the sort-key condition on raw strings, instead of
-  moto's sorted list of every item of the table: a query costs what it reads.
+- queries_read_their_partition: a table query bisects its partition's sorted sort keys to the
+  key condition's range, and an index query starts from the items filed under its index hash
+  value, instead of moto's sorted list of every item of the table: a query costs what it reads.
+  Those lookups are built by the first query of a partition or index and kept current by every
+  write (put, delete, update in place, a failed transaction's restore).
+- queue_attributes_cost_what_they_read: a queue's attributes are computed when read, so a send
+  no longer counts every message of the queue and a receive no longer counts them three times
+  per message it returns (a backlog made each receive cost O(n^2), and consumers fell further
+  behind the longer they were behind).
+- queues_forget_expired_messages: a receive drops the queue's messages older than its
+  MessageRetentionPeriod, as SQS does (moto kept them forever).
 - batch_sends_keep_system_attributes: SendMessageBatch keeps each entry's
   MessageSystemAttributes (the AWSTraceHeader), as SendMessage does.
 - untrack_dynamodb_models: moto's BaseModel.__new__ appends every instance to its class's
@@ -58,8 +66,10 @@ Usage: python infra/emulator.py [-H 127.0.0.1] [-p PORT]
 """
 
 import argparse
+import bisect
 import copy
 import datetime
+import json
 import os
 import threading
 import time
@@ -70,6 +80,7 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
+from moto.dynamodb.models.dynamo_type import DynamoType
 from werkzeug.serving import run_simple
 
 _DYNAMODB = threading.Lock()
@@ -203,6 +214,7 @@ def snapshot_only_touched_items():
                 table.items[hash_key] = item
             else:
                 table.items.pop(hash_key, None)
+            _written(table, hash_key, range_key, item is not None)
         for shard, next_sequence_number in streams:
             del shard.items[max(0, next_sequence_number - shard.starting_sequence_number) :]
 
@@ -395,27 +407,195 @@ def _range_test(comparison, objs):
     return lambda v: v is not None and v.type == "S" and test(v.value, values)
 
 
+def _range_slice(keys, comparison, objs):
+    """The part of a sorted list of string sort keys a key condition can keep, found by
+    bisection (the condition's own test still runs on each of them); None when the condition
+    is not one on strings."""
+    comparison = (comparison or "").upper()
+    if not comparison:
+        return keys
+    if comparison not in _RANGE_TESTS or not objs or any(getattr(o, "type", None) != "S" for o in objs):
+        return None
+    a = objs[0].value
+    if comparison in ("EQ", "="):
+        return keys[bisect.bisect_left(keys, a) : bisect.bisect_right(keys, a)]
+    if comparison in ("LT", "<"):
+        return keys[: bisect.bisect_left(keys, a)]
+    if comparison in ("LE", "<="):
+        return keys[: bisect.bisect_right(keys, a)]
+    if comparison in ("GT", ">"):
+        return keys[bisect.bisect_right(keys, a) :]
+    if comparison in ("GE", ">="):
+        return keys[bisect.bisect_left(keys, a) :]
+    if comparison == "BETWEEN":
+        b = objs[1].value if len(objs) > 1 else a
+        return keys[bisect.bisect_left(keys, a) : bisect.bisect_right(keys, b)]
+    lo = hi = bisect.bisect_left(keys, a)  # BEGINS_WITH: the run of keys from the prefix on
+    while hi < len(keys) and keys[hi].startswith(a):
+        hi += 1
+    return keys[lo:hi]
+
+
+class _Lookups:
+    """What a table's queries start from, kept beside moto's items and current through every
+    write moto makes (Table.put_item and delete_item, UpdateItem's in-place change, a failed
+    transaction's restore):
+
+    - `sorted`: per partition already queried, its string sort keys in order, so a key
+      condition reads its range by bisection instead of every item of the partition;
+    - `buckets`: per index already queried, the table keys of the items under each index hash
+      value. Entries are only added (from `dirty`, the keys written since the last index
+      query); one whose item is gone or no longer carries that value is dropped when a query
+      meets it, so a bucket never answers an item moto would not.
+    """
+
+    __slots__ = ("sorted", "buckets", "dirty")
+
+    def __init__(self):
+        self.sorted = {}  # hash key -> [sort key strings, in order]
+        self.buckets = {}  # index name -> (hash attribute, {(type, value): {(hash, range)}})
+        self.dirty = set()
+
+    @staticmethod
+    def of(table) -> "_Lookups":
+        found = table.__dict__.get("_emulator_lookups")
+        if found is None:
+            found = table._emulator_lookups = _Lookups()
+        return found
+
+    def written(self, table, hash_key, range_key, present: bool) -> None:
+        if self.buckets and present:
+            self.dirty.add((hash_key, range_key))
+        keys = self.sorted.get(hash_key)
+        if keys is None or range_key is None:
+            return
+        if getattr(range_key, "type", None) != "S":
+            del self.sorted[hash_key]  # moto's own path for other key types
+            return
+        value = range_key.value
+        at = bisect.bisect_left(keys, value)
+        there = at < len(keys) and keys[at] == value
+        if present and not there:
+            keys.insert(at, value)
+        elif there and not present:
+            del keys[at]
+
+    def partition(self, table, hash_key, comparison, objs):
+        """The partition's items the key condition may keep, or None for moto's own path."""
+        held = table.items.get(hash_key)
+        if not isinstance(held, dict):
+            return []
+        keys = self.sorted.get(hash_key)
+        if keys is None:
+            if any(getattr(k, "type", None) != "S" for k in held):
+                return None
+            keys = self.sorted[hash_key] = sorted(k.value for k in held)
+        picked = _range_slice(keys, comparison, objs)
+        if picked is None:
+            return None
+        out = []
+        for value in picked:
+            item = held.get(DynamoType({"S": value}))
+            if item is not None:
+                out.append(item)
+        return out
+
+    def index(self, table, index_name, attr, want):
+        """The items whose `attr` equals `want` (for the index `index_name`)."""
+        if self.dirty:
+            for hash_key, range_key in self.dirty:
+                item = _item(table, hash_key, range_key)
+                if item is None:
+                    continue
+                for a, buckets in self.buckets.values():
+                    v = item.attrs.get(a)
+                    if v is not None and isinstance(v.value, str):
+                        buckets.setdefault((v.type, v.value), set()).add((hash_key, range_key))
+            self.dirty.clear()
+        entry = self.buckets.get(index_name)
+        if entry is None or entry[0] != attr:
+            buckets = {}
+            for item in _every_item(table):
+                v = item.attrs.get(attr)
+                if v is not None and isinstance(v.value, str):
+                    buckets.setdefault((v.type, v.value), set()).add((item.hash_key, item.range_key))
+            entry = self.buckets[index_name] = (attr, buckets)
+        buckets = entry[1]
+        slot = (want.type, want.value)
+        keys = buckets.get(slot)
+        if not keys:
+            return []
+        out = []
+        for k in list(keys):
+            item = _item(table, *k)
+            v = item.attrs.get(attr) if item is not None else None
+            if v is None or v.type != want.type or v.value != want.value:
+                keys.discard(k)
+            else:
+                out.append(item)
+        if not keys:
+            del buckets[slot]
+        return out
+
+
+def _item(table, hash_key, range_key):
+    if table.range_key_attr is not None:
+        held = table.items.get(hash_key)
+        return held.get(range_key) if held is not None else None
+    return table.items.get(hash_key)
+
+
+def _every_item(table):
+    # moto's all_items() also sorts the whole table, with its slow comparisons.
+    for held in table.items.values():
+        if table.range_key_attr:
+            yield from held.values()
+        else:
+            yield held
+
+
+def _written(table, hash_key, range_key, present: bool) -> None:
+    lookups = table.__dict__.get("_emulator_lookups")
+    if lookups is not None:
+        lookups.written(table, hash_key, range_key, present)
+
+
 def queries_read_their_partition():
     """A query costs what it reads, not the whole table. moto's Table.query lists every item
     of the table, keeps those of the partition (for an index, by comparing each item's
     attributes), sorts them and only then applies the sort-key condition, with moto's generic
     comparisons on every item: each query cost O(table), and a clinic's queries slowed down with
-    everything ever written. Here a table query starts from its partition's own dictionary, an
-    index query from the items whose index hash key matches, both narrowed first by the
-    sort-key condition on raw strings. Only items moto would drop are left out, so sorting,
-    key conditions, paging, filters and projections stay moto's own."""
+    everything ever written. Here a table query bisects its partition's sorted sort keys to the
+    key condition's range, and an index query starts from the items filed under its hash value
+    (`_Lookups`), both then narrowed by the sort-key condition on raw strings. Only items moto
+    would drop are left out, so sorting, key conditions, paging, filters and projections stay
+    moto's own."""
+    from moto.dynamodb import models as dynamodb
     from moto.dynamodb.models.table import Table
 
     original = Table.query
+    table_put, table_delete = Table.put_item, Table.delete_item
+    backend_update = dynamodb.DynamoDBBackend.update_item
 
-    def every_item(table):
-        # moto's all_items() also sorts the whole table, with its slow comparisons; the
-        # query sorts what it keeps anyway.
-        for held in table.items.values():
-            if table.range_key_attr:
-                yield from held.values()
-            else:
-                yield held
+    def put_item(self, *args, **kwargs):
+        item = table_put(self, *args, **kwargs)
+        _written(self, item.hash_key, item.range_key, True)
+        return item
+
+    def delete_item(self, hash_key, range_key, *args, **kwargs):
+        item = table_delete(self, hash_key, range_key, *args, **kwargs)
+        if item is not None:
+            _written(self, item.hash_key, item.range_key, False)
+        return item
+
+    def update_item(self, table_name, *args, **kwargs):
+        item = backend_update(self, table_name, *args, **kwargs)
+        if item is not None:
+            _written(self.get_table(table_name), item.hash_key, item.range_key, True)
+        return item
+
+    Table.put_item, Table.delete_item = put_item, delete_item
+    dynamodb.DynamoDBBackend.update_item = update_item
 
     def query(self, hash_key, *args, **kwargs):
         # moto passes these positionally: range_comparison, range_objs, limit,
@@ -439,26 +619,26 @@ def queries_read_their_partition():
                 return original(self, hash_key, *args, **kwargs)
             attr = hashes[0]
             want = dict(kwargs.get("hash_key_conditions") or []).get(attr, hash_key)
-            if want is None:
+            if want is None or not isinstance(want.value, str):
                 return original(self, hash_key, *args, **kwargs)
             sort_attr = ranges[0] if len(ranges) == 1 else None
             if sort_attr is None or (condition_on and condition_on != sort_attr):
                 test = None
-
-            def keep(item):
-                v = item.attrs.get(attr)
-                if v is None or v.type != want.type or v.value != want.value:
-                    return False
-                return test is None or test(item.attrs.get(sort_attr))
-
-            items = [i for i in every_item(self) if keep(i)]
+            items = _Lookups.of(self).index(self, index_name, attr, want)
+            if test is not None:
+                items = [i for i in items if test(i.attrs.get(sort_attr))]
         else:
             if hash_key is None or not self.range_key_attr:
                 return original(self, hash_key, *args, **kwargs)
-            partition = self.items.get(hash_key)
-            items = list(partition.values()) if isinstance(partition, dict) else []
-            if test is not None and (condition_on is None or condition_on == self.range_key_attr):
-                items = [i for i in items if test(i.range_key)]
+            on_sort_key = condition_on is None or condition_on == self.range_key_attr
+            items = _Lookups.of(self).partition(
+                self, hash_key, comparison if on_sort_key else None, objs
+            )
+            if items is None:
+                partition = self.items.get(hash_key)
+                items = list(partition.values()) if isinstance(partition, dict) else []
+                if test is not None and on_sort_key:
+                    items = [i for i in items if test(i.range_key)]
         self.all_items = lambda: items
         try:
             return original(self, hash_key, *args, **kwargs)
@@ -466,6 +646,96 @@ def queries_read_their_partition():
             del self.all_items
 
     Table.query = query
+
+
+def queue_attributes_cost_what_they_read():
+    """moto's Queue.attributes computes every attribute, the three message counts included
+    (each a pass over every message of the queue), and moto reads it for one flag on every
+    SendMessage and three times per message on every ReceiveMessage (the retention check): with
+    a backlog of n messages a receive cost O(n^2) and the consumers fell further behind the
+    longer they were behind. Here it is a mapping that computes an attribute when it is read,
+    with the same keys and values; the retention check reads the one attribute it needs."""
+    from collections.abc import Mapping
+
+    from moto.sqs import models as sqs
+    from moto.core.utils import camelcase_to_underscores
+
+    class QueueAttributes(Mapping):
+        __slots__ = ("_queue", "_names")
+
+        def __init__(self, queue):
+            self._queue = queue
+            names = list(queue.BASE_ATTRIBUTES)
+            if queue.fifo_queue:
+                names += queue.FIFO_ATTRIBUTES
+            if queue.kms_master_key_id:
+                names += queue.KMS_ATTRIBUTES
+            self._names = names
+
+        def __getitem__(self, name):
+            if name not in self._names:
+                raise KeyError(name)
+            queue = self._queue
+            if name == "Policy" and queue.policy:
+                value = queue.policy
+            elif name == "RedrivePolicy" and queue.redrive_policy:
+                value = json.dumps(queue.redrive_policy)
+            else:
+                value = getattr(queue, camelcase_to_underscores(name))
+            return str(value).lower() if isinstance(value, bool) else value
+
+        def __iter__(self):
+            return iter(self._names)
+
+        def __len__(self):
+            return len(self._names)
+
+    sqs.Queue.attributes = property(QueueAttributes)
+
+    def is_message_valid_based_on_retention_period(self, queue_name, message):
+        retention = int(self.get_queue(queue_name).message_retention_period)
+        return retention + message.sent_timestamp / 1000 > sqs.unix_time()
+
+    sqs.SQSBackend.is_message_valid_based_on_retention_period = (
+        is_message_valid_based_on_retention_period
+    )
+
+
+def queues_forget_expired_messages():
+    """SQS deletes a message once it is older than its queue's MessageRetentionPeriod; moto
+    only stops a receive when it meets one, and keeps it (and every message behind it) forever.
+    Here a receive first drops the queue's expired messages (at most once a second per queue),
+    so a queue nobody reads, such as the local events tap, holds what its retention allows."""
+    from moto.sqs import models as sqs
+
+    original = sqs.SQSBackend.receive_message
+
+    def receive_message(self, queue_name, *args, **kwargs):
+        try:
+            queue = self.get_queue(queue_name)
+        except Exception:
+            queue = None
+        if queue is not None:
+            forget_expired_messages(queue, sqs.unix_time())
+        return original(self, queue_name, *args, **kwargs)
+
+    sqs.SQSBackend.receive_message = receive_message
+
+
+def forget_expired_messages(queue, now: float) -> None:
+    if now < getattr(queue, "_emulator_purged_at", 0.0) + 1.0:
+        return
+    queue._emulator_purged_at = now
+    cutoff = (now - int(queue.message_retention_period)) * 1000
+    if not queue._messages:
+        return
+    kept = []
+    for message in queue._messages:
+        if message.sent_timestamp > cutoff:
+            kept.append(message)
+        else:
+            queue._pending_messages.discard(message)
+    queue._messages = kept
 
 
 def batch_sends_keep_system_attributes():
@@ -506,6 +776,8 @@ def patch_moto() -> None:
     read_streams_from_the_live_table()
     queries_read_their_partition()
     batch_sends_keep_system_attributes()
+    queue_attributes_cost_what_they_read()
+    queues_forget_expired_messages()
 
 
 def exit_with_parent() -> None:

@@ -496,6 +496,91 @@ class QueryTest(EmulatorTest):
             )
 
 
+    def test_queries_follow_every_write_update_delete_and_rollback(self):
+        """The sorted sort keys and index buckets queries start from (emulator._Lookups) are
+        built by the first query and must follow every later change: each answer is compared
+        with one computed from a full scan."""
+        table = "follow"
+        create_table(self.ddb, table, view="NEW_IMAGE")
+
+        def expected(pk=None, gpk=None, prefix=""):
+            rows = scan_all(self.ddb, table)
+            if pk is not None:
+                return [i["sk"]["S"] for i in rows
+                        if i["pk"]["S"] == pk and i["sk"]["S"].startswith(prefix)]
+            rows = [i for i in rows if i.get("gpk", {}).get("S") == gpk
+                    and i.get("gsk", {}).get("S", "").startswith(prefix)]
+            return [i["gsk"]["S"] for i in sorted(rows, key=lambda i: i["gsk"]["S"])]
+
+        def table_query(pk, prefix=""):
+            cond, values = "pk = :p", {":p": S(pk)}
+            if prefix:
+                cond, values = cond + " AND begins_with(sk, :s)", {**values, ":s": S(prefix)}
+            return [i["sk"]["S"] for i in self.ddb.query(
+                TableName=table, KeyConditionExpression=cond, ExpressionAttributeValues=values,
+            )["Items"]]
+
+        def index_query(gpk, prefix=""):
+            cond, values = "gpk = :g", {":g": S(gpk)}
+            if prefix:
+                cond, values = cond + " AND begins_with(gsk, :s)", {**values, ":s": S(prefix)}
+            return [i["gsk"]["S"] for i in self.ddb.query(
+                TableName=table, IndexName="gsi", KeyConditionExpression=cond,
+                ExpressionAttributeValues=values,
+            )["Items"]]
+
+        def agree():
+            for pk in ("a", "b"):
+                for prefix in ("", "x#", "y#"):
+                    self.assertEqual(table_query(pk, prefix), expected(pk=pk, prefix=prefix))
+            for gpk in ("g1", "g2", "g3"):
+                for prefix in ("", "a"):
+                    self.assertEqual(index_query(gpk, prefix), expected(gpk=gpk, prefix=prefix))
+
+        for i in range(6):
+            self.ddb.put_item(TableName=table, Item={
+                **key("a", f"x#{i}"), "gpk": S("g1"), "gsk": S(f"a{i}")})
+        agree()  # builds the lookups
+        # a put of a new item, an overwrite that moves an item to another index partition,
+        # an update that moves one, an update that removes the index key, a new item by update
+        self.ddb.put_item(TableName=table, Item={**key("a", "y#1"), "gpk": S("g2"), "gsk": S("a9")})
+        self.ddb.put_item(TableName=table, Item={**key("a", "x#0"), "gpk": S("g2"), "gsk": S("b0")})
+        self.ddb.update_item(TableName=table, Key=key("a", "x#1"), UpdateExpression="SET gpk = :g",
+                             ExpressionAttributeValues={":g": S("g3")})
+        self.ddb.update_item(TableName=table, Key=key("a", "x#2"), UpdateExpression="REMOVE gpk")
+        self.ddb.update_item(TableName=table, Key=key("b", "x#7"),
+                             UpdateExpression="SET gpk = :g, gsk = :s",
+                             ExpressionAttributeValues={":g": S("g1"), ":s": S("a7")})
+        agree()
+        # deletes, alone and in a batch
+        self.ddb.delete_item(TableName=table, Key=key("a", "x#3"))
+        self.ddb.batch_write_item(RequestItems={table: [
+            {"DeleteRequest": {"Key": key("a", "x#4")}},
+            {"PutRequest": {"Item": {**key("b", "y#2"), "gpk": S("g3"), "gsk": S("a2")}}},
+        ]})
+        agree()
+        # a transaction that fails after its writes changes nothing the queries see
+        before = scan_all(self.ddb, table)
+        with self.assertRaises(ClientError):
+            self.ddb.transact_write_items(TransactItems=[
+                put(table, {**key("b", "x#8"), "gpk": S("g2"), "gsk": S("a8")}),
+                delete(table, key("a", "x#5")),
+                update(table, key("a", "y#1"), "SET gpk = :g", {":g": S("g1")}),
+                check(table, key("a", "nothing"), "attribute_exists(pk)"),
+            ])
+        self.assertEqual(scan_all(self.ddb, table), before)
+        agree()
+        # and one that succeeds changes what they see
+        self.ddb.transact_write_items(TransactItems=[
+            put(table, {**key("b", "x#8"), "gpk": S("g2"), "gsk": S("a8")}),
+            delete(table, key("a", "x#5")),
+            update(table, key("a", "y#1"), "SET gpk = :g", {":g": S("g1")}),
+        ])
+        agree()
+        self.assertEqual(index_query("g1"), ["a7", "a9"])
+        self.assertEqual(table_query("a"), ["x#0", "x#1", "x#2", "y#1"])
+
+
 class SqsTest(EmulatorTest):
     def test_a_batch_keeps_each_entrys_trace_header(self):
         sqs = self.emulator.client("sqs")
@@ -509,6 +594,74 @@ class SqsTest(EmulatorTest):
                                   MessageSystemAttributeNames=["All"])["Messages"]
         headers = {m["Body"]: m.get("Attributes", {}).get("AWSTraceHeader") for m in got}
         self.assertEqual(headers, {"traced": "Root=1-5759e988-bd862e3fe1be46a994272793", "plain": None})
+
+
+    def test_queue_attributes_count_and_read_as_before(self):
+        """Queue attributes are computed when read (queue_attributes_cost_what_they_read):
+        the counts, the redrive policy, the FIFO flags and content-based deduplication are as
+        SQS reports them."""
+        sqs = self.emulator.client("sqs")
+        dlq = sqs.create_queue(QueueName="counted-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2})
+        url = sqs.create_queue(QueueName="counted", Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+        for i in range(5):
+            sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+        sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=600)
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2, VisibilityTimeout=600)
+        self.assertEqual(len(got["Messages"]), 2)
+        every = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        self.assertEqual(every["ApproximateNumberOfMessages"], "3")
+        self.assertEqual(every["ApproximateNumberOfMessagesNotVisible"], "2")
+        self.assertEqual(every["ApproximateNumberOfMessagesDelayed"], "1")
+        self.assertEqual(json.loads(every["RedrivePolicy"]), json.loads(redrive))
+        self.assertEqual(every["MessageRetentionPeriod"], "345600")
+        self.assertNotIn("FifoQueue", every)
+        some = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "VisibilityTimeout"]
+        )["Attributes"]
+        self.assertEqual(some, {"ApproximateNumberOfMessages": "3", "VisibilityTimeout": "30"})
+        # creating the queue again with the same attributes is allowed, with others it is not
+        sqs.create_queue(QueueName="counted", Attributes={"RedrivePolicy": redrive})
+        with self.assertRaises(ClientError):
+            sqs.create_queue(QueueName="counted", Attributes={"VisibilityTimeout": "5"})
+        fifo = sqs.create_queue(QueueName="counted.fifo", Attributes={
+            "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+        for _ in range(2):
+            sqs.send_message(QueueUrl=fifo, MessageBody="same", MessageGroupId="g")
+        attrs = sqs.get_queue_attributes(QueueUrl=fifo, AttributeNames=["All"])["Attributes"]
+        self.assertEqual((attrs["FifoQueue"], attrs["ContentBasedDeduplication"]), ("true", "true"))
+        self.assertEqual(attrs["ApproximateNumberOfMessages"], "1")
+
+    def test_expired_messages_are_dropped(self):
+        """forget_expired_messages drops what is older than the queue's retention, in flight or
+        not, and keeps the rest (checked on moto's own queue model with a chosen clock)."""
+        sys.path.insert(0, os.path.dirname(EMULATOR))
+        try:
+            import emulator
+        finally:
+            sys.path.pop(0)
+        from moto.sqs.models import Message, Queue
+
+        queue = Queue("retained", region="us-east-1", account_id="123456789012",
+                      MessageRetentionPeriod="60")
+        now = 1_000_000.0
+        for i, age in enumerate([120, 61, 58, 1]):
+            m = Message(f"id{i}", f"m{i}")
+            m.sent_timestamp = int((now - age) * 1000)
+            queue._messages.append(m)
+        queue._pending_messages.add(queue._messages[1])
+        emulator.forget_expired_messages(queue, now)
+        self.assertEqual([m.body for m in queue._messages], ["m2", "m3"])
+        self.assertEqual(queue._pending_messages, set())
+        # at most one pass a second
+        old = Message("id9", "m9")
+        old.sent_timestamp = int((now - 300) * 1000)
+        queue._messages.insert(0, old)
+        emulator.forget_expired_messages(queue, now + 0.5)
+        self.assertEqual(len(queue._messages), 3)
+        emulator.forget_expired_messages(queue, now + 1.0)
+        self.assertEqual([m.body for m in queue._messages], ["m2", "m3"])
 
 
 class StreamTest(EmulatorTest):

@@ -90,7 +90,8 @@ pub struct Resources {
     pub push_apps: String,
     /// The verified sender address of notification mail.
     pub sender: String,
-    /// A queue that receives every event on the bus, for inspection and tests.
+    /// A queue that receives every event on the bus, for inspection and tests; its messages
+    /// expire after `TAP_RETENTION_SECONDS`.
     pub events_tap_url: String,
     /// The relay's dead-letter queue: outbox items it could not publish.
     pub events_relay_dlq_url: String,
@@ -303,6 +304,9 @@ async fn create_keyed_table(
     Ok(())
 }
 
+/// How long the events tap keeps a message nobody received (SQS's minimum is 60 s).
+pub const TAP_RETENTION_SECONDS: u32 = 15 * 60;
+
 async fn create_queue(
     clients: &Clients,
     name: &str,
@@ -469,6 +473,18 @@ pub async fn provision(clients: &Clients, prefix: &str) -> Result<Resources, Box
     )
     .await?;
     let (tap, tap_arn) = create_queue(clients, &format!("{prefix}-events-tap"), None).await?;
+    // Nothing consumes the tap: what nobody read within its retention goes, as SQS lets
+    // messages expire, so a long-running local stack does not keep every event ever published.
+    clients
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&tap)
+        .attributes(
+            QueueAttributeName::MessageRetentionPeriod,
+            TAP_RETENTION_SECONDS.to_string(),
+        )
+        .send()
+        .await?;
 
     let bus = format!("{prefix}-bus");
     clients
