@@ -13,6 +13,10 @@ the server starts, keep DynamoDB's semantics and remove the growth:
 - serialise_dynamodb: DynamoDB and DynamoDB Streams requests run one at a time under one lock,
   so every request is atomic and nothing else sees a transaction half applied. Other services
   stay concurrent (SQS long polls must not block the table).
+- answers_in_plain_json: the data-plane answers (items, pages, stream records) are written with
+  json.dumps instead of moto's serialiser, which walks botocore's output shape value by value
+  and was most of a large Query's or GetRecords' time under the lock (EMULATOR_MOTO_SERIALISER=1
+  restores moto's, which a test compares them with).
 - snapshot_only_touched_items: TransactWriteItems no longer deep-copies whole tables. While the
   lock is held it copies only the items the transaction names (or notes that they are absent)
   and where each touched stream ends; on any failure it puts those items back exactly (removes
@@ -66,9 +70,12 @@ Usage: python infra/emulator.py [-H 127.0.0.1] [-p PORT]
 """
 
 import argparse
+import base64
 import bisect
+import calendar
 import copy
 import datetime
+import io
 import json
 import os
 import threading
@@ -757,10 +764,130 @@ def batch_sends_keep_system_attributes():
     SQSBackend.send_message_batch = send_message_batch
 
 
+# The answers whose every member is plain data (attribute values, counts, keys, stream records):
+# written with json.dumps instead of moto's shape-walking serialiser.
+PLAIN_ANSWERS = {
+    "GetItem",
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "Query",
+    "Scan",
+    "BatchGetItem",
+    "BatchWriteItem",
+    "TransactGetItems",
+    "TransactWriteItems",
+    "GetRecords",
+}
+
+
+def _unix_time(value: datetime.datetime):
+    """As moto's serialiser writes a timestamp: epoch seconds, truncated to milliseconds."""
+    seconds = calendar.timegm(value.timetuple())
+    return seconds + (value.microsecond // 1000) / 1000.0 if value.microsecond else seconds
+
+
+def _plain_json(value):
+    if isinstance(value, datetime.datetime):
+        return _unix_time(value)
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode()
+    if isinstance(value, set):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} in a DynamoDB answer")
+
+
+def _without_nulls(value):
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def answers_in_plain_json():
+    """moto writes every answer by walking botocore's output shape member by member; for a
+    Query or a GetRecords of a hundred items that walk was most of the request's time, and the
+    DynamoDB lock is held meanwhile. The answers in PLAIN_ANSWERS are already the wire's JSON
+    (attribute values as {"S": ...}), so they are dumped directly: members the operation does not
+    have and null members are left out as moto leaves them out, binary values are base64 and
+    timestamps epoch seconds as moto writes them. Errors and every other operation still go
+    through moto's serialiser."""
+    from moto.core.responses import ActionResult
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+    for handler in (DynamoHandler, DynamoDBStreamsHandler):
+        serialized = handler.serialized
+
+        def plain(self, action_result, serialized=serialized):
+            result = action_result.result
+            action = self._get_action()
+            if action not in PLAIN_ANSWERS or not isinstance(result, dict):
+                return serialized(self, action_result)
+            status, headers, _ = serialized(self, ActionResult({}))
+            members = _output_members(self, action)
+            body = {k: v for k, v in result.items() if k in members and v is not None}
+            return status, headers, json.dumps(_without_nulls(body), default=_plain_json)
+
+        handler.serialized = plain
+
+
+_MEMBERS: dict = {}
+
+
+def _output_members(response, action: str) -> frozenset:
+    key = (response.boto3_service_name, action)
+    if key not in _MEMBERS:
+        from moto.core.responses import get_service_model
+
+        shape = get_service_model(response.boto3_service_name).operation_model(action).output_shape
+        _MEMBERS[key] = frozenset(shape.members) if shape is not None else frozenset()
+    return _MEMBERS[key]
+
+
 def serialise_dynamodb(app):
+    """Runs DynamoDB and DynamoDB Streams requests one at a time under one lock. With
+    EMULATOR_TRACE=FILE each of them also appends a JSON line to FILE: the operation, the index
+    and key condition it named, the seconds it waited for the lock and held it, the answer's size
+    (to see which requests grow with the data, e.g. during `make soak`)."""
+    trace = os.environ.get("EMULATOR_TRACE")
+    out = open(trace, "a", buffering=1) if trace else None
+    out_lock = threading.Lock()
+
+    def traced(environ, start_response, target):
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        asked = time.monotonic()
+        with _DYNAMODB:
+            began = time.monotonic()
+            chunks = list(app(environ, start_response))
+            ended = time.monotonic()
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            request = {}
+        line = {
+            "t": time.time(),
+            "op": target.split(".")[-1],
+            "wait": began - asked,
+            "hold": ended - began,
+            "bytes": sum(len(c) for c in chunks),
+        }
+        for name in ("IndexName", "KeyConditionExpression", "FilterExpression"):
+            if name in request:
+                line[name] = request[name]
+        if "TransactItems" in request:
+            line["actions"] = len(request["TransactItems"])
+        with out_lock:
+            out.write(json.dumps(line) + "\n")
+        return chunks
+
     def wrapped(environ, start_response):
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target.startswith("DynamoDB_") or target.startswith("DynamoDBStreams_"):
+            if out is not None:
+                return traced(environ, start_response, target)
             with _DYNAMODB:
                 return list(app(environ, start_response))
         return app(environ, start_response)
@@ -778,6 +905,8 @@ def patch_moto() -> None:
     batch_sends_keep_system_attributes()
     queue_attributes_cost_what_they_read()
     queues_forget_expired_messages()
+    if os.environ.get("EMULATOR_MOTO_SERIALISER") != "1":
+        answers_in_plain_json()
 
 
 def exit_with_parent() -> None:
