@@ -846,6 +846,37 @@ def _output_members(response, action: str) -> frozenset:
     return _MEMBERS[key]
 
 
+def event_paths_parsed_once():
+    """moto delivers every event to every matching target through its input-template code,
+    which parses each input path (six of them by default, for a target without a transformer)
+    with jsonpath_ng, and jsonpath_ng builds a new parser, tables and all, for every parse: that
+    was a seventh of the emulator's time under load. A parsed path is immutable and the same for
+    the same text, so each text is parsed once."""
+    import functools
+
+    import jsonpath_ng.ext
+
+    jsonpath_ng.ext.parse = functools.lru_cache(maxsize=512)(jsonpath_ng.ext.parse)
+
+
+def services_listed_once():
+    """moto's dispatcher lists its own package directory (a listdir and an isdir per service)
+    for every request to find the service by host name; the list does not change."""
+    from moto import backends
+
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+
+
+def quiet_request_log():
+    """werkzeug logs a line per request (a twelfth of the emulator's time under load, all of it
+    holding the interpreter); errors are still logged. EMULATOR_REQUEST_LOG=1 keeps the lines."""
+    import logging
+
+    if os.environ.get("EMULATOR_REQUEST_LOG") != "1":
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
 def serialise_dynamodb(app):
     """Runs DynamoDB and DynamoDB Streams requests one at a time under one lock. With
     EMULATOR_TRACE=FILE each of them also appends a JSON line to FILE: the operation, the index
@@ -907,6 +938,9 @@ def patch_moto() -> None:
     queues_forget_expired_messages()
     if os.environ.get("EMULATOR_MOTO_SERIALISER") != "1":
         answers_in_plain_json()
+    event_paths_parsed_once()
+    services_listed_once()
+    quiet_request_log()
 
 
 def exit_with_parent() -> None:

@@ -664,6 +664,58 @@ class SqsTest(EmulatorTest):
         self.assertEqual([m.body for m in queue._messages], ["m2", "m3"])
 
 
+class EventsTest(EmulatorTest):
+    def test_rules_deliver_each_event_as_before(self):
+        """Input paths are parsed once and reused: every event still reaches every target whole,
+        or shaped by the target's transformer, with its own values."""
+        events, sqs = self.emulator.client("events"), self.emulator.client("sqs")
+        events.create_event_bus(Name="bus")
+        urls = {}
+        for name in ("whole", "shaped"):
+            urls[name] = sqs.create_queue(QueueName=f"events-{name}")["QueueUrl"]
+        arn = lambda url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        events.put_rule(Name="all", EventBusName="bus", EventPattern=json.dumps({"source": ["clinic"]}))
+        events.put_targets(
+            Rule="all",
+            EventBusName="bus",
+            Targets=[
+                {"Id": "whole", "Arn": arn(urls["whole"])},
+                {
+                    "Id": "shaped",
+                    "Arn": arn(urls["shaped"]),
+                    "InputTransformer": {
+                        "InputPathsMap": {"kind": "$.detail-type", "who": "$.detail.who"},
+                        "InputTemplate": '{"kind": "<kind>", "who": "<who>"}',
+                    },
+                },
+            ],
+        )
+        for i in range(3):
+            events.put_events(
+                Entries=[
+                    {
+                        "EventBusName": "bus",
+                        "Source": "clinic",
+                        "DetailType": f"kind.{i}",
+                        "Detail": json.dumps({"who": f"p{i}"}),
+                    }
+                ]
+            )
+
+        def bodies(url):
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            found = [json.loads(m["Body"]) for m in got.get("Messages", [])]
+            return sorted(found, key=lambda b: b.get("detail-type") or b.get("kind"))
+
+        whole = bodies(urls["whole"])
+        self.assertEqual([(e["detail-type"], e["detail"], e["source"]) for e in whole],
+                         [(f"kind.{i}", {"who": f"p{i}"}, "clinic") for i in range(3)])
+        self.assertEqual(len({e["id"] for e in whole}), 3)
+        self.assertEqual(bodies(urls["shaped"]), [{"kind": f"kind.{i}", "who": f"p{i}"} for i in range(3)])
+
+
 class PlainAnswerTest(unittest.TestCase):
     """The answers the emulator dumps as plain JSON are the ones moto's serialiser writes:
     the same requests, sent to an emulator with moto's serialiser, get the same bodies."""
