@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 PORT ?= 3000
 MOTO_PORT ?= 4566
-FUNCTIONS := auth users clinics appointments billing relay notifications ehr
+FUNCTIONS := auth users clinics appointments billing relay notifications ehr docs
 
 .PHONY: help setup dev mail audit-verify totp test lint unit emulator-test contract build deploy bench soak fmt clean
 

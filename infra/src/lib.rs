@@ -156,7 +156,8 @@ impl Stack {
                 .merge(appointments::routes(self.appointments.clone()))
                 .merge(billing::routes(self.billing.clone()))
                 .merge(notifications::routes(self.notifications.clone()))
-                .merge(ehr::routes(self.ehr.clone())),
+                .merge(ehr::routes(self.ehr.clone()))
+                .merge(docs::routes()),
         )
     }
 

@@ -7,14 +7,31 @@ use std::borrow::Cow;
 
 use crate::correlation::current_correlation_id;
 
-/// A problem with one field of a request body, listed in a validation error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One invalid field of a request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
-    /// JSON pointer-ish field name, e.g. `email` or `address.city`.
+    /// The field's JSON name, e.g. `email`; a nested field is dotted, e.g. `admin.email`, and
+    /// an array element indexed, e.g. `weekly.MONDAY[0].start`; for a query parameter, its
+    /// name.
+    #[schema(value_type = String, examples("password"))]
     pub field: Cow<'static, str>,
-    /// Stable machine code, e.g. `too_short`.
+    /// Stable code for the problem with this field: `invalid_id`, `unknown_clinic`,
+    /// `invalid_email`, `too_short`, `too_long`, `too_common`, `contains_email`,
+    /// `invalid_length`, `invalid_phone`, `invalid_date`, `wrong_password`, `required`,
+    /// `invalid_value`, `invalid_address`, `invalid_contact`, `invalid_time_zone`,
+    /// `invalid_currency`, `invalid_locale`, `invalid_role`, `invalid_status`,
+    /// `unknown_location`, `out_of_range`, `unknown_doctor`, `unknown_patient`, `invalid_kind`,
+    /// `invalid_timestamp`, `conflicting`, `end_before_start`, `not_on_grid`, `in_the_past`,
+    /// `outside_hours`, `invalid_time`, `invalid_weekday`, `overlapping_shifts`,
+    /// `duplicate_date`, `too_many`, `empty_update`, `startsAt_or_date`, `invalid_amount`,
+    /// `invalid_interval`, `invalid_type`, `incomplete`, `unknown_field`, `unknown_plan`,
+    /// `unknown_subscription`, `unknown_invoice`, `invalid_method`, `desk_only`, `exceeds_due`,
+    /// `amount_mismatch`, `invalid_quantity`, `exceeds_amount`, `too_large`, `exceeds_paid`,
+    /// `invalid_query`.
+    #[schema(value_type = String, examples("too_short"))]
     pub code: &'static str,
-    /// Human message; never echoes the submitted value (it may be PHI).
+    /// Human-readable; never repeats the submitted value.
+    #[schema(value_type = String, examples("Use at least 10 characters."))]
     pub message: Cow<'static, str>,
 }
 
@@ -285,24 +302,73 @@ impl ApiError {
     }
 }
 
-/// The RFC 9457 body.
-#[derive(Debug, Serialize)]
+/// An RFC 9457 problem document, sent with `Content-Type: application/problem+json` for every
+/// error. Clients should switch on `code`, which is stable; `detail` is for humans and never
+/// echoes submitted values.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Problem {
+    /// `/problems/` followed by `code` with underscores turned into hyphens.
     #[serde(rename = "type")]
+    #[schema(
+        format = "uri-reference",
+        pattern = "^/problems/[a-z0-9-]+$",
+        examples("/problems/validation-failed")
+    )]
     pub kind: String,
+    /// The HTTP reason phrase of `status`.
+    #[schema(examples("Unprocessable Entity"))]
     pub title: String,
+    /// The HTTP status code.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
+    /// A human-readable explanation.
+    #[schema(value_type = String)]
     pub detail: Cow<'static, str>,
+    /// Stable machine-readable error code. Platform codes: `malformed_json`, `unreadable_body`,
+    /// `invalid_body`, `validation_failed`, `payload_too_large`, `unsupported_media_type`,
+    /// `not_found`, `method_not_allowed`, `forbidden`, `internal_error`,
+    /// `invalid_idempotency_key`, `idempotency_key_reused`, `idempotency_in_progress`,
+    /// `invalid_query`, `missing_token`, `invalid_token`, `token_expired`, `session_revoked`.
+    /// Auth codes: `email_taken`, `concurrent_request`, `invalid_credentials`,
+    /// `too_many_requests`, `invalid_refresh_token`, `refresh_token_reused`,
+    /// `refresh_token_expired`, `refresh_token_superseded`, `invalid_reset_token`,
+    /// `invalid_verification_token`, `already_verified`, `invalid_invitation`,
+    /// `email_unverified`, `registration_closed`, `concurrent_update`. Users and clinics codes:
+    /// `empty_update`, `empty_search`, `version_conflict`, `already_member`, `location_in_use`,
+    /// `invalid_cursor`. Appointments codes: `illegal_transition` (with `currentStatus`,
+    /// `requestedStatus` and `action`), `slot_taken`, `slot_not_held`, `reschedule_limit`,
+    /// `already_started`, `not_due`, `not_today`, `not_waiting`, `queue_changed`,
+    /// `no_free_slot`, `too_many_pending`, `slot_length_only`, `too_far_ahead`,
+    /// `billed_terms_fixed`. Billing codes (besides `illegal_transition`, `not_due`,
+    /// `version_conflict` and `concurrent_request`): `plan_in_use`, `already_subscribed`,
+    /// `invoice_number_taken`, `invoice_partly_paid`, `invoice_not_payable`, `not_refundable`,
+    /// `quota_exhausted` (booking under a subscription), and for the payment provider's webhook
+    /// `invalid_signature`, `stale_signature`, `amount_mismatch`, `unknown_event`.
+    #[schema(value_type = String, pattern = "^[a-z0-9_]+$", examples("validation_failed"))]
     pub code: &'static str,
+    /// The request's correlation id (the same value as the `x-correlation-id` response header).
     pub correlation_id: String,
+    /// Present only when `code` is `validation_failed`: every failing field at once.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false, min_items = 1)]
     pub errors: Vec<FieldError>,
+    /// Present only when `code` is `illegal_transition`: the appointment's, subscription's or
+    /// invoice's status, from which the action is not allowed.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false, examples("COMPLETED"))]
     pub current_status: Option<&'static str>,
+    /// Present only when `code` is `illegal_transition` and the action leads to a status
+    /// (absent for `reschedule`, `renew` and the invoice actions).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false, examples("CANCELLED"))]
     pub requested_status: Option<&'static str>,
+    /// Present only when `code` is `illegal_transition`: the refused action, as in the route
+    /// (appointments: `confirm`, `reschedule`, `cancel`, `check-in`, `start`, `complete`,
+    /// `no-show`; subscriptions: `cancel`, `renew`; invoices: `finalize`, `void`,
+    /// `mark-uncollectible`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false, examples("cancel"))]
     pub action: Option<&'static str>,
 }
 

@@ -24,6 +24,7 @@ pub mod jwt;
 pub mod keys;
 pub mod lambda;
 pub mod metrics;
+pub mod openapi;
 pub mod outbox;
 pub mod platform;
 pub mod policy;

@@ -88,3 +88,8 @@ pub fn routes(state: AppState) -> Router {
         .merge(routes::queue::router())
         .with_state(state)
 }
+
+/// This context's part of the OpenAPI document (see `shared::openapi`).
+pub fn openapi() -> serde_json::Value {
+    shared::openapi::part(include_str!("../openapi.json"))
+}

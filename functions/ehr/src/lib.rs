@@ -107,3 +107,8 @@ pub fn routes(state: AppState) -> Router {
         .merge(routes::trail::router())
         .with_state(state)
 }
+
+/// This context's part of the OpenAPI document (see `shared::openapi`).
+pub fn openapi() -> serde_json::Value {
+    shared::openapi::part(include_str!("../openapi.json"))
+}

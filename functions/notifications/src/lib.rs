@@ -215,3 +215,8 @@ pub async fn state_from_env() -> Result<AppState, BoxError> {
     let clients = shared::aws::Clients::from_env().await;
     state(&clients, cfg, Arc::new(shared::clock::SystemClock)).await
 }
+
+/// This context's part of the OpenAPI document (see `shared::openapi`).
+pub fn openapi() -> serde_json::Value {
+    shared::openapi::part(include_str!("../openapi.json"))
+}

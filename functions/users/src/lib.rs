@@ -27,3 +27,8 @@ pub fn router(state: AppState) -> Router {
 pub fn routes(state: AppState) -> Router {
     Router::new().merge(routes::me::router()).with_state(state)
 }
+
+/// This context's part of the OpenAPI document (see `shared::openapi`).
+pub fn openapi() -> serde_json::Value {
+    shared::openapi::part(include_str!("../openapi.json"))
+}

@@ -38,6 +38,7 @@ async fn platform_routes_and_problem_fallbacks() {
         .chain(billing::ROUTES)
         .chain(notifications::ROUTES)
         .chain(ehr::ROUTES)
+        .chain(docs::ROUTES)
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     let mut documented = Vec::new();

@@ -27,6 +27,7 @@ fn every_served_route_is_deployed_and_nothing_else() {
         .chain(billing::ROUTES)
         .chain(notifications::ROUTES)
         .chain(ehr::ROUTES)
+        .chain(docs::ROUTES)
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     deployed.sort();

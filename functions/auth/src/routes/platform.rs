@@ -1,23 +1,17 @@
-//! Platform routes every client needs before it has a token: health, the signing keys, the
-//! OpenAPI document.
+//! Platform routes every client needs before it has a token: health, readiness, the signing
+//! keys. (The OpenAPI document is the docs function's.)
 
-use axum::{
-    Router,
-    extract::State,
-    response::{IntoResponse, Response},
-    routing::get,
-};
-use http::{HeaderValue, StatusCode, header};
+use axum::{Router, extract::State, response::Response, routing::get};
+use http::{HeaderValue, header};
 use shared::{ApiError, http::present};
 
-use crate::{AppState, OPENAPI};
+use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/health/ready", get(ready))
         .route("/.well-known/jwks.json", get(jwks))
-        .route("/v1/openapi.json", get(openapi))
 }
 
 async fn health() -> Response {
@@ -42,15 +36,6 @@ async fn jwks(State(state): State<AppState>) -> Response {
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=300"),
-    );
-    resp
-}
-
-async fn openapi() -> Response {
-    let mut resp = (StatusCode::OK, OPENAPI).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
     );
     resp
 }
