@@ -797,22 +797,15 @@ def _plain_json(value):
     raise TypeError(f"{type(value).__name__} in a DynamoDB answer")
 
 
-def _without_nulls(value):
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value
-
-
 def answers_in_plain_json():
     """moto writes every answer by walking botocore's output shape member by member; for a
     Query or a GetRecords of a hundred items that walk was most of the request's time, and the
     DynamoDB lock is held meanwhile. The answers in PLAIN_ANSWERS are already the wire's JSON
     (attribute values as {"S": ...}), so they are dumped directly: members the operation does not
-    have and null members are left out as moto leaves them out, binary values are base64 and
-    timestamps epoch seconds as moto writes them. Errors and every other operation still go
-    through moto's serialiser."""
+    have and null members of the answer are left out as moto leaves them out (nested values are
+    never null: attribute values and stream records, which a test compares with moto's), binary
+    values are base64 and timestamps epoch seconds as moto writes them. Errors and every other
+    operation still go through moto's serialiser."""
     from moto.core.responses import ActionResult
     from moto.dynamodb.responses import DynamoHandler
     from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
@@ -828,7 +821,7 @@ def answers_in_plain_json():
             status, headers, _ = serialized(self, ActionResult({}))
             members = _output_members(self, action)
             body = {k: v for k, v in result.items() if k in members and v is not None}
-            return status, headers, json.dumps(_without_nulls(body), default=_plain_json)
+            return status, headers, json.dumps(body, default=_plain_json)
 
         handler.serialized = plain
 
