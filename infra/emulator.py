@@ -42,6 +42,11 @@ the server starts, keep DynamoDB's semantics and remove the growth:
   MessageRetentionPeriod, as SQS does (moto kept them forever).
 - batch_sends_keep_system_attributes: SendMessageBatch keeps each entry's
   MessageSystemAttributes (the AWSTraceHeader), as SendMessage does.
+- update_expressions_parsed_once, event_paths_parsed_once, services_listed_once: what moto
+  rebuilt for every request and is the same every time (an UpdateExpression's parsed tree, an
+  EventBridge target's input paths, the list of moto's services) is built once.
+- quiet_request_log: werkzeug's line per request is not written (EMULATOR_REQUEST_LOG=1 keeps
+  it); errors still are.
 - untrack_dynamodb_models: moto's BaseModel.__new__ appends every instance to its class's
   `instances_tracked` list (for /moto-api/data.json) and only /moto-api/reset clears them. For
   the DynamoDB and DynamoDB Streams models (tables, items, stream records, shards, iterators) that
@@ -852,6 +857,19 @@ def event_paths_parsed_once():
     jsonpath_ng.ext.parse = functools.lru_cache(maxsize=512)(jsonpath_ng.ext.parse)
 
 
+def update_expressions_parsed_once():
+    """moto parses an UpdateExpression twice per UpdateItem (once to check it, once to run it)
+    and parses it again for every Update of a transaction; what it parses is the same for the
+    same text, and moto's validator works on a deep copy of the tree (names and values are
+    substituted there, never in the parsed tree), so each text is parsed once."""
+    import functools
+
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    make = UpdateExpressionParser.make.__func__
+    UpdateExpressionParser.make = classmethod(functools.lru_cache(maxsize=1024)(make))
+
+
 def services_listed_once():
     """moto's dispatcher lists its own package directory (a listdir and an isdir per service)
     for every request to find the service by host name; the list does not change."""
@@ -932,6 +950,7 @@ def patch_moto() -> None:
     if os.environ.get("EMULATOR_MOTO_SERIALISER") != "1":
         answers_in_plain_json()
     event_paths_parsed_once()
+    update_expressions_parsed_once()
     services_listed_once()
     quiet_request_log()
 

@@ -664,6 +664,41 @@ class SqsTest(EmulatorTest):
         self.assertEqual([m.body for m in queue._messages], ["m2", "m3"])
 
 
+class UpdateExpressionTest(EmulatorTest):
+    def test_one_expression_text_with_other_names_and_values_each_time(self):
+        """An expression is parsed once and reused: each use still gets its own names and
+        values, in UpdateItem and in transactions alike."""
+        create_table(self.ddb, "updates")
+        expression = "SET #f = :v, n = if_not_exists(n, :zero) + :one"
+        for i, field in enumerate(["a", "b", "a", "c"]):
+            self.ddb.update_item(
+                TableName="updates",
+                Key=key("p", "x"),
+                UpdateExpression=expression,
+                ExpressionAttributeNames={"#f": field},
+                ExpressionAttributeValues={":v": S(f"v{i}"), ":zero": {"N": "0"}, ":one": {"N": "1"}},
+            )
+        self.ddb.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": "updates",
+                        "Key": key("p", k),
+                        "UpdateExpression": expression,
+                        "ExpressionAttributeNames": {"#f": "t"},
+                        "ExpressionAttributeValues": {":v": S(k), ":zero": {"N": "10"}, ":one": {"N": "2"}},
+                    }
+                }
+                for k in ("x", "y")
+            ]
+        )
+        items = {i["sk"]["S"]: i for i in scan_all(self.ddb, "updates")}
+        x, y = items["x"], items["y"]
+        self.assertEqual((x["a"], x["b"], x["c"], x["t"], x["n"]),
+                         (S("v2"), S("v1"), S("v3"), S("x"), {"N": "6"}))
+        self.assertEqual((y["t"], y["n"]), (S("y"), {"N": "12"}))
+
+
 class EventsTest(EmulatorTest):
     def test_rules_deliver_each_event_as_before(self):
         """Input paths are parsed once and reused: every event still reaches every target whole,
